@@ -1,0 +1,169 @@
+"""Builder: the API the op table uses to turn one aten op into prims of the fusion IR.
+
+A `Val` is a fusion value plus the dtype eager PyTorch would give that tensor.  The two differ
+only for float16/bfloat16 results, which stay in float32 registers until they are stored (or
+explicitly converted): that is nvfuse's "compute in float32, round once on store" rule.
+
+Op-table functions receive `Val`s for tensor operands and plain Python values for everything
+else, call `b.prim(...)`, `b.cast(...)`, `b.const(...)`, and return a `Val`; `b.finish` then
+types the result as eager's output dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nvfuse import dtypes
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR, Node, Output, Scalar, TensorInput, verify_fusion
+from nvfuse.fusion.prims import BINARY_PRED, UNARY_PRED, Prim
+
+
+@dataclass(frozen=True)
+class Val:
+    """A fusion value: node `index` of dtype `dtype`, standing for an eager tensor of dtype
+    `eager` (equal to `dtype` except for float16/bfloat16 kept in float32).  `zero_dim` marks
+    0-dim tensors, which take part in type promotion like scalars do."""
+
+    index: int
+    dtype: DType
+    eager: DType
+    zero_dim: bool = False
+
+
+class Unsupported(Exception):
+    """The op (with these arguments) cannot be fused; the caller keeps it eager."""
+
+
+class Builder:
+    """Accumulates nodes (with common-subexpression sharing) for one fusion group."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inputs: list[TensorInput] = []
+        self.nodes: list[Node] = []
+        self.outputs: list[Output] = []
+        self._memo: dict[Node, int] = {}
+
+    # -- leaves ------------------------------------------------------------------------------
+    def add_node(self, node: Node) -> int:
+        found = self._memo.get(node)
+        if found is not None:
+            return found
+        self.nodes.append(node)
+        self._memo[node] = len(self.nodes) - 1
+        return len(self.nodes) - 1
+
+    def load(self, dtype: DType, ndim: int) -> Val:
+        """Declare a new tensor input and load it."""
+        index = len(self.inputs)
+        self.inputs.append(TensorInput(f"in{index}", dtype, ndim))
+        node = self.add_node(Node(Prim.LOAD, (), dtype, index))
+        return Val(node, dtype, dtype, zero_dim=ndim == 0)
+
+    def const(self, value: Scalar, dtype: DType) -> Val:
+        """A literal of `dtype` (converted as torch converts a Python scalar to that dtype)."""
+        literal = _convert_scalar(value, dtype)
+        node = self.add_node(Node(Prim.CONST, (), dtype.compute, literal))
+        return Val(node, dtype.compute, dtype)
+
+    # -- compute -----------------------------------------------------------------------------
+    def prim(self, op: Prim, *args: Val, dtype: DType | None = None) -> Val:
+        """`op(*args)`.  Operands must already share a dtype (WHERE: after its condition).
+        The result dtype follows nvfuse.fusion.prims (bool for predicates); pass `dtype` only
+        for CAST."""
+        if op is Prim.CAST:
+            assert dtype is not None
+            result = dtype
+        elif op is Prim.WHERE:
+            result = args[1].dtype
+        elif op in UNARY_PRED or op in BINARY_PRED:
+            result = DType.BOOL
+        else:
+            result = args[0].dtype
+        index = self.add_node(Node(op, tuple(a.index for a in args), result))
+        return Val(index, result, result)
+
+    def cast(self, v: Val, dtype: DType) -> Val:
+        """`v` as a value of compute dtype `dtype` (no rounding of float32-kept halves: use
+        `convert` for eager's explicit conversions)."""
+        if v.dtype is dtype:
+            return v
+        return self.prim(Prim.CAST, v, dtype=dtype)
+
+    def convert(self, v: Val, dtype: DType) -> Val:
+        """Eager's `x.to(dtype)`: rounds a float32-kept half first, then converts.
+        Returns a value typed for computing (`dtype.compute`) with eager dtype `dtype`."""
+        if v.eager.is_reduced_float and v.dtype is not v.eager:
+            v = self.cast(v, v.eager)  # round to the eager dtype: what eager holds in memory
+        if v.eager is dtype and v.dtype is dtype.compute:
+            return v
+        if dtype.is_reduced_float:
+            rounded = self.cast(v, dtype)
+            out = self.cast(rounded, DType.FLOAT32)
+            return Val(out.index, out.dtype, dtype)
+        out = self.cast(v, dtype)
+        return Val(out.index, out.dtype, dtype)
+
+    def operand(self, x: Val | Scalar, dtype: DType) -> Val:
+        """Operand `x` (a Val or a Python scalar) in the compute dtype of eager dtype `dtype`."""
+        if isinstance(x, Val):
+            return self.cast(x, dtype.compute)
+        return self.const(x, dtype)
+
+    def finish(self, v: Val, eager: DType) -> Val:
+        """Type an op's result as eager's result dtype `eager`, without rounding halves."""
+        if eager.is_reduced_float and v.dtype is DType.FLOAT32:
+            return Val(v.index, v.dtype, eager)
+        v = self.cast(v, eager.compute)
+        return Val(v.index, v.dtype, eager)
+
+    # -- outputs -----------------------------------------------------------------------------
+    def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...]) -> None:
+        name = f"out{len(self.outputs)}"
+        self.outputs.append(Output(name, v.index, dtype, shape_from))
+
+    def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
+        ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops)
+        return verify_fusion(ir)
+
+
+def _convert_scalar(value: Scalar, dtype: DType) -> Scalar:
+    """Convert a Python scalar as torch converts it into a tensor of `dtype`."""
+    if dtype is DType.BOOL:
+        return bool(value)
+    if dtype.is_int:
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise Unsupported(f"scalar {value} cannot be converted to {dtype}")
+            value = int(value)  # torch truncates toward zero
+        bits = dtype.itemsize * 8
+        value = int(value) & ((1 << bits) - 1)
+        if dtype.is_signed and value >= 1 << (bits - 1):
+            value -= 1 << bits
+        return value
+    # floats: round through the storage dtype so the literal is what eager would hold
+    return float(torch.tensor(float(value), dtype=dtype.torch).double().item()) if (
+        dtype is not DType.FLOAT64) else float(value)
+
+
+def result_type(*operands: Val | Scalar) -> DType:
+    """torch's type promotion (TensorIterator's n-ary rule: dimensioned tensors, then 0-dim
+    tensors, then Python scalars, by category) over Vals and Python scalars."""
+    from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, elementwise_dtypes
+
+    args: list[torch.Tensor | Scalar] = []
+    for x in operands:
+        if isinstance(x, Val):
+            shape = () if x.zero_dim else (1,)
+            args.append(torch.empty(shape, dtype=x.eager.torch, device="meta"))
+        else:
+            args.append(x)
+    if not any(isinstance(a, torch.Tensor) for a in args):
+        raise Unsupported("no tensor operand")
+    _, promoted = elementwise_dtypes(
+        *args, type_promotion_kind=ELEMENTWISE_TYPE_PROMOTION_KIND.DEFAULT
+    )
+    return dtypes.from_torch(promoted)

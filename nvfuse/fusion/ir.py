@@ -1,0 +1,154 @@
+"""Fusion IR: one fusion group as a typed, shape-agnostic DAG of prims.
+
+Input: built by `nvfuse.fusion.build.build_fusion` from a group's aten subgraph and the dtypes
+of its inputs.  Output: a frozen `FusionIR` that the scheduler and the lowering read.
+
+Shapes are *not* part of the fusion IR: sizes are kernel arguments.  A pointwise fusion iterates
+over the broadcast of its inputs' shapes; each output records which inputs its shape comes from
+(`shape_from`), so the runtime computes output shapes from the actual input shapes.
+Values are numbered SSA nodes in topological order; a node refers to earlier nodes by index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.prims import (
+    BINARY_PRED, BINARY_SAME, FLOAT_ONLY, INT_ONLY, UNARY_PRED, UNARY_SAME, Prim, arity,
+)
+
+Scalar = Union[bool, int, float]
+
+
+@dataclass(frozen=True)
+class TensorInput:
+    """A tensor the fused kernel reads: its storage dtype and rank."""
+
+    name: str
+    dtype: DType
+    ndim: int
+
+
+@dataclass(frozen=True)
+class Node:
+    """One SSA value: `op(*args)` of dtype `dtype`.
+
+    `attr` holds the input index for LOAD, the literal for CONST, and is None otherwise
+    (CAST's target is `dtype`).
+    """
+
+    op: Prim
+    args: tuple[int, ...]
+    dtype: DType
+    attr: Scalar | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A tensor the kernel writes: value `value` rounded to `dtype`, with the broadcast shape
+    of the inputs listed in `shape_from` (every input when the tuple is empty and ndim > 0
+    is impossible; an output with no inputs has shape `()`)."""
+
+    name: str
+    value: int
+    dtype: DType
+    shape_from: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FusionIR:
+    name: str
+    inputs: tuple[TensorInput, ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[Output, ...]
+    ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
+
+    def __str__(self) -> str:
+        return print_fusion(self)
+
+    @property
+    def ndim(self) -> int:
+        """Rank of the iteration space: the largest input rank."""
+        return max((i.ndim for i in self.inputs), default=0)
+
+
+def format_scalar(value: Scalar) -> str:
+    """Deterministic text for a literal (repr of floats round-trips exactly)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(int(value))
+
+
+def print_fusion(ir: FusionIR) -> str:
+    """The one printer of the fusion IR (repr, dumps, tests)."""
+    params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
+    lines = [f"fusion {ir.name}({params}) {{"]
+    for index, node in enumerate(ir.nodes):
+        if node.op is Prim.LOAD:
+            rhs = f"load {ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
+        elif node.op is Prim.CONST:
+            rhs = f"const {format_scalar(node.attr)}"  # type: ignore[arg-type]
+        else:
+            rhs = f"{node.op.value} " + ", ".join(f"%{a}" for a in node.args)
+        lines.append(f"  %{index} = {rhs} : {node.dtype}")
+    for out in ir.outputs:
+        shape = ", ".join(ir.inputs[i].name for i in out.shape_from) or "scalar"
+        lines.append(f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape})")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+class FusionIRError(ValueError):
+    """The fusion IR breaks one of its invariants (a bug in a pass, not in user input)."""
+
+
+def verify_fusion(ir: FusionIR) -> FusionIR:
+    """Check SSA order, arities and the typing rules of nvfuse.fusion.prims; return `ir`."""
+    for index, node in enumerate(ir.nodes):
+        where = f"fusion {ir.name} %{index} ({node.op.value})"
+        if len(node.args) != arity(node.op):
+            raise FusionIRError(f"{where}: expected {arity(node.op)} args, got {len(node.args)}")
+        if any(not 0 <= a < index for a in node.args):
+            raise FusionIRError(f"{where}: argument refers forward or out of range: {node.args}")
+        arg_dtypes = [ir.nodes[a].dtype for a in node.args]
+        op = node.op
+        if op is Prim.LOAD:
+            if not isinstance(node.attr, int) or not 0 <= node.attr < len(ir.inputs):
+                raise FusionIRError(f"{where}: bad input index {node.attr!r}")
+            if ir.inputs[node.attr].dtype is not node.dtype:
+                raise FusionIRError(f"{where}: load dtype differs from the input's")
+        elif op is Prim.CONST:
+            if not isinstance(node.attr, (bool, int, float)):
+                raise FusionIRError(f"{where}: literal {node.attr!r} is not a scalar")
+        elif op is Prim.CAST:
+            pass
+        elif op is Prim.WHERE:
+            if arg_dtypes[0] is not DType.BOOL or arg_dtypes[1] is not arg_dtypes[2]:
+                raise FusionIRError(f"{where}: where(bool, T, T) got {arg_dtypes}")
+            if node.dtype is not arg_dtypes[1]:
+                raise FusionIRError(f"{where}: result dtype {node.dtype} != {arg_dtypes[1]}")
+        else:
+            if len(set(arg_dtypes)) != 1:
+                raise FusionIRError(f"{where}: operands differ in dtype: {arg_dtypes}")
+            operand = arg_dtypes[0]
+            expected = DType.BOOL if op in UNARY_PRED or op in BINARY_PRED else operand
+            if op not in UNARY_SAME | UNARY_PRED | BINARY_SAME | BINARY_PRED:
+                raise FusionIRError(f"{where}: unknown prim")
+            if node.dtype is not expected:
+                raise FusionIRError(f"{where}: result dtype {node.dtype}, expected {expected}")
+            if operand.is_reduced_float:
+                raise FusionIRError(f"{where}: computes in {operand}; compute in float32")
+            if op in FLOAT_ONLY and not operand.is_float:
+                raise FusionIRError(f"{where}: float-only prim on {operand}")
+            if op in INT_ONLY and operand.is_float:
+                raise FusionIRError(f"{where}: integer-only prim on {operand}")
+    for out in ir.outputs:
+        if not 0 <= out.value < len(ir.nodes):
+            raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
+        if any(not 0 <= i < len(ir.inputs) for i in out.shape_from):
+            raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
+    return ir

@@ -1,0 +1,141 @@
+"""The primitive operations of the fusion IR: the one vocabulary shared by the op table
+(which decomposes aten ops into prims), the CUDA emitter and the CPU interpreter.
+
+Typing rules (checked by the fusion IR verifier):
+- UNARY_SAME / BINARY_SAME: operands share one dtype T, result is T.
+  Float-only prims (marked in FLOAT_ONLY) take float32 or float64 (never float16/bfloat16:
+  those are computed in float32).  Integer-only prims (INT_ONLY) take bool or integer dtypes.
+- UNARY_PRED / BINARY_PRED: operands share a dtype T, result is bool.
+- WHERE(cond: bool, a: T, b: T) -> T.
+- CAST(x: S) -> T for any S, T (float -> int truncates toward zero as C and torch do; any -> bool
+  is x != 0).
+- LOAD / CONST are leaves: LOAD reads input `attr` (an int), CONST is the literal `attr`.
+
+Semantics are eager PyTorch's (CUDA kernels), including NaN and signed-zero behaviour:
+- MAXIMUM/MINIMUM propagate NaN; FMAX/FMIN ignore NaN when the other operand is a number.
+- DIV is true division (floats) ; DIV_TRUNC and DIV_FLOOR are torch.div's rounding modes
+  (for floats as torch's div_floor_floating; for ints with C / Python semantics).
+- REMAINDER has the sign of the divisor (torch.remainder), FMOD the sign of the dividend.
+- RINT rounds half to even (torch.round).
+- POW on integers is exact repeated squaring (negative exponents: torch's CUDA rule,
+  1 for base 1, +-1 for base -1, else 0).
+- SHL/SHR on signed ints: shifting by >= bit width gives 0 (SHL) or the sign fill (SHR),
+  as torch does.
+- Signed integer ADD/SUB/MUL/NEG wrap around (two's complement), as torch does.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Prim(enum.Enum):
+    # leaves
+    LOAD = "load"
+    CONST = "const"
+    # unary, same dtype
+    NEG = "neg"
+    ABS = "abs"
+    RECIPROCAL = "reciprocal"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"
+    EXP = "exp"
+    EXP2 = "exp2"
+    EXPM1 = "expm1"
+    LOG = "log"
+    LOG2 = "log2"
+    LOG10 = "log10"
+    LOG1P = "log1p"
+    SIN = "sin"
+    COS = "cos"
+    TAN = "tan"
+    ASIN = "asin"
+    ACOS = "acos"
+    ATAN = "atan"
+    SINH = "sinh"
+    COSH = "cosh"
+    TANH = "tanh"
+    ASINH = "asinh"
+    ACOSH = "acosh"
+    ATANH = "atanh"
+    ERF = "erf"
+    ERFC = "erfc"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    TRUNC = "trunc"
+    RINT = "rint"
+    BITWISE_NOT = "bitwise_not"
+    # unary predicates
+    ISNAN = "isnan"
+    ISINF = "isinf"
+    ISFINITE = "isfinite"
+    SIGNBIT = "signbit"
+    # binary, same dtype
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    DIV_TRUNC = "div_trunc"
+    DIV_FLOOR = "div_floor"
+    REMAINDER = "remainder"
+    FMOD = "fmod"
+    POW = "pow"
+    ATAN2 = "atan2"
+    HYPOT = "hypot"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
+    FMAX = "fmax"
+    FMIN = "fmin"
+    COPYSIGN = "copysign"
+    BITWISE_AND = "bitwise_and"
+    BITWISE_OR = "bitwise_or"
+    BITWISE_XOR = "bitwise_xor"
+    SHL = "shl"
+    SHR = "shr"
+    # binary predicates
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+    # others
+    WHERE = "where"
+    CAST = "cast"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+P = Prim
+
+UNARY_SAME = frozenset({
+    P.NEG, P.ABS, P.RECIPROCAL, P.SQRT, P.RSQRT, P.EXP, P.EXP2, P.EXPM1, P.LOG, P.LOG2,
+    P.LOG10, P.LOG1P, P.SIN, P.COS, P.TAN, P.ASIN, P.ACOS, P.ATAN, P.SINH, P.COSH, P.TANH,
+    P.ASINH, P.ACOSH, P.ATANH, P.ERF, P.ERFC, P.FLOOR, P.CEIL, P.TRUNC, P.RINT, P.BITWISE_NOT,
+})
+UNARY_PRED = frozenset({P.ISNAN, P.ISINF, P.ISFINITE, P.SIGNBIT})
+BINARY_SAME = frozenset({
+    P.ADD, P.SUB, P.MUL, P.DIV, P.DIV_TRUNC, P.DIV_FLOOR, P.REMAINDER, P.FMOD, P.POW, P.ATAN2,
+    P.HYPOT, P.MAXIMUM, P.MINIMUM, P.FMAX, P.FMIN, P.COPYSIGN, P.BITWISE_AND, P.BITWISE_OR,
+    P.BITWISE_XOR, P.SHL, P.SHR,
+})
+BINARY_PRED = frozenset({P.EQ, P.NE, P.LT, P.LE, P.GT, P.GE})
+
+FLOAT_ONLY = frozenset({
+    P.RECIPROCAL, P.SQRT, P.RSQRT, P.EXP, P.EXP2, P.EXPM1, P.LOG, P.LOG2, P.LOG10, P.LOG1P,
+    P.SIN, P.COS, P.TAN, P.ASIN, P.ACOS, P.ATAN, P.SINH, P.COSH, P.TANH, P.ASINH, P.ACOSH,
+    P.ATANH, P.ERF, P.ERFC, P.DIV, P.ATAN2, P.HYPOT, P.COPYSIGN, P.FMAX, P.FMIN,
+    P.ISINF, P.ISFINITE, P.ISNAN,
+})
+INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR, P.SHL, P.SHR})
+
+
+def arity(prim: Prim) -> int:
+    if prim in (P.LOAD, P.CONST):
+        return 0
+    if prim in UNARY_SAME or prim in UNARY_PRED or prim is P.CAST:
+        return 1
+    if prim is P.WHERE:
+        return 3
+    return 2
