@@ -1,3 +1,38 @@
-"""nvfuse: a CUDA C++ code-generating kernel fuser for PyTorch (public API only)."""
+"""nvfuse: a CUDA C++ code-generating kernel fuser for PyTorch (public API only).
+
+    fm = nvfuse.fuse(obj, example_inputs)   # FusedModule, callable like obj
+    fm.fusion_groups, fm.kernels
+    nvfuse.compile_source(src, arch="sm_90") -> cubin bytes   (raises nvfuse.CompileError)
+    nvfuse.stats(), nvfuse.reset_stats()
+    torch.compile(model, backend="nvfuse")
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from nvfuse import stats as _stats
+from nvfuse.api import FusedModule, fuse
+from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
+
+
+def compile_source(src: str, arch: str | None = None) -> bytes:
+    """CUDA C++ source -> cubin through NVRTC (no GPU needed), via the memory and disk caches."""
+    from nvfuse.runtime.cache import compile_source as _compile
+
+    return _compile(src, arch)
+
+
+def stats() -> dict[str, int]:
+    """Counters: compiles, memory_hits, disk_hits, fallbacks, launches (and nvrtc_compiles)."""
+    return _stats.snapshot()
+
+
+def reset_stats() -> None:
+    _stats.reset()
+
+
+__all__ = [
+    "CompileError", "FusedModule", "LaunchError", "LoweringError", "NvfuseError",
+    "compile_source", "fuse", "reset_stats", "stats", "__version__",
+]

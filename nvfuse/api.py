@@ -1,0 +1,139 @@
+"""The public entry point: nvfuse.fuse(obj, example_inputs) -> FusedModule.
+
+FusedModule keeps one *plan* per input key (dtypes, ranks and devices; exact sizes too for
+frontends whose traces bake sizes in).  A plan is the partitioned graph IR: the graph after the
+cleanup passes, with each fusion group replaced by a `FusionGroup` that runs its kernel.  Plans
+are cheap; kernels are shared across plans and modules through the signature cache, so a new
+batch size costs a retrace at most, never a recompile.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx as fx
+
+from nvfuse import config
+from nvfuse.errors import NvfuseError
+from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
+from nvfuse.fusion.build import build_fusion
+from nvfuse.fusion.partition import partition
+from nvfuse.graph.passes import annotate, run_passes
+from nvfuse.runtime.dump import dump
+from nvfuse.runtime.executor import FusionGroup, warn_once
+from nvfuse.runtime.kernels import CompiledKernel
+
+
+class Plan:
+    """One partitioned graph and its fusion groups."""
+
+    def __init__(self, gm: fx.GraphModule, groups: list[FusionGroup]) -> None:
+        self.gm = gm
+        self.groups = groups
+
+
+class FusedModule:
+    """Callable like the object given to `nvfuse.fuse`; fused where nvfuse can, eager elsewhere.
+
+    `fusion_groups`: the groups of the most recent plan.  `kernels`: every specialization built
+    for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`)."""
+
+    def __init__(self, obj: Any, example_inputs: Sequence[Any] | None = None,
+                 trace_now: bool = True) -> None:
+        self._original = obj
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._latest: Plan | None = None
+        self.kernels: list[CompiledKernel] = []
+        self._script_gm: fx.GraphModule | None = None
+        self._script_error: Exception | None = None
+        if is_torchscript(obj):
+            self._arity = _script_arity(obj)
+            try:
+                self._script_gm = graph_module_from_script(obj)
+            except NvfuseError as e:
+                if config.get().strict:
+                    raise
+                self._script_error = e
+                warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
+        else:
+            if not callable(obj):
+                raise TypeError(
+                    f"nvfuse.fuse: expected a TorchScript function or module, an fx.GraphModule, "
+                    f"an nn.Module or a callable of tensors; got {type(obj).__name__}")
+            if example_inputs is None:
+                raise ValueError(
+                    "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
+                    "callable (nvfuse traces it with them); pass a tuple of example tensors")
+            self._arity = len(tuple(example_inputs))
+        if example_inputs is not None:
+            example_inputs = tuple(example_inputs)
+            self._check_arity(example_inputs)
+            if trace_now and not config.get().disable:
+                self._plan_for(example_inputs)
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def fusion_groups(self) -> list[FusionGroup]:
+        return list(self._latest.groups) if self._latest is not None else []
+
+    def __call__(self, *inputs: Any) -> Any:
+        self._check_arity(inputs)
+        if config.get().disable or self._script_error is not None:
+            return self._original(*inputs)
+        return self._plan_for(inputs).gm(*inputs)
+
+    # -- plans -------------------------------------------------------------------------------
+    def _check_arity(self, inputs: Sequence[Any]) -> None:
+        if self._arity is not None and len(inputs) != self._arity:
+            raise TypeError(f"nvfuse: the fused function takes {self._arity} input(s), "
+                            f"got {len(inputs)}")
+
+    def _plan_for(self, inputs: Sequence[Any]) -> Plan:
+        key = self._key(inputs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._make_plan(inputs)
+            self._plans[key] = plan
+        self._latest = plan
+        return plan
+
+    def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
+        exact = self._script_gm is None  # make_fx traces bake sizes in
+        return tuple(
+            (t.dtype, tuple(t.shape) if exact else t.dim(), t.device, t.requires_grad)
+            if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
+
+    def _make_plan(self, inputs: Sequence[Any]) -> Plan:
+        if self._script_gm is not None:
+            gm = annotate(self._script_gm, list(inputs))
+        else:
+            gm = trace_to_aten(self._original, list(inputs))
+        gm = run_passes(gm)
+        if "graph" in config.get().dump:
+            dump("graph", type(self._original).__name__, str(gm.graph))
+        fused, names = partition(gm)
+        groups = []
+        for name in names:
+            sub = getattr(fused, name)
+            ir = build_fusion(name, sub)
+            if "fusion_ir" in config.get().dump:
+                dump("fusion_ir", name, str(ir))
+            group = FusionGroup(ir, sub, self.kernels)
+            setattr(fused, name, group)
+            groups.append(group)
+        return Plan(fused, groups)
+
+
+def _script_arity(obj: Any) -> int | None:
+    try:
+        n = len(list(obj.graph.inputs()))
+    except (AttributeError, RuntimeError):
+        return None
+    return n - 1 if isinstance(obj, torch.jit.ScriptModule) else n
+
+
+def fuse(obj: Callable[..., Any], example_inputs: Sequence[Any] | None = None) -> FusedModule:
+    """Fuse `obj` (see FusedModule).  TorchScript objects need no example inputs."""
+    return FusedModule(obj, example_inputs)

@@ -1,0 +1,136 @@
+"""Emit: kernel IR -> one complete CUDA C++ translation unit (text).
+
+`CudaEmitter` owns all C text: the prim -> C table lives in `nvfuse.codegen.prims_c` (shared by
+nobody else), literals come from `prims_c.literal`, braces from `block()`.  The device helpers of
+codegen_templates/ are inlined at the top, so the unit compiles with NVRTC alone (no include
+paths, no CUDA toolkit headers).  Output is deterministic: same kernel IR, same text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from nvfuse.codegen import prims_c
+from nvfuse.codegen.templates import read_template
+from nvfuse.fusion.prims import Prim
+from nvfuse.lower import kir
+
+MEMORY_HEADER = "nvf_memory.cuh"
+
+
+class CudaEmitter:
+    """Prints one kir.Kernel as CUDA C++ (`emit`)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._depth = 0
+
+    # -- text plumbing -----------------------------------------------------------------------
+    def line(self, text: str = "") -> None:
+        self._lines.append(("  " * self._depth + text) if text else "")
+
+    @contextlib.contextmanager
+    def block(self, opener: str) -> Iterator[None]:
+        self.line(opener + " {")
+        self._depth += 1
+        yield
+        self._depth -= 1
+        self.line("}")
+
+    # -- the unit ----------------------------------------------------------------------------
+    def emit(self, k: kir.Kernel) -> str:
+        self._lines = []
+        for name in (*prims_c.HEADERS, MEMORY_HEADER):
+            self._lines.append(f"// ---- {name} ----")
+            self._lines.extend(read_template(name).rstrip("\n").split("\n"))
+        self.line()
+        self.line(f"// kernel IR: launch block={k.block}, one thread per "
+                  f"{_lanes_comment(k)} elements")
+        params = [
+            f"{t.dtype.c_type}* __restrict__ {t.name}" if t.is_output
+            else f"const {t.dtype.c_type}* __restrict__ {t.name}" for t in k.tensors
+        ] + [f"{p.dtype.c_type} {p.name}" for p in k.scalars]
+        self.line(f'extern "C" __global__ void __launch_bounds__({k.block})')
+        with self.block(f"{k.name}({', '.join(params)})"):
+            self.stmts(k.body)
+        return "\n".join(self._lines) + "\n"
+
+    # -- statements --------------------------------------------------------------------------
+    def stmts(self, body: tuple[kir.Stmt, ...]) -> None:
+        for s in body:
+            self.stmt(s)
+
+    def stmt(self, s: kir.Stmt) -> None:
+        if isinstance(s, kir.Declare):
+            if s.lanes is not None:
+                self.line(f"{s.dtype.c_type} {s.name}[{s.lanes}];")
+            else:
+                init = f" = {self.expr(s.init)}" if s.init is not None else ""
+                self.line(f"{s.dtype.c_type} {s.name}{init};")
+        elif isinstance(s, kir.Assign):
+            self.line(f"{self.expr(s.target)} = {self.expr(s.value)};")
+        elif isinstance(s, kir.Load):
+            fn = "nvf_load_vector" if s.vector else "nvf_load"
+            self.line(f"{fn}<{s.dtype.c_type}, {s.lanes}>({s.array}, "
+                      f"{s.tensor} + {self.expr(s.offset)});")
+        elif isinstance(s, kir.Store):
+            fn = "nvf_store_vector" if s.vector else "nvf_store"
+            self.line(f"{fn}<{s.dtype.c_type}, {s.lanes}>({s.tensor} + {self.expr(s.offset)}, "
+                      f"{s.array});")
+        elif isinstance(s, kir.If):
+            with self.block(f"if ({self.expr(s.cond)})"):
+                self.stmts(s.body)
+        elif isinstance(s, kir.For):
+            if s.unroll:
+                self.line("#pragma unroll")
+            v = s.var
+            header = (f"for ({v.dtype.c_type} {v.name} = {self.expr(s.start)}; "
+                      f"{v.name} < {self.expr(s.stop)}; {v.name} += {self.expr(s.step)})")
+            with self.block(header):
+                self.stmts(s.body)
+        elif isinstance(s, kir.Comment):
+            self.line(f"// {s.text}")
+        else:
+            raise TypeError(f"emit: not a kernel IR statement: {s!r}")
+
+    # -- expressions -------------------------------------------------------------------------
+    def expr(self, e: kir.Expr) -> str:
+        if isinstance(e, kir.Const):
+            return prims_c.literal(e.value, e.dtype)
+        if isinstance(e, (kir.Var, kir.Param)):
+            return e.name
+        if isinstance(e, kir.Special):
+            return f"(({e.dtype.c_type}){e.name})"
+        if isinstance(e, kir.Elem):
+            return f"{e.array}[{self.expr(e.lane)}]"
+        if isinstance(e, kir.IndexOp):
+            return f"({self.expr(e.a)} {e.op} {self.expr(e.b)})"
+        if isinstance(e, kir.Compute):
+            args = [self.expr(a) for a in e.args]
+            if e.prim is Prim.CAST:
+                return prims_c.cast_expr(args[0], e.args[0].dtype, e.dtype)
+            operand = e.args[1].dtype if e.prim is Prim.WHERE else e.args[0].dtype
+            return prims_c.prim_expr(e.prim, args, operand, e.dtype)
+        raise TypeError(f"emit: not a kernel IR expression: {e!r}")
+
+
+def _lanes_comment(k: kir.Kernel) -> str:
+    for s in _walk(k.body):
+        if isinstance(s, kir.For) and s.unroll and isinstance(s.stop, kir.Const):
+            return str(s.stop.value)
+    return "1"
+
+
+def _walk(body: tuple[kir.Stmt, ...]) -> Iterator[kir.Stmt]:
+    for s in body:
+        yield s
+        if isinstance(s, (kir.If, kir.For)):
+            yield from _walk(s.body)
+
+
+def emit_cuda(k: kir.Kernel) -> str:
+    """The CUDA C++ source of kernel `k`."""
+    return CudaEmitter().emit(k)
+
+

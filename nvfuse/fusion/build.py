@@ -1,0 +1,70 @@
+"""Build: one fusion group's aten subgraph -> FusionIR.
+
+Input: a `torch.fx.GraphModule` holding exactly the group's nodes (placeholders = the group's
+inputs, one output node returning a tuple of the group's outputs), every node annotated with
+`meta["val"]` (a FakeTensor).  Output: a verified `FusionIR` whose inputs are the tensor
+placeholders in order and whose outputs are the returned values in order.
+
+Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
+as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from nvfuse import dtypes
+from nvfuse.errors import LoweringError
+from nvfuse.fusion.builder import Builder, Unsupported, Val
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.graph import optable
+
+
+def op_name(target: Any) -> str:
+    """'aten::add' for torch.ops.aten.add.Tensor; str(target) for anything else."""
+    schema = getattr(target, "_schema", None)
+    return schema.name if schema is not None else str(target)
+
+
+def meta_tensor(node: fx.Node) -> torch.Tensor:
+    val = node.meta.get("val")
+    if not isinstance(val, torch.Tensor):
+        raise LoweringError(f"build: node {node.name} has no tensor metadata (meta['val'])")
+    return val
+
+
+def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
+    """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
+    b = Builder(name)
+    env: dict[fx.Node, Val] = {}
+    deps: dict[fx.Node, frozenset[int]] = {}  # which inputs each value's shape comes from
+    ops: list[str] = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            val = meta_tensor(node)
+            deps[node] = frozenset({len(b.inputs)})
+            env[node] = b.load(dtypes.from_torch(val.dtype), val.dim())
+        elif node.op == "call_function":
+            out = dtypes.from_torch(meta_tensor(node).dtype)
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            try:
+                result = optable.lower_op(b, node.target, tuple(args), dict(kwargs), out)
+            except Unsupported as e:
+                raise LoweringError(f"build {name}: {op_name(node.target)} ({node.name}): {e}")
+            env[node] = b.finish(result, out)
+            deps[node] = frozenset().union(*(deps[a] for a in node.all_input_nodes))
+            ops.append(op_name(node.target))
+        elif node.op == "output":
+            results = node.args[0]
+            results = results if isinstance(results, (tuple, list)) else (results,)
+            for r in results:
+                if not isinstance(r, fx.Node) or r not in env:
+                    raise LoweringError(f"build {name}: output {r!r} is not a group value")
+                b.store(env[r], dtypes.from_torch(meta_tensor(r).dtype), tuple(sorted(deps[r])))
+        else:
+            raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
+    return b.finalize(tuple(ops))

@@ -1,0 +1,187 @@
+"""Lower a pointwise fusion: (FusionIR, PointwiseSignature) -> kernel IR.
+
+Each thread owns `lanes` consecutive elements of the merged iteration space, starting at
+linear index base = (blockIdx.x * blockDim.x + threadIdx.x) * lanes.  It splits `base` into
+per-dim indices with the merged sizes, forms each operand's offset from its strides, loads every
+input into a register array (one vector transaction when lanes > 1; one scalar for an input that
+broadcasts along the innermost dim), computes the fusion DAG once per lane, and stores each
+output.  The schedule guarantees that the innermost size is a multiple of `lanes`, so a
+thread's lanes never cross a row.  Outputs that broadcast (stride class "0" on some dim) are
+stored only by the threads whose index along those dims is 0.
+
+Kernel arguments: the input then output pointers; then numel, the merged sizes, and the "s"
+strides operand by operand -- the order `nvfuse.schedule.pointwise.plan_launch` produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR, print_fusion
+from nvfuse.fusion.prims import Prim
+from nvfuse.lower import kir
+from nvfuse.lower.kir import (
+    Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Special, Stmt,
+    Store, Var,
+)
+from nvfuse.schedule.pointwise import PointwiseSignature
+
+
+def kernel_name(ir: FusionIR, signature: object) -> str:
+    """A name that depends only on what the kernel computes (so identical groups share one)."""
+    body = print_fusion(ir).split("\n", 1)[1]  # without the group's own name
+    digest = hashlib.sha256(f"{body}|{signature!r}".encode()).hexdigest()[:12]
+    return f"nvfuse_pw_{digest}"
+
+
+def _add(a: Expr, b: Expr, t: DType) -> Expr:
+    return IndexOp("+", a, b, t)
+
+
+def _mul(a: Expr, b: Expr, t: DType) -> Expr:
+    return IndexOp("*", a, b, t)
+
+
+def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Kernel:
+    """The kernel IR of `ir` specialized on `sig` with `block` threads per block."""
+    idx = sig.index
+    lanes = sig.lanes
+    n_in = len(ir.inputs)
+    tensors = tuple(
+        [kir.TensorParam(i.name, i.dtype, False, _align(i.dtype, c, lanes))
+         for i, c in zip(ir.inputs, sig.inputs)]
+        + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
+           for o, c in zip(ir.outputs, sig.outputs)])
+    numel = Param("numel", idx)
+    sizes = [Param(f"size{d}", idx) for d in range(sig.rank)]
+    strides: list[list[Expr]] = []  # per operand, per dim
+    scalars: list[Param] = [numel, *sizes]
+    for t, classes in zip(tensors, sig.inputs + sig.outputs):
+        row: list[Expr] = []
+        for d, c in enumerate(classes):
+            if c == "s":
+                p = Param(f"stride_{t.name}_{d}", idx)
+                scalars.append(p)
+                row.append(p)
+            else:
+                row.append(Const(int(c), idx))
+        strides.append(row)
+
+    body: list[Stmt] = []
+    base = Var("base", idx)
+    thread = _add(_mul(Special("blockIdx.x", idx), Special("blockDim.x", idx), idx),
+                  Special("threadIdx.x", idx), idx)
+    body.append(Declare(base.name, idx, init=_mul(thread, Const(lanes, idx), idx)))
+    inner: list[Stmt] = []
+    index_vars = _split_index(base, sizes, idx, inner)
+    offsets: list[Var] = []
+    for t, row in zip(tensors, strides):
+        off = Var(f"off_{t.name}", idx)
+        terms = [_mul(i, s, idx) if not (isinstance(s, Const) and s.value == 1) else i
+                 for i, s in zip(index_vars, row) if not (isinstance(s, Const) and s.value == 0)]
+        expr: Expr = Const(0, idx)
+        for term in terms:
+            expr = term if expr == Const(0, idx) else _add(expr, term, idx)
+        inner.append(Declare(off.name, idx, init=expr))
+        offsets.append(off)
+
+    # loads: a register array per input (one element when it broadcasts along the inner dim)
+    in_lanes = []
+    for k, (t, classes) in enumerate(zip(tensors[:n_in], sig.inputs)):
+        n = lanes if classes and classes[-1] == "1" else 1
+        in_lanes.append(n)
+        inner.append(Declare(f"r_{t.name}", t.dtype, lanes=n))
+        inner.append(Load(f"r_{t.name}", t.dtype, t.name, offsets[k], n, vector=n > 1))
+    for t in tensors[n_in:]:
+        inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
+
+    lane = Var("lane", DType.INT32)
+    inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
+                     Const(1, DType.INT32), tuple(_lane_body(ir, lane, in_lanes)), unroll=True))
+    for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
+        store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
+                            vector=lanes > 1)
+        guard = _broadcast_guard(classes, index_vars, idx)
+        inner.append(If(guard, (store,)) if guard is not None else store)
+    body.append(If(IndexOp("<", base, numel, DType.BOOL), tuple(inner)))
+    grid = IndexOp("/", _add(numel, Const(block * lanes - 1, idx), idx),
+                   Const(block * lanes, idx), idx)
+    return kir.Kernel(kernel_name(ir, sig), tensors, tuple(scalars), tuple(body), block, grid,
+                      idx)
+
+
+def _align(dtype: DType, classes: str, lanes: int) -> int:
+    vector = lanes > 1 and bool(classes) and classes[-1] == "1"
+    return dtype.itemsize * lanes if vector else dtype.itemsize
+
+
+def _split_index(base: Var, sizes: list[Param], idx: DType, out: list[Stmt]) -> list[Expr]:
+    """Per-dim indices of linear index `base`, innermost dim fastest."""
+    if not sizes:
+        return []
+    if len(sizes) == 1:
+        return [base]
+    indices: list[Expr] = [Const(0, idx)] * len(sizes)
+    rest: Expr = base
+    for d in range(len(sizes) - 1, 0, -1):
+        i = Var(f"i{d}", idx)
+        out.append(Declare(i.name, idx, init=IndexOp("%", rest, sizes[d], idx)))
+        indices[d] = i
+        nxt = Var(f"q{d}", idx)
+        out.append(Declare(nxt.name, idx, init=IndexOp("/", rest, sizes[d], idx)))
+        rest = nxt
+    indices[0] = rest
+    return indices
+
+
+def _broadcast_guard(classes: str, index_vars: list[Expr], idx: DType) -> Expr | None:
+    """Store only where the indices along an output's broadcast dims are all 0."""
+    cond: Expr | None = None
+    for c, i in zip(classes, index_vars):
+        if c == "0":
+            term = IndexOp("==", i, Const(0, idx), DType.BOOL)
+            cond = term if cond is None else IndexOp("&&", cond, term, DType.BOOL)
+    return cond
+
+
+def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int]) -> list[Stmt]:
+    """One lane's computation: every node the outputs need, in order, as registers."""
+    live = _live_nodes(ir)
+    exprs: dict[int, Expr] = {}
+    stmts: list[Stmt] = []
+    for index, node in enumerate(ir.nodes):
+        if index not in live:
+            continue
+        if node.op is Prim.LOAD:
+            k = int(node.attr)  # type: ignore[arg-type]
+            at: Expr = lane if in_lanes[k] > 1 else Const(0, DType.INT32)
+            exprs[index] = Elem(f"r_{ir.inputs[k].name}", at, node.dtype)
+        elif node.op is Prim.CONST:
+            exprs[index] = Const(node.attr, node.dtype)  # type: ignore[arg-type]
+        else:
+            value = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
+            name = f"v{index}"
+            stmts.append(Declare(name, node.dtype, init=value))
+            exprs[index] = Var(name, node.dtype)
+    for out in ir.outputs:
+        value = exprs[out.value]
+        if value_dtype(value) is not out.dtype:
+            value = Compute(Prim.CAST, (value,), out.dtype)
+        stmts.append(Assign(Elem(f"r_{out.name}", lane, out.dtype), value))
+    return stmts
+
+
+def value_dtype(e: Expr) -> DType:
+    return e.dtype
+
+
+def _live_nodes(ir: FusionIR) -> set[int]:
+    live: set[int] = set()
+    stack = [o.value for o in ir.outputs]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(ir.nodes[n].args)
+    return live

@@ -1,0 +1,150 @@
+"""Executor: runs one fusion group -- as a kernel when it can, eagerly when it can't.
+
+Input: the group's FusionIR and its eager subgraph (an fx.GraphModule of the same nodes).
+Output: `FusionGroup`, the nn.Module that replaces the group in the partitioned graph.  Each call
+checks the inputs, allocates the outputs with torch (eager's dtype and shape), computes the
+shape signature, fetches or builds the specialization, and launches it on torch's current
+stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  Zero-size outputs launch
+nothing.  Any failure runs the eager subgraph instead, warns once naming the cause and counts a
+fallback; NVFUSE_STRICT=1 raises instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from nvfuse import config, stats
+from nvfuse.errors import NvfuseError
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.runtime import kernels
+from nvfuse.runtime.dump import dump
+from nvfuse.schedule.pointwise import output_shapes, plan_launch
+
+_warned: set[str] = set()
+
+
+class CannotRun(NvfuseError):
+    """This call cannot run as a kernel (device, dtype, shapes); the group runs eagerly."""
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class OpNames(list):
+    """The aten op names of a group ('aten::mul', ...).  `in` also accepts the short name
+    ('mul') and FX spellings ('aten.mul', 'aten.mul.Tensor')."""
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        text = name.replace("::", ".")
+        parts = text.split(".")
+        candidates = {text, ".".join(parts[:2]) if parts[0] == "aten" else f"aten.{parts[0]}"}
+        return any(op.replace("::", ".") in candidates for op in self)
+
+
+class FusionGroup(torch.nn.Module):
+    """One fusion group in a partitioned graph; `str(group)` is its fusion IR."""
+
+    def __init__(self, ir: FusionIR, eager: fx.GraphModule, built: list[Any]) -> None:
+        super().__init__()
+        self.name = ir.name
+        self.fusion_ir = ir
+        self.ops = OpNames(ir.ops)
+        self.eager = eager
+        self._key = kernels.fusion_key(ir)
+        self._built = built  # the owning FusedModule's kernel list
+
+    def __str__(self) -> str:
+        return str(self.fusion_ir)
+
+    def __repr__(self) -> str:
+        return f"FusionGroup({self.name}: {', '.join(self.ops)})"
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg = config.get()
+        try:
+            return self._run_kernel(inputs, cfg)
+        except Exception as e:  # noqa: BLE001 -- any failure falls back, never a wrong answer
+            if cfg.strict:
+                raise
+            stats.bump("fallbacks")
+            warn_once(f"nvfuse: group {self.name} ({', '.join(self.ops)}) runs eagerly: "
+                      f"{type(e).__name__}: {e}")
+            return tuple(self.eager(*inputs))
+
+    def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
+        ir = self.fusion_ir
+        _check_inputs(ir, inputs)
+        device = inputs[0].device
+        gpu = device.type == "cuda" and not cfg.interpret
+        if not gpu and not (cfg.interpret and device.type == "cpu"):
+            raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
+                            "tensors with NVFUSE_INTERPRET=1")
+        shapes = [t.shape for t in inputs]
+        try:
+            out_shapes = output_shapes(ir, shapes)
+        except RuntimeError as e:
+            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
+        outputs = tuple(torch.empty(s, dtype=o.dtype.torch, device=device)
+                        for s, o in zip(out_shapes, ir.outputs))
+        if any(o.numel() == 0 for o in outputs):
+            return outputs
+        arch = _arch(device) if gpu else cfg.arch
+        launch = plan_launch(ir, inputs, outputs, arch)
+        kernel = kernels.get_kernel(ir, self._key, launch.signature, launch.params, gpu)
+        if all(k is not kernel for k in self._built):
+            self._built.append(kernel)
+        if "launch" in cfg.dump:
+            dump("launch", kernel.name, f"grid={launch.grid} block={launch.params.block} "
+                 f"scalars={launch.scalar_args} shapes={[tuple(s) for s in shapes]}")
+        tensors = [*inputs, *outputs]
+        if gpu:
+            _launch_gpu(kernel, device, launch.grid, tensors, launch.scalar_args)
+        else:
+            from nvfuse.interpret.machine import run_kernel
+
+            run_kernel(kernel.kernel_ir, tensors, launch.scalar_args, launch.grid)
+        stats.bump("launches")
+        return outputs
+
+
+def _check_inputs(ir: FusionIR, inputs: tuple[Any, ...]) -> None:
+    if len(inputs) != len(ir.inputs):
+        raise CannotRun(f"expected {len(ir.inputs)} inputs, got {len(inputs)}")
+    for t, spec in zip(inputs, ir.inputs):
+        if not isinstance(t, torch.Tensor):
+            raise CannotRun(f"input {spec.name} is a {type(t).__name__}, not a tensor")
+        if t.dtype != spec.dtype.torch or t.dim() != spec.ndim:
+            raise CannotRun(f"input {spec.name} is {t.dtype}[{t.dim()}d], the group was built "
+                            f"for {spec.dtype}[{spec.ndim}d]")
+    if len({t.device for t in inputs}) > 1:
+        raise CannotRun("inputs on different devices")
+
+
+def _arch(device: torch.device) -> str:
+    from nvfuse.runtime.nvrtc import target_arch
+
+    return target_arch(device)
+
+
+def _launch_gpu(kernel: kernels.CompiledKernel, device: torch.device, grid: int,
+                tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+    from nvfuse.runtime.launch import current_stream_handle, load_kernel
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    loaded = kernel._loaded.get(index)
+    if loaded is None:
+        assert kernel.cubin is not None
+        loaded = load_kernel(kernel.cubin, kernel.name, index)
+        kernel._loaded[index] = loaded
+    index_dtype = kernel.kernel_ir.index_dtype
+    args = [*tensors, *((s, index_dtype) for s in scalars)]
+    loaded.launch(grid, kernel.params.block, args, 0, current_stream_handle(device))

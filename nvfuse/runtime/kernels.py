@@ -1,0 +1,83 @@
+"""Specializations: (FusionIR, signature) -> CompiledKernel, built once and kept in memory.
+
+Input: a fusion group's IR and the signature of one call (`plan_launch`).  Output: a
+`CompiledKernel` holding the kernel IR, the CUDA source and (for the GPU) the cubin, shared by
+every group anywhere in the process whose IR and signature are equal.  Building runs the rest of
+the pipeline -- lower, emit, NVRTC (through the disk cache) -- and dumps each stage asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from nvfuse import config, stats
+from nvfuse.codegen.cuda import emit_cuda
+from nvfuse.fusion.ir import FusionIR, print_fusion
+from nvfuse.lower import kir
+from nvfuse.lower.pointwise import lower_pointwise
+from nvfuse.runtime.dump import dump
+from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
+
+
+@dataclass
+class CompiledKernel:
+    """One built specialization (`fm.kernels` lists these)."""
+
+    name: str
+    source: str
+    signature: tuple[str, PointwiseSignature]  # (fusion IR text, shape signature): hashable
+    kernel_ir: kir.Kernel
+    params: PointwiseParams
+    cubin: bytes | None = None
+    _loaded: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return f"CompiledKernel({self.name}, {self.signature[1]})"
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, PointwiseSignature], CompiledKernel] = {}
+
+
+def fusion_key(ir: FusionIR) -> str:
+    """What the kernel computes, without the group's name (equal groups share kernels)."""
+    return print_fusion(ir).split("\n", 1)[1]
+
+
+def get_kernel(ir: FusionIR, key: str, sig: PointwiseSignature, params: PointwiseParams,
+               gpu: bool) -> CompiledKernel:
+    """The specialization of `ir` for `sig`, built on first use (counts compiles/memory_hits)."""
+    with _lock:
+        found = _cache.get((key, sig))
+    if found is not None and (found.cubin is not None or not gpu):
+        stats.bump("memory_hits")
+        return found
+    kernel = found or _build(ir, key, sig, params)
+    if gpu and kernel.cubin is None:
+        from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily, GPU only
+
+        kernel.cubin = compile_source(kernel.source, sig.arch)
+    with _lock:
+        _cache[(key, sig)] = kernel
+    return kernel
+
+
+def _build(ir: FusionIR, key: str, sig: PointwiseSignature,
+           params: PointwiseParams) -> CompiledKernel:
+    kernel_ir = lower_pointwise(ir, sig, params.block)
+    source = emit_cuda(kernel_ir)
+    stats.bump("compiles")
+    stages = config.get().dump
+    if "kernel_ir" in stages:
+        dump("kernel_ir", kernel_ir.name, str(kernel_ir))
+    if "cuda" in stages:
+        dump("cuda", kernel_ir.name, source)
+    return CompiledKernel(kernel_ir.name, source, (key, sig), kernel_ir, params)
+
+
+def clear() -> None:
+    """Forget every specialization (tests)."""
+    with _lock:
+        _cache.clear()

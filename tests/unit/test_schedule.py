@@ -1,0 +1,75 @@
+"""Pointwise schedule: dim merging, stride classes, vector width, index width, arguments."""
+
+from __future__ import annotations
+
+import torch
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.builder import Builder
+from nvfuse.fusion.prims import Prim
+from nvfuse.schedule.pointwise import merge_dims, output_shapes, plan_launch
+
+
+def _add_ir(a_dtype: DType, a_ndim: int, b_dtype: DType, b_ndim: int, out: DType):
+    b = Builder("g")
+    x = b.cast(b.load(a_dtype, a_ndim), out.compute)
+    y = b.cast(b.load(b_dtype, b_ndim), out.compute)
+    b.store(b.finish(b.prim(Prim.ADD, x, y), out), out, (0, 1))
+    return b.finalize()
+
+
+def test_merge_dims_collapses_contiguous_and_drops_size_one() -> None:
+    assert merge_dims([4, 5, 6], [[30, 6, 1], [30, 6, 1]]) == ([120], [[1], [1]])
+    assert merge_dims([4, 5, 6], [[30, 6, 1], [0, 0, 1]]) == ([20, 6], [[6, 1], [0, 1]])
+    assert merge_dims([4, 1, 6], [[6, 6, 1]]) == ([24], [[1]])
+
+
+def test_contiguous_add_is_rank_one_and_vectorized() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 2, DType.FLOAT32)
+    a, b = torch.randn(8, 64), torch.randn(8, 64)
+    out = torch.empty(8, 64)
+    launch = plan_launch(ir, [a, b], [out], "sm_90")
+    sig = launch.signature
+    assert (sig.rank, sig.inputs, sig.outputs, sig.lanes, sig.index) == (
+        1, ("1", "1"), ("1",), 4, DType.INT32)
+    assert launch.scalar_args == (512, 512) and launch.grid == 1
+
+
+def test_new_sizes_share_the_signature() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 1, DType.FLOAT32)
+    sigs = {plan_launch(ir, [torch.randn(n, 64), torch.randn(64)],
+                        [torch.empty(n, 64)], "sm_90").signature for n in (3, 17, 1000)}
+    assert len(sigs) == 1
+    (sig,) = sigs
+    assert sig.inputs == ("s1", "01") and sig.lanes == 4
+
+
+def test_odd_inner_size_and_misalignment_fall_back_to_scalar_lanes() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 1, DType.FLOAT32)
+    odd = plan_launch(ir, [torch.randn(4, 63), torch.randn(63)], [torch.empty(4, 63)], "sm_90")
+    assert odd.signature.lanes == 1
+    base = torch.randn(4 * 64 + 1)
+    shifted = base[1:].view(4, 64)  # 4-byte aligned only
+    mis = plan_launch(ir, [shifted, torch.randn(64)], [torch.empty(4, 64)], "sm_90")
+    assert mis.signature.lanes == 1
+
+
+def test_half_inputs_use_eight_lanes_and_mixed_use_the_wider_type() -> None:
+    half = _add_ir(DType.FLOAT16, 1, DType.FLOAT16, 1, DType.FLOAT16)
+    a = torch.randn(64).half()
+    assert plan_launch(half, [a, a], [torch.empty(64).half()], "sm_90").signature.lanes == 8
+    mixed = _add_ir(DType.FLOAT16, 1, DType.FLOAT32, 1, DType.FLOAT32)
+    assert plan_launch(mixed, [a, torch.randn(64)], [torch.empty(64)],
+                       "sm_90").signature.lanes == 4
+
+
+def test_transposed_input_gets_a_general_stride() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 2, DType.FLOAT32)
+    a = torch.randn(16, 8).t()
+    launch = plan_launch(ir, [a, torch.randn(8, 16)], [torch.empty(8, 16)], "sm_90")
+    assert launch.signature.inputs == ("1s", "s1") and launch.signature.lanes == 1
+
+
+def test_output_shapes_follow_shape_from() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 1, DType.FLOAT32)
+    assert output_shapes(ir, [torch.Size([3, 1]), torch.Size([5])]) == [torch.Size([3, 5])]
