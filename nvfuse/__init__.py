@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from nvfuse import stats as _stats
+from nvfuse import counters as _counters
 from nvfuse.api import FusedModule, fuse
 from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
 
@@ -25,11 +25,11 @@ def compile_source(src: str, arch: str | None = None) -> bytes:
 
 def stats() -> dict[str, int]:
     """Counters: compiles, memory_hits, disk_hits, fallbacks, launches (and nvrtc_compiles)."""
-    return _stats.snapshot()
+    return _counters.snapshot()
 
 
 def reset_stats() -> None:
-    _stats.reset()
+    _counters.reset()
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from nvfuse import config, stats
+from nvfuse import config, counters
 from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.ir import FusionIR, print_fusion
 from nvfuse.lower import kir
@@ -52,7 +52,7 @@ def get_kernel(ir: FusionIR, key: str, sig: PointwiseSignature, params: Pointwis
     with _lock:
         found = _cache.get((key, sig))
     if found is not None and (found.cubin is not None or not gpu):
-        stats.bump("memory_hits")
+        counters.bump("memory_hits")
         return found
     kernel = found or _build(ir, key, sig, params)
     if gpu and kernel.cubin is None:
@@ -68,7 +68,7 @@ def _build(ir: FusionIR, key: str, sig: PointwiseSignature,
            params: PointwiseParams) -> CompiledKernel:
     kernel_ir = lower_pointwise(ir, sig, params.block)
     source = emit_cuda(kernel_ir)
-    stats.bump("compiles")
+    counters.bump("compiles")
     stages = config.get().dump
     if "kernel_ir" in stages:
         dump("kernel_ir", kernel_ir.name, str(kernel_ir))

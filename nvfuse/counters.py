@@ -1,4 +1,5 @@
-"""Process-wide counters behind nvfuse.stats() / nvfuse.reset_stats().
+"""Process-wide counters behind nvfuse.stats() / nvfuse.reset_stats() (module named apart from
+the stats() function so neither shadows the other).
 
 compiles: kernel specializations built; memory_hits / disk_hits: cache hits; fallbacks: group
 executions that ran eagerly instead; launches: kernel runs (GPU or interpreter).

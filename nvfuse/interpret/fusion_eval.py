@@ -1,0 +1,69 @@
+"""Reference evaluator of the fusion IR: the semantics every lowering must reproduce.
+
+Input: a `FusionIR` and one numpy array per input, each in its dtype's storage type
+(`DType.np_storage`; bfloat16 as uint16 bit patterns).  Output: one C-contiguous numpy array
+per output, in the output dtype's storage type, with the broadcast shape of the inputs named
+by the output's `shape_from` (shape `()` when it names none).
+
+Nodes are evaluated in order with numpy broadcasting; prims run through `prims_np`, so the
+evaluator and the kernel-IR machine share one definition of every operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR, Node, Scalar
+from nvfuse.fusion.prims import Prim
+from nvfuse.interpret.prims_np import apply_prim, cast
+
+
+def literal(value: Scalar, dtype: DType) -> np.ndarray:
+    """A 0-d array holding `value` as dtype `dtype` (reduced floats rounded from float32)."""
+    if dtype.is_reduced_float:
+        return cast(np.float32(value), DType.FLOAT32, dtype)
+    if dtype is DType.BOOL:
+        return np.asarray(bool(value))
+    if dtype.is_float:
+        return np.asarray(value, dtype=dtype.np_storage)
+    # Integer literals outside the dtype's range wrap, as a C cast of the literal would.
+    return np.asarray(int(value), dtype=np.int64).astype(dtype.np_storage)
+
+
+def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Evaluate `ir` on `inputs`; see the module docstring for the contract."""
+    if len(inputs) != len(ir.inputs):
+        raise ValueError(f"fusion {ir.name}: expected {len(ir.inputs)} inputs, got {len(inputs)}")
+    arrays: list[np.ndarray] = [
+        np.asarray(x, dtype=spec.dtype.np_storage) for x, spec in zip(inputs, ir.inputs)]
+    values: list[np.ndarray] = []
+    for node in ir.nodes:
+        values.append(_eval_node(ir, node, values, arrays))
+    results = []
+    for out in ir.outputs:
+        shape = np.broadcast_shapes(*(arrays[i].shape for i in out.shape_from))
+        value = values[out.value]
+        node_dtype = ir.nodes[out.value].dtype
+        if node_dtype is not out.dtype:
+            value = cast(value, node_dtype, out.dtype)
+        value = np.asarray(value, dtype=out.dtype.np_storage)
+        # np.array, not ascontiguousarray: the latter turns 0-d results into shape (1,).
+        results.append(np.array(np.broadcast_to(value, shape), order="C"))
+    return results
+
+
+def _eval_node(
+    ir: FusionIR, node: Node, values: list[np.ndarray], inputs: list[np.ndarray]
+) -> np.ndarray:
+    if node.op is Prim.LOAD:
+        return inputs[int(node.attr)]  # type: ignore[arg-type]
+    if node.op is Prim.CONST:
+        return literal(node.attr, node.dtype)  # type: ignore[arg-type]
+    args = [values[a] for a in node.args]
+    # WHERE's first argument is the bool condition; its value operands are the others.
+    operand_index = node.args[1] if node.op is Prim.WHERE else node.args[0]
+    operand = ir.nodes[operand_index].dtype
+    return apply_prim(node.op, args, operand, node.dtype)

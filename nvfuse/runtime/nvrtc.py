@@ -1,0 +1,152 @@
+"""NVRTC through CuPy: CUDA C++ source text -> cubin (or PTX) bytes.  No GPU needed.
+
+`compile_to_cubin(source, arch)` runs one raw NVRTC compile with `COMPILE_OPTIONS` plus
+`--gpu-architecture=<arch>` and returns the cubin (an ELF image).  It deliberately passes no
+fast-math option: fused kernels must round like eager PyTorch (IEEE division and sqrt, denormals
+kept).  On failure it raises `CompileError` carrying the source, the NVRTC log and the arch; an
+arch the installed NVRTC cannot target is reported as such, naming the NVRTC version.
+
+CuPy is imported on first use only, so `import nvfuse` works where CuPy is not installed; calling
+these functions there raises CompileError saying NVRTC is unavailable.  No caching happens here
+(see runtime/cache.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import TYPE_CHECKING, Any
+
+from nvfuse import config
+from nvfuse.errors import CompileError
+
+if TYPE_CHECKING:
+    import torch
+
+# Everything besides the arch that changes the produced code.  Part of the disk-cache key, so a
+# change here invalidates old entries.  No --use_fast_math (see the module docstring).
+COMPILE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+
+_ARCH = re.compile(r"^(sm|compute)_(\d+)([a-z]?)$")
+
+
+def _nvrtc() -> Any:  # the cupy_backends nvrtc module (untyped)
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+    except ImportError as e:  # CuPy missing or built without NVRTC
+        raise CompileError(
+            f"NVRTC is unavailable ({e}); install CuPy for your CUDA version "
+            "(e.g. pip install cupy-cuda12x or cupy-cuda13x)"
+        ) from e
+    return nvrtc
+
+
+@functools.cache
+def nvrtc_version() -> str:
+    """The installed NVRTC's version as "major.minor" (e.g. "12.8")."""
+    major, minor = _nvrtc().getVersion()
+    return f"{major}.{minor}"
+
+
+@functools.cache
+def supported_archs() -> tuple[int, ...]:
+    """The compute capabilities (e.g. 80, 90) the installed NVRTC can target."""
+    return tuple(int(a) for a in _nvrtc().getSupportedArchs())
+
+
+def target_arch(device: torch.device | int | None = None) -> str:
+    """`sm_XY` of `device` (or of the current CUDA device when None), else NVFUSE_ARCH when
+    there is no CUDA device to ask (CPU device, CPU-only build, no GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return config.get().arch
+    if device is None:
+        return _device_arch(torch.cuda.current_device())
+    device = torch.device(device)
+    if device.type != "cuda":
+        return config.get().arch
+    return _device_arch(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _device_arch(index: int) -> str:
+    # Capabilities never change during a process; asking the driver each time is wasted work.
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(index)
+    return f"sm_{major}{minor}"
+
+
+def compile_to_cubin(source: str, arch: str, name: str = "kernel.cu") -> bytes:
+    """Compile `source` for `arch` (an sm_XY name) and return the cubin bytes."""
+    if not arch.startswith("sm_"):
+        raise CompileError(
+            f"cannot build a cubin for {arch!r} ({name}): a cubin needs a real arch like sm_90",
+            source=source,
+            arch=arch,
+        )
+    return _compile(source, arch, name, want_ptx=False)
+
+
+def compile_to_ptx(source: str, arch: str, name: str = "kernel.cu") -> str:
+    """Compile `source` for `arch` (sm_XY or compute_XY) and return the PTX text (for dumps)."""
+    ptx = _compile(source, arch, name, want_ptx=True)
+    return ptx.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def _compile(source: str, arch: str, name: str, want_ptx: bool) -> bytes:
+    nvrtc = _nvrtc()
+    _check_arch(source, arch, name)
+    options = (f"--gpu-architecture={arch}", *COMPILE_OPTIONS)
+    prog = nvrtc.createProgram(source, name, (), ())
+    try:
+        try:
+            nvrtc.compileProgram(prog, options)
+        except nvrtc.NVRTCError as e:
+            log = _log(nvrtc, prog)
+            raise CompileError(
+                f"NVRTC {nvrtc_version()} failed to compile {name} for {arch}: {e}",
+                source=source,
+                log=log,
+                arch=arch,
+            ) from None
+        return bytes(nvrtc.getPTX(prog) if want_ptx else nvrtc.getCUBIN(prog))
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def _log(nvrtc: Any, prog: int) -> str:
+    try:
+        return str(nvrtc.getProgramLog(prog))
+    except nvrtc.NVRTCError as e:  # a log we cannot read must not hide the compile error
+        return f"<NVRTC log unavailable: {e}>"
+
+
+def _check_arch(source: str, arch: str, name: str) -> None:
+    """Raise a clear CompileError when NVRTC cannot target `arch` (its own message is only
+    'invalid value for --gpu-architecture')."""
+    m = _ARCH.match(arch)
+    if m is None:
+        raise CompileError(
+            f"bad target arch {arch!r} for {name}: expected sm_XY or compute_XY",
+            source=source,
+            arch=arch,
+        )
+    try:
+        archs = supported_archs()
+    except (AttributeError, RuntimeError):  # old NVRTC/CuPy lacking it: let NVRTC decide
+        return
+    cc = int(m.group(2))
+    if not archs or cc in archs:
+        return
+    listed = ", ".join(f"sm_{a}" for a in archs)
+    if cc > max(archs):
+        why = f"the installed NVRTC {nvrtc_version()} is too old for {arch}"
+        hint = "; upgrade the CUDA NVRTC package (and CuPy) to a release that knows this GPU"
+    else:
+        why = f"the installed NVRTC {nvrtc_version()} no longer supports {arch}"
+        hint = "; use an older CUDA toolkit for this GPU"
+    raise CompileError(
+        f"cannot compile {name}: {why} (it supports {listed}){hint}", source=source, arch=arch
+    )
