@@ -19,8 +19,11 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
     """make_fx `fn` on `inputs` with the core aten decompositions (real tensors, no grad)."""
+    def call(*args: Any) -> Any:  # hides defaulted parameters, which make_fx would demand
+        return fn(*args)
+
     with torch.no_grad():
-        gm = make_fx(fn, decomposition_table=core_aten_decompositions(),
+        gm = make_fx(call, decomposition_table=core_aten_decompositions(),
                      tracing_mode="real")(*inputs)
     gm.graph.eliminate_dead_code()
     gm.recompile()

@@ -10,7 +10,7 @@ thread's lanes never cross a row.  Outputs that broadcast (stride class "0" on s
 stored only by the threads whose index along those dims is 0.
 
 Kernel arguments: the input then output pointers; then numel, the merged sizes, and the "s"
-strides operand by operand -- the order `nvfuse.schedule.pointwise.plan_launch` produces.
+strides operand by operand (merged sizes without the outermost, implied by numel) -- the order `nvfuse.schedule.pointwise.plan_launch` produces.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
         + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
            for o, c in zip(ir.outputs, sig.outputs)])
     numel = Param("numel", idx)
-    sizes = [Param(f"size{d}", idx) for d in range(sig.rank)]
+    # the outermost size is implied by numel: only the inner sizes split the linear index
+    sizes = [Param(f"size{d}", idx) for d in range(1, sig.rank)]
     strides: list[list[Expr]] = []  # per operand, per dim
     scalars: list[Param] = [numel, *sizes]
     for t, classes in zip(tensors, sig.inputs + sig.outputs):
@@ -74,7 +75,7 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
                   Special("threadIdx.x", idx), idx)
     body.append(Declare(base.name, idx, init=_mul(thread, Const(lanes, idx), idx)))
     inner: list[Stmt] = []
-    index_vars = _split_index(base, sizes, idx, inner)
+    index_vars = _split_index(base, sizes, sig.rank, idx, inner)
     offsets: list[Var] = []
     for t, row in zip(tensors, strides):
         off = Var(f"off_{t.name}", idx)
@@ -116,20 +117,21 @@ def _align(dtype: DType, classes: str, lanes: int) -> int:
     return dtype.itemsize * lanes if vector else dtype.itemsize
 
 
-def _split_index(base: Var, sizes: list[Param], idx: DType, out: list[Stmt]) -> list[Expr]:
-    """Per-dim indices of linear index `base`, innermost dim fastest."""
-    if not sizes:
+def _split_index(base: Var, inner_sizes: list[Param], rank: int, idx: DType,
+                 out: list[Stmt]) -> list[Expr]:
+    """Per-dim indices of linear index `base`, innermost dim fastest (`inner_sizes` are the
+    sizes of dims 1..rank-1)."""
+    if rank == 0:
         return []
-    if len(sizes) == 1:
-        return [base]
-    indices: list[Expr] = [Const(0, idx)] * len(sizes)
+    indices: list[Expr] = [Const(0, idx)] * rank
     rest: Expr = base
-    for d in range(len(sizes) - 1, 0, -1):
+    for d in range(rank - 1, 0, -1):
         i = Var(f"i{d}", idx)
-        out.append(Declare(i.name, idx, init=IndexOp("%", rest, sizes[d], idx)))
+        size = inner_sizes[d - 1]
+        out.append(Declare(i.name, idx, init=IndexOp("%", rest, size, idx)))
         indices[d] = i
         nxt = Var(f"q{d}", idx)
-        out.append(Declare(nxt.name, idx, init=IndexOp("/", rest, sizes[d], idx)))
+        out.append(Declare(nxt.name, idx, init=IndexOp("/", rest, size, idx)))
         rest = nxt
     indices[0] = rest
     return indices

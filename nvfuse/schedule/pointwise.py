@@ -62,7 +62,7 @@ class PointwiseLaunch:
     params: PointwiseParams
     numel: int
     sizes: tuple[int, ...]         # merged sizes, outermost first
-    scalar_args: tuple[int, ...]   # numel, sizes, then the "s" strides operand by operand
+    scalar_args: tuple[int, ...]   # numel, sizes[1:], then the "s" strides operand by operand
     grid: int
 
 
@@ -145,4 +145,4 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     per_block = BLOCK * lanes
     return PointwiseLaunch(
         signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
-        (numel, *sizes, *general), grid=max(1, -(-numel // per_block)))
+        (numel, *sizes[1:], *general), grid=max(1, -(-numel // per_block)))

@@ -32,7 +32,7 @@ def test_contiguous_add_is_rank_one_and_vectorized() -> None:
     sig = launch.signature
     assert (sig.rank, sig.inputs, sig.outputs, sig.lanes, sig.index) == (
         1, ("1", "1"), ("1",), 4, DType.INT32)
-    assert launch.scalar_args == (512, 512) and launch.grid == 1
+    assert launch.scalar_args == (512,) and launch.grid == 1
 
 
 def test_new_sizes_share_the_signature() -> None:

@@ -1,0 +1,106 @@
+"""Golden CUDA: the exact generated kernel text of representative fusions.
+
+On a mismatch the failure shows a unified diff.  `NVFUSE_REGEN_GOLDEN=1 python -m pytest
+tests/golden` rewrites the files under tests/golden/expected/; review the diff before committing.
+Only the kernel itself is compared (the inlined helper headers are tested on their own).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nvfuse
+
+EXPECTED = Path(__file__).parent / "expected"
+REGEN = os.environ.get("NVFUSE_REGEN_GOLDEN") == "1"
+
+
+def _r(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(sum(shape) + 7)
+    return (torch.rand(shape, generator=g) * 4 - 2).to(dtype)
+
+
+def _ints(*shape: int, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(1, 100, shape, generator=g, dtype=dtype)
+
+
+def _iou(ax, ay, aw, ah, bx, by, bw, bh):  # noqa: ANN001, ANN202
+    from nvfuse.demo import box_iou
+
+    return box_iou(ax, ay, aw, ah, bx, by, bw, bh)
+
+
+CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
+    "add_contiguous": (torch.add, lambda: (_r(64, 32), _r(64, 32))),
+    "add_rows_broadcast": (torch.add, lambda: (_r(64, 32), _r(32))),
+    "add_cols_broadcast": (torch.add, lambda: (_r(64, 32), _r(64, 1))),
+    "add_transposed": (lambda a, b: a.t() + b, lambda: (_r(32, 64), _r(64, 32))),
+    "add_odd_inner": (torch.add, lambda: (_r(7, 33), _r(33))),
+    "mul_scalar_half": (lambda x: x * 0.5, lambda: (_r(64, 32, dtype=torch.float16),)),
+    "bias_gelu_bf16": (lambda x, b: F.gelu(x + b),
+                       lambda: (_r(16, 64, dtype=torch.bfloat16), _r(64, dtype=torch.bfloat16))),
+    "gelu_tanh_f16": (lambda x: F.gelu(x, approximate="tanh"),
+                      lambda: (_r(128, dtype=torch.float16),)),
+    "silu_f64": (F.silu, lambda: (_r(16, 16, dtype=torch.float64),)),
+    "sigmoid_cast_out": (lambda x: torch.sigmoid(x).half(), lambda: (_r(64, 64),)),
+    "where_compare": (lambda a, b: torch.where(a > b, a, b * 2), lambda: (_r(8, 16), _r(8, 16))),
+    "clamp_tensor_bounds": (lambda x, lo, hi: torch.clamp(x, lo, hi),
+                            lambda: (_r(16, 16), _r(16) - 1, _r(16) + 1)),
+    "int_floor_div": (lambda a, b: torch.div(a, b, rounding_mode="floor"),
+                      lambda: (_ints(64), _ints(64))),
+    "int_remainder_i64": (torch.remainder,
+                          lambda: (_ints(32, dtype=torch.int64), _ints(32, dtype=torch.int64))),
+    "bool_logic": (lambda a, b: (a > 0) & ~(b < 0), lambda: (_r(16, 8), _r(16, 8))),
+    "int_to_float_promotion": (lambda a, x: a * x + 1, lambda: (_ints(16, 8), _r(16, 8))),
+    "zero_dim_operand": (lambda x, s: x * s, lambda: (_r(16, 16, dtype=torch.float16), _r())),
+    "two_outputs": (lambda x: (torch.exp(x), torch.exp(x) * 2), lambda: (_r(64, 32),)),
+    "broadcast_output": (lambda a, b: (a * 2, a * 2 + b), lambda: (_r(8, 1), _r(1, 16))),
+    "box_iou": (_iou, lambda: tuple(_r(256) + 3 for _ in range(8))),
+    "nan_to_num_rsqrt": (lambda x: torch.nan_to_num(torch.rsqrt(x)), lambda: (_r(64),)),
+}
+
+
+def _kernel_text(source: str) -> str:
+    return source[source.index('extern "C"'):]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str, interpret: None) -> None:
+    fn, make = CASES[name]
+    inputs = make()
+    fm = nvfuse.fuse(fn, inputs)
+    fm(*inputs)
+    text = "\n".join(_kernel_text(k.source) for k in fm.kernels)
+    path = EXPECTED / f"{name}.cu"
+    if REGEN or not path.exists():
+        if not REGEN:
+            pytest.fail(f"no golden file {path}; run with NVFUSE_REGEN_GOLDEN=1 to create it")
+        path.write_text(text)
+        return
+    expected = path.read_text()
+    if text != expected:
+        diff = "".join(difflib.unified_diff(
+            expected.splitlines(True), text.splitlines(True), f"{name}.cu (golden)",
+            f"{name}.cu (generated)"))
+        pytest.fail(f"generated CUDA differs from the golden file:\n{diff}")
+
+
+def test_generation_is_deterministic(interpret: None) -> None:
+    fn, make = CASES["bias_gelu_bf16"]
+    sources = []
+    for _ in range(2):
+        from nvfuse.runtime import kernels
+
+        kernels.clear()
+        fm = nvfuse.fuse(fn, make())
+        fm(*make())
+        sources.append([k.source for k in fm.kernels])
+    assert sources[0] == sources[1]

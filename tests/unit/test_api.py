@@ -1,0 +1,173 @@
+"""The public contract of design.md, end to end through the interpreter, and bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nvfuse
+from nvfuse import config
+from nvfuse.runtime import kernels
+
+
+def _bias_gelu(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x + b) * 2
+
+
+def _inputs(rows: int = 8, cols: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(rows)
+    return torch.randn(rows, cols, generator=g), torch.randn(cols, generator=g)
+
+
+def test_fuse_callable_runs_one_kernel(interpret: None) -> None:
+    x, b = _inputs()
+    fm = nvfuse.fuse(_bias_gelu, (x, b))
+    assert isinstance(fm, nvfuse.FusedModule)
+    assert len(fm.fusion_groups) == 1
+    group = fm.fusion_groups[0]
+    assert "aten::gelu" in group.ops and "add" in group.ops and "aten.mul.Tensor" in group.ops
+    assert str(group).startswith("fusion fused_0(")
+    torch.testing.assert_close(fm(x, b), _bias_gelu(x, b))
+    (kernel,) = fm.kernels
+    assert kernel.name in kernel.source and 'extern "C" __global__' in kernel.source
+    assert hash(kernel.signature) == hash(kernel.signature)
+    assert str(kernel.kernel_ir).startswith(f"kernel {kernel.name}(")
+    stats = nvfuse.stats()
+    assert stats["compiles"] == 1 and stats["launches"] == 1 and stats["fallbacks"] == 0
+
+
+def test_new_batch_size_reuses_the_kernel(interpret: None) -> None:
+    kernels.clear()
+    fm = nvfuse.fuse(_bias_gelu, _inputs(8))
+    for rows in (8, 3, 100):
+        x, b = _inputs(rows)
+        torch.testing.assert_close(fm(x, b), _bias_gelu(x, b))
+    assert nvfuse.stats()["compiles"] == 1
+    assert nvfuse.stats()["memory_hits"] >= 2
+    assert len(fm.kernels) == 1
+
+
+def test_new_dtype_builds_a_new_specialization(interpret: None) -> None:
+    fm = nvfuse.fuse(_bias_gelu, _inputs())
+    x, b = _inputs()
+    fm(x, b)
+    out = fm(x.double(), b.double())
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, _bias_gelu(x.double(), b.double()))
+    assert len(fm.kernels) == 2
+
+
+def test_module_with_parameters_and_unfusable_ops(interpret: None) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Dropout(0.0))
+    model.eval()
+    x = torch.randn(4, 16)
+    fm = nvfuse.fuse(model, (x,))
+    torch.testing.assert_close(fm(x), model(x))
+    assert all("aten::addmm" not in g.ops for g in fm.fusion_groups)  # the matmul stays eager
+
+
+def test_torchscript_trace_without_example_inputs(interpret: None) -> None:
+    x, b = _inputs()
+    traced = torch.jit.trace(_bias_gelu, (x, b))
+    fm = nvfuse.fuse(traced)
+    torch.testing.assert_close(fm(x, b), _bias_gelu(x, b))
+    assert len(fm.fusion_groups) == 1 and nvfuse.stats()["launches"] == 1
+
+
+def test_tuple_outputs_keep_their_structure(interpret: None) -> None:
+    fn = lambda x: (torch.exp(x), [torch.sin(x) + 1])  # noqa: E731
+    x = torch.randn(5, 7)
+    out = nvfuse.fuse(fn, (x,))(x)
+    assert isinstance(out, tuple) and isinstance(out[1], list)
+    torch.testing.assert_close(out[0], torch.exp(x))
+    torch.testing.assert_close(out[1][0], torch.sin(x) + 1)
+
+
+def test_zero_size_inputs_launch_nothing(interpret: None) -> None:
+    fm = nvfuse.fuse(_bias_gelu, _inputs())
+    out = fm(torch.randn(0, 64), torch.randn(64))
+    assert out.shape == (0, 64) and nvfuse.stats()["launches"] == 0
+
+
+def test_wrong_argument_count_is_a_type_error(interpret: None) -> None:
+    fm = nvfuse.fuse(_bias_gelu, _inputs())
+    with pytest.raises(TypeError, match="takes 2 input"):
+        fm(torch.randn(8, 64))
+
+
+def test_bad_objects_and_missing_inputs() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        nvfuse.fuse(42, (torch.randn(2),))
+    with pytest.raises(ValueError, match="example_inputs"):
+        nvfuse.fuse(_bias_gelu)
+
+
+def test_compile_error_carries_source_and_log() -> None:
+    bad = 'extern "C" __global__ void k(float* x) {\n  x[0] = undefined_name;\n}\n'
+    with pytest.raises(nvfuse.CompileError) as info:
+        nvfuse.compile_source(bad, "sm_90")
+    text = str(info.value)
+    assert "   2 |   x[0] = undefined_name;" in text and "undefined_name" in info.value.log
+
+
+def test_disable_compiles_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_DISABLE", "1")
+    config.reload()
+    x, b = _inputs()
+    fm = nvfuse.fuse(_bias_gelu, (x, b))
+    torch.testing.assert_close(fm(x, b), _bias_gelu(x, b))
+    assert nvfuse.stats()["compiles"] == 0 and fm.kernels == []
+
+
+def test_cpu_tensors_without_interpreter_fall_back_once_with_a_warning() -> None:
+    x, b = _inputs()
+    fm = nvfuse.fuse(_bias_gelu, (x, b))
+    from nvfuse.runtime import executor
+
+    executor._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.testing.assert_close(fm(x, b), _bias_gelu(x, b))
+        fm(x, b)
+    messages = [str(w.message) for w in caught if "runs eagerly" in str(w.message)]
+    assert len(messages) == 1 and "NVFUSE_INTERPRET" in messages[0]
+    assert nvfuse.stats()["fallbacks"] == 2
+
+
+def test_strict_raises_instead_of_falling_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_STRICT", "1")
+    config.reload()
+    x, b = _inputs()
+    fm = nvfuse.fuse(_bias_gelu, (x, b))
+    with pytest.raises(nvfuse.NvfuseError, match="CPU tensors"):
+        fm(x, b)
+
+
+def test_dump_stages(monkeypatch: pytest.MonkeyPatch, tmp_path, interpret: None) -> None:
+    monkeypatch.setenv("NVFUSE_DUMP", "graph,fusion_ir,kernel_ir,cuda,launch")
+    monkeypatch.setenv("NVFUSE_DUMP_DIR", str(tmp_path))
+    config.reload()
+    kernels.clear()
+    x, b = _inputs()
+    nvfuse.fuse(_bias_gelu, (x, b))(x, b)
+    stages = {p.name.rsplit(".", 2)[-2] for p in tmp_path.iterdir()}
+    assert stages == {"graph", "fusion_ir", "kernel_ir", "cuda", "launch"}
+
+
+def test_unknown_dump_stage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_DUMP", "cuda,bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        config.reload()
+
+
+def test_torch_compile_backend(interpret: None) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    x, b = _inputs()
+    compiled = torch.compile(_bias_gelu, backend="nvfuse")
+    torch.testing.assert_close(compiled(x, b), _bias_gelu(x, b))
+    assert nvfuse.stats()["launches"] >= 1
