@@ -27,9 +27,9 @@ from nvfuse.runtime.kernels import CompiledKernel
 
 
 class Plan:
-    """One partitioned graph and its fusion groups."""
+    """One partitioned graph and its fusion groups (gm None: run the original, unfused)."""
 
-    def __init__(self, gm: fx.GraphModule, groups: list[FusionGroup]) -> None:
+    def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup]) -> None:
         self.gm = gm
         self.groups = groups
 
@@ -47,16 +47,13 @@ class FusedModule:
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._script_gm: fx.GraphModule | None = None
-        self._script_error: Exception | None = None
-        if is_torchscript(obj):
+        self._is_script = is_torchscript(obj)
+        if self._is_script:
             self._arity = _script_arity(obj)
             try:
-                self._script_gm = graph_module_from_script(obj)
-            except NvfuseError as e:
-                if config.get().strict:
-                    raise
-                self._script_error = e
-                warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
+                self._script_gm = graph_module_from_script(obj, example_inputs)
+            except NvfuseError:
+                pass  # some scripts need input types (x.dtype): converted per plan instead
         else:
             if not callable(obj):
                 raise TypeError(
@@ -80,9 +77,10 @@ class FusedModule:
 
     def __call__(self, *inputs: Any) -> Any:
         self._check_arity(inputs)
-        if config.get().disable or self._script_error is not None:
+        if config.get().disable:
             return self._original(*inputs)
-        return self._plan_for(inputs).gm(*inputs)
+        plan = self._plan_for(inputs)
+        return (plan.gm or self._original)(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
     def _check_arity(self, inputs: Sequence[Any]) -> None:
@@ -100,14 +98,21 @@ class FusedModule:
         return plan
 
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
-        exact = self._script_gm is None  # make_fx traces bake sizes in
+        exact = not self._is_script  # make_fx traces bake sizes in; TorchScript graphs don't
         return tuple(
             (t.dtype, tuple(t.shape) if exact else t.dim(), t.device, t.requires_grad)
             if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
-        if self._script_gm is not None:
-            gm = annotate(self._script_gm, list(inputs))
+        if self._is_script:
+            try:
+                script_gm = self._script_gm or graph_module_from_script(self._original, inputs)
+            except NvfuseError as e:
+                if config.get().strict:
+                    raise
+                warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
+                return Plan(None, [])
+            gm = annotate(script_gm, list(inputs))
         else:
             gm = trace_to_aten(self._original, list(inputs))
         gm = run_passes(gm)
