@@ -11,10 +11,11 @@ as eager's dtype with `Builder.finish`.  Each output records the inputs its shap
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.fx as fx
+from torch import fx
 
 from nvfuse import dtypes
 from nvfuse.errors import LoweringError
@@ -36,6 +37,22 @@ def meta_tensor(node: fx.Node) -> torch.Tensor:
     return val
 
 
+def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
+    """Lower one aten node through the op table, its tensor operands taken from `env`, and type
+    the result as eager's dtype.  Raises Unsupported.  (The partitioner's dry run uses it too.)
+
+    A `device=` argument equal to the node's own device is dropped: make_fx writes one into
+    every conversion, and a group never changes devices."""
+    meta = meta_tensor(node)
+    out = dtypes.from_torch(meta.dtype)
+    args = fx.node.map_arg(node.args, lambda n: env[n])
+    kwargs = dict(fx.node.map_arg(node.kwargs, lambda n: env[n]))
+    if "device" in kwargs and kwargs["device"] is not None and (
+            torch.device(kwargs["device"]) == meta.device):
+        del kwargs["device"]
+    return b.finish(optable.lower_op(b, node.target, tuple(args), kwargs, out), out)
+
+
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
     b = Builder(name)
@@ -48,14 +65,12 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             deps[node] = frozenset({len(b.inputs)})
             env[node] = b.load(dtypes.from_torch(val.dtype), val.dim())
         elif node.op == "call_function":
-            out = dtypes.from_torch(meta_tensor(node).dtype)
-            args = fx.node.map_arg(node.args, lambda n: env[n])
-            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            meta = meta_tensor(node)
             try:
-                result = optable.lower_op(b, node.target, tuple(args), dict(kwargs), out)
+                result = lower_node(b, node, env)
             except Unsupported as e:
                 raise LoweringError(f"build {name}: {op_name(node.target)} ({node.name}): {e}")
-            env[node] = b.finish(result, out)
+            env[node] = replace(result, zero_dim=meta.dim() == 0)
             deps[node] = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             ops.append(op_name(node.target))
         elif node.op == "output":

@@ -16,7 +16,14 @@ from typing import Union
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.prims import (
-    BINARY_PRED, BINARY_SAME, FLOAT_ONLY, INT_ONLY, UNARY_PRED, UNARY_SAME, Prim, arity,
+    BINARY_PRED,
+    BINARY_SAME,
+    FLOAT_ONLY,
+    INT_ONLY,
+    UNARY_PRED,
+    UNARY_SAME,
+    Prim,
+    arity,
 )
 
 Scalar = Union[bool, int, float]

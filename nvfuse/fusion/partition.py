@@ -16,13 +16,14 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.fx as fx
+from torch import fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupport
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from nvfuse import dtypes
-from nvfuse.fusion.builder import Builder, Unsupported, Val
+from nvfuse.fusion.build import lower_node
+from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
@@ -68,14 +69,10 @@ def why_unfusible(node: fx.Node) -> str | None:
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> str | None:
     """Lower the node on a scratch builder: the op table is the judge of its arguments."""
     b = Builder("probe")
-    vals = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
-            for a, t in zip(node.all_input_nodes, tensors)}
-    args = fx.node.map_arg(node.args, lambda n: vals[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: vals[n])
-    out = dtypes.from_torch(node.meta["val"].dtype)
+    env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
+           for a, t in zip(node.all_input_nodes, tensors)}
     try:
-        result: Val = optable.lower_op(b, node.target, tuple(args), dict(kwargs), out)
-        b.finish(result, out)
+        lower_node(b, node, env)
     except Unsupported as e:
         return f"op table: {e}"
     return None

@@ -584,11 +584,39 @@ def _eval_dropout(node: torch.fx.Node) -> torch.fx.Node | None:
     return None
 
 
+def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
+    """x for expand(x, sizes) when every user is an op-table op that broadcasts x to the same
+    shape without it (decompositions of lerp and logaddexp emit these).  Keeps the consumers
+    fusible: a pointwise kernel broadcasts for free."""
+    from nvfuse.graph.optable import has_lowering  # the op table decides what is pointwise
+
+    x = node.args[0] if node.target is _aten.expand.default else None
+    val_x = _val(x)
+    if not isinstance(x, torch.fx.Node) or not isinstance(val_x, torch.Tensor):
+        return None
+    for user in node.users:
+        out = _val(user)
+        if user.op != "call_function" or not has_lowering(user.target) or not isinstance(
+                out, torch.Tensor):
+            return None
+        vals = [val_x if a is node else _val(a) for a in user.all_input_nodes]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            return None
+        try:
+            shape = torch.broadcast_shapes(*(v.shape for v in vals))
+        except RuntimeError:
+            return None
+        if tuple(shape) != tuple(out.shape):
+            return None
+    return x
+
+
 _VALUE_RULES: tuple[Callable[[torch.nn.Module, torch.fx.Node], torch.fx.Node | None], ...] = (
     lambda gm, n: _double_view(n),
     _identity_operand,
     lambda gm, n: _same_dtype_cast(n),
     lambda gm, n: _eval_dropout(n),
+    lambda gm, n: _broadcast_expand(n),
 )
 
 

@@ -1,0 +1,22 @@
+extern "C" __global__ void __launch_bounds__(128)
+nvfuse_pw_83ae870770a3(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, int numel) {
+  int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
+  if ((base < numel)) {
+    int off_in0 = base;
+    int off_out0 = base;
+    int off_out1 = base;
+    float r_in0[4];
+    nvf_load_vector<float, 4>(r_in0, in0 + off_in0);
+    float r_out0[4];
+    float r_out1[4];
+    #pragma unroll
+    for (int lane = 0; lane < 4; lane += 1) {
+      float v1 = expf(r_in0[lane]);
+      float v3 = ((v1) * (2.0f));
+      r_out0[lane] = v1;
+      r_out1[lane] = v3;
+    }
+    nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
+    nvf_store_vector<float, 4>(out1 + off_out1, r_out1);
+  }
+}
