@@ -14,6 +14,7 @@ tensor operands (true pointwise), with literal (not computed) scalar arguments.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import fx
@@ -66,6 +67,19 @@ def why_unfusible(node: fx.Node) -> str | None:
     return _dry_run(node, tensors)
 
 
+def _one_iteration_space(nodes: Iterable[fx.Node]) -> bool:
+    """Whether every tensor in the group (results and operands) broadcasts to one shape: a
+    pointwise kernel has a single iteration space.  Groups joined only through a shared operand
+    can break this ((1,4)+(3,1) and (1,4)+(5,1)); such a group stays eager."""
+    shapes = [v.shape for n in nodes for v in [n.meta.get("val")] + [
+        a.meta.get("val") for a in n.all_input_nodes] if isinstance(v, torch.Tensor)]
+    try:
+        torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        return False
+    return True
+
+
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> str | None:
     """Lower the node on a scratch builder: the op table is the judge of its arguments."""
     b = Builder("probe")
@@ -82,8 +96,10 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
-    partitioner = CapabilityBasedPartitioner(gm, FusionSupport(), allows_single_node_partition=True)
-    groups = partitioner.propose_partitions()
+    # No horizontal fusion: independent nodes would share one iteration space for no saving.
+    partitioner = CapabilityBasedPartitioner(gm, FusionSupport(), allows_single_node_partition=True,
+                                             skip_horizontal_fusion=True)
+    groups = [p for p in partitioner.propose_partitions() if _one_iteration_space(p.nodes)]
     if not groups:
         return gm, []
     position = {n: i for i, n in enumerate(gm.graph.nodes)}

@@ -105,7 +105,10 @@ class FusionGroup(torch.nn.Module):
             for o in outputs:
                 o.fill_(float("nan")) if o.is_floating_point() else o.view(torch.uint8).fill_(255)
         arch = _arch(device) if gpu else cfg.arch
-        launch = plan_launch(ir, inputs, outputs, arch)
+        try:
+            launch = plan_launch(ir, inputs, outputs, arch)
+        except RuntimeError as e:  # inputs without one common broadcast shape
+            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
         kernel = kernels.get_kernel(ir, self._key, launch.signature, launch.params, gpu)
         if all(k is not kernel for k in self._built):
             self._built.append(kernel)

@@ -1,0 +1,65 @@
+"""Partition: maximal groups of fusible nodes, eager ops between them, one iteration space."""
+
+from __future__ import annotations
+
+import torch
+
+from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.fusion.partition import partition, why_unfusible
+
+
+def _groups(fn, *inputs):  # noqa: ANN001, ANN202
+    gm, names = partition(trace_to_aten(fn, inputs))
+    return gm, [getattr(gm, n) for n in names]
+
+
+def _ops(group) -> list[str]:  # noqa: ANN001
+    return [str(n.target) for n in group.graph.nodes if n.op == "call_function"]
+
+
+def test_chain_around_an_unfusible_op_makes_two_groups() -> None:
+    fn = lambda x: torch.sigmoid(torch.exp(x).sum(-1, keepdim=True) * 2) + 1  # noqa: E731
+    gm, groups = _groups(fn, torch.randn(4, 8))
+    assert len(groups) == 2
+    assert any("sum" in str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+
+
+def test_single_supported_op_is_a_group_and_input_is_unchanged() -> None:
+    gm0 = trace_to_aten(lambda x: torch.relu(x), (torch.randn(3),))
+    before = str(gm0.graph)
+    gm, names = partition(gm0)
+    assert len(names) == 1 and str(gm0.graph) == before
+
+
+def test_intermediate_used_outside_becomes_a_group_output() -> None:
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.exp(x) * 2
+        return a.sum(), a + 1
+    gm, groups = _groups(fn, torch.randn(5, 5))
+    assert len(groups) == 1
+    (out,) = [n for n in groups[0].graph.nodes if n.op == "output"]
+    assert len(out.args[0]) == 2  # a (for the eager sum) and a + 1
+
+
+def test_values_without_one_iteration_space_stay_eager() -> None:
+    def fn(p: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple:
+        q = p * 2
+        return q + y, q + z  # (1,4)+(3,1) -> (3,4) and (1,4)+(5,1) -> (5,4)
+    _, groups = _groups(fn, torch.randn(1, 4), torch.randn(3, 1), torch.randn(5, 1))
+    for group in groups:
+        shapes = [n.meta["val"].shape for n in group.graph.nodes if n.op == "call_function"]
+        torch.broadcast_shapes(*shapes)  # every group has one iteration space
+
+
+def test_independent_chains_are_not_merged_horizontally() -> None:
+    fn = lambda a, b: (torch.exp(a), torch.sin(b))  # noqa: E731
+    _, groups = _groups(fn, torch.randn(8, 64), torch.randn(16))
+    assert len(groups) == 2
+
+
+def test_reasons_for_unfusible_nodes() -> None:
+    gm = trace_to_aten(lambda x: torch.mm(x, x).exp(), (torch.randn(3, 3),))
+    reasons = {str(n.target): why_unfusible(n) for n in gm.graph.nodes
+               if n.op == "call_function"}
+    assert reasons["aten.mm.default"] == "no lowering in the op table"
+    assert reasons["aten.exp.default"] is None
