@@ -5,6 +5,7 @@
     nvfuse.compile_source(src, arch="sm_90") -> cubin bytes   (raises nvfuse.CompileError)
     nvfuse.stats(), nvfuse.reset_stats()
     torch.compile(model, backend="nvfuse")
+    print(nvfuse.explain(model, *inputs, training=True))   # groups, kernels, eager ops and why
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 from nvfuse import counters as _counters
 from nvfuse.api import FusedModule, fuse
 from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
+from nvfuse.explain import ExplainReport, explain
 
 
 def compile_source(src: str, arch: str | None = None) -> bytes:
@@ -33,6 +35,6 @@ def reset_stats() -> None:
 
 
 __all__ = [
-    "CompileError", "FusedModule", "LaunchError", "LoweringError", "NvfuseError",
-    "compile_source", "fuse", "reset_stats", "stats", "__version__",
+    "CompileError", "ExplainReport", "FusedModule", "LaunchError", "LoweringError", "NvfuseError",
+    "compile_source", "explain", "fuse", "reset_stats", "stats", "__version__",
 ]
