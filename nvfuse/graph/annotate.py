@@ -1,0 +1,75 @@
+"""Annotation: `torch.fx.GraphModule` + example inputs -> a copy whose every node carries
+meta["val"].
+
+Contract: `annotate(gm, example_inputs) -> gm` records each node's result (a FakeTensor, a tuple
+of them, or a Python scalar), so dtypes, shapes, strides and devices are known to the passes.
+It first runs the graph under a FakeTensorMode (nothing is computed).  A graph whose values
+depend on data (`aten::Int` of a tensor, as traced transformer masks have) cannot run on fake
+tensors; it then runs once on the real inputs and records fake tensors made from the real
+results (same metadata, no memory held).  The input is left unchanged.  An op that fails both
+ways raises `NvfuseError` naming the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.fx
+from torch.utils._pytree import tree_map
+
+from nvfuse.errors import NvfuseError
+from nvfuse.graph.aliasing import copy_graph, finish_graph
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the graph, recording each node's result (as `record(result)`) in meta["val"]."""
+
+    def __init__(self, gm: torch.fx.GraphModule, mode: Any, fake: bool) -> None:
+        super().__init__(gm)
+        self.mode = mode
+        self.fake = fake
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        try:
+            result = super().run_node(n)
+        except NvfuseError:
+            raise
+        except Exception as exc:  # any op failure becomes an nvfuse error naming the node
+            how = "fake" if self.fake else "real"
+            raise NvfuseError(
+                f"annotate: node {n.name} ({n.op} {getattr(n.target, '__name__', n.target)}) "
+                f"failed on {how} tensors: {type(exc).__name__}: {exc}"
+            ) from exc
+        n.meta["val"] = result if self.fake else tree_map(self._as_fake, result)
+        return result
+
+    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
+        value = super().get_attr(target, args, kwargs)
+        if self.fake and isinstance(value, torch.Tensor):
+            return self.mode.from_tensor(value)
+        return value
+
+    def _as_fake(self, value: Any) -> Any:
+        return self.mode.from_tensor(value) if isinstance(value, torch.Tensor) else value
+
+
+def annotate(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> torch.fx.GraphModule:
+    """A copy of gm whose every node carries meta["val"] (FakeTensor or Python scalar)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    work = copy_graph(gm)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fake_inputs = [mode.from_tensor(x) if isinstance(x, torch.Tensor) else x
+                   for x in example_inputs]
+    try:
+        with mode, torch.no_grad():
+            _Recorder(work, mode, fake=True).run(*fake_inputs)
+    except NvfuseError:
+        # data-dependent values: propagate the real inputs once, record their metadata
+        work = copy_graph(gm)
+        with torch.no_grad():
+            _Recorder(work, FakeTensorMode(allow_non_fake_inputs=True), fake=False).run(
+                *example_inputs)
+    return finish_graph(work)
