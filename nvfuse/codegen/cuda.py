@@ -4,6 +4,10 @@
 nobody else), literals come from `prims_c.literal`, braces from `block()`.  The device helpers of
 codegen_templates/ are inlined at the top, so the unit compiles with NVRTC alone (no include
 paths, no CUDA toolkit headers).  Output is deterministic: same kernel IR, same text.
+
+Helpers are pulled in by tag: every kernel gets `prims_c.HEADERS` and nvf_memory.cuh; a kernel
+that contains a reduction statement also gets nvf_reduce.cuh (`headers_for`), so the text of
+kernels without reductions is exactly what it was before reductions existed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 
 MEMORY_HEADER = "nvf_memory.cuh"
+REDUCE_HEADER = "nvf_reduce.cuh"
+
+_REDUCE_OP_C = {
+    kir.ReduceOp.SUM: "nvf_op_sum", kir.ReduceOp.PROD: "nvf_op_prod",
+    kir.ReduceOp.MAX: "nvf_op_max", kir.ReduceOp.MIN: "nvf_op_min",
+}
 
 
 class CudaEmitter:
@@ -41,7 +51,7 @@ class CudaEmitter:
     # -- the unit ----------------------------------------------------------------------------
     def emit(self, k: kir.Kernel) -> str:
         self._lines = []
-        for name in (*prims_c.HEADERS, MEMORY_HEADER):
+        for name in headers_for(k):
             self._lines.append(f"// ---- {name} ----")
             self._lines.extend(read_template(name).rstrip("\n").split("\n"))
         self.line()
@@ -91,6 +101,31 @@ class CudaEmitter:
                 self.stmts(s.body)
         elif isinstance(s, kir.Comment):
             self.line(f"// {s.text}")
+        elif isinstance(s, kir.Shared):
+            self.line(f"__shared__ {s.dtype.c_type} {s.name}[{s.size}];")
+        elif isinstance(s, kir.Sync):
+            self.line("__syncthreads();")
+        else:
+            self.reduction(s)
+
+    def reduction(self, s: kir.Stmt) -> None:
+        if isinstance(s, kir.WarpReduce):
+            t = s.dst.dtype.c_type
+            self.line(f"{s.dst.name} = nvf_warp_allreduce<{_REDUCE_OP_C[s.op]}, {t}>"
+                      f"({self.expr(s.src)});")
+        elif isinstance(s, kir.BlockReduce):
+            t = s.dst.dtype.c_type
+            self.line(f"{s.dst.name} = nvf_block_allreduce<{_REDUCE_OP_C[s.op]}, {t}>"
+                      f"({self.expr(s.src)}, {s.scratch});")
+        elif isinstance(s, kir.WelfordReduce):
+            args = [s.mean.name, s.m2.name, s.n.name,
+                    *(self.expr(e) for e in (s.src_mean, s.src_m2, s.src_n))]
+            if s.scope is kir.ReduceScope.BLOCK:
+                fn = "nvf_block_welford"
+                args.append(str(s.scratch))
+            else:
+                fn = "nvf_warp_welford"
+            self.line(f"{fn}<{s.mean.dtype.c_type}>({', '.join(args)});")
         else:
             raise TypeError(f"emit: not a kernel IR statement: {s!r}")
 
@@ -104,6 +139,8 @@ class CudaEmitter:
             return f"(({e.dtype.c_type}){e.name})"
         if isinstance(e, kir.Elem):
             return f"{e.array}[{self.expr(e.lane)}]"
+        if isinstance(e, kir.SharedElem):
+            return f"{e.array}[{self.expr(e.index)}]"
         if isinstance(e, kir.IndexOp):
             return f"({self.expr(e.a)} {e.op} {self.expr(e.b)})"
         if isinstance(e, kir.Compute):
@@ -120,6 +157,18 @@ def _lanes_comment(k: kir.Kernel) -> str:
         if isinstance(s, kir.For) and s.unroll and isinstance(s.stop, kir.Const):
             return str(s.stop.value)
     return "1"
+
+
+def headers_for(k: kir.Kernel) -> tuple[str, ...]:
+    """The helper files kernel `k` needs, in inlining order.  Raises ValueError for a kernel
+    with reductions whose block the helpers do not support (a multiple of 32, at most 1024)."""
+    headers: tuple[str, ...] = (*prims_c.HEADERS, MEMORY_HEADER)
+    if any(isinstance(s, kir.REDUCTIONS) for s in _walk(k.body)):
+        if k.block % 32 or not 0 < k.block <= 1024:
+            raise ValueError(f"emit: kernel {k.name} reduces across threads but its block "
+                             f"{k.block} is not a multiple of 32 in [32, 1024]")
+        headers += (REDUCE_HEADER,)
+    return headers
 
 
 def _walk(body: tuple[kir.Stmt, ...]) -> Iterator[kir.Stmt]:

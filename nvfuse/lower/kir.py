@@ -10,12 +10,24 @@ Expressions are pure and typed.  Statements run in order, per thread.  Conventio
   promises that the access is one aligned `lanes * itemsize`-byte transaction (the interpreter
   checks the promise).  `Store` is the mirror.  Loads and stores move bits: conversions are
   explicit `Compute(Prim.CAST, ...)`.
+- Shared memory: `Shared` declares a per-block array of static size (at most once per name; a
+  declaration inside a loop is the same array each time, as in C); `SharedElem` reads it and is
+  an `Assign` target.  Cross-thread communication through it needs a `Sync` between the write
+  and the read (the interpreter reports the race otherwise).
+- Reductions (`WarpReduce`, `BlockReduce`, `WelfordReduce`) are allreduces: every participating
+  thread gets the result.  Contract: the launch block is a multiple of 32 (at most 1024); a warp
+  reduction is reached by all 32 threads of a warp or none, a block reduction by all threads of
+  the block or none (it contains barriers).  Threads with no data pass the identity (0 for SUM,
+  1 for PROD, -inf / the lowest integer for MAX, +inf / the highest for MIN, n = 0 for Welford):
+  lowering predicates the data, never the reduction.  Supported dtypes: `REDUCE_DTYPES`; a
+  block reduction's scratch is a `Shared` array of that dtype with at least `block / 32`
+  elements (3 * block / 32 for Welford), whose contents the reduction leaves unspecified.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Union
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import Scalar, format_scalar
@@ -83,7 +95,16 @@ class Compute:
     dtype: DType
 
 
-Expr = Union[Const, Var, Param, Special, Elem, IndexOp, Compute]
+@dataclass(frozen=True)
+class SharedElem:
+    """Element `index` of the calling thread's block's shared array `array` (see `Shared`)."""
+
+    array: str
+    index: Expr
+    dtype: DType
+
+
+Expr = Const | Var | Param | Special | Elem | SharedElem | IndexOp | Compute
 
 SPECIALS = ("threadIdx.x", "blockIdx.x", "blockDim.x", "gridDim.x")
 INDEX_OPS = ("+", "-", "*", "/", "%", "<", "<=", "==", "!=", "&&", "||")
@@ -103,7 +124,7 @@ class Declare:
 
 @dataclass(frozen=True)
 class Assign:
-    target: Var | Elem
+    target: Var | Elem | SharedElem
     value: Expr
 
 
@@ -150,7 +171,110 @@ class Comment:
     text: str
 
 
-Stmt = Union[Declare, Assign, Load, Store, If, For, Comment]
+@dataclass(frozen=True)
+class Shared:
+    """`__shared__ T name[size];`: one array per block, uninitialised, alive for the kernel."""
+
+    name: str
+    dtype: DType
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size <= 0:
+            raise ValueError(f"shared array {self.name}: size must be positive, got {self.size}")
+
+
+@dataclass(frozen=True)
+class Sync:
+    """`__syncthreads()`: reached by every thread of a block or by none of them."""
+
+
+class ReduceOp(enum.Enum):
+    """The combine of a reduction.  MAX / MIN propagate NaN (torch.amax / amin); integer SUM /
+    PROD wrap around."""
+
+    SUM = "sum"
+    PROD = "prod"
+    MAX = "max"
+    MIN = "min"
+
+
+# Reductions run in the compute dtype: half/bf16 data is reduced in float32, narrow integers
+# are reduced in int64 (torch's sum promotes them), so these four are all a kernel needs.
+REDUCE_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT32, DType.INT64)
+
+
+def _check_reduce_dtypes(what: str, dtype: DType, *exprs: Expr) -> None:
+    if dtype not in REDUCE_DTYPES:
+        raise ValueError(f"{what}: dtype {dtype} is not one of {REDUCE_DTYPES}")
+    for e in exprs:
+        if e.dtype is not dtype:
+            raise ValueError(f"{what}: operand {print_expr(e)} is {e.dtype}, expected {dtype}")
+
+
+@dataclass(frozen=True)
+class WarpReduce:
+    """`dst = op-reduction of src over the 32 threads of the calling warp` (in every lane)."""
+
+    dst: Var
+    src: Expr
+    op: ReduceOp
+
+    def __post_init__(self) -> None:
+        _check_reduce_dtypes(f"warp {self.op.value} into {self.dst.name}", self.dst.dtype,
+                             self.src)
+
+
+@dataclass(frozen=True)
+class BlockReduce:
+    """`dst = op-reduction of src over all threads of the block` (in every thread), using the
+    shared array `scratch` (see the module docstring for its size)."""
+
+    dst: Var
+    src: Expr
+    op: ReduceOp
+    scratch: str
+
+    def __post_init__(self) -> None:
+        _check_reduce_dtypes(f"block {self.op.value} into {self.dst.name}", self.dst.dtype,
+                             self.src)
+
+
+class ReduceScope(enum.Enum):
+    WARP = "warp"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class WelfordReduce:
+    """Combine per-thread Welford states (mean, m2 = sum of squared deviations, n = count)
+    over the warp or the block (Chan et al.'s parallel update); every thread gets the combined
+    state in (mean, m2, n).  All six values share one float dtype.  `scratch` names the shared
+    array of a BLOCK reduction (3 * block / 32 elements) and is None for WARP."""
+
+    mean: Var
+    m2: Var
+    n: Var
+    src_mean: Expr
+    src_m2: Expr
+    src_n: Expr
+    scope: ReduceScope
+    scratch: str | None = None
+
+    def __post_init__(self) -> None:
+        what = f"{self.scope.value} welford into {self.mean.name}"
+        dtype = self.mean.dtype
+        if not dtype.is_float:
+            raise ValueError(f"{what}: Welford states are float32 or float64, got {dtype}")
+        _check_reduce_dtypes(what, dtype, self.m2, self.n, self.src_mean, self.src_m2,
+                             self.src_n)
+        if (self.scratch is None) != (self.scope is ReduceScope.WARP):
+            raise ValueError(f"{what}: a block reduction needs a scratch array, a warp one none")
+
+
+Stmt = (Declare | Assign | Load | Store | If | For | Comment | Shared | Sync | WarpReduce
+        | BlockReduce | WelfordReduce)
+REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce)
 
 # -- the kernel ----------------------------------------------------------------------------
 
@@ -195,6 +319,8 @@ def print_expr(e: Expr) -> str:
         return e.name
     if isinstance(e, Elem):
         return f"{e.array}[{print_expr(e.lane)}]"
+    if isinstance(e, SharedElem):
+        return f"${e.array}[{print_expr(e.index)}]"
     if isinstance(e, IndexOp):
         return f"({print_expr(e.a)} {e.op} {print_expr(e.b)})"
     if isinstance(e, Compute):
@@ -240,4 +366,23 @@ def _print_body(body: tuple[Stmt, ...], depth: int, lines: list[str]) -> None:
         elif isinstance(s, Comment):
             lines.append(f"{pad}# {s.text}")
         else:
-            raise TypeError(f"not a kernel IR statement: {s!r}")
+            lines.append(pad + _print_sync_or_reduce(s))
+
+
+def _print_sync_or_reduce(s: Stmt) -> str:
+    """Shared memory, barriers and reductions ($name marks a shared array)."""
+    if isinstance(s, Shared):
+        return f"shared {s.dtype} ${s.name}[{s.size}]"
+    if isinstance(s, Sync):
+        return "sync"
+    if isinstance(s, WarpReduce):
+        return f"{s.dst.name} = warp_allreduce.{s.op.value}({print_expr(s.src)})"
+    if isinstance(s, BlockReduce):
+        return (f"{s.dst.name} = block_allreduce.{s.op.value}({print_expr(s.src)}) "
+                f"scratch ${s.scratch}")
+    if isinstance(s, WelfordReduce):
+        srcs = ", ".join(print_expr(e) for e in (s.src_mean, s.src_m2, s.src_n))
+        scratch = f" scratch ${s.scratch}" if s.scratch is not None else ""
+        return (f"({s.mean.name}, {s.m2.name}, {s.n.name}) = "
+                f"{s.scope.value}_welford({srcs}){scratch}")
+    raise TypeError(f"not a kernel IR statement: {s!r}")

@@ -1,0 +1,178 @@
+"""Interpreter rules for cross-thread reductions: `WarpReduce`, `BlockReduce`, `WelfordReduce`.
+
+Input: one of those statements and the `Machine`.  Output: the destination register(s) of every
+participating thread hold the reduction over its warp or block.
+
+The combine order is exactly that of codegen_templates/nvf_reduce.cuh, so integer results are
+bit-identical to the device (they would be in any order: wrapping add / mul, max and min are
+associative) and float results are too as far as numpy and the device round alike (the device
+may contract Welford's multiply-adds into FMAs; tests use tolerances for floats):
+- warp: xor butterfly, offsets 16, 8, 4, 2, 1; each pair of lanes computes
+  combine(lower lane's value, upper lane's value);
+- block: warp allreduce; lane 0 of each warp provides the warp's partial; every warp then
+  reduces the block's partials padded with the identity to 32 lanes, with the same butterfly.
+NaN semantics are those of prims_np's MAXIMUM / MINIMUM (NaN propagates), shared with the
+pointwise prims.
+
+Contract checks (InterpretError): the block is a multiple of 32 (at most 1024); a warp
+reduction is reached by all or none of each warp's threads, a block reduction by all or none
+of each block's (the helpers use full-warp shuffles and barriers); a block reduction's scratch
+is a declared shared array of the value dtype, large enough, and untouched since the last
+barrier.  Afterwards the scratch holds unspecified values (poison here) and, because the helper
+contains barriers, all shared accesses before it are ordered before those after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.prims import Prim
+from nvfuse.interpret.fusion_eval import literal
+from nvfuse.interpret.prims_np import apply_prim
+from nvfuse.interpret.shared import barrier, check_quiet, scrub
+from nvfuse.interpret.state import (
+    Machine,
+    assign_var,
+    evaluate_expr,
+    register_stmt,
+    uniform_groups,
+)
+from nvfuse.lower.kir import (
+    BlockReduce,
+    Expr,
+    ReduceOp,
+    ReduceScope,
+    WarpReduce,
+    WelfordReduce,
+)
+
+WARP = 32
+MAX_BLOCK = 1024
+
+State = tuple[np.ndarray, ...]  # one array per component (1 for plain ops, 3 for Welford)
+Combine = Callable[[State, State], State]
+
+_PRIMS = {ReduceOp.SUM: Prim.ADD, ReduceOp.PROD: Prim.MUL, ReduceOp.MAX: Prim.MAXIMUM,
+          ReduceOp.MIN: Prim.MINIMUM}
+
+
+def identity(op: ReduceOp, dtype: DType) -> np.ndarray:
+    """The value a thread with no data passes (the padding of the block's second stage)."""
+    if op is ReduceOp.SUM:
+        return literal(0, dtype)
+    if op is ReduceOp.PROD:
+        return literal(1, dtype)
+    lowest = op is ReduceOp.MAX
+    if dtype.is_float:
+        return literal(-np.inf if lowest else np.inf, dtype)
+    info = np.iinfo(dtype.np_storage)
+    return literal(int(info.min if lowest else info.max), dtype)
+
+
+def _scalar_combine(op: ReduceOp, dtype: DType) -> Combine:
+    prim = _PRIMS[op]
+    return lambda lo, hi: (apply_prim(prim, [lo[0], hi[0]], dtype, dtype),)
+
+
+def welford_combine(a: State, b: State) -> State:
+    """nvf_welford_combine, operation for operation (Chan et al.)."""
+    a_mean, a_m2, a_n = a
+    b_mean, b_m2, b_n = b
+    n = a_n + b_n
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 is discarded by the where
+        b_share = np.where(n == 0, np.zeros_like(n), b_n / n)
+    delta = b_mean - a_mean
+    return a_mean + delta * b_share, a_m2 + b_m2 + delta * delta * a_n * b_share, n
+
+
+def butterfly(values: State, combine: Combine) -> State:
+    """Warp allreduce over the last axis (32 lanes), in the device's order."""
+    lane = np.arange(WARP)
+    offset = WARP // 2
+    while offset:
+        upper = (lane & offset) != 0
+        other = tuple(v[..., lane ^ offset] for v in values)
+        lo = tuple(np.where(upper, o, v) for v, o in zip(values, other))
+        hi = tuple(np.where(upper, v, o) for v, o in zip(values, other))
+        values = combine(lo, hi)
+        offset //= 2
+    return values
+
+
+def _warp_allreduce(m: Machine, values: State, combine: Combine) -> State:
+    return tuple(v.reshape(-1) for v in butterfly(
+        tuple(v.reshape(-1, WARP) for v in values), combine))
+
+
+def _block_allreduce(m: Machine, values: State, combine: Combine, ident: State) -> State:
+    warps = m.kernel.block // WARP
+    per_warp = butterfly(tuple(v.reshape(m.grid, warps, WARP) for v in values), combine)
+    partials = tuple(p[:, :, 0] for p in per_warp)  # lane 0 writes scratch[warp]
+    padding = WARP - warps
+    padded = tuple(np.concatenate([p, np.full((m.grid, padding), i, dtype=p.dtype)], axis=1)
+                   for p, i in zip(partials, ident))
+    result = butterfly(padded, combine)  # the same in every warp: (grid, lane)
+    return tuple(np.broadcast_to(r[:, None, :], (m.grid, warps, WARP)).reshape(-1)
+                 for r in result)
+
+
+def _sources(m: Machine, exprs: tuple[Expr, ...], dtype: DType) -> State:
+    return tuple(np.broadcast_to(np.asarray(evaluate_expr(m, e), dtype=dtype.np_storage),
+                                 (m.threads,)) for e in exprs)
+
+
+def _check_block(m: Machine, what: str) -> None:
+    block = m.kernel.block
+    if block % WARP or block > MAX_BLOCK:
+        raise m.fail(f"{what} needs a block that is a multiple of {WARP} and at most "
+                     f"{MAX_BLOCK}, got {block}")
+
+
+def _reduce(m: Machine, scope: ReduceScope, exprs: tuple[Expr, ...], dtype: DType,
+            combine: Combine, ident: State, scratch: str | None, what: str) -> State:
+    """Evaluate `exprs`, allreduce them over `scope` and return the per-thread results."""
+    _check_block(m, what)
+    if scope is ReduceScope.WARP:
+        uniform_groups(m, WARP, "warp", what)
+        return _warp_allreduce(m, _sources(m, exprs, dtype), combine)
+    blocks = uniform_groups(m, m.kernel.block, "block", what)
+    values = _sources(m, exprs, dtype)  # before the helper writes its scratch, as on the device
+    assert scratch is not None  # the kir node guarantees it
+    arr = check_quiet(m, scratch, blocks)
+    need = len(exprs) * (m.kernel.block // WARP)
+    if arr.dtype is not dtype or arr.size < need:
+        raise m.fail(f"{what}: scratch {scratch} is {arr.dtype}[{arr.size}], needs "
+                     f"{dtype}[{need}] or more")
+    result = _block_allreduce(m, values, combine, ident)
+    scrub(arr, blocks)
+    barrier(m, blocks)
+    return result
+
+
+@register_stmt(WarpReduce)
+def _warp_reduce(m: Machine, s: WarpReduce) -> None:
+    dtype = s.dst.dtype
+    (value,) = _reduce(m, ReduceScope.WARP, (s.src,), dtype, _scalar_combine(s.op, dtype),
+                       (identity(s.op, dtype),), None, f"warp {s.op.value} reduction")
+    assign_var(m, s.dst, value, dtype)
+
+
+@register_stmt(BlockReduce)
+def _block_reduce(m: Machine, s: BlockReduce) -> None:
+    dtype = s.dst.dtype
+    (value,) = _reduce(m, ReduceScope.BLOCK, (s.src,), dtype, _scalar_combine(s.op, dtype),
+                       (identity(s.op, dtype),), s.scratch, f"block {s.op.value} reduction")
+    assign_var(m, s.dst, value, dtype)
+
+
+@register_stmt(WelfordReduce)
+def _welford_reduce(m: Machine, s: WelfordReduce) -> None:
+    dtype = s.mean.dtype
+    zero = literal(0, dtype)
+    results = _reduce(m, s.scope, (s.src_mean, s.src_m2, s.src_n), dtype, welford_combine,
+                      (zero, zero, zero), s.scratch, f"{s.scope.value} Welford reduction")
+    for var, value in zip((s.mean, s.m2, s.n), results):
+        assign_var(m, var, value, dtype)
