@@ -18,7 +18,7 @@ from nvfuse import config
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
-from nvfuse.fusion.build import build_fusion
+from nvfuse.fusion.build import build_fusion, dim_order
 from nvfuse.fusion.partition import partition
 from nvfuse.graph.passes import annotate, run_passes
 from nvfuse.runtime.dump import dump
@@ -98,10 +98,14 @@ class FusedModule:
         return plan
 
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
-        exact = not self._is_script  # make_fx traces bake sizes in; TorchScript graphs don't
+        """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
+        take eager's layout, which follows the inputs'), and sizes where the trace bakes them
+        in (make_fx; TorchScript graphs stay size-generic, so only ranks there)."""
+        exact = not self._is_script
         return tuple(
-            (t.dtype, tuple(t.shape) if exact else t.dim(), t.device, t.requires_grad)
-            if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
+            (t.dtype, tuple(t.shape) if exact else t.dim(), t.device, t.requires_grad,
+             dim_order(t)) if isinstance(t, torch.Tensor) else ("value", repr(t))
+            for t in inputs)
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
         if self._is_script:

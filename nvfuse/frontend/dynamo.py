@@ -25,13 +25,11 @@ def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[.
 
 
 def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
-    from torch._decomp import core_aten_decompositions
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
     backend = aot_autograd(
         fw_compiler=_fuse_graph, bw_compiler=_fuse_graph,
         partition_fn=min_cut_rematerialization_partition,
-        decompositions=core_aten_decompositions(),
     )
     return backend(gm, example_inputs, **kwargs)

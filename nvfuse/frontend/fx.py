@@ -1,7 +1,7 @@
 """FX frontend: an nn.Module, fx.GraphModule or any callable of tensors -> graph IR.
 
 Input: the callable and concrete inputs.  Output: an aten-level `fx.GraphModule` (make_fx with
-torch's core decompositions) whose nodes carry FakeTensor metadata and whose forward takes the
+the elementwise subset of torch's core decompositions) whose nodes carry FakeTensor metadata and whose forward takes the
 same flat inputs and returns the same output structure as the callable.  Tracing specializes
 on the inputs' sizes (views record them), so the caller traces once per input shape; kernels are
 still shared across shapes through the signature cache.
@@ -9,6 +9,7 @@ still shared across shapes through the signature cache.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -17,13 +18,37 @@ from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
 
+# Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation
+# backwards and composites whose decompositions are purely elementwise, hence fusible.
+_POINTWISE_FAMILY = frozenset({
+    "gelu_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "threshold_backward",
+    "logit_backward", "elu_backward", "hardtanh_backward", "leaky_relu_backward",
+    "hardswish_backward", "hardsigmoid_backward", "softplus_backward", "mish_backward",
+    "log_sigmoid_backward", "native_dropout_backward", "rsub", "lerp", "addcmul", "addcdiv",
+})
+
+
+@functools.cache
+def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
+    """The subset of torch's core decompositions that turn an op into elementwise ops.
+
+    Only these: every other op keeps its real kernel, so its result has exactly eager's
+    numerics and memory layout (the views of an AOTAutograd graph rely on those layouts, and
+    e.g. attention's decomposition returns a different layout than its kernel)."""
+    def elementwise(op: Any) -> bool:
+        return isinstance(op, torch._ops.OpOverload) and (
+            torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
+    return {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+
+
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
-    """make_fx `fn` on `inputs` with the core aten decompositions (real tensors, no grad)."""
+    """make_fx `fn` on `inputs` with the elementwise core decompositions (real tensors, no
+    grad)."""
     def call(*args: Any) -> Any:  # hides defaulted parameters, which make_fx would demand
         return fn(*args)
 
     with torch.no_grad():
-        gm = make_fx(call, decomposition_table=core_aten_decompositions(),
+        gm = make_fx(call, decomposition_table=pointwise_decompositions(),
                      tracing_mode="real")(*inputs)
     gm.graph.eliminate_dead_code()
     gm.recompile()

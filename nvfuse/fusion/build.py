@@ -37,6 +37,18 @@ def meta_tensor(node: fx.Node) -> torch.Tensor:
     return val
 
 
+def dim_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The order of t's dims in memory, outermost first (None when contiguous): larger strides
+    outside; size-1 dims, whose stride says nothing, keep their logical place."""
+    if t.is_contiguous() or t.dim() < 2:
+        return None
+    strides = t.stride()
+    placed = sorted((d for d in range(t.dim()) if t.shape[d] != 1),
+                    key=lambda d: -strides[d])  # stable: ties keep logical order
+    order = iter(placed)
+    return tuple(d if t.shape[d] == 1 else next(order) for d in range(t.dim()))
+
+
 def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
     """Lower one aten node through the op table, its tensor operands taken from `env`, and type
     the result as eager's dtype.  Raises Unsupported.  (The partitioner's dry run uses it too.)
@@ -79,7 +91,9 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             for r in results:
                 if not isinstance(r, fx.Node) or r not in env:
                     raise LoweringError(f"build {name}: output {r!r} is not a group value")
-                b.store(env[r], dtypes.from_torch(meta_tensor(r).dtype), tuple(sorted(deps[r])))
+                meta = meta_tensor(r)
+                b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
+                        dim_order(meta))
         else:
             raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
     return b.finalize(tuple(ops))

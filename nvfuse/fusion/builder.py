@@ -121,9 +121,10 @@ class Builder:
         return Val(v.index, v.dtype, eager)
 
     # -- outputs -----------------------------------------------------------------------------
-    def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...]) -> None:
+    def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...],
+              layout: tuple[int, ...] | None = None) -> None:
         name = f"out{len(self.outputs)}"
-        self.outputs.append(Output(name, v.index, dtype, shape_from))
+        self.outputs.append(Output(name, v.index, dtype, shape_from, layout))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
         ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops)

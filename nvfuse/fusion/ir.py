@@ -55,13 +55,15 @@ class Node:
 @dataclass(frozen=True)
 class Output:
     """A tensor the kernel writes: value `value` rounded to `dtype`, with the broadcast shape
-    of the inputs listed in `shape_from` (every input when the tuple is empty and ndim > 0
-    is impossible; an output with no inputs has shape `()`)."""
+    of the inputs listed in `shape_from` (an output with no inputs has shape `()`), laid out in
+    memory with dims in the order `layout` (outermost first; None = contiguous), which is the
+    order eager gives it (TensorIterator keeps a permuted input's layout)."""
 
     name: str
     value: int
     dtype: DType
     shape_from: tuple[int, ...]
+    layout: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ def print_fusion(ir: FusionIR) -> str:
         lines.append(f"  %{index} = {rhs} : {node.dtype}")
     for out in ir.outputs:
         shape = ", ".join(ir.inputs[i].name for i in out.shape_from) or "scalar"
-        lines.append(f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape})")
+        layout = f", layout {list(out.layout)}" if out.layout is not None else ""
+        lines.append(
+            f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape}{layout})")
     lines.append("}")
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from nvfuse import config, counters
 from nvfuse.errors import NvfuseError
-from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.ir import FusionIR, Output
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
 from nvfuse.schedule.pointwise import output_shapes, plan_launch
@@ -97,8 +97,7 @@ class FusionGroup(torch.nn.Module):
             out_shapes = output_shapes(ir, shapes)
         except RuntimeError as e:
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
-        outputs = tuple(torch.empty(s, dtype=o.dtype.torch, device=device)
-                        for s, o in zip(out_shapes, ir.outputs))
+        outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
         if any(o.numel() == 0 for o in outputs):
             return outputs
         if POISON_OUTPUTS:
@@ -124,6 +123,13 @@ class FusionGroup(torch.nn.Module):
             run_kernel(kernel.kernel_ir, tensors, launch.scalar_args, launch.grid)
         counters.bump("launches")
         return outputs
+
+
+def _allocate(shape: torch.Size, out: Output, device: torch.device) -> torch.Tensor:
+    """An output of eager's dtype, shape and memory layout (dim order)."""
+    if out.layout is not None and len(out.layout) == len(shape):
+        return torch.empty_permuted(shape, out.layout, dtype=out.dtype.torch, device=device)
+    return torch.empty(shape, dtype=out.dtype.torch, device=device)
 
 
 def _check_inputs(ir: FusionIR, inputs: tuple[Any, ...]) -> None:

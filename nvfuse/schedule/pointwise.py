@@ -13,8 +13,10 @@ a new batch size reuses the kernel.  The vector width depends on a divisibility 
 innermost size and on pointer alignment; the index width on whether every offset fits in 31 bits:
 both are size-dependent facts in the signature (crossing them compiles one more specialization).
 
-Outputs are allocated contiguous with eager's shape; an output whose shape is smaller than the
-iteration space (it broadcasts) has stride 0 there and is stored only where those indices are 0.
+Outputs are allocated with eager's shape and layout; the dims are iterated in the memory order
+of the first full-size output (so a permuted output is written coalesced) before merging.  An
+output whose shape is smaller than the iteration space (it broadcasts) has stride 0 there and is
+stored only where those indices are 0.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def _aligned_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
     return strides
 
 
+def _iteration_order(shape: list[int], output_strides: list[list[int]]) -> list[int]:
+    """Iterate dims in the memory order of the first output that covers the whole space, so a
+    permuted output (eager keeps a permuted input's layout) is still written coalesced."""
+    for strides in output_strides:
+        if all(s != 0 for s, n in zip(strides, shape) if n != 1):
+            return sorted(range(len(shape)), key=lambda d: -strides[d])  # stable
+    return list(range(len(shape)))
+
+
 def merge_dims(shape: Sequence[int], operands: list[list[int]]) -> tuple[list[int], list[list[int]]]:
     """Drop size-1 dims and merge adjacent dims across which every operand is contiguous."""
     keep = [d for d, n in enumerate(shape) if n != 1]
@@ -131,7 +142,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     """Signature, schedule and arguments for running `ir` on these tensors."""
     shape = torch.broadcast_shapes(*(t.shape for t in inputs)) if inputs else torch.Size(())
     tensors = list(inputs) + list(outputs)
-    sizes, strides = merge_dims(list(shape), [_aligned_strides(t, shape) for t in tensors])
+    aligned = [_aligned_strides(t, shape) for t in tensors]
+    order = _iteration_order(list(shape), aligned[len(inputs):])
+    sizes, strides = merge_dims([shape[d] for d in order], [[s[d] for d in order] for s in aligned])
     classes = [_classify(s) for s in strides]
     numel = math.prod(sizes)
     lanes = _pick_lanes(sizes, classes, strides, tensors, len(outputs))
