@@ -39,7 +39,7 @@ def _cupy_version() -> str:
         import cupy
 
         return str(cupy.__version__)
-    except Exception as e:  # noqa: BLE001 -- a report field, never a reason to fail
+    except Exception as e:
         return f"unavailable ({type(e).__name__})"
 
 
@@ -48,7 +48,7 @@ def _nvrtc_version() -> str:
         from nvfuse.runtime.nvrtc import nvrtc_version
 
         return nvrtc_version()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return f"unavailable ({type(e).__name__})"
 
 

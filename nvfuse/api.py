@@ -9,7 +9,8 @@ batch size costs a retrace at most, never a recompile.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx as fx

@@ -15,7 +15,8 @@ class CompileError(NvfuseError):
         self.log = log
         self.arch = arch
         numbered = "\n".join(f"{i:4d} | {line}" for i, line in enumerate(source.splitlines(), 1))
-        super().__init__(f"{message}\n--- NVRTC log ({arch}) ---\n{log}\n--- source ---\n{numbered}")
+        super().__init__(
+            f"{message}\n--- NVRTC log ({arch}) ---\n{log}\n--- source ---\n{numbered}")
 
 
 class LoweringError(NvfuseError):

@@ -11,7 +11,8 @@ cache, so a new batch size costs a retrace, never a recompile.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch.fx as fx
 

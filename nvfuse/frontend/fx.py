@@ -1,16 +1,17 @@
 """FX frontend: an nn.Module, fx.GraphModule or any callable of tensors -> graph IR.
 
 Input: the callable and concrete inputs.  Output: an aten-level `fx.GraphModule` (make_fx with
-the elementwise subset of torch's core decompositions) whose nodes carry FakeTensor metadata and whose forward takes the
-same flat inputs and returns the same output structure as the callable.  Tracing specializes
-on the inputs' sizes (views record them), so the caller traces once per input shape; kernels are
-still shared across shapes through the signature cache.
+the elementwise subset of torch's core decompositions) whose nodes carry FakeTensor metadata and
+whose forward takes the same flat inputs and returns the same output structure as the callable.
+Tracing specializes on the inputs' sizes (views record them), so the caller traces once per input
+shape; kernels are still shared across shapes through the signature cache.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx as fx

@@ -49,6 +49,17 @@ def dim_order(t: torch.Tensor) -> tuple[int, ...] | None:
     return tuple(d if t.shape[d] == 1 else next(order) for d in range(t.dim()))
 
 
+def _substitute(value: Any, env: dict[fx.Node, Val]) -> Any:
+    """`value` (an FX argument) with every Node replaced by its Val."""
+    if isinstance(value, fx.Node):
+        return env[value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_substitute(v, env) for v in value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, env) for k, v in value.items()}
+    return value
+
+
 def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
     """Lower one aten node through the op table, its tensor operands taken from `env`, and type
     the result as eager's dtype.  Raises Unsupported.  (The partitioner's dry run uses it too.)
@@ -57,8 +68,8 @@ def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
     every conversion, and a group never changes devices."""
     meta = meta_tensor(node)
     out = dtypes.from_torch(meta.dtype)
-    args = fx.node.map_arg(node.args, lambda n: env[n])
-    kwargs = dict(fx.node.map_arg(node.kwargs, lambda n: env[n]))
+    args = _substitute(node.args, env)
+    kwargs = _substitute(dict(node.kwargs), env)
     if "device" in kwargs and kwargs["device"] is not None and (
             torch.device(kwargs["device"]) == meta.device):
         del kwargs["device"]
@@ -81,7 +92,8 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             try:
                 result = lower_node(b, node, env)
             except Unsupported as e:
-                raise LoweringError(f"build {name}: {op_name(node.target)} ({node.name}): {e}")
+                raise LoweringError(
+                    f"build {name}: {op_name(node.target)} ({node.name}): {e}") from e
             env[node] = replace(result, zero_dim=meta.dim() == 0)
             deps[node] = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             ops.append(op_name(node.target))

@@ -12,7 +12,6 @@ Values are numbered SSA nodes in topological order; a node refers to earlier nod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.prims import (
@@ -26,7 +25,7 @@ from nvfuse.fusion.prims import (
     arity,
 )
 
-Scalar = Union[bool, int, float]
+Scalar = bool | int | float
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ output.  The schedule guarantees that the innermost size is a multiple of `lanes
 thread's lanes never cross a row.  Outputs that broadcast (stride class "0" on some dim) are
 stored only by the threads whose index along those dims is 0.
 
-Kernel arguments: the input then output pointers; then numel, the merged sizes, and the "s"
-strides operand by operand (merged sizes without the outermost, implied by numel) -- the order `nvfuse.schedule.pointwise.plan_launch` produces.
+Kernel arguments: the input then output pointers; then numel, the merged sizes without the
+outermost (implied by numel), and the "s" strides operand by operand -- the order
+`nvfuse.schedule.pointwise.plan_launch` produces.
 """
 
 from __future__ import annotations
@@ -162,20 +163,16 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int]) -> list[Stmt]:
         elif node.op is Prim.CONST:
             exprs[index] = Const(node.attr, node.dtype)  # type: ignore[arg-type]
         else:
-            value = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
+            computed = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
             name = f"v{index}"
-            stmts.append(Declare(name, node.dtype, init=value))
+            stmts.append(Declare(name, node.dtype, init=computed))
             exprs[index] = Var(name, node.dtype)
     for out in ir.outputs:
         value = exprs[out.value]
-        if value_dtype(value) is not out.dtype:
+        if value.dtype is not out.dtype:
             value = Compute(Prim.CAST, (value,), out.dtype)
         stmts.append(Assign(Elem(f"r_{out.name}", lane, out.dtype), value))
     return stmts
-
-
-def value_dtype(e: Expr) -> DType:
-    return e.dtype
 
 
 def _live_nodes(ir: FusionIR) -> set[int]:

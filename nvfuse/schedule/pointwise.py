@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -106,7 +106,8 @@ def _iteration_order(shape: list[int], output_strides: list[list[int]]) -> list[
     return list(range(len(shape)))
 
 
-def merge_dims(shape: Sequence[int], operands: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+def merge_dims(shape: Sequence[int],
+               operands: list[list[int]]) -> tuple[list[int], list[list[int]]]:
     """Drop size-1 dims and merge adjacent dims across which every operand is contiguous."""
     keep = [d for d, n in enumerate(shape) if n != 1]
     sizes = [shape[d] for d in keep]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def _ints(*shape: int, dtype: torch.dtype = torch.int32) -> torch.Tensor:
     return torch.randint(1, 100, shape, generator=g, dtype=dtype)
 
 
-def _iou(ax, ay, aw, ah, bx, by, bw, bh):  # noqa: ANN001, ANN202
+def _iou(ax, ay, aw, ah, bx, by, bw, bh):
     from nvfuse.demo import box_iou
 
     return box_iou(ax, ay, aw, ah, bx, by, bw, bh)

@@ -16,7 +16,7 @@ from nvfuse import config
 from nvfuse.runtime import executor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "numerics"))
-from cases import CASES, OpCase, compare  # noqa: E402
+from cases import CASES, OpCase, compare
 
 pytestmark = pytest.mark.gpu
 
@@ -51,7 +51,7 @@ def test_op_on_device(case: OpCase, dtype: torch.dtype) -> None:
 
 
 def test_new_batch_size_reuses_the_kernel() -> None:
-    fn = lambda x, b: torch.nn.functional.gelu(x + b) * 2  # noqa: E731
+    fn = lambda x, b: torch.nn.functional.gelu(x + b) * 2
     b = torch.randn(1024, device="cuda")
     fm = nvfuse.fuse(fn, (torch.randn(8, 1024, device="cuda"), b))
     for rows in (8, 33, 4096):
@@ -62,7 +62,7 @@ def test_new_batch_size_reuses_the_kernel() -> None:
 
 
 def test_runs_on_the_current_stream() -> None:
-    fn = lambda x: torch.sigmoid(x) * x  # noqa: E731
+    fn = lambda x: torch.sigmoid(x) * x
     x = torch.randn(1 << 22, device="cuda")
     fm = nvfuse.fuse(fn, (x,))
     side = torch.cuda.Stream()
@@ -74,7 +74,7 @@ def test_runs_on_the_current_stream() -> None:
 
 
 def test_large_noncontiguous_and_misaligned_inputs() -> None:
-    fn = lambda a, b: a * b + 1  # noqa: E731
+    fn = lambda a, b: a * b + 1
     a = torch.randn(2048, 4097, device="cuda")[:, 1:]  # misaligned rows
     b = torch.randn(4096, 2048, device="cuda").t()     # transposed
     fm = nvfuse.fuse(fn, (a, b))

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-i8, u8, i16, i32, i64, b8 = torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool
+i8, u8, i16 = torch.int8, torch.uint8, torch.int16
+i32, i64, b8 = torch.int32, torch.int64, torch.bool
 FLOATS = (f32, f16, bf16, f64)
 INTS = (i32, i64)
 ALL_INTS = (u8, i8, i16, i32, i64)
@@ -269,7 +270,8 @@ _ACT = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2), "elu": lambda x: F.elu(x, 0.5),
     "elu_scales": lambda x: torch.ops.aten.elu(x, 1.5, 2.0, 0.5), "selu": lambda x: F.selu(x),
     "celu": lambda x: F.celu(x, 0.7), "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": lambda x: F.silu(x), "mish": lambda x: F.mish(x),
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": lambda x: F.silu(x),
+    "mish": lambda x: F.mish(x),
     "softplus": F.softplus, "softplus_beta": lambda x: F.softplus(x, 2.0, 3.0),
     "softsign": F.softsign, "hardtanh": lambda x: F.hardtanh(x, -0.5, 1.5),
     "hardsigmoid": lambda x: F.hardsigmoid(x), "hardswish": lambda x: F.hardswish(x),

@@ -78,7 +78,7 @@ def test_torchscript_trace_without_example_inputs(interpret: None) -> None:
 
 
 def test_tuple_outputs_keep_their_structure(interpret: None) -> None:
-    fn = lambda x: (torch.exp(x), [torch.sin(x) + 1])  # noqa: E731
+    fn = lambda x: (torch.exp(x), [torch.sin(x) + 1])
     x = torch.randn(5, 7)
     out = nvfuse.fuse(fn, (x,))(x)
     assert isinstance(out, tuple) and isinstance(out[1], list)

@@ -65,7 +65,8 @@ def vector_copy(dtype: DType = F32, lanes: int = 4, align: int = 16) -> Kernel:
     """y[base:base+lanes] = x[base:base+lanes] for base = 4 * thread, if base < n."""
     n = Param("n", I64)
     base = Var("base", I64)
-    return kernel("copy", [TensorParam("x", dtype, False, align), TensorParam("y", dtype, True, align)],
+    return kernel("copy",
+                  [TensorParam("x", dtype, False, align), TensorParam("y", dtype, True, align)],
                   [n], [
                       Declare("base", I64, init=op("*", global_thread(), c(lanes))),
                       If(op("<", base, n), (
@@ -381,7 +382,8 @@ def copy_with_tail(lanes: int = 4) -> Kernel:
                           For(lane, c(0, I32), c(lanes, I32), c(1, I32), (triple("v"),), True),
                           Store("y", F32, base, "v", lanes, vector=True),
                       )),
-                      If(op("&&", op("<", base, n), op("<", n, op("+", base, c(lanes, I32), I32))), (
+                      If(op("&&", op("<", base, n),
+                            op("<", n, op("+", base, c(lanes, I32), I32))), (
                           For(lane, c(0, I32), c(lanes, I32), c(1, I32), (
                               If(op("<", at, n), (
                                   Declare("s", F32, 1),

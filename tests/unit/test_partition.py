@@ -8,17 +8,17 @@ from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.fusion.partition import partition, why_unfusible
 
 
-def _groups(fn, *inputs):  # noqa: ANN001, ANN202
+def _groups(fn, *inputs):
     gm, names = partition(trace_to_aten(fn, inputs))
     return gm, [getattr(gm, n) for n in names]
 
 
-def _ops(group) -> list[str]:  # noqa: ANN001
+def _ops(group) -> list[str]:
     return [str(n.target) for n in group.graph.nodes if n.op == "call_function"]
 
 
 def test_chain_around_an_unfusible_op_makes_two_groups() -> None:
-    fn = lambda x: torch.sigmoid(torch.exp(x).sum(-1, keepdim=True) * 2) + 1  # noqa: E731
+    fn = lambda x: torch.sigmoid(torch.exp(x).sum(-1, keepdim=True) * 2) + 1
     gm, groups = _groups(fn, torch.randn(4, 8))
     assert len(groups) == 2
     assert any("sum" in str(n.target) for n in gm.graph.nodes if n.op == "call_function")
@@ -52,7 +52,7 @@ def test_values_without_one_iteration_space_stay_eager() -> None:
 
 
 def test_independent_chains_are_not_merged_horizontally() -> None:
-    fn = lambda a, b: (torch.exp(a), torch.sin(b))  # noqa: E731
+    fn = lambda a, b: (torch.exp(a), torch.sin(b))
     _, groups = _groups(fn, torch.randn(8, 64), torch.randn(16))
     assert len(groups) == 2
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import operator
 
+import warnings
+
 import pytest
 import torch
 import torch.fx
@@ -208,3 +210,20 @@ def test_traced_module_through_annotate_and_passes() -> None:
     optimized = run_passes(annotated)
     assert optimized.sub.lin.weight is net.sub.lin.weight
     _assert_same(optimized(x, y), traced(x, y))
+
+
+def test_data_dependent_graph_is_annotated_from_a_real_run() -> None:
+    """aten::Int of a tensor cannot run on fake tensors; annotate falls back to the real inputs."""
+    from nvfuse.graph.annotate import annotate
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * int(x.abs().max().ceil())
+
+    x = torch.rand(3, 4) * 5 + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(fn, (x,))
+    gm = annotate(graph_module_from_script(traced), [x])
+    vals = [n.meta["val"] for n in gm.graph.nodes if n.op == "call_function"]
+    assert all(not isinstance(v, torch.Tensor) or v.device == x.device for v in vals)
+    torch.testing.assert_close(gm(x), fn(x))
