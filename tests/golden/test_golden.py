@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import nvfuse
+from nvfuse.lower.verify import verify_kernel
 
 EXPECTED = Path(__file__).parent / "expected"
 REGEN = os.environ.get("NVFUSE_REGEN_GOLDEN") == "1"
@@ -79,6 +80,8 @@ def test_golden(name: str, interpret: None) -> None:
     inputs = make()
     fm = nvfuse.fuse(fn, inputs)
     fm(*inputs)
+    for kernel in fm.kernels:
+        verify_kernel(kernel.kernel_ir)
     text = "\n".join(_kernel_text(k.source) for k in fm.kernels)
     path = EXPECTED / f"{name}.cu"
     if REGEN or not path.exists():

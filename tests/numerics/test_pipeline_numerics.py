@@ -12,6 +12,7 @@ import torch
 from cases import CASES, OpCase, compare
 
 import nvfuse
+from nvfuse.lower.verify import verify_kernel
 from nvfuse.runtime import executor
 from nvfuse.runtime.nvrtc import compile_to_cubin
 
@@ -38,6 +39,8 @@ def test_op_through_interpreter(case: OpCase, dtype: torch.dtype, interpret: Non
     actual = fm(*inputs)
     assert nvfuse.stats()["launches"] >= 1 and nvfuse.stats()["fallbacks"] == 0
     compare(actual, expected, dtype, case.tolerance(dtype))
+    for kernel in fm.kernels:
+        verify_kernel(kernel.kernel_ir)
     _generated.update((k.name, k.source) for k in fm.kernels)
 
 
