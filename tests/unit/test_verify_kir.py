@@ -13,7 +13,7 @@ from nvfuse.lower import kir
 from nvfuse.lower.verify import KernelIRError, verify_kernel
 
 
-def _kernel(interpret_fn=lambda x, b: torch.sigmoid(x + b) * 2) -> kir.Kernel:  # noqa: ANN001
+def _kernel(interpret_fn=lambda x, b: torch.sigmoid(x + b) * 2) -> kir.Kernel:
     x, b = torch.randn(8, 64), torch.randn(64)
     fm = nvfuse.fuse(interpret_fn, (x, b))
     fm(x, b)
