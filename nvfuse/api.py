@@ -28,11 +28,14 @@ from nvfuse.runtime.kernels import CompiledKernel
 
 
 class Plan:
-    """One partitioned graph and its fusion groups (gm None: run the original, unfused)."""
+    """One partitioned graph and its fusion groups (gm None: run the original, unfused).
+    `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight)."""
 
-    def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup]) -> None:
+    def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
+                 grad_params: bool = False) -> None:
         self.gm = gm
         self.groups = groups
+        self.grad_params = grad_params
 
 
 class FusedModule:
@@ -47,6 +50,7 @@ class FusedModule:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
+        self._autograd: Callable[..., Any] | None = None
         self._script_gm: fx.GraphModule | None = None
         self._is_script = is_torchscript(obj)
         if self._is_script:
@@ -81,7 +85,23 @@ class FusedModule:
         if config.get().disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
+        if torch.is_grad_enabled() and (plan.grad_params or any(
+                isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)):
+            return self._call_with_autograd(inputs)
         return (plan.gm or self._original)(*inputs)
+
+    def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
+        """Kernels return tensors without autograd history, so a call that needs gradients goes
+        through AOTAutograd (the torch.compile path): forward and backward both fused."""
+        if self._is_script:
+            warn_once("nvfuse: a TorchScript function runs unfused when gradients are needed "
+                      "(use torch.compile(model, backend='nvfuse') to train fused)")
+            return self._original(*inputs)
+        if self._autograd is None:
+            from nvfuse.frontend.dynamo import nvfuse_backend
+
+            self._autograd = torch.compile(self._original, backend=nvfuse_backend)
+        return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
     def _check_arity(self, inputs: Sequence[Any]) -> None:
@@ -133,7 +153,19 @@ class FusedModule:
             group = FusionGroup(ir, sub, self.kernels)
             setattr(fused, name, group)
             groups.append(group)
-        return Plan(fused, groups)
+        return Plan(fused, groups, _reads_trainable_tensor(gm))
+
+
+def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
+    """Whether a get_attr of `gm` is a tensor requiring grad (then eager's result would too)."""
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = gm
+            for part in str(node.target).split("."):
+                value = getattr(value, part, None)
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                return True
+    return False
 
 
 def _script_arity(obj: Any) -> int | None:

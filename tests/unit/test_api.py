@@ -197,3 +197,34 @@ def test_misaligned_view_after_aligned_call_is_planned_again(interpret: None) ->
     shifted = storage[1:].view(8, 64)  # same shape and strides, 4-byte aligned only
     torch.testing.assert_close(fm(shifted, b), _bias_gelu(shifted, b))
     assert {k.signature[1].lanes for k in fm.kernels} == {4, 1}
+
+
+def test_calls_needing_gradients_train_through_autograd(interpret: None) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU())
+    reference = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU())
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(4, 8)
+    fm = nvfuse.fuse(model, (x,))
+    out = fm(x)
+    assert out.requires_grad  # as eager's
+    out.square().sum().backward()
+    reference(x).square().sum().backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+    assert nvfuse.stats()["launches"] >= 2  # forward and backward kernels
+    with torch.no_grad():
+        assert not fm(x).requires_grad  # inference stays on the plain fused path
+
+
+def test_input_requiring_grad_gets_a_gradient(interpret: None) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    x = torch.randn(6, requires_grad=True)
+    fm = nvfuse.fuse(lambda t: torch.sin(t) * 2, (x,))
+    fm(x).sum().backward()
+    torch.testing.assert_close(x.grad, 2 * torch.cos(x.detach()))
