@@ -13,6 +13,7 @@ kernels without reductions is exactly what it was before reductions existed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 from nvfuse.codegen import prims_c
@@ -22,6 +23,7 @@ from nvfuse.lower import kir
 
 MEMORY_HEADER = "nvf_memory.cuh"
 REDUCE_HEADER = "nvf_reduce.cuh"
+RANDOM_HEADER = "nvf_random.cuh"
 
 _REDUCE_OP_C = {
     kir.ReduceOp.SUM: "nvf_op_sum", kir.ReduceOp.PROD: "nvf_op_prod",
@@ -143,6 +145,8 @@ class CudaEmitter:
             return f"{e.array}[{self.expr(e.index)}]"
         if isinstance(e, kir.IndexOp):
             return f"({self.expr(e.a)} {e.op} {self.expr(e.b)})"
+        if isinstance(e, kir.Random):
+            return f"nvf_rand_uniform({self.expr(e.index)}, {self.expr(e.seed)}, {e.stream}LL)"
         if isinstance(e, kir.Compute):
             args = [self.expr(a) for a in e.args]
             if e.prim is Prim.CAST:
@@ -168,7 +172,24 @@ def headers_for(k: kir.Kernel) -> tuple[str, ...]:
             raise ValueError(f"emit: kernel {k.name} reduces across threads but its block "
                              f"{k.block} is not a multiple of 32 in [32, 1024]")
         headers += (REDUCE_HEADER,)
+    if _uses_random(k):
+        headers += (RANDOM_HEADER,)
     return headers
+
+
+def _uses_random(k: kir.Kernel) -> bool:
+    return _contains(k.body, kir.Random)
+
+
+def _contains(node: object, kind: type) -> bool:
+    """Whether an IR value (statement, expression, or a tuple of them) holds a `kind` node."""
+    if isinstance(node, kind):
+        return True
+    if isinstance(node, tuple):
+        return any(_contains(item, kind) for item in node)
+    if dataclasses.is_dataclass(node):
+        return any(_contains(getattr(node, f.name), kind) for f in dataclasses.fields(node))
+    return False
 
 
 def _walk(body: tuple[kir.Stmt, ...]) -> Iterator[kir.Stmt]:

@@ -29,6 +29,18 @@ _POINTWISE_FAMILY = frozenset({
 })
 
 
+def native_dropout(x: torch.Tensor, p: float, train: bool | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dropout as rand_like and elementwise ops (fusible); returns (output, keep mask) as eager
+    does, the mask being what the backward multiplies by.  Eval mode copies, never aliases."""
+    if not train or p == 0:
+        return x.clone(), torch.ones_like(x, dtype=torch.bool)
+    if p == 1:
+        return torch.zeros_like(x), torch.zeros_like(x, dtype=torch.bool)
+    keep = torch.rand_like(x) > p
+    return keep * x * (1.0 / (1.0 - p)), keep
+
+
 @functools.cache
 def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     """The subset of torch's core decompositions that turn an op into elementwise ops.
@@ -39,7 +51,9 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     def elementwise(op: Any) -> bool:
         return isinstance(op, torch._ops.OpOverload) and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
-    return {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+    table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+    table[torch.ops.aten.native_dropout.default] = native_dropout
+    return table
 
 
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
@@ -48,8 +62,12 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     def call(*args: Any) -> Any:  # hides defaulted parameters, which make_fx would demand
         return fn(*args)
 
+    # functionalize (mutations only, views kept): in-place ops on temporaries become their
+    # functional forms (eager's CPU dropout is bernoulli_ on an empty tensor), mutated inputs
+    # get an explicit copy_ back
+    functional = torch.func.functionalize(call, remove="mutations")
     with torch.no_grad():
-        gm = make_fx(call, decomposition_table=pointwise_decompositions(),
+        gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
                      tracing_mode="real")(*inputs)
     gm.graph.eliminate_dead_code()
     gm.recompile()

@@ -63,6 +63,12 @@ class Builder:
         node = self.add_node(Node(Prim.LOAD, (), dtype, index))
         return Val(node, dtype, dtype, zero_dim=ndim == 0)
 
+    def random(self) -> Val:
+        """A float32 uniform in [0, 1) from a random stream of its own (never shared by CSE)."""
+        stream = sum(1 for n in self.nodes if n.op is Prim.RAND)
+        node = self.add_node(Node(Prim.RAND, (), DType.FLOAT32, stream))
+        return Val(node, DType.FLOAT32, DType.FLOAT32)
+
     def const(self, value: Scalar, dtype: DType) -> Val:
         """A literal of `dtype` (converted as torch converts a Python scalar to that dtype)."""
         literal = _convert_scalar(value, dtype)

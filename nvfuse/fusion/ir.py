@@ -77,6 +77,11 @@ class FusionIR:
         return print_fusion(self)
 
     @property
+    def random(self) -> bool:
+        """Whether the kernel draws random numbers (then each launch takes a fresh seed)."""
+        return any(n.op is Prim.RAND for n in self.nodes)
+
+    @property
     def ndim(self) -> int:
         """Rank of the iteration space: the largest input rank."""
         return max((i.ndim for i in self.inputs), default=0)
@@ -100,6 +105,8 @@ def print_fusion(ir: FusionIR) -> str:
             rhs = f"load {ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
         elif node.op is Prim.CONST:
             rhs = f"const {format_scalar(node.attr)}"  # type: ignore[arg-type]
+        elif node.op is Prim.RAND:
+            rhs = f"rand stream {node.attr}"
         else:
             rhs = f"{node.op.value} " + ", ".join(f"%{a}" for a in node.args)
         lines.append(f"  %{index} = {rhs} : {node.dtype}")
@@ -134,6 +141,9 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
         elif op is Prim.CONST:
             if not isinstance(node.attr, (bool, int, float)):
                 raise FusionIRError(f"{where}: literal {node.attr!r} is not a scalar")
+        elif op is Prim.RAND:
+            if node.dtype is not DType.FLOAT32 or not isinstance(node.attr, int) or node.attr < 0:
+                raise FusionIRError(f"{where}: rand is float32 with a stream number")
         elif op is Prim.CAST:
             pass
         elif op is Prim.WHERE:

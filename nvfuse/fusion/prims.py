@@ -9,7 +9,9 @@ Typing rules (checked by the fusion IR verifier):
 - WHERE(cond: bool, a: T, b: T) -> T.
 - CAST(x: S) -> T for any S, T (float -> int truncates toward zero as C and torch do; any -> bool
   is x != 0).
-- LOAD / CONST are leaves: LOAD reads input `attr` (an int), CONST is the literal `attr`.
+- LOAD / CONST / RAND are leaves: LOAD reads input `attr` (an int), CONST is the literal `attr`,
+  RAND is a float32 uniform in [0, 1) drawn for this element from random stream `attr` (an int;
+  streams of one kernel are independent) with the launch's seed (Philox4x32-10).
 
 Semantics are eager PyTorch's (CUDA kernels), including NaN and signed-zero behaviour:
 - MAXIMUM/MINIMUM propagate NaN; FMAX/FMIN ignore NaN when the other operand is a number.
@@ -33,6 +35,7 @@ class Prim(enum.Enum):
     # leaves
     LOAD = "load"
     CONST = "const"
+    RAND = "rand"
     # unary, same dtype
     NEG = "neg"
     ABS = "abs"
@@ -132,7 +135,7 @@ INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR,
 
 
 def arity(prim: Prim) -> int:
-    if prim in (P.LOAD, P.CONST):
+    if prim in (P.LOAD, P.CONST, P.RAND):
         return 0
     if prim in UNARY_SAME or prim in UNARY_PRED or prim is P.CAST:
         return 1

@@ -34,7 +34,9 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 
 # Importing the lowering modules registers their lowerings in TABLE.
-from nvfuse.graph.ops import activations, arithmetic, compare, conversions, math_ops  # noqa: F401
+from nvfuse.graph.ops import (  # noqa: F401
+    activations, arithmetic, compare, conversions, math_ops, random,
+)
 from nvfuse.graph.ops.registry import TABLE, Call, Lowering, register
 
 __all__ = ["Call", "Lowering", "has_lowering", "lower_op", "register", "supported_ops"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from nvfuse.fusion.prims import Prim
 from nvfuse.interpret.fusion_eval import literal
+from nvfuse.interpret.random import rand_uniform
 from nvfuse.interpret.prims_np import apply_prim, cast
 from nvfuse.interpret.shared import store_shared
 from nvfuse.interpret.state import (
@@ -39,6 +40,7 @@ from nvfuse.lower.kir import (
     Assign,
     Comment,
     Compute,
+    Random,
     Const,
     Declare,
     Elem,
@@ -149,6 +151,13 @@ def _compute(m: Machine, e: Compute) -> Value:
     if operand.is_reduced_float:
         raise m.fail(f"{e.prim.value} computes in {operand}; cast to float32 first")
     return apply_prim(e.prim, args, operand, e.dtype)
+
+
+@register_expr(Random)
+def _random(m: Machine, e: Random) -> Value:
+    index = np.broadcast_to(np.asarray(evaluate_expr(m, e.index), dtype=np.int64), (m.threads,))
+    seed = int(np.asarray(evaluate_expr(m, e.seed)).reshape(-1)[0])  # uniform: a kernel arg
+    return rand_uniform(index, seed, e.stream)
 
 
 # -- statements ----------------------------------------------------------------------------

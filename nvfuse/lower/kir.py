@@ -104,7 +104,18 @@ class SharedElem:
     dtype: DType
 
 
-Expr = Const | Var | Param | Special | Elem | SharedElem | IndexOp | Compute
+@dataclass(frozen=True)
+class Random:
+    """A float32 uniform in [0, 1): element `index` (int64) of random stream `stream` of a launch
+    seeded with `seed` (int64) -- Philox4x32-10, see codegen_templates/nvf_random.cuh."""
+
+    index: Expr
+    seed: Expr
+    stream: int
+    dtype: DType = DType.FLOAT32
+
+
+Expr = Const | Var | Param | Special | Elem | SharedElem | IndexOp | Compute | Random
 
 SPECIALS = ("threadIdx.x", "blockIdx.x", "blockDim.x", "gridDim.x")
 INDEX_OPS = ("+", "-", "*", "/", "%", "<", "<=", "==", "!=", "&&", "||")
@@ -323,6 +334,8 @@ def print_expr(e: Expr) -> str:
         return f"${e.array}[{print_expr(e.index)}]"
     if isinstance(e, IndexOp):
         return f"({print_expr(e.a)} {e.op} {print_expr(e.b)})"
+    if isinstance(e, Random):
+        return f"rand({print_expr(e.index)}, {print_expr(e.seed)}, stream {e.stream})"
     if isinstance(e, Compute):
         args = ", ".join(print_expr(a) for a in e.args)
         return f"{e.prim.value}<{e.dtype}>({args})"

@@ -23,8 +23,8 @@ from nvfuse.fusion.ir import FusionIR, print_fusion
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
-    Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Special, Stmt,
-    Store, Var,
+    Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
+    Stmt, Store, Var,
 )
 from nvfuse.schedule.pointwise import PointwiseSignature
 
@@ -99,8 +99,14 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
 
     lane = Var("lane", DType.INT32)
+    seed = Param("seed", DType.INT64)
+    if ir.random:
+        scalars.append(seed)  # a fresh value every launch, drawn from torch's generator
+    element = Compute(Prim.CAST, (_add(base, Compute(Prim.CAST, (lane,), idx), idx),),
+                      DType.INT64)
     inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
-                     Const(1, DType.INT32), tuple(_lane_body(ir, lane, in_lanes)), unroll=True))
+                     Const(1, DType.INT32), tuple(_lane_body(ir, lane, in_lanes, element, seed)),
+                     unroll=True))
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
         store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
                             vector=lanes > 1)
@@ -148,8 +154,10 @@ def _broadcast_guard(classes: str, index_vars: list[Expr], idx: DType) -> Expr |
     return cond
 
 
-def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int]) -> list[Stmt]:
-    """One lane's computation: every node the outputs need, in order, as registers."""
+def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
+               seed: Param) -> list[Stmt]:
+    """One lane's computation: every node the outputs need, in order, as registers.
+    `element` is the lane's linear index in the iteration space (what RAND draws for)."""
     live = _live_nodes(ir)
     exprs: dict[int, Expr] = {}
     stmts: list[Stmt] = []
@@ -162,6 +170,11 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int]) -> list[Stmt]:
             exprs[index] = Elem(f"r_{ir.inputs[k].name}", at, node.dtype)
         elif node.op is Prim.CONST:
             exprs[index] = Const(node.attr, node.dtype)  # type: ignore[arg-type]
+        elif node.op is Prim.RAND:
+            name = f"v{index}"
+            stmts.append(Declare(name, node.dtype,
+                                 init=Random(element, seed, int(node.attr))))  # type: ignore
+            exprs[index] = Var(name, node.dtype)
         else:
             computed = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
             name = f"v{index}"

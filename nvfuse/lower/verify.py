@@ -65,6 +65,11 @@ class _Verifier:
         elif isinstance(e, kir.Compute):
             for operand in e.args:
                 self.expr(operand, scope)
+        elif isinstance(e, kir.Random):
+            if e.index.dtype is not DType.INT64 or e.seed.dtype is not DType.INT64:
+                raise self.fail("random index and seed are int64")
+            self.expr(e.index, scope)
+            self.expr(e.seed, scope)
         elif not isinstance(e, (kir.Const, kir.Special)):
             raise self.fail(f"unknown expression {e!r}")
 

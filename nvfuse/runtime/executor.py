@@ -110,12 +110,15 @@ class FusionGroup(torch.nn.Module):
             dump("launch", kernel.name, f"grid={ready.grid} block={kernel.params.block} "
                  f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
         tensors = [*inputs, *outputs]
+        scalars = ready.scalars
+        if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
         if ready.gpu:
-            _launch_gpu(kernel, ready.device, ready.grid, tensors, ready.scalars)
+            _launch_gpu(kernel, ready.device, ready.grid, tensors, scalars)
         else:
             from nvfuse.interpret.machine import run_kernel
 
-            run_kernel(kernel.kernel_ir, tensors, ready.scalars, ready.grid)
+            run_kernel(kernel.kernel_ir, tensors, scalars, ready.grid)
         counters.bump("launches")
         return outputs
 
@@ -207,6 +210,6 @@ def _launch_gpu(kernel: kernels.CompiledKernel, device: torch.device, grid: int,
         assert kernel.cubin is not None
         loaded = load_kernel(kernel.cubin, kernel.name, index)
         kernel._loaded[index] = loaded
-    index_dtype = kernel.kernel_ir.index_dtype
-    args = [*tensors, *((s, index_dtype) for s in scalars)]
+    params = kernel.kernel_ir.scalars  # each scalar passed as its declared C type
+    args = [*tensors, *((value, p.dtype) for value, p in zip(scalars, params, strict=True))]
     loaded.launch(grid, kernel.params.block, args, 0, current_stream_handle(device))

@@ -66,6 +66,8 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "two_outputs": (lambda x: (torch.exp(x), torch.exp(x) * 2), lambda: (_r(64, 32),)),
     "broadcast_output": (lambda a, b: (a * 2, a * 2 + b), lambda: (_r(8, 1), _r(1, 16))),
     "box_iou": (_iou, lambda: tuple(_r(256) + 3 for _ in range(8))),
+    "dropout_f16": (lambda x: F.dropout(x, 0.2, training=True),
+                    lambda: (_r(64, 32, dtype=torch.float16),)),
     "nan_to_num_rsqrt": (lambda x: torch.nan_to_num(torch.rsqrt(x)), lambda: (_r(64),)),
 }
 
