@@ -32,7 +32,7 @@ def test_philox_known_answers(counter: tuple, key: tuple, expected: tuple) -> No
     assert tuple(int(w[0]) for w in out) == expected
 
 
-def test_device_helper_matches_interpreter_bit_for_bit(tmp_path) -> None:  # noqa: ANN001
+def test_device_helper_matches_interpreter_bit_for_bit(tmp_path) -> None:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not installed")
