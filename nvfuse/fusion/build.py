@@ -6,7 +6,9 @@ inputs, one output node returning a tuple of the group's outputs), every node an
 placeholders in order and whose outputs are the returned values in order.
 
 Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
-as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on.
+as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on,
+and, in a reduction group, whether it is a row value with the reduced dims kept or dropped
+(read off eager's rank of the output).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import fx
 from nvfuse import dtypes
 from nvfuse.errors import LoweringError
 from nvfuse.fusion.builder import Builder, Unsupported, Val
-from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
 from nvfuse.graph import optable
 
 
@@ -82,18 +84,25 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                 result = lower_node(b, node, env)
             except Unsupported as e:
                 raise LoweringError(f"build {name}: {op_name(node.target)} ({node.name}): {e}")
-            env[node] = replace(result, zero_dim=meta.dim() == 0)
+            env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             deps[node] = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             ops.append(op_name(node.target))
         elif node.op == "output":
             results = node.args[0]
             results = results if isinstance(results, (tuple, list)) else (results,)
+            rows = row_values(FusionIR(name, tuple(b.inputs), tuple(b.nodes), (), (),
+                                       b.reduce_ndim))
             for r in results:
                 if not isinstance(r, fx.Node) or r not in env:
                     raise LoweringError(f"build {name}: output {r!r} is not a group value")
                 meta = meta_tensor(r)
+                shape = OutputShape.FULL
+                if env[r].index in rows:
+                    rank = max((b.inputs[i].ndim for i in deps[r]), default=0)
+                    shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
+                             else OutputShape.ROW_DROPPED)
                 b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
-                        dim_order(meta))
+                        dim_order(meta), shape)
         else:
             raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
     return b.finalize(tuple(ops))

@@ -14,7 +14,7 @@ Contract:
     supported_ops() -> list[str]        sorted op overload names, for docs
 
 The lowerings live in `nvfuse.graph.ops` (arithmetic, math_ops, activations, compare,
-conversions), which register into `nvfuse.graph.ops.registry.TABLE`; importing this module
+conversions, reductions), which register into `nvfuse.graph.ops.registry.TABLE`; importing this module
 imports them all, so the table is complete once `nvfuse.graph.optable` is imported.
 
 Numerics follow eager PyTorch's CUDA kernels (aten/src/ATen/native/cuda/*.cu), cited per op:
@@ -34,7 +34,14 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 
 # Importing the lowering modules registers their lowerings in TABLE.
-from nvfuse.graph.ops import activations, arithmetic, compare, conversions, math_ops  # noqa: F401
+from nvfuse.graph.ops import (  # noqa: F401
+    activations,
+    arithmetic,
+    compare,
+    conversions,
+    math_ops,
+    reductions,
+)
 from nvfuse.graph.ops.registry import TABLE, Call, Lowering, register
 
 __all__ = ["Call", "Lowering", "has_lowering", "lower_op", "register", "supported_ops"]
