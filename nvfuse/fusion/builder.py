@@ -156,9 +156,11 @@ class Builder:
     # -- outputs -----------------------------------------------------------------------------
     def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...],
               layout: tuple[int, ...] | None = None,
-              shape: OutputShape = OutputShape.FULL) -> None:
+              shape: OutputShape = OutputShape.FULL,
+              reduced_from: tuple[int, ...] = ()) -> None:
         name = f"out{len(self.outputs)}"
-        self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape))
+        self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape,
+                                   reduced_from))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
         ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops,

@@ -73,8 +73,10 @@ class Output:
     """A tensor the kernel writes: value `value` rounded to `dtype`, with the broadcast shape
     of the inputs listed in `shape_from` (an output with no inputs has shape `()`), laid out in
     memory with dims in the order `layout` (outermost first; None = contiguous), which is the
-    order eager gives it (TensorIterator keeps a permuted input's layout).  `shape` says
-    whether it is a row value and whether its reduced dims are kept."""
+    order eager gives it (TensorIterator keeps a permuted input's layout).  In a reduction
+    fusion, the inputs in `reduced_from` contribute their shape with the reduced dims set to 1
+    (the output depends on them through a reduction), and `shape` says whether the output is
+    a row value and whether its reduced dims are kept."""
 
     name: str
     value: int
@@ -82,6 +84,7 @@ class Output:
     shape_from: tuple[int, ...]
     layout: tuple[int, ...] | None = None
     shape: OutputShape = OutputShape.FULL
+    reduced_from: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,8 @@ def print_fusion(ir: FusionIR) -> str:
             rhs = f"{node.op.value} " + ", ".join(f"%{a}" for a in node.args)
         lines.append(f"  %{index} = {rhs} : {node.dtype}")
     for out in ir.outputs:
-        shape = ", ".join(ir.inputs[i].name for i in out.shape_from) or "scalar"
+        shape = ", ".join([ir.inputs[i].name for i in out.shape_from]
+                          + [f"reduced {ir.inputs[i].name}" for i in out.reduced_from]) or "scalar"
         layout = f", layout {list(out.layout)}" if out.layout is not None else ""
         row = f", {out.shape.value}" if out.shape is not OutputShape.FULL else ""
         lines.append(
@@ -191,7 +195,7 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
     for out in ir.outputs:
         if not 0 <= out.value < len(ir.nodes):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
-        if any(not 0 <= i < len(ir.inputs) for i in out.shape_from):
+        if any(not 0 <= i < len(ir.inputs) for i in out.shape_from + out.reduced_from):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
         if (out.shape is not OutputShape.FULL) != (out.value in rows):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: shape {out.shape.value} "

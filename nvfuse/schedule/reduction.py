@@ -83,18 +83,22 @@ def iteration_space(shapes: Sequence[torch.Size]) -> torch.Size:
 
 
 def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's shape of every output: the broadcast of the inputs it depends on, with the k
-    reduced dims kept as 1 or dropped for row outputs."""
+    """Eager's shape of every output: the broadcast of the shapes of the inputs it depends on,
+    those it depends on through a reduction with the k reduced dims set to 1; a row output
+    whose reduced dims are dropped then drops them."""
     k = ir.reduce_ndim
     result = []
     for out in ir.outputs:
-        shape = iteration_space([shapes[i] for i in out.shape_from])
-        if out.shape is OutputShape.ROW_KEEPDIM:
-            shape = torch.Size((*shape[:len(shape) - k], *[1] * min(k, len(shape))))
-        elif out.shape is OutputShape.ROW_DROPPED:
+        shape = iteration_space([shapes[i] for i in out.shape_from] + [
+            torch.Size(_keepdim(shapes[i], k)) for i in out.reduced_from])
+        if out.shape is OutputShape.ROW_DROPPED:
             shape = shape[:max(0, len(shape) - k)]
         result.append(shape)
     return result
+
+
+def _keepdim(shape: Sequence[int], k: int) -> tuple[int, ...]:
+    return (*shape[:max(0, len(shape) - k)], *[1] * min(k, len(shape)))
 
 
 def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
