@@ -200,19 +200,19 @@ class _Lowering:
         return exprs
 
     def column_loop(self, body: Body) -> For:
-        """for col = threadIdx.x; col < row_numel; col += blockDim.x, with every operand's
-        offset at (row, col) declared first."""
+        """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
+        operand's offset at (row, col)."""
         idx, sig = self.idx, self.sig
         col = Var("col", idx)
         stmts: list[Stmt] = []
         inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", stmts)
         offsets: list[Expr] = []
         inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
-        for k in range(len(self.tensors)):
-            off = IndexOp("+", Var(f"ro_{self.tensors[k].name}", idx),
-                          self.offset(k, inner, inner_dims), idx)
-            stmts.append(Declare(f"off_{self.tensors[k].name}", idx, init=off))
-            offsets.append(Var(f"off_{self.tensors[k].name}", idx))
+        for k in range(len(self.tensors)):  # expressions: only the operands used appear
+            row_offset = Var(f"ro_{self.tensors[k].name}", idx)
+            in_row = self.offset(k, inner, inner_dims)
+            offsets.append(row_offset if in_row == Const(0, idx)
+                           else IndexOp("+", row_offset, in_row, idx))
         stmts.extend(body(offsets, inner))
         return For(col, Special("threadIdx.x", idx), self.numel, Special("blockDim.x", idx),
                    tuple(stmts))
