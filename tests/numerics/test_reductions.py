@@ -195,7 +195,10 @@ def test_non_trailing_dims_stay_eager(interpret: None) -> None:
 
 def test_dropped_dims_never_feed_the_group(interpret: None) -> None:
     x = _make((8, 8), f32, "square")  # (8,) would broadcast against the wrong dim
-    fn = lambda x: x.sum(-1) + x  # noqa: E731
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1) + x
+
     fm = nvfuse.fuse(fn, (x,))
     compare(fm(x), fn(x), f32, _tol("sum", f32, 8))
     for g in fm.fusion_groups:
@@ -204,7 +207,10 @@ def test_dropped_dims_never_feed_the_group(interpret: None) -> None:
 
 def test_mixed_reduced_ranks_split(interpret: None) -> None:
     x = _make((3, 4, 5), f32, "mixed")
-    fn = lambda x: x.sum(-1, keepdim=True) + x.sum((-2, -1), keepdim=True)  # noqa: E731
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1, keepdim=True) + x.sum((-2, -1), keepdim=True)
+
     fm = nvfuse.fuse(fn, (x,))
     compare(fm(x), fn(x), f32, _tol("sum", f32, 20))
     assert {g.fusion_ir.reduce_ndim for g in fm.fusion_groups} <= {0, 1, 2}
