@@ -123,3 +123,25 @@ def test_reduction_over_a_broadcast_operand_is_refused_at_run_time() -> None:
     with pytest.raises(ValueError, match="broadcasts"):
         plan_launch(ir, [x, y], [torch.empty(4, 8)], "sm_90")
     plan_launch(ir, [y, y], [torch.empty(4, 8)], "sm_90")
+
+
+def _softmax_and_sum(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    a = x * 2
+    return torch.softmax(a, -1), a.sum(-1)
+
+
+def _center_two_dims(x: torch.Tensor) -> torch.Tensor:
+    a = x * 2
+    return a - a.mean((-2, -1), keepdim=True)
+
+
+@pytest.mark.parametrize("fn", [_softmax_and_sum, _center_two_dims])
+def test_reference_evaluator_reduces_rows(fn: Callable[..., object]) -> None:
+    from nvfuse.interpret.fusion_eval import evaluate
+
+    x = torch.randn(3, 4, 10)
+    gm, (name,) = partition(trace_to_aten(fn, (x,)))
+    ir = build_fusion(name, getattr(gm, name))
+    for got, want in zip(evaluate(ir, [x.numpy()]), getattr(gm, name)(x)):
+        assert got.shape == tuple(want.shape)
+        torch.testing.assert_close(torch.from_numpy(got), want)
