@@ -185,6 +185,28 @@ def test_new_row_count_reuses_the_kernel(interpret: None) -> None:
     assert nvfuse.stats()["compiles"] == 0
 
 
+def _ts_fn(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return (torch.softmax(x * 2, -1), torch.log_softmax(x, -1, dtype=f64), x.sum(-1),
+            x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w)
+
+
+def test_torchscript_plans_follow_new_shapes(interpret: None) -> None:
+    x, w = _make((4, 10), f32, "ts"), _make((10,), f32, "tw")
+    fm = nvfuse.fuse(torch.jit.trace(_ts_fn, (x, w)))
+    fm(x, w)
+    assert any("aten::softmax" in g.ops for g in fm.fusion_groups)
+    assert any("aten::log_softmax" in g.ops for g in fm.fusion_groups)
+    nvfuse.reset_stats()
+    for shape in ((7, 10), (5, 300), (3, 1)):
+        x, w = _make(shape, f32, f"ts{shape}"), _make(shape[-1:], f32, f"tw{shape}")
+        for a, e in zip(fm(x, w), _ts_fn(x, w)):
+            compare(a, e, f32, _tol("sum", f32, shape[-1]))
+        if shape == (7, 10):  # a new row count: no new kernel
+            assert nvfuse.stats()["compiles"] == 0
+    assert nvfuse.stats()["fallbacks"] == 0
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
 # -- partition rules ------------------------------------------------------------------------
 def test_non_trailing_dims_stay_eager(interpret: None) -> None:
     x = _make((6, 7), f32, "lead")

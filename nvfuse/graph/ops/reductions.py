@@ -14,7 +14,7 @@ Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
 - a `dtype=` argument converts the input first, as eager does;
 - mean = sum / number of reduced elements, that number being a size (ROW_NUMEL, a kernel
   argument), never a literal, so a new row length reuses the kernel;
-- amax / amin propagate NaN; softmax = exp(x - amax) / sum(exp(x - amax)), log_softmax =
+- amax / amin propagate NaN; softmax (aten._softmax, and TorchScript's aten.softmax.int) = exp(x - amax) / sum(exp(x - amax)), log_softmax =
   x - amax - log(sum(exp(x - amax))), in float32 for halves.
 """
 
@@ -110,20 +110,20 @@ def _softmax_parts(c: Call) -> tuple[Val, Val, Val]:
     if not c.out.is_float or not x.eager.is_float:
         raise Unsupported(f"{c.target} on {x.eager} -> {c.out}")
     dt = accumulator(c.out)
-    xv = c.b.cast(x, dt)  # a half input is exact in float32 (half_to_float reads it so too)
+    xv = c.b.cast(c.value(x, c.out), dt)  # softmax.int's dtype= converts the input first
     peak = c.b.reduce(P.REDUCE_MAX, xv, 1)
     shifted = c.p(P.SUB, xv, peak)
     total = c.b.reduce(P.REDUCE_SUM, c.p(P.EXP, shifted), 1)
     return xv, shifted, total
 
 
-@register(op("_softmax"))
+@register(op("_softmax"), op("softmax", "int"))
 def _softmax(c: Call) -> Val:
     _, shifted, total = _softmax_parts(c)
     return c.p(P.DIV, c.p(P.EXP, shifted), total)
 
 
-@register(op("_log_softmax"))
+@register(op("_log_softmax"), op("log_softmax", "int"))
 def _log_softmax(c: Call) -> Val:
     _, shifted, total = _softmax_parts(c)
     return c.p(P.SUB, shifted, c.p(P.LOG, total))
