@@ -30,7 +30,7 @@ import hashlib
 from collections.abc import Callable
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, OutputShape, print_fusion, row_values
+from nvfuse.fusion.ir import FusionIR, Output, OutputShape, print_fusion, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
@@ -306,9 +306,9 @@ def _and(a: Expr | None, b: Expr | None) -> Expr | None:
     return IndexOp("&&", a, b, DType.BOOL)
 
 
-def _store(out: object, value: Expr, offset: Expr, guard: Expr | None) -> list[Stmt]:
+def _store(out: Output, value: Expr, offset: Expr, guard: Expr | None) -> list[Stmt]:
     """Round `value` to the output's dtype into a one-element register and store it."""
-    name, dtype = out.name, out.dtype  # type: ignore[attr-defined]
+    name, dtype = out.name, out.dtype
     if value.dtype is not dtype:
         value = Compute(Prim.CAST, (value,), dtype)
     reg = f"r_{name}"

@@ -249,6 +249,20 @@ def test_empty_rows(interpret: None) -> None:
     assert fm(torch.empty(0, 5)).shape == (0,)
 
 
+def test_amax_over_an_empty_dim_raises_as_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")  # not strict: the group falls back to eager
+    nvfuse.config.reload()
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return x.amax(-1, keepdim=True) * 2
+
+    x = torch.randn(3, 4)
+    fm = nvfuse.fuse(fn, (x,))
+    fm(x)
+    (group,) = fm.fusion_groups  # called directly: the frontends already fail on such shapes
+    with pytest.raises(IndexError, match="non-zero size"), pytest.warns(RuntimeWarning):
+        group(torch.empty(3, 0))
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
