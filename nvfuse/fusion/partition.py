@@ -38,6 +38,7 @@ from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
+EAGER_REASON = "nvfuse_eager_reason"  # node.meta key: why a fusible reduction was left eager
 
 
 def _tensor(value: object) -> torch.Tensor | None:
@@ -180,6 +181,9 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         drop = {n for p in problems if p is not None for n in p[1]}
         if not drop:  # every invalid group has only pointwise trouble: it stays eager
             break
+        for problem in problems:  # explain reports why these run eagerly
+            for n in problem[1] if problem is not None else ():
+                n.meta[EAGER_REASON] = problem[0]
         excluded |= drop
     groups = [p for p, problem in zip(proposed, problems) if problem is None]
     if not groups:
