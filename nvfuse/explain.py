@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.fusion.build import op_name
-from nvfuse.fusion.partition import FUSED_PREFIX, partition, why_unfusible
+from nvfuse.fusion.partition import EAGER_REASON, FUSED_PREFIX, partition, why_unfusible
 from nvfuse.graph.passes import annotate, run_passes
 
 # Ops that only reinterpret metadata (views) or move no data: eager runs them without a kernel.
@@ -84,7 +84,8 @@ def explain_graph(name: str, gm: fx.GraphModule) -> GraphReport:
         if op in _NO_KERNEL:
             views += 1
         else:
-            eager.append((op, why_unfusible(node) or "not merged into a group"))
+            eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
+                          or "not merged into a group"))
     assert all(n.startswith(FUSED_PREFIX) for n in names)
     return GraphReport(name, aten_ops, groups, eager, views)
 

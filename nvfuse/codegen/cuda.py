@@ -57,8 +57,11 @@ class CudaEmitter:
             self._lines.append(f"// ---- {name} ----")
             self._lines.extend(read_template(name).rstrip("\n").split("\n"))
         self.line()
-        self.line(f"// kernel IR: launch block={k.block}, one thread per "
-                  f"{_lanes_comment(k)} elements")
+        if any(isinstance(s, kir.BlockReduce) for s in _walk(k.body)):
+            self.line(f"// kernel IR: launch block={k.block}, one block per row")
+        else:
+            self.line(f"// kernel IR: launch block={k.block}, one thread per "
+                      f"{_lanes_comment(k)} elements")
         params = [
             f"{t.dtype.c_type}* __restrict__ {t.name}" if t.is_output
             else f"const {t.dtype.c_type}* __restrict__ {t.name}" for t in k.tensors

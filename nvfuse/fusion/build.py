@@ -6,7 +6,11 @@ inputs, one output node returning a tuple of the group's outputs), every node an
 placeholders in order and whose outputs are the returned values in order.
 
 Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
-as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on.
+as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on:
+directly (`shape_from`) or through a reduction (`reduced_from`: the result of an op whose value
+is a row value takes its operands' shapes with the reduced dims set to 1), and, in a reduction
+group, whether it is a row value with the reduced dims kept or dropped (read off eager's rank of
+the output).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import fx
 from nvfuse import dtypes
 from nvfuse.errors import LoweringError
 from nvfuse.fusion.builder import Builder, Unsupported, Val
-from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
 from nvfuse.graph import optable
 
 
@@ -76,16 +80,24 @@ def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
     return b.finish(optable.lower_op(b, node.target, tuple(args), kwargs, out), out)
 
 
+def _rows(b: Builder) -> frozenset[int]:
+    """The row values among the nodes built so far."""
+    return row_values(FusionIR(b.name, tuple(b.inputs), tuple(b.nodes), (), (), b.reduce_ndim))
+
+
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
     b = Builder(name)
     env: dict[fx.Node, Val] = {}
-    deps: dict[fx.Node, frozenset[int]] = {}  # which inputs each value's shape comes from
+    # which inputs each value's shape comes from: directly, and through a reduction
+    deps: dict[fx.Node, frozenset[int]] = {}
+    reduced: dict[fx.Node, frozenset[int]] = {}
     ops: list[str] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             val = meta_tensor(node)
             deps[node] = frozenset({len(b.inputs)})
+            reduced[node] = frozenset()
             env[node] = b.load(dtypes.from_torch(val.dtype), val.dim())
         elif node.op == "call_function":
             meta = meta_tensor(node)
@@ -94,18 +106,28 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             except Unsupported as e:
                 raise LoweringError(
                     f"build {name}: {op_name(node.target)} ({node.name}): {e}") from e
-            env[node] = replace(result, zero_dim=meta.dim() == 0)
-            deps[node] = frozenset().union(*(deps[a] for a in node.all_input_nodes))
+            env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
+            direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
+            through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
+            if b.reduce_ndim and result.index in _rows(b):
+                direct, through = frozenset(), direct | through
+            deps[node], reduced[node] = direct, through
             ops.append(op_name(node.target))
         elif node.op == "output":
             results = node.args[0]
             results = results if isinstance(results, (tuple, list)) else (results,)
+            rows = _rows(b)
             for r in results:
                 if not isinstance(r, fx.Node) or r not in env:
                     raise LoweringError(f"build {name}: output {r!r} is not a group value")
                 meta = meta_tensor(r)
+                shape = OutputShape.FULL
+                if env[r].index in rows:
+                    rank = max((b.inputs[i].ndim for i in deps[r] | reduced[r]), default=0)
+                    shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
+                             else OutputShape.ROW_DROPPED)
                 b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
-                        dim_order(meta))
+                        dim_order(meta), shape, tuple(sorted(reduced[r])))
         else:
             raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
     return b.finalize(tuple(ops))

@@ -11,13 +11,22 @@ types the result as eager's output dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from nvfuse import dtypes
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Node, Output, Scalar, TensorInput, verify_fusion
+from nvfuse.fusion.ir import (
+    FusionIR,
+    Node,
+    Output,
+    OutputShape,
+    Scalar,
+    TensorInput,
+    verify_fusion,
+)
 from nvfuse.fusion.prims import BINARY_PRED, UNARY_PRED, Prim
 
 
@@ -25,12 +34,14 @@ from nvfuse.fusion.prims import BINARY_PRED, UNARY_PRED, Prim
 class Val:
     """A fusion value: node `index` of dtype `dtype`, standing for an eager tensor of dtype
     `eager` (equal to `dtype` except for float16/bfloat16 kept in float32).  `zero_dim` marks
-    0-dim tensors, which take part in type promotion like scalars do."""
+    0-dim tensors, which take part in type promotion like scalars do.  `ndim` is the eager
+    tensor's rank where known (-1 otherwise): reductions need it to normalize their dims."""
 
     index: int
     dtype: DType
     eager: DType
     zero_dim: bool = False
+    ndim: int = -1
 
 
 class Unsupported(Exception):
@@ -46,6 +57,7 @@ class Builder:
         self.nodes: list[Node] = []
         self.outputs: list[Output] = []
         self._memo: dict[Node, int] = {}
+        self.reduce_ndim = 0  # set by the first reduction; every later one must agree
 
     # -- leaves ------------------------------------------------------------------------------
     def add_node(self, node: Node) -> int:
@@ -61,7 +73,7 @@ class Builder:
         index = len(self.inputs)
         self.inputs.append(TensorInput(f"in{index}", dtype, ndim))
         node = self.add_node(Node(Prim.LOAD, (), dtype, index))
-        return Val(node, dtype, dtype, zero_dim=ndim == 0)
+        return Val(node, dtype, dtype, zero_dim=ndim == 0, ndim=ndim)
 
     def random(self) -> Val:
         """A float32 uniform in [0, 1) from a random stream of its own (never shared by CSE)."""
@@ -74,6 +86,27 @@ class Builder:
         literal = _convert_scalar(value, dtype)
         node = self.add_node(Node(Prim.CONST, (), dtype.compute, literal))
         return Val(node, dtype.compute, dtype)
+
+    def row_numel(self, k: int) -> Val:
+        """The number of elements a reduction over the trailing `k` dims combines (int64)."""
+        self._reduces(k)
+        node = self.add_node(Node(Prim.ROW_NUMEL, (), DType.INT64))
+        return Val(node, DType.INT64, DType.INT64)
+
+    def reduce(self, op: Prim, v: Val, k: int) -> Val:
+        """`op` over the trailing `k` dims of the iteration space (v's dtype is the
+        accumulator's: float32, float64 or int64).  Raises Unsupported when the group already
+        reduces another number of dims."""
+        self._reduces(k)
+        index = self.add_node(Node(op, (v.index,), v.dtype))
+        return Val(index, v.dtype, v.dtype)
+
+    def _reduces(self, k: int) -> None:
+        if k <= 0:
+            raise Unsupported(f"a reduction over {k} dims")
+        if self.reduce_ndim and self.reduce_ndim != k:
+            raise Unsupported(f"reduces {k} trailing dims; the group reduces {self.reduce_ndim}")
+        self.reduce_ndim = k
 
     # -- compute -----------------------------------------------------------------------------
     def prim(self, op: Prim, *args: Val, dtype: DType | None = None) -> Val:
@@ -128,12 +161,16 @@ class Builder:
 
     # -- outputs -----------------------------------------------------------------------------
     def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...],
-              layout: tuple[int, ...] | None = None) -> None:
+              layout: tuple[int, ...] | None = None,
+              shape: OutputShape = OutputShape.FULL,
+              reduced_from: tuple[int, ...] = ()) -> None:
         name = f"out{len(self.outputs)}"
-        self.outputs.append(Output(name, v.index, dtype, shape_from, layout))
+        self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape,
+                                   reduced_from))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
-        ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops)
+        ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops,
+                      self.reduce_ndim)
         return verify_fusion(ir)
 
 
@@ -143,7 +180,7 @@ def _convert_scalar(value: Scalar, dtype: DType) -> Scalar:
         return bool(value)
     if dtype.is_int:
         if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
+            if math.isnan(value) or value in (float("inf"), float("-inf")):
                 raise Unsupported(f"scalar {value} cannot be converted to {dtype}")
             value = int(value)  # torch truncates toward zero
         bits = dtype.itemsize * 8

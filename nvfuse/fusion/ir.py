@@ -7,10 +7,18 @@ Shapes are *not* part of the fusion IR: sizes are kernel arguments.  A pointwise
 over the broadcast of its inputs' shapes; each output records which inputs its shape comes from
 (`shape_from`), so the runtime computes output shapes from the actual input shapes.
 Values are numbered SSA nodes in topological order; a node refers to earlier nodes by index.
+
+Row reductions: when `reduce_ndim` (k) > 0 the fusion reduces the trailing k dims of its
+iteration space.  Reduction prims produce *row values* (one per index of the outer dims,
+broadcast back along the reduced dims like keepdim=True results); a node computed only from row
+values and literals is a row value too (`row_values`).  An output records whether it is a full
+value or a row value stored with the reduced dims kept (size 1) or dropped (`OutputShape`).
+With k = 0 the fusion is pointwise and prints exactly as it did before reductions existed.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
@@ -19,6 +27,7 @@ from nvfuse.fusion.prims import (
     BINARY_SAME,
     FLOAT_ONLY,
     INT_ONLY,
+    REDUCTIONS,
     UNARY_PRED,
     UNARY_SAME,
     Prim,
@@ -51,18 +60,31 @@ class Node:
     attr: Scalar | None = None
 
 
+class OutputShape(enum.Enum):
+    """How an output's shape relates to the iteration space (see the module docstring)."""
+
+    FULL = "full"          # the broadcast of its inputs' shapes (every pointwise output)
+    ROW_KEEPDIM = "row"    # a row value; the reduced dims are kept with size 1
+    ROW_DROPPED = "row_dropped"  # a row value; the reduced dims are dropped (keepdim=False)
+
+
 @dataclass(frozen=True)
 class Output:
     """A tensor the kernel writes: value `value` rounded to `dtype`, with the broadcast shape
     of the inputs listed in `shape_from` (an output with no inputs has shape `()`), laid out in
     memory with dims in the order `layout` (outermost first; None = contiguous), which is the
-    order eager gives it (TensorIterator keeps a permuted input's layout)."""
+    order eager gives it (TensorIterator keeps a permuted input's layout).  In a reduction
+    fusion, the inputs in `reduced_from` contribute their shape with the reduced dims set to 1
+    (the output depends on them through a reduction), and `shape` says whether the output is
+    a row value and whether its reduced dims are kept."""
 
     name: str
     value: int
     dtype: DType
     shape_from: tuple[int, ...]
     layout: tuple[int, ...] | None = None
+    shape: OutputShape = OutputShape.FULL
+    reduced_from: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,7 @@ class FusionIR:
     nodes: tuple[Node, ...]
     outputs: tuple[Output, ...]
     ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
+    reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
 
     def __str__(self) -> str:
         return print_fusion(self)
@@ -99,7 +122,8 @@ def format_scalar(value: Scalar) -> str:
 def print_fusion(ir: FusionIR) -> str:
     """The one printer of the fusion IR (repr, dumps, tests)."""
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
-    lines = [f"fusion {ir.name}({params}) {{"]
+    reduced = f" reduce_ndim={ir.reduce_ndim}" if ir.reduce_ndim else ""
+    lines = [f"fusion {ir.name}({params}){reduced} {{"]
     for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
             rhs = f"load {ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
@@ -111,10 +135,12 @@ def print_fusion(ir: FusionIR) -> str:
             rhs = f"{node.op.value} " + ", ".join(f"%{a}" for a in node.args)
         lines.append(f"  %{index} = {rhs} : {node.dtype}")
     for out in ir.outputs:
-        shape = ", ".join(ir.inputs[i].name for i in out.shape_from) or "scalar"
+        shape = ", ".join([ir.inputs[i].name for i in out.shape_from]
+                          + [f"reduced {ir.inputs[i].name}" for i in out.reduced_from]) or "scalar"
         layout = f", layout {list(out.layout)}" if out.layout is not None else ""
+        row = f", {out.shape.value}" if out.shape is not OutputShape.FULL else ""
         lines.append(
-            f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape}{layout})")
+            f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape}{layout}{row})")
     lines.append("}")
     return "\n".join(lines)
 
@@ -146,6 +172,15 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: rand is float32 with a stream number")
         elif op is Prim.CAST:
             pass
+        elif op is Prim.ROW_NUMEL or op in REDUCTIONS:
+            if ir.reduce_ndim <= 0:
+                raise FusionIRError(f"{where}: row reduction in a fusion with reduce_ndim 0")
+            if op is Prim.ROW_NUMEL and node.dtype is not DType.INT64:
+                raise FusionIRError(f"{where}: row_numel is int64, got {node.dtype}")
+            if op in REDUCTIONS and (node.dtype not in _REDUCE_DTYPES
+                                     or arg_dtypes[0] is not node.dtype):
+                raise FusionIRError(f"{where}: reduces {arg_dtypes[0]} into {node.dtype}; "
+                                    f"both must be one of {_REDUCE_DTYPES}")
         elif op is Prim.WHERE:
             if arg_dtypes[0] is not DType.BOOL or arg_dtypes[1] is not arg_dtypes[2]:
                 raise FusionIRError(f"{where}: where(bool, T, T) got {arg_dtypes}")
@@ -166,9 +201,36 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: float-only prim on {operand}")
             if op in INT_ONLY and operand.is_float:
                 raise FusionIRError(f"{where}: integer-only prim on {operand}")
+    rows = row_values(ir)
     for out in ir.outputs:
         if not 0 <= out.value < len(ir.nodes):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
-        if any(not 0 <= i < len(ir.inputs) for i in out.shape_from):
+        if any(not 0 <= i < len(ir.inputs) for i in out.shape_from + out.reduced_from):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
+        if (out.shape is not OutputShape.FULL) != (out.value in rows):
+            raise FusionIRError(f"fusion {ir.name} output {out.name}: shape {out.shape.value} "
+                                f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
+                                " value")
     return ir
+
+
+# Accumulator dtypes of the REDUCE_* prims (halves accumulate in float32, narrow ints in int64).
+_REDUCE_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
+
+
+def row_values(ir: FusionIR) -> frozenset[int]:
+    """The nodes that are row values: reductions, and nodes whose arguments are all row values
+    or leaves that do not vary along the reduced dims (literals, ROW_NUMEL), with at least one
+    reduction among their ancestors.  Empty when reduce_ndim is 0."""
+    if not ir.reduce_ndim:
+        return frozenset()
+    rows: set[int] = set()
+    uniform: set[int] = set()  # literals, ROW_NUMEL and values computed only from them
+    for index, node in enumerate(ir.nodes):
+        if node.op in REDUCTIONS:
+            rows.add(index)
+        elif node.op in (Prim.CONST, Prim.ROW_NUMEL):
+            uniform.add(index)
+        elif node.args and all(a in rows or a in uniform for a in node.args):
+            (rows if any(a in rows for a in node.args) else uniform).add(index)
+    return frozenset(rows)

@@ -8,13 +8,23 @@ those names.  Unsupported nodes stay as they are and run eagerly between the gro
 Grouping is torch's `CapabilityBasedPartitioner` (maximal, cycle-free merging along data edges);
 nvfuse only answers "can this node be fused?" (`FusionSupport`): an op the op table lowers, on
 tensors of supported dtypes on one device kind, whose output has the broadcast shape of its
-tensor operands (true pointwise), with literal (not computed) scalar arguments.
+tensor operands (true pointwise) or is a reduction over the trailing dims of its one operand
+(the op table says how many: `Builder.reduce_ndim` after a dry run), with literal (not computed)
+scalar arguments.
+
+Each proposed group is then validated (`_group_problem`): one iteration space (reduction results
+taken with their keepdim shapes), one number k of reduced trailing dims, every reduction's
+operand spanning the whole iteration space along the reduced dims (a reduction of a value that
+broadcasts there would combine copies), and results whose reduced dims are dropped
+(keepdim=False) used only outside the group (inside it they would broadcast against the wrong
+dims).  The reduction nodes that break a rule are left to eager and the graph is partitioned
+again, until every group is valid.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import torch
 from torch import fx
@@ -28,6 +38,7 @@ from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
+EAGER_REASON = "nvfuse_eager_reason"  # node.meta key: why a fusible reduction was left eager
 
 
 def _tensor(value: object) -> torch.Tensor | None:
@@ -35,10 +46,16 @@ def _tensor(value: object) -> torch.Tensor | None:
 
 
 class FusionSupport(OperatorSupport):
-    """Answers whether one node may join a fusion group (see the module docstring)."""
+    """Answers whether one node may join a fusion group (see the module docstring); nodes in
+    `excluded` (reductions a previous round found in an invalid group) never may."""
+
+    def __init__(self, excluded: frozenset[fx.Node] = frozenset()) -> None:
+        super().__init__()
+        self.excluded = excluded
 
     def is_node_supported(self, submodules: object, node: fx.Node) -> bool:
-        return node.op == "call_function" and why_unfusible(node) is None
+        return (node.op == "call_function" and node not in self.excluded
+                and why_unfusible(node) is None)
 
 
 def why_unfusible(node: fx.Node) -> str | None:
@@ -62,44 +79,113 @@ def why_unfusible(node: fx.Node) -> str | None:
         shape = torch.broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
     except RuntimeError:
         return "operands do not broadcast"
+    problem, k = _dry_run(node, tensors)
+    if problem is not None:
+        return problem
+    if k:
+        return _reduction_shape_problem(out, tensors, k)
     if tuple(out.shape) != tuple(shape) and tensors:
         return f"not pointwise: result shape {tuple(out.shape)} != broadcast {tuple(shape)}"
-    return _dry_run(node, tensors)
+    return None
 
 
-def _one_iteration_space(nodes: Iterable[fx.Node]) -> bool:
-    """Whether every tensor in the group (results and operands) broadcasts to one shape: a
-    pointwise kernel has a single iteration space.  Groups joined only through a shared operand
-    can break this ((1,4)+(3,1) and (1,4)+(5,1)); such a group stays eager."""
-    shapes = [v.shape for n in nodes for v in [n.meta.get("val")] + [
-        a.meta.get("val") for a in n.all_input_nodes] if isinstance(v, torch.Tensor)]
+def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: int) -> str | None:
+    """A reduction over the trailing k dims of its one operand gives that operand's shape
+    (softmax), or its shape with those dims kept as 1 or dropped."""
+    if len(tensors) != 1:
+        return "a reduction with more than one tensor operand"
+    shape = tuple(tensors[0].shape)
+    if tuple(out.shape) in (shape, keepdim_shape(shape, k), shape[:len(shape) - k]):
+        return None
+    return f"reduction result shape {tuple(out.shape)} from {shape} over {k} trailing dims"
+
+
+def keepdim_shape(shape: Sequence[int], k: int) -> tuple[int, ...]:
+    return (*shape[:len(shape) - k], *([1] * min(k, len(shape))))
+
+
+def reduce_ndim(node: fx.Node) -> int:
+    """How many trailing dims node reduces (0 for a pointwise node or an unfusible one)."""
+    tensors = [a.meta.get("val") for a in node.all_input_nodes]
+    if node.op != "call_function" or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return 0
+    return _dry_run(node, tensors)[1]  # type: ignore[arg-type]
+
+
+def _group_problem(nodes: Sequence[fx.Node]) -> tuple[str, list[fx.Node]] | None:
+    """None when the group can be one kernel, else the reason and the reduction nodes to leave
+    to eager (see the module docstring).  Pointwise groups only need one iteration space."""
+    members = set(nodes)
+    ks = {n: reduce_ndim(n) for n in nodes}
+    reductions = [n for n in nodes if ks[n]]
+    if reductions:
+        first = ks[reductions[0]]
+        other = [n for n in reductions if ks[n] != first]
+        if other:
+            return f"reductions over {first} and {ks[other[0]]} trailing dims", other
+        for n in reductions:
+            val, (operand,) = n.meta["val"], [a.meta["val"] for a in n.all_input_nodes]
+            if val.dim() < operand.dim() and any(u in members for u in n.users):
+                return "a keepdim=False reduction feeds the group", [n]
+
+    def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
+        val = n.meta["val"]
+        if ks.get(n):
+            operand = n.all_input_nodes[0].meta["val"]
+            return torch.Size(keepdim_shape(operand.shape, ks[n]))
+        return val.shape
+
+    shapes = [shape(n) for n in nodes] + [
+        a.meta["val"].shape for n in nodes for a in n.all_input_nodes
+        if isinstance(a.meta.get("val"), torch.Tensor)]
     try:
-        torch.broadcast_shapes(*shapes)
+        space = torch.broadcast_shapes(*shapes)
     except RuntimeError:
-        return False
-    return True
+        # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
+        # (1,4)+(5,1)): a kernel has a single iteration space.
+        return "no single iteration space", reductions
+    for n in reductions:
+        k = ks[n]
+        operand = n.all_input_nodes[0].meta["val"].shape
+        padded = (1,) * max(0, len(space) - len(operand)) + tuple(operand)
+        if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
+            return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
+    return None
 
 
-def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> str | None:
-    """Lower the node on a scratch builder: the op table is the judge of its arguments."""
+def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:
+    """Lower the node on a scratch builder: the op table is the judge of its arguments.
+    Returns (the reason it cannot, or None; how many trailing dims it reduces)."""
     b = Builder("probe")
     env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
            for a, t in zip(node.all_input_nodes, tensors)}
     try:
         lower_node(b, node, env)
     except Unsupported as e:
-        return f"op table: {e}"
-    return None
+        return f"op table: {e}", 0
+    return None, b.reduce_ndim
 
 
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
-    # No horizontal fusion: independent nodes would share one iteration space for no saving.
-    partitioner = CapabilityBasedPartitioner(gm, FusionSupport(), allows_single_node_partition=True,
-                                             skip_horizontal_fusion=True)
-    groups = [p for p in partitioner.propose_partitions() if _one_iteration_space(p.nodes)]
+    excluded: frozenset[fx.Node] = frozenset()
+    while True:
+        # No horizontal fusion: independent nodes would share one iteration space for no saving.
+        partitioner = CapabilityBasedPartitioner(
+            gm, FusionSupport(excluded), allows_single_node_partition=True,
+            skip_horizontal_fusion=True)
+        proposed = partitioner.propose_partitions()
+        problems = [_group_problem(list(p.nodes)) for p in proposed]
+        drop = {n for p in problems if p is not None for n in p[1]}
+        if not drop:  # every invalid group has only pointwise trouble: it stays eager
+            break
+        for problem in problems:  # explain reports why these run eagerly
+            for n in problem[1] if problem is not None else ():
+                n.meta[EAGER_REASON] = problem[0]
+        excluded |= drop
+    groups = [p for p, problem in zip(proposed, problems) if problem is None]
     if not groups:
         return gm, []
     position = {n: i for i, n in enumerate(gm.graph.nodes)}

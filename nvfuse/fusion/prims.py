@@ -12,6 +12,14 @@ Typing rules (checked by the fusion IR verifier):
 - LOAD / CONST / RAND are leaves: LOAD reads input `attr` (an int), CONST is the literal `attr`,
   RAND is a float32 uniform in [0, 1) drawn for this element from random stream `attr` (an int;
   streams of one kernel are independent) with the launch's seed (Philox4x32-10).
+- ROW_NUMEL is a leaf of dtype int64: the number of elements a row reduction combines (the
+  product of the reduced sizes).  It is a size, so kernels take it as an argument.
+- REDUCE_SUM / REDUCE_PROD / REDUCE_MAX / REDUCE_MIN (REDUCTIONS): unary, operand dtype T =
+  result dtype T (float32, float64 or int64: halves accumulate in float32, narrow integers in
+  int64).  They combine their operand over the trailing `FusionIR.reduce_ndim` dims of the
+  iteration space; the result is a row value (broadcast back along those dims, like a
+  keepdim=True result).  MAX / MIN propagate NaN (torch.amax / amin); SUM / PROD of integers
+  wrap around.
 
 Semantics are eager PyTorch's (CUDA kernels), including NaN and signed-zero behaviour:
 - MAXIMUM/MINIMUM propagate NaN; FMAX/FMIN ignore NaN when the other operand is a number.
@@ -105,6 +113,12 @@ class Prim(enum.Enum):
     # others
     WHERE = "where"
     CAST = "cast"
+    # row reductions (see the module docstring) and their leaf
+    ROW_NUMEL = "row_numel"
+    REDUCE_SUM = "reduce_sum"
+    REDUCE_PROD = "reduce_prod"
+    REDUCE_MAX = "reduce_max"
+    REDUCE_MIN = "reduce_min"
 
     def __repr__(self) -> str:
         return self.value
@@ -132,12 +146,14 @@ FLOAT_ONLY = frozenset({
     P.ISINF, P.ISFINITE, P.ISNAN,
 })
 INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR, P.SHL, P.SHR})
+REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN})
+LEAVES = frozenset({P.LOAD, P.CONST, P.RAND, P.ROW_NUMEL})
 
 
 def arity(prim: Prim) -> int:
-    if prim in (P.LOAD, P.CONST, P.RAND):
+    if prim in LEAVES:
         return 0
-    if prim in UNARY_SAME or prim in UNARY_PRED or prim is P.CAST:
+    if prim in UNARY_SAME or prim in UNARY_PRED or prim is P.CAST or prim in REDUCTIONS:
         return 1
     if prim is P.WHERE:
         return 3

@@ -6,7 +6,10 @@ per output, in the output dtype's storage type, with the broadcast shape of the 
 by the output's `shape_from` (shape `()` when it names none).
 
 Nodes are evaluated in order with numpy broadcasting; prims run through `prims_np`, so the
-evaluator and the kernel-IR machine share one definition of every operation.
+evaluator and the kernel-IR machine share one definition of every operation.  In a reduction
+fusion (reduce_ndim k > 0) a REDUCE_* node combines its operand, broadcast to the iteration
+space, over the trailing k axes (kept with size 1), ROW_NUMEL is the product of those sizes, and
+outputs take the shapes `nvfuse.schedule.reduction.output_shapes` gives them.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import numpy as np
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, Node, Scalar
-from nvfuse.fusion.prims import Prim
+from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.interpret.prims_np import apply_prim, cast
+
+_NUMPY_REDUCE = {Prim.REDUCE_SUM: np.sum, Prim.REDUCE_PROD: np.prod, Prim.REDUCE_MAX: np.max,
+                 Prim.REDUCE_MIN: np.min}
 
 
 def literal(value: Scalar, dtype: DType) -> np.ndarray:
@@ -40,19 +46,46 @@ def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     arrays: list[np.ndarray] = [
         np.asarray(x, dtype=spec.dtype.np_storage) for x, spec in zip(inputs, ir.inputs)]
     values: list[np.ndarray] = []
+    space = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
     for node in ir.nodes:
-        values.append(_eval_node(ir, node, values, arrays))
+        if node.op in REDUCTIONS or node.op is Prim.ROW_NUMEL:
+            values.append(_eval_row(ir, node, values, space))
+        else:
+            values.append(_eval_node(ir, node, values, arrays))
+    if ir.reduce_ndim:
+        import torch
+
+        from nvfuse.schedule.reduction import output_shapes
+
+        shapes = [tuple(s) for s in output_shapes(ir, [torch.Size(a.shape) for a in arrays])]
+    else:
+        shapes = [np.broadcast_shapes(*(arrays[i].shape for i in out.shape_from))
+                  for out in ir.outputs]
     results = []
-    for out in ir.outputs:
-        shape = np.broadcast_shapes(*(arrays[i].shape for i in out.shape_from))
+    for out, shape in zip(ir.outputs, shapes):
         value = values[out.value]
         node_dtype = ir.nodes[out.value].dtype
         if node_dtype is not out.dtype:
             value = cast(value, node_dtype, out.dtype)
         value = np.asarray(value, dtype=out.dtype.np_storage)
+        if ir.reduce_ndim and np.ndim(value) > len(shape):  # reduced dims dropped
+            value = value.reshape(np.shape(value)[:len(shape)])
         # np.array, not ascontiguousarray: the latter turns 0-d results into shape (1,).
         results.append(np.array(np.broadcast_to(value, shape), order="C"))
     return results
+
+
+def _eval_row(ir: FusionIR, node: Node, values: list[np.ndarray],
+              space: tuple[int, ...]) -> np.ndarray:
+    """A reduction (over the trailing reduce_ndim axes of `space`, kept) or ROW_NUMEL."""
+    k = ir.reduce_ndim
+    axes = tuple(range(len(space) - k, len(space)))
+    if node.op is Prim.ROW_NUMEL:
+        return np.asarray(int(np.prod([space[a] for a in axes], dtype=np.int64)), np.int64)
+    operand = np.broadcast_to(values[node.args[0]], space)
+    with np.errstate(all="ignore"):
+        result = _NUMPY_REDUCE[node.op](operand, axis=axes, keepdims=True)
+    return np.asarray(result, dtype=node.dtype.np_storage)
 
 
 def _eval_node(

@@ -4,9 +4,12 @@ Input: the group's FusionIR and its eager subgraph (an fx.GraphModule of the sam
 Output: `FusionGroup`, the nn.Module that replaces the group in the partitioned graph.  Each call
 checks the inputs, allocates the outputs with torch (eager's dtype and shape), computes the
 shape signature, fetches or builds the specialization, and launches it on torch's current
-stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  Zero-size outputs launch
-nothing.  Any failure runs the eager subgraph instead, warns once naming the cause and counts a
-fallback; NVFUSE_STRICT=1 raises instead.
+stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion with
+`reduce_ndim` > 0 takes the row-reduction schedule and lowering, any other the pointwise ones.
+Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
+kernel (sums give 0, products 1, means NaN, as eager) except amax / amin, which eager refuses:
+those run eagerly so that eager raises its own error.  Any failure runs the eager subgraph
+instead, warns once naming the cause and counts a fallback; NVFUSE_STRICT=1 raises instead.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import torch.fx as fx
 from nvfuse import config, counters
 from nvfuse.errors import NvfuseError
 from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule.pointwise import output_shapes, plan_launch
+from nvfuse.schedule import pointwise, reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -132,17 +136,18 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         shapes = [t.shape for t in inputs]
+        schedule = reduction if ir.reduce_ndim else pointwise
         try:
-            out_shapes = output_shapes(ir, shapes)
+            out_shapes = schedule.output_shapes(ir, shapes)
         except RuntimeError as e:
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
         outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-        if any(o.numel() == 0 for o in outputs):
+        if _nothing_to_do(ir, shapes, outputs):
             return _Ready(device, gpu, out_shapes, None, 0, ())
         arch = _arch(device) if gpu else cfg.arch
         try:
-            launch = plan_launch(ir, inputs, outputs, arch)
-        except RuntimeError as e:  # inputs without one common broadcast shape
+            launch = schedule.plan_launch(ir, inputs, outputs, arch)
+        except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
         kernel = kernels.get_kernel(ir, self._key, launch.signature, launch.params, gpu)
         if all(k is not kernel for k in self._built):
@@ -172,6 +177,22 @@ def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] 
                                  for t in inputs))
     except AttributeError:
         return None
+
+
+def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
+                   outputs: tuple[torch.Tensor, ...]) -> bool:
+    """Whether the outputs are complete without a launch (see the module docstring)."""
+    if not ir.reduce_ndim:
+        return any(o.numel() == 0 for o in outputs)
+    if all(o.numel() == 0 for o in outputs):
+        return True
+    space = reduction.iteration_space(shapes)
+    if any(n == 0 for n in space[:len(space) - ir.reduce_ndim]):
+        return True  # no rows
+    if any(n == 0 for n in space[len(space) - ir.reduce_ndim:]) and any(
+            n.op in (Prim.REDUCE_MAX, Prim.REDUCE_MIN) for n in ir.nodes):
+        raise CannotRun("amax / amin over an empty dim (eager raises)")
+    return False
 
 
 def _allocate(shape: torch.Size, out: Output, device: torch.device) -> torch.Tensor:

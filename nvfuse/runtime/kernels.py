@@ -17,8 +17,14 @@ from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.ir import FusionIR, print_fusion
 from nvfuse.lower import kir
 from nvfuse.lower.pointwise import lower_pointwise
+from nvfuse.lower.reduction import lower_reduction
 from nvfuse.runtime.dump import dump
 from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
+from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
+
+# A pointwise fusion (reduce_ndim 0) has a pointwise signature, a reduction fusion a reduction one.
+Signature = PointwiseSignature | ReductionSignature
+Params = PointwiseParams | ReductionParams
 
 
 @dataclass
@@ -27,9 +33,9 @@ class CompiledKernel:
 
     name: str
     source: str
-    signature: tuple[str, PointwiseSignature]  # (fusion IR text, shape signature): hashable
+    signature: tuple[str, Signature]  # (fusion IR text, shape signature): hashable
     kernel_ir: kir.Kernel
-    params: PointwiseParams
+    params: Params
     cubin: bytes | None = None
     _loaded: dict[int, Any] = field(default_factory=dict, repr=False)
 
@@ -38,7 +44,7 @@ class CompiledKernel:
 
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, PointwiseSignature], CompiledKernel] = {}
+_cache: dict[tuple[str, Signature], CompiledKernel] = {}
 
 
 def fusion_key(ir: FusionIR) -> str:
@@ -46,7 +52,7 @@ def fusion_key(ir: FusionIR) -> str:
     return print_fusion(ir).split("\n", 1)[1]
 
 
-def get_kernel(ir: FusionIR, key: str, sig: PointwiseSignature, params: PointwiseParams,
+def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
                gpu: bool) -> CompiledKernel:
     """The specialization of `ir` for `sig`, built on first use (counts compiles/memory_hits)."""
     with _lock:
@@ -64,9 +70,11 @@ def get_kernel(ir: FusionIR, key: str, sig: PointwiseSignature, params: Pointwis
     return kernel
 
 
-def _build(ir: FusionIR, key: str, sig: PointwiseSignature,
-           params: PointwiseParams) -> CompiledKernel:
-    kernel_ir = lower_pointwise(ir, sig, params.block)
+def _build(ir: FusionIR, key: str, sig: Signature, params: Params) -> CompiledKernel:
+    if isinstance(sig, ReductionSignature):
+        kernel_ir = lower_reduction(ir, sig, params.block)
+    else:
+        kernel_ir = lower_pointwise(ir, sig, params.block)
     source = emit_cuda(kernel_ir)
     counters.bump("compiles")
     stages = config.get().dump

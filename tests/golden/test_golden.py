@@ -69,6 +69,15 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "dropout_f16": (lambda x: F.dropout(x, 0.2, training=True),
                     lambda: (_r(64, 32, dtype=torch.float16),)),
     "nan_to_num_rsqrt": (lambda x: torch.nan_to_num(torch.rsqrt(x)), lambda: (_r(64),)),
+    # row reductions
+    "row_sum": (lambda x: x.sum(-1), lambda: (_r(64, 32),)),
+    "softmax_scale_mask_f16": (lambda x, s, m: torch.softmax(x * s + m, -1),
+                               lambda: (_r(4, 8, 32, dtype=torch.float16),
+                                        _r(dtype=torch.float16), _r(8, 32, dtype=torch.float16))),
+    "rmsnorm_bf16": (lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w,
+                     lambda: (_r(16, 64, dtype=torch.bfloat16), _r(64, dtype=torch.bfloat16))),
+    "center_two_dims_f64": (lambda x: x - x.mean((-2, -1), keepdim=True),
+                            lambda: (_r(3, 4, 16, dtype=torch.float64),)),
 }
 
 

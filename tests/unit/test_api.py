@@ -174,11 +174,11 @@ def test_torch_compile_backend(interpret: None) -> None:
 
 
 def test_repeat_call_skips_planning(interpret: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nvfuse.runtime import executor
+    from nvfuse.schedule import pointwise
 
     calls = []
-    real = executor.plan_launch
-    monkeypatch.setattr(executor, "plan_launch", lambda *a: calls.append(1) or real(*a))
+    real = pointwise.plan_launch
+    monkeypatch.setattr(pointwise, "plan_launch", lambda *a: calls.append(1) or real(*a))
     x, b = _inputs()
     fm = nvfuse.fuse(_bias_gelu, (x, b))
     for _ in range(3):

@@ -121,3 +121,15 @@ def test_training_backward_applies_the_forward_mask(interpret: None) -> None:
     torch.testing.assert_close(out, (x * w / 0.6 * kept).detach())
     torch.testing.assert_close(w.grad, (x * kept / 0.6).sum(0))
     assert nvfuse.stats()["launches"] >= 2 and nvfuse.stats()["fallbacks"] == 0
+
+
+def test_dropout_after_softmax_is_one_kernel(interpret: None) -> None:
+    fn = lambda x: F.dropout(torch.softmax(x * 0.5, -1), 0.1, training=True)
+    x = torch.randn(16, 64)
+    fm = nvfuse.fuse(fn, (x,))
+    out = fm(x)
+    assert len(fm.kernels) == 1 and nvfuse.stats()["fallbacks"] == 0
+    kept = out != 0
+    torch.testing.assert_close(out[kept], (torch.softmax(x * 0.5, -1) / 0.9)[kept])
+    for arch in ("sm_80", "sm_90"):
+        nvfuse.compile_source(fm.kernels[0].source, arch)

@@ -1,0 +1,130 @@
+"""Lowerings of row reductions: sum, mean, amax, amin, prod, and softmax / log_softmax written
+as the reductions they are made of.
+
+Input: a `Call` whose `self` is a `Val` of known rank (`Val.ndim`).  Output: the result Val;
+reductions become REDUCE_* prims over the trailing k dims (`Builder.reduce`), whose results are
+row values (keepdim shapes; whether eager keeps the dims only changes the output's shape, which
+`nvfuse.fusion.build` records).  Raises Unsupported when the reduced dims are not the trailing
+dims of the input, for a 0-dim input, and for results nvfuse does not reduce into (bool sums).
+
+Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
+- accumulate float16/bfloat16/float32 in float32, float64 in float64, every integer and bool in
+  int64 (sum and prod of integers promote to int64 as eager does; amax/amin of narrow integers
+  are exact in int64 and converted back);
+- a `dtype=` argument converts the input first, as eager does;
+- mean = sum / number of reduced elements, that number being a size (ROW_NUMEL, a kernel
+  argument), never a literal, so a new row length reuses the kernel;
+- amax / amin propagate NaN; softmax (aten._softmax, and TorchScript's aten.softmax.int) =
+  exp(x - amax) / sum(exp(x - amax)), log_softmax = x - amax - log(sum(exp(x - amax))), in
+  float32 for halves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.builder import Unsupported, Val
+from nvfuse.fusion.prims import Prim
+from nvfuse.graph.ops.registry import F32, F64, Call, op, ops, register
+
+P = Prim
+
+
+def accumulator(dt: DType) -> DType:
+    """The dtype a reduction of eager dtype `dt` accumulates in (see the module docstring)."""
+    if dt.is_float:
+        return F64 if dt is F64 else F32
+    return DType.INT64
+
+
+def trailing_dims(x: Val, dims: Any) -> int:
+    """k, when `dims` (an int, a list, or None / [] for all dims) are the trailing k dims of
+    `x`; raises Unsupported otherwise."""
+    n = x.ndim
+    if n < 0:
+        raise Unsupported("reduction of a tensor of unknown rank")
+    if n == 0:
+        raise Unsupported("reduction of a 0-dim tensor")
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+        return n
+    listed = [dims] if isinstance(dims, int) else list(dims)
+    if not all(isinstance(d, int) and -n <= d < n for d in listed):
+        raise Unsupported(f"reduction dims {dims!r} out of range for rank {n}")
+    normalized = sorted({d % n for d in listed})
+    k = len(normalized)
+    if normalized != list(range(n - k, n)):
+        raise Unsupported(f"reduces dims {normalized} of a rank-{n} tensor: only trailing dims "
+                          "are fused")
+    return k
+
+
+def _reduce(c: Call, prim: Prim, dims: Any) -> Val:
+    """`prim` of `self` converted to eager's result dtype, over `dims`."""
+    x = c.tensor("self")
+    k = trailing_dims(x, dims)
+    out = c.out
+    if out is DType.BOOL and prim in (P.REDUCE_SUM, P.REDUCE_PROD):
+        raise Unsupported(f"{c.target} into bool")
+    v = c.value(x, out)
+    acc = accumulator(out)
+    return c.b.reduce(prim, c.b.cast(v, acc), k)
+
+
+def _dims(c: Call, name: str = "dim") -> Any:
+    return c.args.get(name)
+
+
+@register(*ops("sum", "dim_IntList", "default"))
+def _sum(c: Call) -> Val:
+    return _reduce(c, P.REDUCE_SUM, _dims(c))
+
+
+@register(*ops("prod", "dim_int", "default"))
+def _prod(c: Call) -> Val:
+    return _reduce(c, P.REDUCE_PROD, _dims(c))
+
+
+@register(op("amax"))
+def _amax(c: Call) -> Val:
+    return _reduce(c, P.REDUCE_MAX, _dims(c))
+
+
+@register(op("amin"))
+def _amin(c: Call) -> Val:
+    return _reduce(c, P.REDUCE_MIN, _dims(c))
+
+
+@register(*ops("mean", "dim", "default"))
+def _mean(c: Call) -> Val:
+    c.float_out()  # eager refuses integer means without a float dtype=
+    total = _reduce(c, P.REDUCE_SUM, _dims(c))
+    count = c.b.cast(c.b.row_numel(c.b.reduce_ndim), total.dtype)
+    return c.p(P.DIV, total, count)
+
+
+def _softmax_parts(c: Call) -> tuple[Val, Val, Val]:
+    """(x, x - amax, sum(exp(x - amax))) in the compute dtype, over the last dim only."""
+    x = c.tensor("self")
+    if trailing_dims(x, c["dim"]) != 1:
+        raise Unsupported("softmax over more than one dim")
+    if not c.out.is_float or not x.eager.is_float:
+        raise Unsupported(f"{c.target} on {x.eager} -> {c.out}")
+    dt = accumulator(c.out)
+    xv = c.b.cast(c.value(x, c.out), dt)  # softmax.int's dtype= converts the input first
+    peak = c.b.reduce(P.REDUCE_MAX, xv, 1)
+    shifted = c.p(P.SUB, xv, peak)
+    total = c.b.reduce(P.REDUCE_SUM, c.p(P.EXP, shifted), 1)
+    return xv, shifted, total
+
+
+@register(op("_softmax"), op("softmax", "int"))
+def _softmax(c: Call) -> Val:
+    _, shifted, total = _softmax_parts(c)
+    return c.p(P.DIV, c.p(P.EXP, shifted), total)
+
+
+@register(op("_log_softmax"), op("log_softmax", "int"))
+def _log_softmax(c: Call) -> Val:
+    _, shifted, total = _softmax_parts(c)
+    return c.p(P.SUB, shifted, c.p(P.LOG, total))
