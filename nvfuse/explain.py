@@ -10,12 +10,12 @@ every op left to eager with the reason.  `str(report)` prints it as a table.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable, Sequence
 
 import torch
-import torch.fx as fx
+from torch import fx
 
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.fusion.build import op_name

@@ -112,11 +112,15 @@ def reduce_ndim(node: fx.Node) -> int:
     return _dry_run(node, tensors)[1]  # type: ignore[arg-type]
 
 
-def _group_problem(nodes: Sequence[fx.Node]) -> tuple[str, list[fx.Node]] | None:
+def _group_problem(nodes: Sequence[fx.Node],
+                   known: dict[fx.Node, int]) -> tuple[str, list[fx.Node]] | None:
     """None when the group can be one kernel, else the reason and the reduction nodes to leave
     to eager (see the module docstring).  Pointwise groups only need one iteration space."""
     members = set(nodes)
-    ks = {n: reduce_ndim(n) for n in nodes}
+    for n in nodes:  # `known` memoizes the dry runs across rounds
+        if n not in known:
+            known[n] = reduce_ndim(n)
+    ks = {n: known[n] for n in nodes}
     reductions = [n for n in nodes if ks[n]]
     if reductions:
         first = ks[reductions[0]]
@@ -171,13 +175,14 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
     excluded: frozenset[fx.Node] = frozenset()
+    known: dict[fx.Node, int] = {}
     while True:
         # No horizontal fusion: independent nodes would share one iteration space for no saving.
         partitioner = CapabilityBasedPartitioner(
             gm, FusionSupport(excluded), allows_single_node_partition=True,
             skip_horizontal_fusion=True)
         proposed = partitioner.propose_partitions()
-        problems = [_group_problem(list(p.nodes)) for p in proposed]
+        problems = [_group_problem(list(p.nodes), known) for p in proposed]
         drop = {n for p in problems if p is not None for n in p[1]}
         if not drop:  # every invalid group has only pointwise trouble: it stays eager
             break

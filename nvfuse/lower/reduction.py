@@ -2,7 +2,8 @@
 
 One block per row (row = blockIdx.x, grid = rows); the row index is split into the merged
 outer dims, the column index into the merged inner dims, and each operand's offset is formed
-from its strides (`nvfuse.schedule.reduction` describes them).  Phases, in the fusion's
+from its strides (`nvfuse.schedule.reduction` describes them).  Inputs that do not vary along
+the row (a scalar, a (rows, 1) mask) are loaded once per row up front.  Phases, in the fusion's
 topological order:
 
 1. for each reduction node: acc = identity; for col = threadIdx.x; col < row_numel;
@@ -112,7 +113,8 @@ class _Lowering:
                 else:
                     row.append(Const(int(c), idx))
             self.strides.append(row)
-        self.row_exprs: dict[int, Expr] = {}  # row values (and uniform leaves) available
+        # values available before the column loops: row values and row-invariant loads
+        self.row_exprs: dict[int, Expr] = {}
 
     # -- index math ----------------------------------------------------------------------------
     def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
@@ -227,6 +229,20 @@ class _Lowering:
         return For(col, Special("threadIdx.x", idx), self.numel, Special("blockDim.x", idx),
                    tuple(stmts))
 
+    def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
+        """Load once per row the inputs that do not vary along the row (every inner stride 0:
+        a scalar, a (rows, 1) mask), instead of once per column in every phase."""
+        for index, node in enumerate(self.ir.nodes):
+            if node.op is not Prim.LOAD:
+                continue
+            k = int(node.attr)  # type: ignore[arg-type]
+            if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
+                continue
+            name = self.ir.inputs[k].name
+            out.append(Declare(f"r_{name}", node.dtype, lanes=1))
+            out.append(Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False))
+            self.row_exprs[index] = Elem(f"r_{name}", Const(0, DType.INT32), node.dtype)
+
     def row_phase(self, done: set[int], out: list[Stmt]) -> None:
         """Declare every row value whose arguments are available."""
         for index in sorted(self.rows_live - done):
@@ -254,6 +270,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     for k, t in enumerate(lo.tensors):
         body.append(Declare(f"ro_{t.name}", idx,
                             init=lo.offset(k, outer, range(sig.outer_rank))))
+    lo.hoist_row_invariant_loads(body)
     declared: set[DType] = set()
     done: set[int] = set()
     for index, node in enumerate(ir.nodes):

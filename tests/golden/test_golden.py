@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import pytest
 import torch
@@ -34,10 +34,10 @@ def _ints(*shape: int, dtype: torch.dtype = torch.int32) -> torch.Tensor:
     return torch.randint(1, 100, shape, generator=g, dtype=dtype)
 
 
-def _iou(ax, ay, aw, ah, bx, by, bw, bh):
+def _iou(*boxes: torch.Tensor) -> torch.Tensor:
     from nvfuse.demo import box_iou
 
-    return box_iou(ax, ay, aw, ah, bx, by, bw, bh)
+    return box_iou(*boxes)
 
 
 CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {

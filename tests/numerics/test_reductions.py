@@ -145,6 +145,8 @@ def test_strided_and_broadcast_operands(interpret: None) -> None:
     w = _make((50,), f32, "w")
     _run(lambda x, w: (x * w).sum(-1) + 0, (x, w), f32, _tol("sum", f32, 50), groups=None)
     _run(lambda x, w: torch.softmax(x + w, -1), (x, w), f32)
+    m = _make((6, 5, 1), f32, "rowmask")  # row-invariant: loaded once per row
+    _run(lambda x, m: torch.log_softmax(x * m, -1) + m, (x, m), f32)
 
 
 # -- patterns that must be one kernel ---------------------------------------------------------

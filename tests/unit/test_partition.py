@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import fx
 
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.fusion.partition import partition, why_unfusible
 
 
-def _groups(fn, *inputs):
+def _groups(fn: Callable[..., object],
+            *inputs: torch.Tensor) -> tuple[fx.GraphModule, list[fx.GraphModule]]:
     gm, names = partition(trace_to_aten(fn, inputs))
     return gm, [getattr(gm, n) for n in names]
 
 
-def _ops(group) -> list[str]:
+def _ops(group: fx.GraphModule) -> list[str]:
     return [str(n.target) for n in group.graph.nodes if n.op == "call_function"]
 
 
 def test_chain_around_an_unfusible_op_makes_two_groups() -> None:
-    # a sum over a leading dim is not fused (only trailing-dim row reductions are)
-    fn = lambda x: torch.sigmoid(torch.exp(x).sum(0, keepdim=True) * 2) + 1
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        # a sum over a leading dim is not fused (only trailing-dim row reductions are)
+        return torch.sigmoid(torch.exp(x).sum(0, keepdim=True) * 2) + 1
+
     gm, groups = _groups(fn, torch.randn(4, 8))
     assert len(groups) == 2
     assert any("sum" in str(n.target) for n in gm.graph.nodes if n.op == "call_function")
@@ -28,7 +34,7 @@ def test_chain_around_an_unfusible_op_makes_two_groups() -> None:
 def test_single_supported_op_is_a_group_and_input_is_unchanged() -> None:
     gm0 = trace_to_aten(lambda x: torch.relu(x), (torch.randn(3),))
     before = str(gm0.graph)
-    gm, names = partition(gm0)
+    _, names = partition(gm0)
     assert len(names) == 1 and str(gm0.graph) == before
 
 
@@ -36,10 +42,10 @@ def test_intermediate_used_outside_becomes_a_group_output() -> None:
     def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.exp(x) * 2
         return a.sum(), a + 1
-    gm, groups = _groups(fn, torch.randn(5, 5))
+    _, groups = _groups(fn, torch.randn(5, 5))
     assert len(groups) == 1
     (out,) = [n for n in groups[0].graph.nodes if n.op == "output"]
-    assert len(out.args[0]) == 2  # a (for the eager sum) and a + 1
+    assert len(out.args[0]) == 2  # a.sum() (a fused reduction over every dim) and a + 1
 
 
 def test_values_without_one_iteration_space_stay_eager() -> None:
@@ -53,7 +59,9 @@ def test_values_without_one_iteration_space_stay_eager() -> None:
 
 
 def test_independent_chains_are_not_merged_horizontally() -> None:
-    fn = lambda a, b: (torch.exp(a), torch.sin(b))
+    def fn(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.exp(a), torch.sin(b)
+
     _, groups = _groups(fn, torch.randn(8, 64), torch.randn(16))
     assert len(groups) == 2
 

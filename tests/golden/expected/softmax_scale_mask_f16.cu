@@ -7,13 +7,13 @@ nvfuse_red_b1acb76729ca(const nvf_half* __restrict__ in0, const nvf_half* __rest
   int ro_in1 = 0;
   int ro_in2 = (i1 * stride_in2_o1);
   int ro_out0 = ((iq1 * stride_out0_o0) + (i1 * stride_out0_o1));
+  nvf_half r_in1[1];
+  nvf_load<nvf_half, 1>(r_in1, in1 + ro_in1);
   __shared__ float red_f32[4];
   float acc8 = nvf_bits_as_float(0xff800000u);
   for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
     nvf_half r_in0[1];
     nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + ro_in1);
     float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
     float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
     float v4 = ((v2) * (v3));
@@ -29,8 +29,6 @@ nvfuse_red_b1acb76729ca(const nvf_half* __restrict__ in0, const nvf_half* __rest
   for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
     nvf_half r_in0[1];
     nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + ro_in1);
     float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
     float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
     float v4 = ((v2) * (v3));
@@ -47,8 +45,6 @@ nvfuse_red_b1acb76729ca(const nvf_half* __restrict__ in0, const nvf_half* __rest
   for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
     nvf_half r_in0[1];
     nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + ro_in1);
     float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
     float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
     float v4 = ((v2) * (v3));
