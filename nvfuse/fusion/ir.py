@@ -119,6 +119,11 @@ def format_scalar(value: Scalar) -> str:
     return str(int(value))
 
 
+def content_key(ir: FusionIR) -> str:
+    """What a fusion computes: its printed form without the group's own name."""
+    return print_fusion(ir).split("\n", 1)[1]
+
+
 def print_fusion(ir: FusionIR) -> str:
     """The one printer of the fusion IR (repr, dumps, tests)."""
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)

@@ -29,7 +29,6 @@ from collections.abc import Callable
 import numpy as np
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.prims import Prim
 from nvfuse.interpret.fusion_eval import literal
 from nvfuse.interpret.prims_np import apply_prim
 from nvfuse.interpret.shared import barrier, check_quiet, scrub
@@ -41,6 +40,8 @@ from nvfuse.interpret.state import (
     uniform_groups,
 )
 from nvfuse.lower.kir import (
+    combine_prim,
+    identity_value,
     BlockReduce,
     Expr,
     ReduceOp,
@@ -55,25 +56,14 @@ MAX_BLOCK = 1024
 State = tuple[np.ndarray, ...]  # one array per component (1 for plain ops, 3 for Welford)
 Combine = Callable[[State, State], State]
 
-_PRIMS = {ReduceOp.SUM: Prim.ADD, ReduceOp.PROD: Prim.MUL, ReduceOp.MAX: Prim.MAXIMUM,
-          ReduceOp.MIN: Prim.MINIMUM}
-
 
 def identity(op: ReduceOp, dtype: DType) -> np.ndarray:
     """The value a thread with no data passes (the padding of the block's second stage)."""
-    if op is ReduceOp.SUM:
-        return literal(0, dtype)
-    if op is ReduceOp.PROD:
-        return literal(1, dtype)
-    lowest = op is ReduceOp.MAX
-    if dtype.is_float:
-        return literal(-np.inf if lowest else np.inf, dtype)
-    info = np.iinfo(dtype.np_storage)
-    return literal(int(info.min if lowest else info.max), dtype)
+    return literal(identity_value(op, dtype), dtype)
 
 
 def _scalar_combine(op: ReduceOp, dtype: DType) -> Combine:
-    prim = _PRIMS[op]
+    prim = combine_prim(op)
     return lambda lo, hi: (apply_prim(prim, [lo[0], hi[0]], dtype, dtype),)
 
 

@@ -210,6 +210,27 @@ class ReduceOp(enum.Enum):
     MIN = "min"
 
 
+def combine_prim(op: ReduceOp) -> Prim:
+    """The binary prim a reduction combines with (its NaN and wrap-around rules included)."""
+    return {ReduceOp.SUM: Prim.ADD, ReduceOp.PROD: Prim.MUL, ReduceOp.MAX: Prim.MAXIMUM,
+            ReduceOp.MIN: Prim.MINIMUM}[op]
+
+
+def identity_value(op: ReduceOp, dtype: DType) -> Scalar:
+    """What a thread with no data contributes (the contract of block reductions)."""
+    if op is ReduceOp.SUM:
+        return 0
+    if op is ReduceOp.PROD:
+        return 1
+    lowest = op is ReduceOp.MAX
+    if dtype.is_float:
+        return float("-inf") if lowest else float("inf")
+    bits = dtype.itemsize * 8
+    if not dtype.is_signed:
+        return 0 if lowest else (1 << bits) - 1
+    return -(1 << (bits - 1)) if lowest else (1 << (bits - 1)) - 1
+
+
 # Reductions run in the compute dtype: half/bf16 data is reduced in float32, narrow integers
 # are reduced in int64 (torch's sum promotes them), so these four are all a kernel needs.
 REDUCE_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT32, DType.INT64)

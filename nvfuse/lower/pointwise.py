@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, print_fusion
+from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
@@ -29,11 +29,15 @@ from nvfuse.lower.kir import (
 from nvfuse.schedule.pointwise import PointwiseSignature
 
 
+def content_name(prefix: str, ir: FusionIR, signature: object) -> str:
+    """A kernel name that depends only on what it computes and its specialization, so equal
+    groups anywhere share one kernel (and goldens stay stable)."""
+    digest = hashlib.sha256(f"{content_key(ir)}|{signature!r}".encode()).hexdigest()[:12]
+    return f"{prefix}_{digest}"
+
+
 def kernel_name(ir: FusionIR, signature: object) -> str:
-    """A name that depends only on what the kernel computes (so identical groups share one)."""
-    body = print_fusion(ir).split("\n", 1)[1]  # without the group's own name
-    digest = hashlib.sha256(f"{body}|{signature!r}".encode()).hexdigest()[:12]
-    return f"nvfuse_pw_{digest}"
+    return content_name("nvfuse_pw", ir, signature)
 
 
 def _add(a: Expr, b: Expr, t: DType) -> Expr:

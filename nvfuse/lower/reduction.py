@@ -27,14 +27,15 @@ the outermost, the inner sizes without the outermost, and the "s" strides operan
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Output, OutputShape, print_fusion, row_values
+from nvfuse.fusion.ir import FusionIR, Output, OutputShape, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
+    combine_prim,
+    identity_value,
     Assign,
     BlockReduce,
     Compute,
@@ -55,35 +56,23 @@ from nvfuse.lower.kir import (
     Store,
     Var,
 )
+from nvfuse.lower.pointwise import content_name
 from nvfuse.schedule.reduction import ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
-_COMBINE = {Prim.REDUCE_SUM: Prim.ADD, Prim.REDUCE_PROD: Prim.MUL,
-            Prim.REDUCE_MAX: Prim.MAXIMUM, Prim.REDUCE_MIN: Prim.MINIMUM}
 # A column loop's body: (each operand's offset, the inner indices) -> statements.
 Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
 _SCRATCH = {DType.FLOAT32: "red_f32", DType.FLOAT64: "red_f64", DType.INT64: "red_i64"}
 
 
 def kernel_name(ir: FusionIR, signature: object) -> str:
-    """A name that depends only on what the kernel computes (so identical groups share one)."""
-    body = print_fusion(ir).split("\n", 1)[1]
-    digest = hashlib.sha256(f"{body}|{signature!r}".encode()).hexdigest()[:12]
-    return f"nvfuse_red_{digest}"
+    return content_name("nvfuse_red", ir, signature)
 
 
 def identity(prim: Prim, dtype: DType) -> Const:
-    """What a thread with no data contributes (kir's contract for block reductions)."""
-    if prim is Prim.REDUCE_SUM:
-        return Const(0, dtype)
-    if prim is Prim.REDUCE_PROD:
-        return Const(1, dtype)
-    low = prim is Prim.REDUCE_MAX
-    if dtype.is_float:
-        return Const(float("-inf") if low else float("inf"), dtype)
-    bits = dtype.itemsize * 8
-    return Const(-(1 << (bits - 1)) if low else (1 << (bits - 1)) - 1, dtype)
+    """What a thread with no data contributes to reduction `prim` (kir's contract)."""
+    return Const(identity_value(_OPS[prim], dtype), dtype)
 
 
 class _Lowering:
@@ -288,7 +277,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                     acc: Var = acc, op: Prim = node.op) -> list[Stmt]:
             stmts: list[Stmt] = []
             exprs = lo.column_values([operand], offsets, stmts)
-            value = Compute(_COMBINE[op], (acc, exprs[operand]), acc.dtype)
+            value = Compute(combine_prim(_OPS[op]), (acc, exprs[operand]), acc.dtype)
             stmts.append(Assign(acc, value))
             return stmts
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from nvfuse import config, counters
 from nvfuse.codegen.cuda import emit_cuda
-from nvfuse.fusion.ir import FusionIR, print_fusion
+from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.lower import kir
 from nvfuse.lower.pointwise import lower_pointwise
 from nvfuse.lower.reduction import lower_reduction
@@ -49,7 +49,7 @@ _cache: dict[tuple[str, Signature], CompiledKernel] = {}
 
 def fusion_key(ir: FusionIR) -> str:
     """What the kernel computes, without the group's name (equal groups share kernels)."""
-    return print_fusion(ir).split("\n", 1)[1]
+    return content_key(ir)
 
 
 def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,

@@ -3,9 +3,7 @@ a training step with every gradient checked, in float32, strict (no silent fallb
 
 from __future__ import annotations
 
-import copy
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from nvfuse import config
 pytestmark = pytest.mark.gpu
 pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from test_transformers import MODELS, _ids, _no_dropout  # noqa: E402
+from test_transformers import MODELS, _ids, _no_dropout, check_training_step  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -43,18 +41,5 @@ def test_inference_on_device(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_training_step_on_device(name: str) -> None:
-    model = _no_dropout(MODELS[name]()).train().cuda()
-    reference = copy.deepcopy(model)
-    ids = _ids(1).cuda()
-    compiled = torch.compile(model, backend="nvfuse")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loss = compiled(input_ids=ids, labels=ids).loss
-        loss.backward()
-        expected = reference(input_ids=ids, labels=ids).loss
-        expected.backward()
-    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
-    for (pname, p), q in zip(model.named_parameters(), reference.parameters()):
-        if q.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4, msg=pname)
-    assert nvfuse.stats()["launches"] > 0 and nvfuse.stats()["fallbacks"] == 0
+    check_training_step(_no_dropout(MODELS[name]()).train().cuda(), _ids(1).cuda(),
+                        grad_atol=1e-4)
