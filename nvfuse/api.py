@@ -88,7 +88,9 @@ class FusedModule:
         if torch.is_grad_enabled() and (plan.grad_params or any(
                 isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)):
             return self._call_with_autograd(inputs)
-        return (plan.gm or self._original)(*inputs)
+        if plan.gm is None:
+            return self._original(*inputs)
+        return plan.gm.forward(*inputs)  # a plan's graph has no hooks: skip nn.Module.__call__
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
@@ -122,11 +124,12 @@ class FusedModule:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
         in (make_fx; TorchScript graphs stay size-generic, so only ranks there)."""
-        exact = not self._is_script
-        return tuple(
-            (t.dtype, tuple(t.shape) if exact else t.dim(), t.device, t.requires_grad,
-             dim_order(t)) if isinstance(t, torch.Tensor) else ("value", repr(t))
-            for t in inputs)
+        if self._is_script:
+            return tuple((t.dtype, t.dim(), t.device, t.requires_grad, dim_order(t))
+                         if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
+        # exact sizes: the strides themselves pin the layout, and are cheaper to read
+        return tuple((t.dtype, t.shape, t.stride(), t.device, t.requires_grad)
+                     if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
         if self._is_script:

@@ -79,6 +79,9 @@ class FusionGroup(torch.nn.Module):
     def __repr__(self) -> str:
         return f"FusionGroup({self.name}: {', '.join(self.ops)})"
 
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.forward(*inputs)  # no hooks on a group: skip nn.Module's call machinery
+
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cfg = config.get()
         try:
