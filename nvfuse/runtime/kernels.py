@@ -61,8 +61,9 @@ def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
         counters.bump("memory_hits")
         return found
     kernel = found or _build(ir, key, sig, params)
-    if gpu and kernel.cubin is None:
-        from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily, GPU only
+    # the GPU needs the cubin; NVFUSE_DUMP=ptx asks NVRTC for PTX even when interpreting
+    if kernel.cubin is None and (gpu or "ptx" in config.get().dump):
+        from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily
 
         kernel.cubin = compile_source(kernel.source, sig.arch)
     with _lock:

@@ -147,14 +147,16 @@ def test_strict_raises_instead_of_falling_back(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_dump_stages(monkeypatch: pytest.MonkeyPatch, tmp_path, interpret: None) -> None:
-    monkeypatch.setenv("NVFUSE_DUMP", "graph,fusion_ir,kernel_ir,cuda,launch")
+    monkeypatch.setenv("NVFUSE_DUMP", "graph,fusion_ir,kernel_ir,cuda,ptx,launch")
     monkeypatch.setenv("NVFUSE_DUMP_DIR", str(tmp_path))
     config.reload()
     kernels.clear()
     x, b = _inputs()
     nvfuse.fuse(_bias_gelu, (x, b))(x, b)
     stages = {p.name.rsplit(".", 2)[-2] for p in tmp_path.iterdir()}
-    assert stages == {"graph", "fusion_ir", "kernel_ir", "cuda", "launch"}
+    assert stages == {"graph", "fusion_ir", "kernel_ir", "cuda", "ptx", "launch"}
+    (ptx,) = tmp_path.glob("*.ptx.txt")
+    assert ".entry" in ptx.read_text()
 
 
 def test_unknown_dump_stage_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
