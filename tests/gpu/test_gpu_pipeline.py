@@ -85,3 +85,17 @@ def test_demo_runs_on_the_device() -> None:
     from nvfuse.demo import main
 
     assert main() == 0
+
+
+def test_dropout_on_device() -> None:
+    fn = lambda x: torch.nn.functional.dropout(x, 0.25, training=True) * 3
+    x = torch.rand(1 << 20, device="cuda") + 0.5
+    fm = nvfuse.fuse(fn, (x,))
+    torch.manual_seed(3)
+    a = fm(x)
+    torch.manual_seed(3)
+    b = fm(x)
+    kept = a != 0
+    assert torch.equal(a, b) and abs(kept.float().mean().item() - 0.75) < 0.005
+    torch.testing.assert_close(a[kept], (x * 3 / 0.75)[kept])
+    assert len(fm.kernels) == 1
