@@ -18,6 +18,8 @@ import torch.fx as fx
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from nvfuse.frontend.norms import norm_decompositions
+
 
 # Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation
 # backwards and composites whose decompositions are purely elementwise, hence fusible.
@@ -53,6 +55,7 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
     table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
+    table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     return table
 
 

@@ -57,6 +57,7 @@ from nvfuse.lower.kir import (
     Var,
 )
 from nvfuse.lower.pointwise import content_name
+from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule.reduction import ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
@@ -200,9 +201,11 @@ class _Lowering:
                 exprs[index] = Var(f"v{index}", node.dtype)
         return exprs
 
-    def column_loop(self, body: Body) -> For:
+    def column_loop(self, body: Body, start: Expr | None = None,
+                    step: Expr | None = None) -> For:
         """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
-        operand's offset at (row, col)."""
+        operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
+        (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
         idx, sig = self.idx, self.sig
         col = Var("col", idx)
         stmts: list[Stmt] = []
@@ -215,8 +218,8 @@ class _Lowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         stmts.extend(body(offsets, inner))
-        return For(col, Special("threadIdx.x", idx), self.numel, Special("blockDim.x", idx),
-                   tuple(stmts))
+        return For(col, start if start is not None else Special("threadIdx.x", idx), self.numel,
+                   step if step is not None else Special("blockDim.x", idx), tuple(stmts))
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
         """Load once per row the inputs that do not vary along the row (every inner stride 0:
@@ -266,6 +269,11 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         if node.op not in REDUCTIONS:
             continue
         dtype = node.dtype
+        if node.op is Prim.REDUCE_M2:  # its own scratch: three arrays' worth (mean, m2, n)
+            body.extend(lower_m2(lo, index, block))
+            done.add(index)
+            lo.row_phase(done, body)
+            continue
         if dtype not in declared:
             body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
             declared.add(dtype)
