@@ -8,6 +8,11 @@ returning eager's tuple, traced by make_fx (nvfuse/frontend/fx.py adds them to i
   rsqrt(var(correction=0) + eps), y = (x - mean) * rstd [* weight] [+ bias] rounded once to
   x's dtype.  mean and rstd keep the normalized dims as size 1 and have eager's dtype for the
   device: float32 on CUDA for half inputs, x's dtype on the CPU (eager's CPU kernel).
+- rms_norm / _fused_rms_norm(x, normalized_shape, weight, eps) -> y (and rstd, float32 for
+  halves, normalized dims kept as size 1): rstd = rsqrt(mean(x^2) + eps) in float32 for halves,
+  eps defaulting to the compute dtype's machine epsilon, y = x * rstd [* weight] in x's dtype
+  (where the op reaches the tracer whole: on the CPU rms_norm's C++ composite decomposes first,
+  and fx.py's `_functional_temporaries` makes its in-place eps add fusible).
 All of it becomes one row-reduction kernel: a Welford pass (var), a sum pass (mean) and the
 output pass.
 """
@@ -65,6 +70,31 @@ def native_layer_norm(x: torch.Tensor, normalized_shape: list[int], weight: Any,
     return y.to(x.dtype), mean.to(stats), rstd.to(stats)
 
 
+def _rms(x: torch.Tensor, normalized_shape: list[int], weight: Any, eps: Any
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
+    compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    xf = x.to(compute)
+    eps = torch.finfo(compute).eps if eps is None else eps
+    rstd = aten.rsqrt.default(aten.mean.dim(xf * xf, dims, True) + eps)
+    y = xf * rstd
+    if weight is not None:
+        y = y * weight
+    return y.to(x.dtype), rstd
+
+
+def rms_norm(x: torch.Tensor, normalized_shape: list[int], weight: Any = None,
+             eps: Any = None) -> torch.Tensor:
+    """See the module docstring."""
+    return _rms(x, normalized_shape, weight, eps)[0]
+
+
+def fused_rms_norm(x: torch.Tensor, normalized_shape: list[int], weight: Any,
+                   eps: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """See the module docstring."""
+    return _rms(x, normalized_shape, weight, eps)
+
+
 def norm_decompositions() -> dict[Any, Callable[..., Any]]:
     """aten overload -> decomposition, for the overloads this torch has."""
     table: dict[Any, Callable[..., Any]] = {}
@@ -74,4 +104,7 @@ def norm_decompositions() -> dict[Any, Callable[..., Any]]:
             if hasattr(packet, overload):
                 table[getattr(packet, overload)] = _var_mean_fn(root)
     table[aten.native_layer_norm.default] = native_layer_norm
+    table[aten.rms_norm.default] = rms_norm
+    if hasattr(aten, "_fused_rms_norm"):
+        table[aten._fused_rms_norm.default] = fused_rms_norm
     return table

@@ -91,7 +91,7 @@ def test_large_mean_does_not_cancel(interpret: None) -> None:
     assert ((actual - exact).abs() / exact).max().item() < 1e-5
 
 
-@pytest.mark.filterwarnings("ignore:var\\(\\): degrees of freedom")
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")
 def test_degenerate_rows_match_eager(interpret: None) -> None:
     """n <= correction divides by zero as eager does (nan for one element, inf above)."""
     for shape, corr in (((3, 1), 1), ((3, 2), 2), ((3, 2), 3)):
@@ -156,6 +156,16 @@ def test_layer_norm_module_reuses_the_kernel_across_rows(interpret: None) -> Non
     stats = nvfuse.stats()  # an earlier test may have built the same signature already
     assert len(fm.fusion_groups) == 1 and stats["launches"] == 2 and stats["fallbacks"] == 0
     assert stats["compiles"] + stats["memory_hits"] == 2 and stats["compiles"] <= 1
+
+
+@pytest.mark.parametrize("dtype", [f32, f16, bf16])
+def test_rms_norm_is_one_kernel(dtype: torch.dtype, interpret: None) -> None:
+    x, w = _make((8, 64), dtype, "rms x"), _make((64,), dtype, "rms w")
+    _check(lambda x, w: F.rms_norm(x, (64,), w), (x, w), dtype)
+    _check(lambda x, w: F.rms_norm(x, (64,), None, 1e-6) * w, (x, w), dtype)
+    if hasattr(torch.ops.aten, "_fused_rms_norm"):
+        _check(lambda x, w: tuple(torch.ops.aten._fused_rms_norm(x, [64], w, 1e-5)), (x, w),
+               dtype)
 
 
 # -- NVRTC ------------------------------------------------------------------------------------
