@@ -266,12 +266,21 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     declared: set[DType] = set()
     done: set[int] = set()
     for index, node in enumerate(ir.nodes):
-        if node.op not in REDUCTIONS:
+        if node.op not in REDUCTIONS or index in done:
             continue
         dtype = node.dtype
-        if node.op is Prim.REDUCE_M2:  # its own scratch: three arrays' worth (mean, m2, n)
-            body.extend(lower_m2(lo, index, block))
-            done.add(index)
+        m2 = _welford_partner(ir, index)
+        if m2 is not None:
+            # one column loop for the M2 and the sums of its operand (layer norm's mean): the
+            # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
+            sums = [i for i, n in enumerate(ir.nodes) if i not in done and
+                    n.op is Prim.REDUCE_SUM and n.args == ir.nodes[m2].args
+                    and n.dtype is ir.nodes[m2].dtype]
+            if sums and dtype not in declared:
+                body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+                declared.add(dtype)
+            body.extend(lower_m2(lo, m2, block, sums, _SCRATCH[dtype]))
+            done.update([m2, *sums])
             lo.row_phase(done, body)
             continue
         if dtype not in declared:
@@ -324,6 +333,18 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
                       lo.rows, idx)
+
+
+def _welford_partner(ir: FusionIR, index: int) -> int | None:
+    """The REDUCE_M2 node lowered together with reduction `index`: itself when it is one, the
+    M2 of the same operand when `index` is a float sum of it, else None."""
+    node = ir.nodes[index]
+    if node.op is Prim.REDUCE_M2:
+        return index
+    if node.op is not Prim.REDUCE_SUM or not node.dtype.is_float:
+        return None
+    return next((i for i, n in enumerate(ir.nodes) if n.op is Prim.REDUCE_M2
+                 and n.args == node.args and n.dtype is node.dtype), None)
 
 
 def _and(a: Expr | None, b: Expr | None) -> Expr | None:

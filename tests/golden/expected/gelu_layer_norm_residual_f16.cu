@@ -6,6 +6,7 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
   int ro_in2 = 0;
   int ro_in3 = 0;
   int ro_out0 = (row * stride_out0_o0);
+  __shared__ float red_f32[4];
   float wpivot7 = 0.0f;
   for (int col = 0; col < row_numel; col += row_numel) {
     nvf_half r_in0[1];
@@ -22,6 +23,7 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
   float wn7 = 0.0f;
   float wmean7 = 0.0f;
   float wm27 = 0.0f;
+  float acc14 = 0.0f;
   for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
     nvf_half r_in0[1];
     nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
@@ -37,6 +39,7 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
     float wdelta7 = ((wd7) - (wmean7));
     wmean7 = ((wmean7) + (((wdelta7) / (wn7))));
     wm27 = ((wm27) + (((wdelta7) * (((wd7) - (wmean7))))));
+    acc14 = ((acc14) + (v6));
   }
   __shared__ float wel_float7[12];
   float wmean_row7;
@@ -44,26 +47,12 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
   float wn_row7;
   nvf_block_welford<float>(wmean_row7, wm2_row7, wn_row7, wmean7, wm27, wn7, wel_float7);
   float v7 = wm2_row7;
-  float v13 = ((v7) / (nvf_maximum<float>(((nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))) - (0.0f)), 0.0f)));
-  float v17 = ((v13) + (1e-05f));
-  float v18 = nvf_rsqrt<float>(v17);
-  __shared__ float red_f32[4];
-  float acc14 = 0.0f;
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    nvf_half r_in0[1];
-    nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
-    float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
-    float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
-    float v4 = ((v2) + (v3));
-    nvf_half v5 = nvf_cast<nvf_half, float>(v4);
-    float v6 = nvf_cast<float, nvf_half>(v5);
-    acc14 = ((acc14) + (v6));
-  }
   float v14;
   v14 = nvf_block_allreduce<nvf_op_sum, float>(acc14, red_f32);
+  float v13 = ((v7) / (nvf_maximum<float>(((nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))) - (0.0f)), 0.0f)));
   float v15 = ((v14) / (nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))));
+  float v17 = ((v13) + (1e-05f));
+  float v18 = nvf_rsqrt<float>(v17);
   for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
     nvf_half r_in0[1];
     nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
