@@ -158,6 +158,25 @@ def test_layer_norm_module_reuses_the_kernel_across_rows(interpret: None) -> Non
     assert stats["compiles"] + stats["memory_hits"] == 2 and stats["compiles"] <= 1
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize(("dtype", "affine"), LN_PARAMS)
+def test_torchscript_layer_norm_is_one_kernel(dtype: torch.dtype, affine: str,
+                                              interpret: None) -> None:
+    """TorchScript graphs hold aten::layer_norm whole: the op table lowers it directly."""
+    x, r = _make((6, 48), dtype, "ts x"), _make((6, 48), dtype, "ts r")
+    w, b = _affine(affine, 48, dtype)
+
+    def fn(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return F.gelu(F.layer_norm(x + r, (48,), w, b))
+
+    ts = torch.jit.trace(fn, (x, r))
+    fm = nvfuse.fuse(ts, (x, r))
+    nvfuse.reset_stats()
+    compare(fm(x, r), fn(x, r), dtype)
+    assert len(fm.fusion_groups) == 1 and nvfuse.stats()["launches"] == 1
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
 @pytest.mark.parametrize("dtype", [f32, f16, bf16])
 def test_rms_norm_is_one_kernel(dtype: torch.dtype, interpret: None) -> None:
     x, w = _make((8, 64), dtype, "rms x"), _make((64,), dtype, "rms w")

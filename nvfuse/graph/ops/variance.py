@@ -9,6 +9,10 @@ CUDA kernels: float16/bfloat16 computed in float32 and rounded once, float64 in 
 with n <= correction gives m2 / 0 (nan for a constant row, else inf).  Raises Unsupported for
 non-float inputs (eager refuses them too) and reductions over non-trailing dims.
 
+aten.layer_norm (single output: what TorchScript graphs hold; FX traces decompose it first):
+y = (x - mean) * rsqrt(var(correction=0) + eps) [* weight] [+ bias] over the trailing
+normalized dims, in float32 for halves, mean and var from one Welford pass over the row.
+
 var_mean / std_mean return two tensors; nvfuse/frontend/fx.py decomposes them into var (or
 std) and mean calls, which land here and in nvfuse/graph/ops/reductions.py.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
 from nvfuse.graph.ops.reductions import accumulator, trailing_dims
@@ -55,3 +60,38 @@ def _var(c: Call) -> Val:
 @register(op("std", "correction"), op("std", "dim"), op("std", "default"))
 def _std(c: Call) -> Val:
     return c.p(P.SQRT, variance(c, c.args.get("dim"), _correction(c)))
+
+
+def _affine_operand(c: Call, name: str, acc: DType) -> Val | None:
+    w = c.args.get(name)
+    if w is None:
+        return None
+    if not isinstance(w, Val):
+        raise Unsupported(f"{c.target}: {name} is not a fused tensor")
+    return c.b.cast(c.value(w, w.eager), acc)
+
+
+@register(op("layer_norm"))
+def _layer_norm(c: Call) -> Val:
+    x = c.tensor("input")
+    out = c.float_out()
+    shape = c["normalized_shape"]
+    if not x.eager.is_float or not isinstance(shape, (list, tuple)) or not shape:
+        raise Unsupported(f"{c.target} of {x.eager} over {shape!r}")
+    if x.ndim < len(shape):
+        raise Unsupported(f"{c.target}: normalized_shape {shape!r} longer than the input")
+    k = len(shape)
+    acc = accumulator(out)
+    xv = c.b.cast(c.value(x, x.eager), acc)
+    m2 = c.b.reduce(P.REDUCE_M2, xv, k)
+    total = c.b.reduce(P.REDUCE_SUM, xv, k)
+    n = c.b.cast(c.b.row_numel(k), acc)
+    mean = c.p(P.DIV, total, n)
+    rstd = c.p(P.RSQRT, c.p(P.ADD, c.p(P.DIV, m2, n), c.b.const(float(c["eps"]), acc)))
+    y = c.p(P.MUL, c.p(P.SUB, xv, mean), rstd)
+    weight, bias = _affine_operand(c, "weight", acc), _affine_operand(c, "bias", acc)
+    if weight is not None:
+        y = c.p(P.MUL, y, weight)
+    if bias is not None:
+        y = c.p(P.ADD, y, bias)
+    return y
