@@ -18,6 +18,8 @@ import torch.fx as fx
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from nvfuse.frontend.norms import norm_decompositions
+
 
 # Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation
 # backwards and composites whose decompositions are purely elementwise, hence fusible.
@@ -53,6 +55,7 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
     table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
+    table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     return table
 
 
@@ -69,6 +72,31 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     with torch.no_grad():
         gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
                      tracing_mode="real")(*inputs)
+    _functional_temporaries(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm
+
+
+def _functional_temporaries(gm: fx.GraphModule) -> None:
+    """Replace in place an in-place op (`add_`) whose written tensor is a temporary only it uses
+    -- the output of a non-view op of this graph -- by its functional form (`add`).  Composite
+    ops decomposed above functionalization (rms_norm's eps add) leave such writes, and an
+    in-place op never fuses."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        name = target._schema.name.split("::")[-1]
+        if not name.endswith("_") or name.endswith("__") or not node.args:
+            continue
+        written = node.args[0]
+        if (not isinstance(written, fx.Node) or written.op != "call_function"
+                or len(written.users) != 1 or not isinstance(written.target, torch._ops.OpOverload)
+                or written.target.is_view or written.target._schema.is_mutable):
+            continue
+        packet = getattr(torch.ops.aten, name[:-1], None)
+        functional = getattr(packet, target._overloadname, None) if packet is not None else None
+        if functional is None or functional._schema.is_mutable:
+            continue
+        node.target = functional

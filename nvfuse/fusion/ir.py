@@ -186,6 +186,8 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                                      or arg_dtypes[0] is not node.dtype):
                 raise FusionIRError(f"{where}: reduces {arg_dtypes[0]} into {node.dtype}; "
                                     f"both must be one of {_REDUCE_DTYPES}")
+            if op is Prim.REDUCE_M2 and not node.dtype.is_float:
+                raise FusionIRError(f"{where}: reduce_m2 is float32 or float64, got {node.dtype}")
         elif op is Prim.WHERE:
             if arg_dtypes[0] is not DType.BOOL or arg_dtypes[1] is not arg_dtypes[2]:
                 raise FusionIRError(f"{where}: where(bool, T, T) got {arg_dtypes}")

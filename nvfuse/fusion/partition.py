@@ -90,11 +90,16 @@ def why_unfusible(node: fx.Node) -> str | None:
 
 
 def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: int) -> str | None:
-    """A reduction over the trailing k dims of its one operand gives that operand's shape
-    (softmax), or its shape with those dims kept as 1 or dropped."""
-    if len(tensors) != 1:
-        return "a reduction with more than one tensor operand"
+    """A reduction over the trailing k dims of its first operand gives that operand's shape
+    (softmax), or its shape with those dims kept as 1 or dropped.  Further operands (layer
+    norm's weight and bias) must broadcast to the first one's shape without growing it: they
+    only enter pointwise, and the group's checks see the first operand as the reduced one."""
     shape = tuple(tensors[0].shape)
+    try:
+        if tuple(torch.broadcast_shapes(*(t.shape for t in tensors))) != shape:
+            return "a reduction whose further operands broadcast beyond the reduced one"
+    except RuntimeError:
+        return "a reduction whose operands do not broadcast"
     if tuple(out.shape) in (shape, keepdim_shape(shape, k), shape[:len(shape) - k]):
         return None
     return f"reduction result shape {tuple(out.shape)} from {shape} over {k} trailing dims"
@@ -128,7 +133,7 @@ def _group_problem(nodes: Sequence[fx.Node],
         if other:
             return f"reductions over {first} and {ks[other[0]]} trailing dims", other
         for n in reductions:
-            val, (operand,) = n.meta["val"], [a.meta["val"] for a in n.all_input_nodes]
+            val, operand = n.meta["val"], n.all_input_nodes[0].meta["val"]
             if val.dim() < operand.dim() and any(u in members for u in n.users):
                 return "a keepdim=False reduction feeds the group", [n]
 

@@ -20,6 +20,10 @@ Typing rules (checked by the fusion IR verifier):
   iteration space; the result is a row value (broadcast back along those dims, like a
   keepdim=True result).  MAX / MIN propagate NaN (torch.amax / amin); SUM / PROD of integers
   wrap around.
+- REDUCE_M2 (also in REDUCTIONS): unary, float32 or float64 only; the sum of squared deviations
+  from the row's mean, sum((x - mean(x))^2), computed in one pass with Welford's update (per
+  thread, on values shifted by the row's first element so a large mean does not cancel) and
+  Chan's combine across the block.  var = m2 / max(0, n - correction).
 
 Semantics are eager PyTorch's (CUDA kernels), including NaN and signed-zero behaviour:
 - MAXIMUM/MINIMUM propagate NaN; FMAX/FMIN ignore NaN when the other operand is a number.
@@ -119,6 +123,7 @@ class Prim(enum.Enum):
     REDUCE_PROD = "reduce_prod"
     REDUCE_MAX = "reduce_max"
     REDUCE_MIN = "reduce_min"
+    REDUCE_M2 = "reduce_m2"
 
     def __repr__(self) -> str:
         return self.value
@@ -146,7 +151,7 @@ FLOAT_ONLY = frozenset({
     P.ISINF, P.ISFINITE, P.ISNAN,
 })
 INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR, P.SHL, P.SHR})
-REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN})
+REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN, P.REDUCE_M2})
 LEAVES = frozenset({P.LOAD, P.CONST, P.RAND, P.ROW_NUMEL})
 
 

@@ -43,6 +43,7 @@ from nvfuse.graph.ops import (  # noqa: F401
     math_ops,
     random,
     reductions,
+    variance,
 )
 from nvfuse.graph.ops.registry import TABLE, Call, Lowering, register
 

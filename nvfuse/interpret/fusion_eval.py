@@ -24,7 +24,9 @@ from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.interpret.prims_np import apply_prim, cast
 
 _NUMPY_REDUCE = {Prim.REDUCE_SUM: np.sum, Prim.REDUCE_PROD: np.prod, Prim.REDUCE_MAX: np.max,
-                 Prim.REDUCE_MIN: np.min}
+                 Prim.REDUCE_MIN: np.min, Prim.REDUCE_M2: lambda a, axis, keepdims: np.sum(
+                     (a - np.mean(a, axis=axis, keepdims=True)) ** 2, axis=axis,
+                     keepdims=keepdims)}
 
 
 def literal(value: Scalar, dtype: DType) -> np.ndarray:

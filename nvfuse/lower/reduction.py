@@ -57,6 +57,7 @@ from nvfuse.lower.kir import (
     Var,
 )
 from nvfuse.lower.pointwise import content_name
+from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule.reduction import ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
@@ -200,9 +201,11 @@ class _Lowering:
                 exprs[index] = Var(f"v{index}", node.dtype)
         return exprs
 
-    def column_loop(self, body: Body) -> For:
+    def column_loop(self, body: Body, start: Expr | None = None,
+                    step: Expr | None = None) -> For:
         """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
-        operand's offset at (row, col)."""
+        operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
+        (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
         idx, sig = self.idx, self.sig
         col = Var("col", idx)
         stmts: list[Stmt] = []
@@ -215,8 +218,8 @@ class _Lowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         stmts.extend(body(offsets, inner))
-        return For(col, Special("threadIdx.x", idx), self.numel, Special("blockDim.x", idx),
-                   tuple(stmts))
+        return For(col, start if start is not None else Special("threadIdx.x", idx), self.numel,
+                   step if step is not None else Special("blockDim.x", idx), tuple(stmts))
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
         """Load once per row the inputs that do not vary along the row (every inner stride 0:
@@ -263,9 +266,23 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     declared: set[DType] = set()
     done: set[int] = set()
     for index, node in enumerate(ir.nodes):
-        if node.op not in REDUCTIONS:
+        if node.op not in REDUCTIONS or index in done:
             continue
         dtype = node.dtype
+        m2 = _welford_partner(ir, index)
+        if m2 is not None:
+            # one column loop for the M2 and the sums of its operand (layer norm's mean): the
+            # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
+            sums = [i for i, n in enumerate(ir.nodes) if i not in done and
+                    n.op is Prim.REDUCE_SUM and n.args == ir.nodes[m2].args
+                    and n.dtype is ir.nodes[m2].dtype]
+            if sums and dtype not in declared:
+                body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+                declared.add(dtype)
+            body.extend(lower_m2(lo, m2, block, sums, _SCRATCH[dtype]))
+            done.update([m2, *sums])
+            lo.row_phase(done, body)
+            continue
         if dtype not in declared:
             body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
             declared.add(dtype)
@@ -316,6 +333,18 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
                       lo.rows, idx)
+
+
+def _welford_partner(ir: FusionIR, index: int) -> int | None:
+    """The REDUCE_M2 node lowered together with reduction `index`: itself when it is one, the
+    M2 of the same operand when `index` is a float sum of it, else None."""
+    node = ir.nodes[index]
+    if node.op is Prim.REDUCE_M2:
+        return index
+    if node.op is not Prim.REDUCE_SUM or not node.dtype.is_float:
+        return None
+    return next((i for i, n in enumerate(ir.nodes) if n.op is Prim.REDUCE_M2
+                 and n.args == node.args and n.dtype is node.dtype), None)
 
 
 def _and(a: Expr | None, b: Expr | None) -> Expr | None:

@@ -78,6 +78,12 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
                      lambda: (_r(16, 64, dtype=torch.bfloat16), _r(64, dtype=torch.bfloat16))),
     "center_two_dims_f64": (lambda x: x - x.mean((-2, -1), keepdim=True),
                             lambda: (_r(3, 4, 16, dtype=torch.float64),)),
+    # Welford (var) reductions
+    "var_correction2": (lambda x: torch.var(x, -1, correction=2), lambda: (_r(64, 32),)),
+    "gelu_layer_norm_residual_f16": (
+        lambda x, r, w, b: F.gelu(F.layer_norm(x + r, (64,), w, b)),
+        lambda: (_r(16, 64, dtype=torch.float16), _r(16, 64, dtype=torch.float16),
+                 _r(64, dtype=torch.float16), _r(64, dtype=torch.float16))),
 }
 
 
