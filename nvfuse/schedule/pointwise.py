@@ -88,7 +88,7 @@ def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size
     return [broadcast_shape([shapes[i] for i in out.shape_from]) for out in ir.outputs]
 
 
-def _aligned_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
+def aligned_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
     """Strides of `t` in the iteration space `shape` (right-aligned; 0 where it broadcasts)."""
     pad = len(shape) - t.dim()
     strides = [0] * pad
@@ -123,7 +123,7 @@ def merge_dims(shape: Sequence[int],
     return sizes, strides
 
 
-def _classify(strides: list[int]) -> str:
+def classify(strides: list[int]) -> str:
     return "".join("0" if s == 0 else "1" if s == 1 else "s" for s in strides)
 
 
@@ -157,10 +157,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     """Signature, schedule and arguments for running `ir` on these tensors."""
     shape = broadcast_shape([t.shape for t in inputs])
     tensors = list(inputs) + list(outputs)
-    aligned = [_aligned_strides(t, shape) for t in tensors]
+    aligned = [aligned_strides(t, shape) for t in tensors]
     order = _iteration_order(list(shape), aligned[len(inputs):])
     sizes, strides = merge_dims([shape[d] for d in order], [[s[d] for d in order] for s in aligned])
-    classes = [_classify(s) for s in strides]
+    classes = [classify(s) for s in strides]
     numel = math.prod(sizes)
     lanes = _pick_lanes(sizes, classes, strides, tensors, len(outputs))
     fits32 = numel + BLOCK * lanes <= INT32_LIMIT and all(

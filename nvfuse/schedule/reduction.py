@@ -31,7 +31,9 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, OutputShape
 from nvfuse.fusion.prims import REDUCTIONS, Prim
-from nvfuse.schedule.pointwise import INT32_LIMIT, merge_dims
+from nvfuse.schedule.pointwise import (
+    INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
+)
 
 # (largest C, block): about 4+ columns per thread before the block grows; 1024 is the most a
 # block reduction supports.
@@ -79,7 +81,7 @@ class ReductionLaunch:
 
 
 def iteration_space(shapes: Sequence[torch.Size]) -> torch.Size:
-    return torch.broadcast_shapes(*shapes) if shapes else torch.Size(())
+    return broadcast_shape(shapes)
 
 
 def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
@@ -122,15 +124,6 @@ def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
                                  f"the reduced dims of {tuple(space)}")
 
 
-def _aligned(t: torch.Tensor, shape: torch.Size) -> list[int]:
-    pad = len(shape) - t.dim()
-    return [0] * pad + [0 if n == 1 else s for n, s in zip(t.shape, t.stride())]
-
-
-def _classify(strides: list[int]) -> str:
-    return "".join("0" if s == 0 else "1" if s == 1 else "s" for s in strides)
-
-
 def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
                 arch: str) -> ReductionLaunch:
     """Signature, schedule and arguments for running `ir` on these tensors."""
@@ -142,13 +135,13 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
         if out.shape is OutputShape.ROW_DROPPED:  # its reduced dims, kept as size 1
             t = t.reshape(*t.shape, *[1] * min(k, len(space)))
         views.append(t)
-    aligned = [_aligned(t, space) for t in views]
+    aligned = [aligned_strides(t, space) for t in views]
     split = len(space) - k
     outer_sizes, outer = merge_dims(space[:split], [s[:split] for s in aligned])
     inner_sizes, inner = merge_dims(space[split:], [s[split:] for s in aligned])
     rows, row_numel = math.prod(outer_sizes), math.prod(inner_sizes)
     block = block_for(row_numel)
-    classes = [_classify(o) + _classify(i) for o, i in zip(outer, inner)]
+    classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = max(max_offset, rows) <= INT32_LIMIT and row_numel + block <= INT32_LIMIT
