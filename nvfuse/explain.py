@@ -20,7 +20,7 @@ from torch import fx
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.fusion.build import op_name
 from nvfuse.fusion.partition import EAGER_REASON, FUSED_PREFIX, partition, why_unfusible
-from nvfuse.graph.passes import annotate, run_passes
+from nvfuse.graph.passes import run_passes
 
 # Ops that only reinterpret metadata (views) or move no data: eager runs them without a kernel.
 _NO_KERNEL = frozenset({
@@ -110,10 +110,12 @@ def _training_graphs(fn: Callable[..., Any], inputs: Sequence[Any]) -> list[Grap
 
     def record(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Any]:
         def compiler(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
-            if not all("val" in n.meta for n in gm.graph.nodes if n.op != "output"):
-                gm = annotate(gm, list(example_inputs))
-            recorded.append(explain_graph(kind, gm))
-            return make_boxed_func(gm)
+            def run(*args: Any) -> Any:
+                # as the backend's FusedModule does: trace the graph on its real inputs with
+                # nvfuse's decompositions, then partition (here: report) it
+                recorded.append(explain_graph(kind, trace_to_aten(gm, list(args))))
+                return gm(*args)
+            return make_boxed_func(run)
         return compiler
 
     backend = aot_autograd(
