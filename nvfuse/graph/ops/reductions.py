@@ -14,6 +14,8 @@ Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
 - a `dtype=` argument converts the input first, as eager does;
 - mean = sum / number of reduced elements, that number being a size (ROW_NUMEL, a kernel
   argument), never a literal, so a new row length reuses the kernel;
+- logsumexp = log(sum(exp(x - m))) + m with m = amax(x), an infinite m replaced by 0 as eager
+  does (an all -inf row gives -inf, a +inf element gives +inf, NaN propagates);
 - amax / amin propagate NaN; softmax (aten._softmax, and TorchScript's aten.softmax.int) =
   exp(x - amax) / sum(exp(x - amax)), log_softmax = x - amax - log(sum(exp(x - amax))), in
   float32 for halves.
@@ -128,3 +130,20 @@ def _softmax(c: Call) -> Val:
 def _log_softmax(c: Call) -> Val:
     _, shifted, total = _softmax_parts(c)
     return c.p(P.SUB, shifted, c.p(P.LOG, total))
+
+
+@register(op("logsumexp"))
+def _logsumexp(c: Call) -> Val:
+    x = c.tensor("self")
+    k = trailing_dims(x, c["dim"])
+    if not c.out.is_float:
+        raise Unsupported(f"logsumexp into {c.out}")
+    b = c.b
+    dt = accumulator(c.out)
+    xv = b.cast(c.value(x, c.out), dt)
+    peak = b.reduce(P.REDUCE_MAX, xv, k)
+    # eager: an infinite max is replaced by 0, so exp(x - m) stays defined
+    infinite = b.prim(P.EQ, b.prim(P.ABS, peak), b.const(float("inf"), dt))
+    shift = b.prim(P.WHERE, infinite, b.const(0.0, dt), peak)
+    total = b.reduce(P.REDUCE_SUM, b.prim(P.EXP, b.prim(P.SUB, xv, shift)), k)
+    return b.prim(P.ADD, b.prim(P.LOG, total), shift)
