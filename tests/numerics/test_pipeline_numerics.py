@@ -12,14 +12,12 @@ import torch
 from cases import CASES, OpCase, compare
 
 import nvfuse
+from nvrtc_batch import KERNEL_MARK, compile_all
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.runtime import executor
-from nvfuse.runtime.nvrtc import compile_to_cubin
 
 PARAMS = [pytest.param(case, dtype, id=f"{case.name}-{str(dtype).split('.')[-1]}")
           for case in CASES for dtype in case.dtypes]
-BATCH = 150
-KERNEL_MARK = "// kernel IR:"
 
 _generated: dict[str, str] = {}  # kernel name -> source, filled by the op tests
 
@@ -50,14 +48,4 @@ def test_every_generated_kernel_compiles(arch: str) -> None:
         pytest.skip("run together with the op tests (they generate the kernels)")
     preludes = {src[: src.index(KERNEL_MARK)] for src in _generated.values()}
     assert len(preludes) == 1, "kernels no longer share one helper prelude"
-    (prelude,) = preludes
-    bodies = [src[len(prelude):] for _, src in sorted(_generated.items())]
-    for start in range(0, len(bodies), BATCH):
-        chunk = bodies[start:start + BATCH]
-        try:
-            cubin = compile_to_cubin(prelude + "\n".join(chunk), arch, "numerics_batch.cu")
-        except nvfuse.CompileError:
-            for body in chunk:  # name the kernel that fails (raises with its source and log)
-                compile_to_cubin(prelude + body, arch, "numerics_kernel.cu")
-            raise
-        assert cubin[:4] == b"\x7fELF"
+    compile_all(_generated, arch, "numerics")

@@ -13,13 +13,12 @@ import torch
 from cases import compare
 
 import nvfuse
+from nvrtc_batch import compile_all
 from nvfuse.runtime import executor
-from nvfuse.runtime.nvrtc import compile_to_cubin
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 i32, i64 = torch.int32, torch.int64
 FLOATS = (f32, f16, bf16, f64)
-KERNEL_MARK = "// kernel IR:"
 
 _generated: dict[str, str] = {}  # kernel name -> source
 
@@ -270,15 +269,4 @@ def test_amax_over_an_empty_dim_raises_as_eager(monkeypatch: pytest.MonkeyPatch)
 def test_every_generated_kernel_compiles(arch: str) -> None:
     if not _generated:
         pytest.skip("run together with the tests above (they generate the kernels)")
-    by_prelude: dict[str, list[str]] = {}
-    for _, src in sorted(_generated.items()):
-        cut = src.index(KERNEL_MARK)
-        by_prelude.setdefault(src[:cut], []).append(src[cut:])
-    for prelude, bodies in by_prelude.items():
-        try:
-            cubin = compile_to_cubin(prelude + "\n".join(bodies), arch, "reductions_batch.cu")
-        except nvfuse.CompileError:
-            for body in bodies:  # name the kernel that fails
-                compile_to_cubin(prelude + body, arch, "reductions_kernel.cu")
-            raise
-        assert cubin[:4] == b"\x7fELF"
+    compile_all(_generated, arch, "reductions")
