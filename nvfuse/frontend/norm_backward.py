@@ -12,7 +12,8 @@ without them every layer norm and log_softmax backward runs eagerly.
       grad_input  = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))   row means over the
                     normalized (trailing) dims, keepdim: one row-reduction kernel
       grad_weight = sum(g * xhat) over the leading dims, grad_bias = sum(g) over them
-  grad_input has x's dtype, grad_weight / grad_bias the weight's / bias's dtype.  The leading-dim
+  grad_input has x's dtype (and, as every result here, is contiguous as eager's), grad_weight /
+  grad_bias the weight's / bias's dtype.  The leading-dim
   sums are column reductions: eager until the reduction schedule handles them (the g * xhat
   product still fuses with the grad_input kernel).  With no leading dims there is nothing to
   sum: the gradients are the products themselves.
@@ -39,6 +40,15 @@ def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
     return torch.float64 if torch.float64 in dtypes else torch.float32
 
 
+def _contiguous(t: torch.Tensor) -> torch.Tensor:
+    # eager's kernels return grad_input contiguous whatever the operands' layouts (they make
+    # their operands contiguous first); elementwise results would follow an operand's layout.
+    # Traced on real tensors, so the copy appears only where the layouts differ, and it fuses.
+    if t.is_contiguous():
+        return t
+    return aten.clone.default(t, memory_format=torch.contiguous_format)
+
+
 def native_layer_norm_backward(
         g: torch.Tensor, x: torch.Tensor, normalized_shape: list[int], mean: torch.Tensor,
         rstd: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -59,7 +69,7 @@ def native_layer_norm_backward(
         # broadcast back inside the group, and the epilogue needs them per element
         row_gw = aten.mean.dim(gw, inner, True)
         row_gwx = aten.mean.dim(gw * xhat, inner, True)
-        grad_input = (rstd.to(compute) * (gw - row_gw - xhat * row_gwx)).to(x.dtype)
+        grad_input = _contiguous((rstd.to(compute) * (gw - row_gw - xhat * row_gwx)).to(x.dtype))
     if output_mask[1] and weight is not None:
         grad_weight = _sum_leading(gf * xhat, outer).to(weight.dtype)
     if output_mask[2] and bias is not None:
@@ -88,14 +98,15 @@ def softmax_backward_data(g: torch.Tensor, y: torch.Tensor, dim: int,
     """See the module docstring."""
     gf, yf, dims = _softmax_operands(g, y, dim)
     gy = gf * yf
-    return (gy - yf * aten.sum.dim_IntList(gy, dims, True)).to(input_dtype)
+    return _contiguous((gy - yf * aten.sum.dim_IntList(gy, dims, True)).to(input_dtype))
 
 
 def log_softmax_backward_data(g: torch.Tensor, y: torch.Tensor, dim: int,
                               input_dtype: torch.dtype) -> torch.Tensor:
     """See the module docstring."""
     gf, yf, dims = _softmax_operands(g, y, dim)
-    return (gf - aten.exp.default(yf) * aten.sum.dim_IntList(gf, dims, True)).to(input_dtype)
+    grad = gf - aten.exp.default(yf) * aten.sum.dim_IntList(gf, dims, True)
+    return _contiguous(grad.to(input_dtype))
 
 
 def backward_decompositions() -> dict[Any, Callable[..., Any]]:

@@ -206,6 +206,25 @@ def test_softmax_backward_zero_dim(log: bool) -> None:
     _run(_sm_backward(log, 0, f32), (g, y), f32)
 
 
+def test_permuted_operands_give_eager_layout() -> None:
+    # eager's backwards return contiguous gradients whatever the operands' layouts
+    x = _make((8, 6, 16), f32, "perm x").permute(1, 0, 2)
+    g = _make((8, 6, 16), f32, "perm g").permute(1, 0, 2)
+    w, b = _make((16,), f32, "perm w"), _make((16,), f32, "perm b")
+    _, mean, rstd = aten.native_layer_norm(x, [16], w, b, 1e-5)
+    cases: list[tuple[Callable[..., object], tuple[torch.Tensor, ...]]] = [
+        (_ln_backward([16], w, b, [True, False, False]), (g, x, mean, rstd, w, b)),
+        (_sm_backward(False, -1, f32), (g, torch.softmax(x, -1))),
+        (_sm_backward(True, -1, f32), (g, torch.log_softmax(x, -1))),
+    ]
+    for fn, inputs in cases:
+        fm = _run(fn, inputs, f32, kernels=1)
+        actual, expected = fm(*inputs), fn(*inputs)
+        first = actual[0] if isinstance(actual, tuple) else actual
+        want = expected[0] if isinstance(expected, tuple) else expected
+        assert first.stride() == want.stride() and first.is_contiguous()
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
