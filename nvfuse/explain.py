@@ -102,9 +102,8 @@ def _training_graphs(fn: Callable[..., Any], inputs: Sequence[Any]) -> list[Grap
     backend does, recording every forward and backward graph instead of fusing it."""
     import torch._dynamo
     from functorch.compile import make_boxed_func
-    from torch._decomp import core_aten_decompositions
-    from torch._dynamo.backends.common import aot_autograd
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    from nvfuse.frontend.dynamo import aot_backend
 
     recorded: list[GraphReport] = []
 
@@ -118,10 +117,7 @@ def _training_graphs(fn: Callable[..., Any], inputs: Sequence[Any]) -> list[Grap
             return make_boxed_func(run)
         return compiler
 
-    backend = aot_autograd(
-        fw_compiler=record("forward"), bw_compiler=record("backward"),
-        partition_fn=min_cut_rematerialization_partition,
-        decompositions=core_aten_decompositions())
+    backend = aot_backend(record("forward"), record("backward"))
     torch._dynamo.reset()
     out = torch.compile(fn, backend=backend)(*inputs)
     grads = [o for o in _tensors(out) if o.requires_grad]

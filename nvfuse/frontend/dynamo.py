@@ -25,12 +25,17 @@ def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[.
     return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False))
 
 
-def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
+def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]) -> Any:
+    """AOTAutograd as nvfuse uses it (explain builds the same, so its report matches what
+    runs): the min-cut partitioner and no AOT-level decompositions; the graphs keep whole aten
+    ops (native_layer_norm_backward, _softmax_backward_data) and nvfuse's own table
+    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    backend = aot_autograd(
-        fw_compiler=_fuse_graph, bw_compiler=_fuse_graph,
-        partition_fn=min_cut_rematerialization_partition,
-    )
-    return backend(gm, example_inputs, **kwargs)
+    return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
+                        partition_fn=min_cut_rematerialization_partition)
+
+
+def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
+    return aot_backend(_fuse_graph, _fuse_graph)(gm, example_inputs, **kwargs)

@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
 
 
@@ -56,6 +57,7 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
+    table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
     return table
 
 
