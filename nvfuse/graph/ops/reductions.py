@@ -87,12 +87,12 @@ def _prod(c: Call) -> Val:
     return _reduce(c, P.REDUCE_PROD, _dims(c))
 
 
-@register(op("amax"))
+@register(op("amax"), op("max", "default"))  # max(): amax over every dim
 def _amax(c: Call) -> Val:
     return _reduce(c, P.REDUCE_MAX, _dims(c))
 
 
-@register(op("amin"))
+@register(op("amin"), op("min", "default"))
 def _amin(c: Call) -> Val:
     return _reduce(c, P.REDUCE_MIN, _dims(c))
 
