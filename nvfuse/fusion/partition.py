@@ -190,17 +190,21 @@ def _op_name(node: fx.Node) -> str:
 
 def _merge_value_index_pairs(partitions: list[Any]) -> list[Any]:
     """Merge the group of each argmax (argmin) with the group of an amax (amin) of the same
-    operand and result shape, unless a path through nodes of neither links them (merging would
-    make a cycle).  Partitions are torch's `Partition`s; the merged one keeps the first."""
+    operand (or of the operand's source, when it is a conversion) and result shape, unless a
+    path through nodes of neither links them (merging would make a cycle).  Partitions are
+    torch's `Partition`s; the merged one keeps the first."""
     where = {n: i for i, p in enumerate(partitions) for n in p.nodes}
     for node in list(where):
         values_op = _PAIRS.get(_op_name(node))
         if values_op is None or not node.all_input_nodes:
             continue
-        for sibling in node.all_input_nodes[0].users:
+        operand = node.all_input_nodes[0]
+        if _op_name(operand) == "_to_copy" and operand.all_input_nodes:  # max.dim of bools
+            operand = operand.all_input_nodes[0]
+        for sibling in operand.users:
             a, b = where.get(node), where.get(sibling)
             if (b is None or a == b or _op_name(sibling) != values_op
-                    or sibling.all_input_nodes[0] is not node.all_input_nodes[0]
+                    or sibling.all_input_nodes[0] is not operand
                     or sibling.meta["val"].shape != node.meta["val"].shape
                     or _linked(partitions[a].nodes, partitions[b].nodes)):
                 continue
