@@ -94,7 +94,8 @@ def lower_arg(lo: _Lowering, index: int, block: int, done: set[int]) -> list[Stm
     def update(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
         x = lo.column_values([operand], offsets, stmts)[operand]
-        col = Compute(P.CAST, (Var("col", lo.idx),), I64)
+        col = Var(f"ci{index}", I64)
+        stmts.append(Declare(col.name, I64, init=Compute(P.CAST, (Var("col", lo.idx),), I64)))
         take = Var(f"take{index}", BOOL)
         stmts.append(Declare(take.name, BOOL, init=prefers(x, col, acc, acci, is_max)))
         stmts.append(Assign(acc, Compute(P.WHERE, (take, x, acc), dtype)))
