@@ -202,7 +202,7 @@ def _merge_value_index_pairs(partitions: list[Any]) -> list[Any]:
         if _op_name(operand) == "_to_copy" and operand.all_input_nodes:  # max.dim of bools
             operand = operand.all_input_nodes[0]
         for sibling in operand.users:
-            a, b = where.get(node), where.get(sibling)
+            a, b = where[node], where.get(sibling)
             if (b is None or a == b or _op_name(sibling) != values_op
                     or sibling.all_input_nodes[0] is not operand
                     or sibling.meta["val"].shape != node.meta["val"].shape
