@@ -156,6 +156,17 @@ def test_signed_zero_value_is_the_indexed_element(interpret: None) -> None:
     assert torch.signbit(nv).tolist() == [True, False]
 
 
+@pytest.mark.parametrize("dtype", [f16, bf16], ids=str)
+def test_prologue_ties_after_rounding(dtype: torch.dtype, interpret: None) -> None:
+    """x + b differs in float32 but rounds to one half value: eager sees a tie (index 0)."""
+    x = torch.ones(3, 40, dtype=dtype)
+    b = torch.zeros(40, dtype=dtype)
+    b[7] = 2.0 ** -12 if dtype is f16 else 2.0 ** -9  # representable, below half an ulp of 1
+    run(lambda x, b: (x + b).argmax(-1), (x, b), dtype)
+    run(lambda x, b: tuple(torch.max(x + b, -1)), (x, b), dtype)
+    run(lambda x, b: tuple(torch.min(x - b, -1)), (x, b), dtype)
+
+
 def test_torchscript_max_dim_is_one_kernel(interpret: None) -> None:
     def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, indices = torch.max(x * 2, -1)

@@ -9,9 +9,10 @@ torch.max(x, dim) / torch.min(x, dim) reach the graph as (amax, argmax) / (amin,
 amax / amin of every element (nvfuse.graph.ops.reductions registers them).
 
 Numerics are eager's: values are compared exactly in their accumulator dtype (float32 holds
-every float16 / bfloat16, int64 every integer and bool), a NaN wins (the first NaN's index),
-ties give the first index.  Eager refuses bool argmax; max.dim of bools decomposes with a uint8
-conversion for its indices.
+every float16 / bfloat16, int64 every integer and bool) as eager holds them (a float16 /
+bfloat16 prologue's float32 result is rounded to its dtype first, as amax / amin do too); a
+NaN wins (the first NaN's index), ties give the first index.  Eager refuses bool argmax;
+max.dim of bools decomposes with a uint8 conversion for its indices.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from __future__ import annotations
 from nvfuse.fusion.builder import Val
 from nvfuse.fusion.prims import Prim
 from nvfuse.graph.ops.reductions import accumulator, trailing_dims
-from nvfuse.graph.ops.registry import Call, op, register
+from nvfuse.graph.ops.registry import Call, held, op, register
 
 
 def _arg(c: Call, prim: Prim) -> Val:
     x = c.tensor("self")
     k = trailing_dims(x, c.args.get("dim"))
-    v = c.value(x, x.eager)
-    return c.b.reduce(prim, c.b.cast(v, accumulator(x.eager)), k)
+    # compared as eager holds the values: a float32-kept half is rounded first (two values that
+    # round to one half are a tie, the first index wins)
+    return c.b.reduce(prim, c.b.cast(held(c, x), accumulator(x.eager)), k)
 
 
 @register(op("argmax"))
