@@ -160,7 +160,8 @@ _VALUE_AND_INDEX = value_and_index_ops()
 
 def _known_non_bool(node: torch._C.Node) -> bool:
     """Whether the node's first input is a tensor typed with a non-bool dtype (eager refuses
-    bool argmax, so max.dim of bools stays whole)."""
+    bool argmax, so max.dim of bools stays whole; so does a scripted graph's, whose values
+    carry no dtype)."""
     t = next(iter(node.inputs())).type()
     scalar = t.scalarType() if isinstance(t, torch._C.TensorType) else None
     return scalar is not None and scalar != "Bool"

@@ -136,6 +136,19 @@ def test_torchscript_norm(interpret: None) -> None:
     _generated.update((k.name, k.source) for k in fm.kernels)
 
 
+@torch.jit.script
+def _scripted_norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.norm(x, 3.0, [1], True) * 2  # aten::norm.ScalarOpt_dim
+
+
+def test_torchscript_norm_overload(interpret: None) -> None:
+    x = make((4, 30), f32, "tsn")
+    fm = nvfuse.fuse(_scripted_norm)
+    compare(fm(x), _scripted_norm(x), f32, tol(f32, 30))
+    assert [g.ops for g in fm.fusion_groups] == [["aten::norm", "aten::mul"]]
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
 def test_overflow_is_eager_s(interpret: None) -> None:
     x = torch.full((2, 8), 1e20)  # x * x overflows float32, as in eager (no rescaling)
     run(lambda x: torch.linalg.vector_norm(x, dim=-1), (x,), f32, 8)
