@@ -30,6 +30,15 @@
 //   identity.  nvf_warp_allreduce_welford / nvf_block_allreduce_welford reduce states with the
 //   orders above; the block version's scratch is a __shared__ T array of >= 3 * blockDim.x / 32
 //   elements (means, then m2s, then counts).
+// - (value, index) pairs, torch.argmax / argmin: nvf_arg_prefer<Max, T>(a, ia, b, ib) says
+//   whether pair a beats pair b: a NaN value beats any number, equal values (or two NaNs) go
+//   to the smaller index, else the larger (Max) or smaller value.  The rule is a strict order
+//   on pairs with distinct indices, so the reduction is associative and commutative: any
+//   order gives the same pair.  A thread with no data passes (identity of nvf_op_max / min,
+//   NVF_ARG_NO_INDEX).  nvf_warp_argreduce / nvf_block_argreduce<Max, T>(v, i, in_v, in_i[,
+//   scratch, index_scratch]) reduce with the orders above (each lane keeps its pair unless the
+//   other lane's beats it); the block version's scratch arrays are __shared__ T and long long
+//   arrays of >= blockDim.x / 32 elements.  Indices are long long.
 #pragma once
 
 // -- identities --------------------------------------------------------------------------------
@@ -216,4 +225,69 @@ __device__ __forceinline__ void nvf_block_welford(T& mean, T& m2, T& n, T in_mea
   mean = v.mean;
   m2 = v.m2;
   n = v.n;
+}
+
+// -- (value, index) pairs: argmax / argmin ----------------------------------------------------
+
+#define NVF_ARG_NO_INDEX 9223372036854775807LL
+
+template <typename T>
+NVF_HD bool nvf_arg_isnan(T x) { return false; }  // integers: never NaN
+template <> NVF_HD bool nvf_arg_isnan<float>(float x) { return nvf_isnan<float>(x); }
+template <> NVF_HD bool nvf_arg_isnan<double>(double x) { return nvf_isnan<double>(x); }
+
+template <bool Max, typename T>
+NVF_HD bool nvf_arg_prefer(T a, long long ia, T b, long long ib) {
+  const bool a_nan = nvf_arg_isnan<T>(a);
+  const bool b_nan = nvf_arg_isnan<T>(b);
+  if (a_nan || b_nan) return a_nan && (!b_nan || ia < ib);
+  if (a == b) return ia < ib;
+  return Max ? a > b : a < b;
+}
+
+template <bool Max, typename T>
+__device__ __forceinline__ void nvf_warp_arg_allreduce(T& v, long long& i) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const T other_v = nvf_shfl_xor(v, offset);
+    const long long other_i = nvf_shfl_xor(i, offset);
+    if (nvf_arg_prefer<Max, T>(other_v, other_i, v, i)) {
+      v = other_v;
+      i = other_i;
+    }
+  }
+}
+
+template <bool Max, typename T>
+__device__ __forceinline__ void nvf_warp_argreduce(T& v, long long& i, T in_v, long long in_i) {
+  v = in_v;
+  i = in_i;
+  nvf_warp_arg_allreduce<Max, T>(v, i);
+}
+
+template <bool Max, typename T>
+__device__ __forceinline__ void nvf_block_argreduce(T& v, long long& i, T in_v, long long in_i,
+                                                    T* scratch, long long* index_scratch) {
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned warp = threadIdx.x >> 5;
+  const unsigned warps = blockDim.x >> 5;
+  T pv = in_v;
+  long long pi = in_i;
+  nvf_warp_arg_allreduce<Max, T>(pv, pi);
+  if (lane == 0) {
+    scratch[warp] = pv;
+    index_scratch[warp] = pi;
+  }
+  __syncthreads();
+  if (lane < warps) {
+    pv = scratch[lane];
+    pi = index_scratch[lane];
+  } else {
+    pv = Max ? nvf_reduce_limits<T>::lowest() : nvf_reduce_limits<T>::highest();
+    pi = NVF_ARG_NO_INDEX;
+  }
+  nvf_warp_arg_allreduce<Max, T>(pv, pi);
+  __syncthreads();  // every thread has read the scratch arrays: the next use may overwrite them
+  v = pv;
+  i = pi;
 }

@@ -57,7 +57,7 @@ class CudaEmitter:
             self._lines.append(f"// ---- {name} ----")
             self._lines.extend(read_template(name).rstrip("\n").split("\n"))
         self.line()
-        if any(isinstance(s, kir.BlockReduce) for s in _walk(k.body)):
+        if any(isinstance(s, (kir.BlockReduce, kir.ArgReduce)) for s in _walk(k.body)):
             self.line(f"// kernel IR: launch block={k.block}, one block per row")
         else:
             self.line(f"// kernel IR: launch block={k.block}, one thread per "
@@ -131,6 +131,14 @@ class CudaEmitter:
             else:
                 fn = "nvf_warp_welford"
             self.line(f"{fn}<{s.mean.dtype.c_type}>({', '.join(args)});")
+        elif isinstance(s, kir.ArgReduce):
+            args = [s.value.name, s.index.name, self.expr(s.src_value), self.expr(s.src_index)]
+            fn = "nvf_warp_argreduce"
+            if s.scope is kir.ReduceScope.BLOCK:
+                fn = "nvf_block_argreduce"
+                args += [str(s.scratch), str(s.index_scratch)]
+            is_max = "true" if s.op is kir.ReduceOp.MAX else "false"
+            self.line(f"{fn}<{is_max}, {s.value.dtype.c_type}>({', '.join(args)});")
         else:
             raise TypeError(f"emit: not a kernel IR statement: {s!r}")
 

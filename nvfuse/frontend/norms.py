@@ -13,6 +13,10 @@ returning eager's tuple, traced by make_fx (nvfuse/frontend/fx.py adds them to i
   eps defaulting to the compute dtype's machine epsilon, y = x * rstd [* weight] in x's dtype
   (where the op reaches the tracer whole: on the CPU rms_norm's C++ composite decomposes first,
   and fx.py's `_functional_temporaries` makes its in-place eps add fusible).
+- max.dim / min.dim(x, dim, keepdim) -> (amax(x, [dim], keepdim), argmax / argmin(x, dim,
+  keepdim)): one kernel computes both from one (value, index) pair reduction, the value being
+  the indexed element's (nvfuse/lower/argreduce.py).  Eager refuses argmax of bools, so a bool
+  x is indexed through a uint8 copy (same order, same indices).
 All of it becomes one row-reduction kernel: a Welford pass (var), a sum pass (mean) and the
 output pass.
 """
@@ -95,6 +99,21 @@ def fused_rms_norm(x: torch.Tensor, normalized_shape: list[int], weight: Any,
     return _rms(x, normalized_shape, weight, eps)
 
 
+def _value_and_index_fn(values: Any, indices: Any
+                        ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    def decomposed(x: torch.Tensor, dim: int, keepdim: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        keyed = x.to(torch.uint8) if x.dtype == torch.bool else x
+        return values(x, [dim], keepdim), indices(keyed, dim, keepdim)
+    return decomposed
+
+
+def value_and_index_ops() -> dict[Any, tuple[Any, Any]]:
+    """max.dim / min.dim -> the (values op, indices op) pair they decompose into."""
+    return {aten.max.dim: (aten.amax.default, aten.argmax.default),
+            aten.min.dim: (aten.amin.default, aten.argmin.default)}
+
+
 def norm_decompositions() -> dict[Any, Callable[..., Any]]:
     """aten overload -> decomposition, for the overloads this torch has."""
     table: dict[Any, Callable[..., Any]] = {}
@@ -103,6 +122,8 @@ def norm_decompositions() -> dict[Any, Callable[..., Any]]:
         for overload in ("correction", "dim", "default"):
             if hasattr(packet, overload):
                 table[getattr(packet, overload)] = _var_mean_fn(root)
+    for target, (values, indices) in value_and_index_ops().items():
+        table[target] = _value_and_index_fn(values, indices)
     table[aten.native_layer_norm.default] = native_layer_norm
     table[aten.rms_norm.default] = rms_norm
     if hasattr(aten, "_fused_rms_norm"):

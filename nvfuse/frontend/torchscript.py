@@ -25,6 +25,7 @@ import torch
 import torch.fx
 
 from nvfuse.errors import NvfuseError
+from nvfuse.frontend.norms import value_and_index_ops
 from nvfuse.graph.passes import CONSTANT_PREFIX  # tensor constants' names: foldable, not weights
 
 __all__ = ["graph_module_from_script", "is_torchscript"]
@@ -152,6 +153,18 @@ def _same_literal(a: Any, b: Any) -> bool:
     if isinstance(a, (torch.fx.Node, torch.Tensor)) or isinstance(b, (torch.fx.Node, torch.Tensor)):
         return False
     return type(a) is type(b) and a == b
+
+
+_VALUE_AND_INDEX = value_and_index_ops()
+
+
+def _known_non_bool(node: torch._C.Node) -> bool:
+    """Whether the node's first input is a tensor typed with a non-bool dtype (eager refuses
+    bool argmax, so max.dim of bools stays whole; so does a scripted graph's, whose values
+    carry no dtype)."""
+    t = next(iter(node.inputs())).type()
+    scalar = t.scalarType() if isinstance(t, torch._C.TensorType) else None
+    return scalar is not None and scalar != "Bool"
 
 
 def _lookup_overload(node: torch._C.Node) -> torch._ops.OpOverload:
@@ -296,6 +309,9 @@ class _Converter:
                 args.append((converted, default))
         while args and _same_literal(args[-1][0], args[-1][1]):
             args.pop()
+        if op in _VALUE_AND_INDEX and _known_non_bool(node):
+            self._value_and_index(node, op, [a for a, _ in args])
+            return
         fx_node = self.fx.call_function(op, tuple(a for a, _ in args), kwargs)
         fx_node.meta["stack_trace"] = _source(node)
         outputs = list(node.outputs())
@@ -305,6 +321,17 @@ class _Converter:
         for i, out in enumerate(outputs):
             if out.uses():
                 self.env[out.unique()] = self.fx.call_function(operator.getitem, (fx_node, i))
+
+    def _value_and_index(self, node: torch._C.Node, op: Any, args: list[Any]) -> None:
+        """max.dim / min.dim as the (amax, argmax) / (amin, argmin) pair the FX frontend
+        decomposes them into (nvfuse/frontend/norms.py), so both fuse into one kernel."""
+        values_op, indices_op = _VALUE_AND_INDEX[op]
+        x, dim, *keep = args
+        for out, target, d in zip(node.outputs(), (values_op, indices_op), ([dim], dim)):
+            if out.uses():
+                fx_node = self.fx.call_function(target, (x, d, *keep))
+                fx_node.meta["stack_trace"] = _source(node)
+                self.env[out.unique()] = fx_node
 
     # -- prim handlers ------------------------------------------------------------------------
     def _prim_constant(self, node: torch._C.Node) -> None:

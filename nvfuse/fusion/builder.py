@@ -27,7 +27,7 @@ from nvfuse.fusion.ir import (
     TensorInput,
     verify_fusion,
 )
-from nvfuse.fusion.prims import BINARY_PRED, UNARY_PRED, Prim
+from nvfuse.fusion.prims import ARG_REDUCTIONS, BINARY_PRED, UNARY_PRED, Prim
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,13 @@ class Builder:
 
     def reduce(self, op: Prim, v: Val, k: int) -> Val:
         """`op` over the trailing `k` dims of the iteration space (v's dtype is the
-        accumulator's: float32, float64 or int64).  Raises Unsupported when the group already
-        reduces another number of dims."""
+        accumulator's: float32, float64 or int64; the result's too, except argmax / argmin's,
+        int64 indices).  Raises Unsupported when the group already reduces another number of
+        dims."""
         self._reduces(k)
-        index = self.add_node(Node(op, (v.index,), v.dtype))
-        return Val(index, v.dtype, v.dtype)
+        dtype = DType.INT64 if op in ARG_REDUCTIONS else v.dtype
+        index = self.add_node(Node(op, (v.index,), dtype))
+        return Val(index, dtype, dtype)
 
     def _reduces(self, k: int) -> None:
         if k <= 0:

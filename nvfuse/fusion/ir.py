@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.prims import (
+    ARG_REDUCTIONS,
     BINARY_PRED,
     BINARY_SAME,
     FLOAT_ONLY,
@@ -182,8 +183,12 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: row reduction in a fusion with reduce_ndim 0")
             if op is Prim.ROW_NUMEL and node.dtype is not DType.INT64:
                 raise FusionIRError(f"{where}: row_numel is int64, got {node.dtype}")
-            if op in REDUCTIONS and (node.dtype not in _REDUCE_DTYPES
-                                     or arg_dtypes[0] is not node.dtype):
+            if op in ARG_REDUCTIONS:
+                if node.dtype is not DType.INT64 or arg_dtypes[0] not in _REDUCE_DTYPES:
+                    raise FusionIRError(f"{where}: indexes {arg_dtypes[0]} into {node.dtype}; "
+                                        f"int64 indices of one of {_REDUCE_DTYPES}")
+            elif op in REDUCTIONS and (node.dtype not in _REDUCE_DTYPES
+                                       or arg_dtypes[0] is not node.dtype):
                 raise FusionIRError(f"{where}: reduces {arg_dtypes[0]} into {node.dtype}; "
                                     f"both must be one of {_REDUCE_DTYPES}")
             if op is Prim.REDUCE_M2 and not node.dtype.is_float:

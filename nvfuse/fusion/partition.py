@@ -19,12 +19,18 @@ broadcasts there would combine copies), and results whose reduced dims are dropp
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
 dims).  The reduction nodes that break a rule are left to eager and the graph is partitioned
 again, until every group is valid.
+
+No horizontal fusion, with one exception: the two halves of max.dim / min.dim (an amax and an
+argmax of the same operand over the same dims, nvfuse/frontend/norms.py) join one group when
+no path through other nodes links them, since one pair reduction computes both
+(`_merge_value_index_pairs`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import fx
@@ -175,6 +181,58 @@ def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, in
     return None, b.reduce_ndim
 
 
+_PAIRS = {"argmax": "amax", "argmin": "amin"}
+
+
+def _op_name(node: fx.Node) -> str:
+    return getattr(node.target, "_opname", "") if node.op == "call_function" else ""
+
+
+def _merge_value_index_pairs(partitions: list[Any]) -> list[Any]:
+    """Merge the group of each argmax (argmin) with the group of an amax (amin) of the same
+    operand (or of the operand's source, when it is a conversion) and result shape, unless a
+    path through nodes of neither links them (merging would make a cycle).  Partitions are
+    torch's `Partition`s; the merged one keeps the first."""
+    where = {n: i for i, p in enumerate(partitions) for n in p.nodes}
+    for node in list(where):
+        values_op = _PAIRS.get(_op_name(node))
+        if values_op is None or not node.all_input_nodes:
+            continue
+        operand = node.all_input_nodes[0]
+        if _op_name(operand) == "_to_copy" and operand.all_input_nodes:  # max.dim of bools
+            operand = operand.all_input_nodes[0]
+        for sibling in operand.users:
+            a, b = where[node], where.get(sibling)
+            if (b is None or a == b or _op_name(sibling) != values_op
+                    or sibling.all_input_nodes[0] is not operand
+                    or sibling.meta["val"].shape != node.meta["val"].shape
+                    or _linked(partitions[a].nodes, partitions[b].nodes)):
+                continue
+            for n in partitions[b].nodes:
+                partitions[a].add_node(n)
+                where[n] = a
+            partitions[b].nodes = {}
+    return [p for p in partitions if p.nodes]
+
+
+def _linked(a: dict[fx.Node, Any], b: dict[fx.Node, Any]) -> bool:
+    """Whether a path leaves one node set through a node of neither and reaches the other."""
+    for src, dst in ((a, b), (b, a)):
+        stack = [u for n in src for u in n.users if u not in src and u not in dst]
+        seen: set[fx.Node] = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            for u in n.users:
+                if u in dst:
+                    return True
+                if u not in src:
+                    stack.append(u)
+    return False
+
+
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
@@ -186,7 +244,7 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         partitioner = CapabilityBasedPartitioner(
             gm, FusionSupport(excluded), allows_single_node_partition=True,
             skip_horizontal_fusion=True)
-        proposed = partitioner.propose_partitions()
+        proposed = _merge_value_index_pairs(partitioner.propose_partitions())
         problems = [_group_problem(list(p.nodes), known) for p in proposed]
         drop = {n for p in problems if p is not None for n in p[1]}
         if not drop:  # every invalid group has only pointwise trouble: it stays eager

@@ -24,6 +24,13 @@ Typing rules (checked by the fusion IR verifier):
   from the row's mean, sum((x - mean(x))^2), computed in one pass with Welford's update (per
   thread, on values shifted by the row's first element so a large mean does not cancel) and
   Chan's combine across the block.  var = m2 / max(0, n - correction).
+- REDUCE_ARGMAX / REDUCE_ARGMIN (ARG_REDUCTIONS, also in REDUCTIONS): unary, operand float32,
+  float64 or int64, result int64: the row-major flat index, within the reduced dims, of the
+  row's largest / smallest element, as torch.argmax / argmin: a NaN beats every number (the
+  first NaN's index), ties give the lowest index.  Lowered as a (value, index) pair reduction
+  whose combine (compare values; NaN first; equal values -> the smaller index) is associative
+  and commutative, so every thread / warp / block order gives the same index.  A REDUCE_MAX /
+  REDUCE_MIN of the same operand rides the same pair (max.dim's values).
 
 Semantics are eager PyTorch's (CUDA kernels), including NaN and signed-zero behaviour:
 - MAXIMUM/MINIMUM propagate NaN; FMAX/FMIN ignore NaN when the other operand is a number.
@@ -124,6 +131,8 @@ class Prim(enum.Enum):
     REDUCE_MAX = "reduce_max"
     REDUCE_MIN = "reduce_min"
     REDUCE_M2 = "reduce_m2"
+    REDUCE_ARGMAX = "reduce_argmax"
+    REDUCE_ARGMIN = "reduce_argmin"
 
     def __repr__(self) -> str:
         return self.value
@@ -151,7 +160,9 @@ FLOAT_ONLY = frozenset({
     P.ISINF, P.ISFINITE, P.ISNAN,
 })
 INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR, P.SHL, P.SHR})
-REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN, P.REDUCE_M2})
+ARG_REDUCTIONS = frozenset({P.REDUCE_ARGMAX, P.REDUCE_ARGMIN})
+REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN, P.REDUCE_M2,
+                        *ARG_REDUCTIONS})
 LEAVES = frozenset({P.LOAD, P.CONST, P.RAND, P.ROW_NUMEL})
 
 

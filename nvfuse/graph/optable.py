@@ -14,9 +14,9 @@ Contract:
     supported_ops() -> list[str]        sorted op overload names, for docs
 
 The lowerings live in `nvfuse.graph.ops` (arithmetic, math_ops, activations, compare,
-conversions, random, reductions), which register into `nvfuse.graph.ops.registry.TABLE`;
-importing this module imports them all, so the table is complete once `nvfuse.graph.optable` is
-imported.
+conversions, random, reductions, variance, argminmax, vector_norm), which register into
+`nvfuse.graph.ops.registry.TABLE`; importing this module imports them all, so the table is
+complete once `nvfuse.graph.optable` is imported.
 
 Numerics follow eager PyTorch's CUDA kernels (aten/src/ATen/native/cuda/*.cu), cited per op:
 - Operands are brought to the op's common dtype as TensorIterator does: a tensor of another
@@ -37,6 +37,7 @@ from nvfuse.fusion.builder import Builder, Unsupported, Val
 # Importing the lowering modules registers their lowerings in TABLE.
 from nvfuse.graph.ops import (  # noqa: F401
     activations,
+    argminmax,
     arithmetic,
     compare,
     conversions,
@@ -44,6 +45,7 @@ from nvfuse.graph.ops import (  # noqa: F401
     random,
     reductions,
     variance,
+    vector_norm,
 )
 from nvfuse.graph.ops.registry import TABLE, Call, Lowering, register
 

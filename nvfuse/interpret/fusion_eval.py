@@ -8,13 +8,15 @@ by the output's `shape_from` (shape `()` when it names none).
 Nodes are evaluated in order with numpy broadcasting; prims run through `prims_np`, so the
 evaluator and the kernel-IR machine share one definition of every operation.  In a reduction
 fusion (reduce_ndim k > 0) a REDUCE_* node combines its operand, broadcast to the iteration
-space, over the trailing k axes (kept with size 1), ROW_NUMEL is the product of those sizes, and
-outputs take the shapes `nvfuse.schedule.reduction.output_shapes` gives them.
+space, over the trailing k axes (kept with size 1; argmax / argmin index them flattened),
+ROW_NUMEL is the product of those sizes, and outputs take the shapes
+`nvfuse.schedule.reduction.output_shapes` gives them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,17 @@ from nvfuse.interpret.prims_np import apply_prim, cast
 _NUMPY_REDUCE = {Prim.REDUCE_SUM: np.sum, Prim.REDUCE_PROD: np.prod, Prim.REDUCE_MAX: np.max,
                  Prim.REDUCE_MIN: np.min, Prim.REDUCE_M2: lambda a, axis, keepdims: np.sum(
                      (a - np.mean(a, axis=axis, keepdims=True)) ** 2, axis=axis,
-                     keepdims=keepdims)}
+                     keepdims=keepdims),
+                 Prim.REDUCE_ARGMAX: lambda a, axis, keepdims: _arg(np.argmax, a, axis),
+                 Prim.REDUCE_ARGMIN: lambda a, axis, keepdims: _arg(np.argmin, a, axis)}
+
+
+def _arg(fn: Any, a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """argmax / argmin over the trailing `axes` flattened (row-major), kept with size 1.  numpy's
+    rule is torch's: the first NaN wins, ties give the first index."""
+    k = len(axes)
+    rows = a.reshape(*a.shape[:a.ndim - k], -1)
+    return fn(rows, axis=-1).reshape(*a.shape[:a.ndim - k], *[1] * k)
 
 
 def literal(value: Scalar, dtype: DType) -> np.ndarray:

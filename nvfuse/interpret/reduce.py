@@ -1,4 +1,5 @@
-"""Interpreter rules for cross-thread reductions: `WarpReduce`, `BlockReduce`, `WelfordReduce`.
+"""Interpreter rules for cross-thread reductions: `WarpReduce`, `BlockReduce`, `WelfordReduce`,
+`ArgReduce`.
 
 Input: one of those statements and the `Machine`.  Output: the destination register(s) of every
 participating thread hold the reduction over its warp or block.
@@ -12,7 +13,9 @@ may contract Welford's multiply-adds into FMAs; tests use tolerances for floats)
 - block: warp allreduce; lane 0 of each warp provides the warp's partial; every warp then
   reduces the block's partials padded with the identity to 32 lanes, with the same butterfly.
 NaN semantics are those of prims_np's MAXIMUM / MINIMUM (NaN propagates), shared with the
-pointwise prims.
+pointwise prims.  ArgReduce pairs combine with `arg_combine` (nvf_arg_prefer): the lower lane's
+pair unless the upper lane's beats it -- the same pair the device's lanes keep, since the rule
+is a strict order on pairs with distinct indices.
 
 Contract checks (InterpretError): the block is a multiple of 32 (at most 1024); a warp
 reduction is reached by all or none of each warp's threads, a block reduction by all or none
@@ -40,6 +43,8 @@ from nvfuse.interpret.state import (
     uniform_groups,
 )
 from nvfuse.lower.kir import (
+    ARG_NO_INDEX,
+    ArgReduce,
     combine_prim,
     identity_value,
     BlockReduce,
@@ -166,3 +171,51 @@ def _welford_reduce(m: Machine, s: WelfordReduce) -> None:
                       (zero, zero, zero), s.scratch, f"{s.scope.value} Welford reduction")
     for var, value in zip((s.mean, s.m2, s.n), results):
         assign_var(m, var, value, dtype)
+
+
+def arg_prefer(a: State, b: State, is_max: bool) -> np.ndarray:
+    """Where pair a = (values, indices) beats pair b (nvf_arg_prefer): a NaN beats any number,
+    equal values (or two NaNs) go to the smaller index, else the larger (max) or smaller."""
+    (av, ai), (bv, bi) = a, b
+    a_nan, b_nan = av != av, bv != bv  # the NaN test, also for ints
+    with np.errstate(invalid="ignore"):
+        better = av > bv if is_max else av < bv
+        numbers = np.where(av == bv, ai < bi, better)
+    return np.where(a_nan | b_nan, a_nan & (~b_nan | (ai < bi)), numbers)
+
+
+def arg_combine(is_max: bool) -> Combine:
+    def combine(lo: State, hi: State) -> State:
+        keep = ~arg_prefer(hi, lo, is_max)
+        return tuple(np.where(keep, x, y) for x, y in zip(lo, hi))
+    return combine
+
+
+@register_stmt(ArgReduce)
+def _arg_reduce(m: Machine, s: ArgReduce) -> None:
+    what = f"{s.scope.value} arg{s.op.value} reduction"
+    _check_block(m, what)
+    dtype, i64 = s.value.dtype, DType.INT64
+    combine = arg_combine(s.op is ReduceOp.MAX)
+    values = _sources(m, (s.src_value,), dtype) + _sources(m, (s.src_index,), i64)
+    if s.scope is ReduceScope.WARP:
+        uniform_groups(m, WARP, "warp", what)
+        result = _warp_allreduce(m, values, combine)
+    else:
+        blocks = uniform_groups(m, m.kernel.block, "block", what)
+        need = m.kernel.block // WARP
+        arrays = []
+        for name, dt in ((s.scratch, dtype), (s.index_scratch, i64)):
+            assert name is not None  # the kir node guarantees it
+            arr = check_quiet(m, name, blocks)
+            if arr.dtype is not dt or arr.size < need:
+                raise m.fail(f"{what}: scratch {name} is {arr.dtype}[{arr.size}], needs "
+                             f"{dt}[{need}] or more")
+            arrays.append(arr)
+        ident = (identity(s.op, dtype), literal(ARG_NO_INDEX, i64))
+        result = _block_allreduce(m, values, combine, ident)
+        for arr in arrays:
+            scrub(arr, blocks)
+        barrier(m, blocks)
+    assign_var(m, s.value, result[0], dtype)
+    assign_var(m, s.index, result[1], i64)

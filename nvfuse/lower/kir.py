@@ -14,14 +14,15 @@ Expressions are pure and typed.  Statements run in order, per thread.  Conventio
   declaration inside a loop is the same array each time, as in C); `SharedElem` reads it and is
   an `Assign` target.  Cross-thread communication through it needs a `Sync` between the write
   and the read (the interpreter reports the race otherwise).
-- Reductions (`WarpReduce`, `BlockReduce`, `WelfordReduce`) are allreduces: every participating
-  thread gets the result.  Contract: the launch block is a multiple of 32 (at most 1024); a warp
-  reduction is reached by all 32 threads of a warp or none, a block reduction by all threads of
-  the block or none (it contains barriers).  Threads with no data pass the identity (0 for SUM,
-  1 for PROD, -inf / the lowest integer for MAX, +inf / the highest for MIN, n = 0 for Welford):
-  lowering predicates the data, never the reduction.  Supported dtypes: `REDUCE_DTYPES`; a
-  block reduction's scratch is a `Shared` array of that dtype with at least `block / 32`
-  elements (3 * block / 32 for Welford), whose contents the reduction leaves unspecified.
+- Reductions (`WarpReduce`, `BlockReduce`, `WelfordReduce`, `ArgReduce`) are allreduces: every
+  participating thread gets the result. Contract: the launch block is a multiple of 32 (at most
+  1024); a warp reduction is reached by all 32 threads of a warp or none, a block reduction by
+  all threads of the block or none (it contains barriers). Threads with no data pass the
+  identity (0 for SUM, 1 for PROD, -inf / the lowest integer for MAX, +inf / the highest for
+  MIN, n = 0 for Welford): lowering predicates the data, never the reduction. Supported dtypes:
+  `REDUCE_DTYPES`; a block reduction's scratch is a `Shared` array of that dtype with at least
+  `block / 32` elements (3 * block / 32 for Welford), whose contents the reduction leaves
+  unspecified.
 """
 
 from __future__ import annotations
@@ -304,9 +305,44 @@ class WelfordReduce:
             raise ValueError(f"{what}: a block reduction needs a scratch array, a warp one none")
 
 
+# The index a thread with no data passes to an ArgReduce: larger than any real index, so a
+# real element always wins a tie with it.
+ARG_NO_INDEX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class ArgReduce:
+    """Combine per-thread (value, index) pairs over the warp or the block; every thread gets
+    the preferred pair in (value, index).  MAX prefers the larger value, MIN the smaller; a NaN
+    value beats any number; equal values (or two NaNs) go to the smaller index -- torch.argmax /
+    argmin, associative and commutative.  Values share one REDUCE_DTYPES dtype, indices are
+    int64; a thread with no data passes (MAX / MIN's identity, ARG_NO_INDEX).  A BLOCK
+    reduction names two shared arrays of block / 32 elements, `scratch` of the value dtype and
+    `index_scratch` of int64; a WARP one names none."""
+
+    value: Var
+    index: Var
+    src_value: Expr
+    src_index: Expr
+    op: ReduceOp
+    scope: ReduceScope
+    scratch: str | None = None
+    index_scratch: str | None = None
+
+    def __post_init__(self) -> None:
+        what = f"{self.scope.value} arg{self.op.value} into {self.index.name}"
+        if self.op not in (ReduceOp.MAX, ReduceOp.MIN):
+            raise ValueError(f"{what}: an arg reduction is MAX or MIN")
+        _check_reduce_dtypes(what, self.value.dtype, self.src_value)
+        _check_reduce_dtypes(what, DType.INT64, self.index, self.src_index)
+        if {self.scratch is None, self.index_scratch is None} != {
+                self.scope is ReduceScope.WARP}:
+            raise ValueError(f"{what}: a block reduction needs two scratch arrays, a warp one none")
+
+
 Stmt = (Declare | Assign | Load | Store | If | For | Comment | Shared | Sync | WarpReduce
-        | BlockReduce | WelfordReduce)
-REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce)
+        | BlockReduce | WelfordReduce | ArgReduce)
+REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce, ArgReduce)
 
 # -- the kernel ----------------------------------------------------------------------------
 
@@ -419,4 +455,9 @@ def _print_sync_or_reduce(s: Stmt) -> str:
         scratch = f" scratch ${s.scratch}" if s.scratch is not None else ""
         return (f"({s.mean.name}, {s.m2.name}, {s.n.name}) = "
                 f"{s.scope.value}_welford({srcs}){scratch}")
+    if isinstance(s, ArgReduce):
+        scratch = (f" scratch ${s.scratch} ${s.index_scratch}" if s.scratch is not None
+                   else "")
+        return (f"({s.value.name}, {s.index.name}) = {s.scope.value}_arg{s.op.value}("
+                f"{print_expr(s.src_value)}, {print_expr(s.src_index)}){scratch}")
     raise TypeError(f"not a kernel IR statement: {s!r}")

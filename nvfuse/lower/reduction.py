@@ -56,6 +56,7 @@ from nvfuse.lower.kir import (
     Store,
     Var,
 )
+from nvfuse.lower.argreduce import arg_partner, lower_arg
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule.reduction import ReductionSignature
@@ -269,6 +270,11 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         if node.op not in REDUCTIONS or index in done:
             continue
         dtype = node.dtype
+        arg = arg_partner(ir, index)
+        if arg is not None:  # argmax / argmin, with the max / min of the same operand
+            body.extend(lower_arg(lo, arg, block, done))
+            lo.row_phase(done, body)
+            continue
         m2 = _welford_partner(ir, index)
         if m2 is not None:
             # one column loop for the M2 and the sums of its operand (layer norm's mean): the

@@ -128,6 +128,9 @@ class _Verifier:
         elif isinstance(s, kir.WelfordReduce):
             for e in (s.src_mean, s.src_m2, s.src_n, s.mean, s.m2, s.n):
                 self.expr(e, scope)
+        elif isinstance(s, kir.ArgReduce):
+            for e in (s.src_value, s.src_index, s.value, s.index):
+                self.expr(e, scope)
         elif not isinstance(s, (kir.Comment, kir.Sync)):
             raise self.fail(f"unknown statement {s!r}")
 

@@ -7,9 +7,10 @@ shape signature, fetches or builds the specialization, and launches it on torch'
 stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion with
 `reduce_ndim` > 0 takes the row-reduction schedule and lowering, any other the pointwise ones.
 Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
-kernel (sums give 0, products 1, means NaN, as eager) except amax / amin, which eager refuses:
-those run eagerly so that eager raises its own error.  Any failure runs the eager subgraph
-instead, warns once naming the cause and counts a fallback; NVFUSE_STRICT=1 raises instead.
+kernel (sums give 0, products 1, means NaN, as eager) except amax / amin / argmax / argmin,
+which eager refuses: those run eagerly so that eager raises its own error.  Any failure runs
+the eager subgraph instead, warns once naming the cause and counts a fallback; NVFUSE_STRICT=1
+raises instead.
 """
 
 from __future__ import annotations
@@ -182,6 +183,10 @@ def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] 
         return None
 
 
+# reductions eager refuses over an empty dim
+_NEED_ELEMENTS = (Prim.REDUCE_MAX, Prim.REDUCE_MIN, Prim.REDUCE_ARGMAX, Prim.REDUCE_ARGMIN)
+
+
 def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
                    outputs: tuple[torch.Tensor, ...]) -> bool:
     """Whether the outputs are complete without a launch (see the module docstring)."""
@@ -193,8 +198,8 @@ def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
     if any(n == 0 for n in space[:len(space) - ir.reduce_ndim]):
         return True  # no rows
     if any(n == 0 for n in space[len(space) - ir.reduce_ndim:]) and any(
-            n.op in (Prim.REDUCE_MAX, Prim.REDUCE_MIN) for n in ir.nodes):
-        raise CannotRun("amax / amin over an empty dim (eager raises)")
+            n.op in _NEED_ELEMENTS for n in ir.nodes):
+        raise CannotRun("amax / amin / argmax / argmin over an empty dim (eager raises)")
     return False
 
 

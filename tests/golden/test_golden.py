@@ -84,6 +84,10 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
         lambda x, r, w, b: F.gelu(F.layer_norm(x + r, (64,), w, b)),
         lambda: (_r(16, 64, dtype=torch.float16), _r(16, 64, dtype=torch.float16),
                  _r(64, dtype=torch.float16), _r(64, dtype=torch.float16))),
+    # (value, index) pair reductions
+    "max_dim_prologue_f16": (lambda x, s: tuple(torch.max(x * s, -1)),
+                             lambda: (_r(16, 64, dtype=torch.float16),
+                                      _r(64, dtype=torch.float16))),
 }
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import F32, F64, Call, op, ops, register
+from nvfuse.graph.ops.registry import F32, F64, Call, held, op, ops, register
 
 P = Prim
 
@@ -68,7 +68,9 @@ def _reduce(c: Call, prim: Prim, dims: Any) -> Val:
     out = c.out
     if out is DType.BOOL and prim in (P.REDUCE_SUM, P.REDUCE_PROD):
         raise Unsupported(f"{c.target} into bool")
-    v = c.value(x, out)
+    # amax / amin of a half prologue: the max of the rounded values (the same value as rounding
+    # the max, and the same operand as max.dim's argmax, so both ride one pair reduction)
+    v = held(c, x) if prim in (P.REDUCE_MAX, P.REDUCE_MIN) else c.value(x, out)
     acc = accumulator(out)
     return c.b.reduce(prim, c.b.cast(v, acc), k)
 
@@ -87,12 +89,12 @@ def _prod(c: Call) -> Val:
     return _reduce(c, P.REDUCE_PROD, _dims(c))
 
 
-@register(op("amax"))
+@register(op("amax"), op("max", "default"))  # max(): amax over every dim
 def _amax(c: Call) -> Val:
     return _reduce(c, P.REDUCE_MAX, _dims(c))
 
 
-@register(op("amin"))
+@register(op("amin"), op("min", "default"))
 def _amin(c: Call) -> Val:
     return _reduce(c, P.REDUCE_MIN, _dims(c))
 
