@@ -33,6 +33,7 @@ from torch.fx.passes.operator_support import OperatorSupport
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from nvfuse import dtypes
+from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.graph import optable
@@ -60,6 +61,8 @@ class FusionSupport(OperatorSupport):
 
 def why_unfusible(node: fx.Node) -> str | None:
     """None when `node` can be fused, else the reason (used by reports and explain)."""
+    if concat.is_concat(node.target):
+        return concat.why_unfusible(node)
     if not optable.has_lowering(node.target):
         return "no lowering in the op table"
     out = _tensor(node.meta.get("val"))
@@ -137,6 +140,14 @@ def _group_problem(nodes: Sequence[fx.Node],
             if val.dim() < operand.dim() and any(u in members for u in n.users):
                 return "a keepdim=False reduction feeds the group", [n]
 
+    cats = [n for n in nodes if concat.is_concat(n.target)]
+    pieces: set[fx.Node] = set()
+    if cats:
+        found = _concat_problem(nodes, cats, bool(reductions))
+        if isinstance(found, tuple):
+            return found
+        pieces = found
+
     def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
         val = n.meta["val"]
         if ks.get(n):
@@ -144,15 +155,16 @@ def _group_problem(nodes: Sequence[fx.Node],
             return torch.Size(keepdim_shape(operand.shape, ks[n]))
         return val.shape
 
-    shapes = [shape(n) for n in nodes] + [
-        a.meta["val"].shape for n in nodes for a in n.all_input_nodes
-        if isinstance(a.meta.get("val"), torch.Tensor)]
+    # A concatenation's pieces (and what only they use) live at their own shapes.
+    shapes = [shape(n) for n in nodes if n not in pieces] + [
+        a.meta["val"].shape for n in nodes if n not in pieces and n not in cats
+        for a in n.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
     try:
         space = torch.broadcast_shapes(*shapes)
     except RuntimeError:
         # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
         # (1,4)+(5,1)): a kernel has a single iteration space.
-        return "no single iteration space", reductions
+        return "no single iteration space", reductions + cats
     for n in reductions:
         k = ks[n]
         operand = n.all_input_nodes[0].meta["val"].shape
@@ -160,6 +172,36 @@ def _group_problem(nodes: Sequence[fx.Node],
         if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
             return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
     return None
+
+
+def _concat_problem(nodes: Sequence[fx.Node], cats: list[fx.Node],
+                    reduces: bool) -> tuple[str, list[fx.Node]] | set[fx.Node]:
+    """For a group with concatenations: the reason and the ones to leave eager, or the group's
+    piece-only nodes (used only, through members, as a piece of the concatenation)."""
+    if reduces:
+        return "a concatenation in a reduction group", cats
+    if len(cats) > 1:
+        return "one concatenation per group", cats[1:]
+    cat, members = cats[0], set(nodes)
+    order = {n: i for i, n in enumerate(cat.graph.nodes)}
+    pieces: set[fx.Node] = set()
+    for n in sorted(nodes, key=order.__getitem__, reverse=True):
+        if n is not cat and n.users and all(
+                u in members and (u is cat or u in pieces) for u in n.users):
+            pieces.add(n)
+    for n in pieces:
+        tensors = [a.meta.get("val") for a in n.all_input_nodes]
+        b = Builder("probe")
+        env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
+               for a, t in zip(n.all_input_nodes, tensors)}
+        try:
+            lower_node(b, n, env)
+        except Unsupported as e:
+            return f"op table: {e}", cats
+        problem = concat.piece_problem(b)
+        if problem is not None:
+            return problem, cats
+    return pieces
 
 
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:

@@ -27,7 +27,7 @@ from nvfuse.fusion.ir import FusionIR, Output
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import pointwise, reduction
+from nvfuse.schedule import concat, pointwise, reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -139,7 +139,8 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         shapes = [t.shape for t in inputs]
-        schedule = reduction if ir.reduce_ndim else pointwise
+        schedule = (reduction if ir.reduce_ndim else concat if ir.concat is not None
+                    else pointwise)
         try:
             out_shapes = schedule.output_shapes(ir, shapes)
         except RuntimeError as e:

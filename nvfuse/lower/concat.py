@@ -1,0 +1,94 @@
+"""Lowering of a fusion's concatenation leaves (PIECE_LOAD, IN_PIECE) into pointwise kernel IR.
+
+Input: the FusionIR, its ConcatSignature, the index variables of the merged dims and the index
+dtype.  Output (`lower_pieces`): the scalar parameters the concatenation adds (in the order of
+`nvfuse.schedule.concat`'s launch scalars), the statements that load every piece operand and
+the kernel-IR expression of every PIECE_LOAD / IN_PIECE node, for the lane body.
+
+A piece operand (input i placed as segment k) is one register `r_in{i}_p{k}`, set to 0 and
+overwritten by a load only inside `if (cat_end{k-1} <= j && j < cat_end{k})`, j being the
+coordinate along the cat dim: the offset is formed inside the branch from the shifted
+coordinate j + cat_shift{k}, so no thread ever reads outside the piece (nor forms a negative
+offset).  IN_PIECE k is `j < cat_end{k}`.  Only existing kernel-IR constructs are used, so the
+emitter, the verifier and the interpreter (with its bounds checks) need nothing new.
+"""
+
+from __future__ import annotations
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR, piece_operands
+from nvfuse.fusion.prims import Prim
+from nvfuse.lower.kir import (
+    Assign, Compute, Const, Declare, Elem, Expr, If, IndexOp, Load, Param, Stmt, Var,
+)
+from nvfuse.schedule.concat import ConcatSignature
+
+
+def _zero(dtype: DType) -> Expr:
+    if dtype.is_reduced_float:  # no half literals: convert a float32 zero
+        return Compute(Prim.CAST, (Const(0.0, DType.FLOAT32),), dtype)
+    return Const(False if dtype is DType.BOOL else 0.0 if dtype.is_float else 0, dtype)
+
+
+def piece_params(ir: FusionIR, sig: ConcatSignature, idx: DType) -> tuple[
+        list[list[Expr]], list[Param]]:
+    """Per piece operand its stride expressions, and every scalar the concatenation adds."""
+    assert ir.concat is not None
+    strides: list[list[Expr]] = []
+    scalars: list[Param] = []
+    for (i, k), classes in zip(piece_operands(ir), sig.pieces):
+        row: list[Expr] = []
+        for d, c in enumerate(classes):
+            if c == "s":
+                p = Param(f"stride_{ir.inputs[i].name}_p{k}_{d}", idx)
+                scalars.append(p)
+                row.append(p)
+            else:
+                row.append(Const(int(c), idx))
+        strides.append(row)
+    segments = ir.concat.segments
+    scalars += [Param(f"cat_end{k}", idx) for k in range(len(segments))]
+    scalars += [Param(f"cat_shift{k}", idx) for k, s in enumerate(segments) if s.length is None]
+    return strides, scalars
+
+
+def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
+                 strides: list[list[Expr]], idx: DType) -> tuple[list[Stmt], dict[int, Expr]]:
+    """The piece loads and the lane-body expressions of the concatenation leaves."""
+    j = index_vars[sig.cat_dim]
+    stmts: list[Stmt] = []
+    for (i, k), row in zip(piece_operands(ir), strides):
+        t = ir.inputs[i]
+        reg = f"r_{t.name}_p{k}"
+        stmts.append(Declare(reg, t.dtype, lanes=1))
+        stmts.append(Assign(Elem(reg, Const(0, DType.INT32), t.dtype), _zero(t.dtype)))
+        shifted = Var(f"j_{t.name}_p{k}", idx)
+        coords = [shifted if d == sig.cat_dim else v for d, v in enumerate(index_vars)]
+        offset: Expr = Const(0, idx)
+        for v, s in zip(coords, row):
+            if isinstance(s, Const) and s.value == 0:
+                continue
+            term = v if isinstance(s, Const) and s.value == 1 else IndexOp("*", v, s, idx)
+            offset = term if offset == Const(0, idx) else IndexOp("+", offset, term, idx)
+        off = Var(f"off_{t.name}_p{k}", idx)
+        load = (Declare(shifted.name, idx, init=IndexOp("+", j, Param(f"cat_shift{k}", idx),
+                                                        idx)),
+                Declare(off.name, idx, init=offset),
+                Load(reg, t.dtype, t.name, off, 1, vector=False))
+        stmts.append(If(_in_segment(j, k, idx), load))
+    exprs: dict[int, Expr] = {}
+    for index, node in enumerate(ir.nodes):
+        if node.op is Prim.PIECE_LOAD:
+            i, k = node.attr  # type: ignore[misc]
+            exprs[index] = Elem(f"r_{ir.inputs[i].name}_p{k}", Const(0, DType.INT32), node.dtype)
+        elif node.op is Prim.IN_PIECE:
+            exprs[index] = IndexOp("<", j, Param(f"cat_end{node.attr}", idx), DType.BOOL)
+    return stmts, exprs
+
+
+def _in_segment(j: Expr, k: int, idx: DType) -> Expr:
+    below = IndexOp("<", j, Param(f"cat_end{k}", idx), DType.BOOL)
+    if k == 0:
+        return below
+    above = IndexOp("<=", Param(f"cat_end{k - 1}", idx), j, DType.BOOL)
+    return IndexOp("&&", above, below, DType.BOOL)
