@@ -1,0 +1,219 @@
+"""cat / stack / constant pad fused as index remaps, end to end through the interpreter (strict,
+outputs poisoned) against eager: every dim position, 1 to 4 pieces of unequal sizes, pieces that
+are inputs, computed values and broadcast values, every dtype, positive / negative / zero pads
+with values, the Llama rotary pattern as one kernel, the partition rules that leave a cat
+eager, kernel reuse across sizes, and every generated kernel compiled by NVRTC for sm_80 and
+sm_90."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from cases import compare
+
+import nvfuse
+from nvrtc_batch import compile_all
+from nvfuse.runtime import executor
+
+f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+i32, i64, b8 = torch.int32, torch.int64, torch.bool
+ALL = (f32, f16, bf16, f64, i32, i64, b8)
+
+_generated: dict[str, str] = {}  # kernel name -> source
+
+
+@pytest.fixture(autouse=True)
+def _poison(monkeypatch: pytest.MonkeyPatch, interpret: None) -> None:
+    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
+
+
+def _make(shape: tuple[int, ...], dtype: torch.dtype, seed: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(zlib.crc32(seed.encode()))
+    if dtype is b8:
+        return torch.rand(shape, generator=g) > 0.5
+    if dtype.is_floating_point:
+        return (torch.randn(shape, generator=g, dtype=f64) * 2).to(dtype)
+    return torch.randint(-1000, 1000, shape, generator=g, dtype=i64).to(dtype)
+
+
+def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: torch.dtype,
+         groups: int = 1, tol: tuple[float, float] | None = None) -> nvfuse.FusedModule:
+    expected = fn(*inputs)
+    fm = nvfuse.fuse(fn, inputs)
+    nvfuse.reset_stats()
+    actual = fm(*inputs)
+    assert len(fm.fusion_groups) == groups, [g.ops for g in fm.fusion_groups]
+    assert nvfuse.stats()["launches"] == groups and nvfuse.stats()["fallbacks"] == 0
+    if not isinstance(expected, tuple):
+        expected, actual = (expected,), (actual,)
+    for a, e in zip(actual, expected):
+        compare(a, e, dtype, tol)
+    _generated.update((k.name, k.source) for k in fm.kernels)
+    return fm
+
+
+def _twice(x: torch.Tensor) -> torch.Tensor:
+    """A pointwise op meaningful for every dtype (bool: logical not)."""
+    return ~x if x.dtype is b8 else x * 2
+
+
+# -- cat: dims, piece counts, inputs / computed / broadcast pieces --------------------------------
+CAT_DIMS = [((3, 4, 5), (2, 4, 5), 0), ((2, 3, 4), (2, 5, 4), 1), ((2, 3, 4), (2, 3, 1), 2),
+            ((2, 3, 4), (2, 3, 7), -1), ((4, 2, 3), (4, 6, 3), -2)]
+
+
+def _cat_shapes(a: tuple[int, ...], b: tuple[int, ...], dim: int) -> tuple[int, ...]:
+    """A third piece's shape: like `a`, with 4 along the cat dim."""
+    c = list(a)
+    c[dim] = 4
+    return tuple(c)
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize(("sa", "sb", "dim"), CAT_DIMS)
+def test_cat_of_computed_values(sa: tuple[int, ...], sb: tuple[int, ...], dim: int,
+                                dtype: torch.dtype) -> None:
+    a, b = _make(sa, dtype, "a"), _make(sb, dtype, "b")
+    _run(lambda x, y: _twice(torch.cat((_twice(x), y), dim)), (a, b), dtype)
+
+
+@pytest.mark.parametrize("dtype", (f32, f16, i64), ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize(("sa", "sb", "dim"), CAT_DIMS)
+def test_cat_of_inputs_three_and_four_pieces(sa: tuple[int, ...], sb: tuple[int, ...], dim: int,
+                                             dtype: torch.dtype) -> None:
+    a, b, c = _make(sa, dtype, "a"), _make(sb, dtype, "b"), _make(_cat_shapes(sa, sb, dim),
+                                                                  dtype, "c")
+    _run(lambda x, y, z: torch.cat((x, y, z), dim), (a, b, c), dtype)
+    _run(lambda x, y, z: torch.cat((z - 1, x, y * 3, z), dim), (a, b, c), dtype)
+
+
+def test_cat_pieces_with_broadcast_operands() -> None:
+    a, c, b, s = (_make((4, 3), f32, "a"), _make((4, 1), f32, "c"), _make((4, 2), f32, "b"),
+                  _make((1, 5), f32, "s"))
+    # a piece computed from a broadcast operand, and a result broadcast with another input
+    _run(lambda x, y, z, w: torch.cat((x + y, z.exp()), 1) * w, (a, c, b, s), f32)
+    # the same input as two pieces, and a piece value also used (broadcast) after the cat
+    _run(lambda y, z: torch.cat((y * 2, z, y * 2), 1) + y * 2, (c, b), f32)
+
+
+def test_cat_promotes_mixed_dtypes_as_eager() -> None:
+    a, b = _make((3, 4), bf16, "a"), _make((3, 2), f32, "b")
+    _run(lambda x, y: torch.cat((x * 2, y), 1), (a, b), f32)
+    i, h = _make((3, 4), i32, "i"), _make((2, 4), f16, "h")
+    _run(lambda x, y: torch.cat((x, y + 1), 0), (i, h), f16)
+
+
+def test_cat_of_permuted_and_strided_pieces() -> None:
+    a, b = _make((4, 3), f32, "a"), _make((2, 8), f32, "b")
+    _run(lambda x, y: torch.cat((x.t(), y[:, ::2]), 0) + 1, (a, b), f32)
+
+
+def test_zero_size_and_single_pieces() -> None:
+    a, e = _make((3, 4), f32, "a"), _make((3, 0), f32, "e")
+    _run(lambda x, y: torch.cat((x * 2, y), 1), (a, e), f32)
+    _run(lambda x: torch.cat((x * 2,), 1), (a,), f32)
+
+
+# -- stack -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
+def test_stack_at_every_position(dim: int, dtype: torch.dtype) -> None:
+    a, b, c = (_make((3, 5), dtype, s) for s in "abc")
+    _run(lambda x, y, z: _twice(torch.stack((x, _twice(y), z), dim)), (a, b, c), dtype)
+
+
+def test_stack_of_broadcast_pieces() -> None:
+    a, b, r = _make((3, 5), f32, "a"), _make((3, 5), f32, "b"), _make((5,), f32, "r")
+    _run(lambda x, y, z: torch.stack((x + z, y), 1), (a, b, r), f32)
+
+
+# -- constant pad ----------------------------------------------------------------------------
+PADS = [(1, 2), (0, 0), (-1, 2), (2, -3), (-1, -2), (0, 0, 3, 1), (0, 0, -1, 2),
+        (0, 0, 0, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("pad", PADS, ids=str)
+def test_constant_pad(pad: tuple[int, ...], dtype: torch.dtype) -> None:
+    x = _make((3, 4, 6), dtype, "x")
+    value = True if dtype is b8 else 7 if not dtype.is_floating_point else -2.5
+    _run(lambda t: F.pad(_twice(t), pad, value=value), (x,), dtype)
+    _run(lambda t: _twice(torch.constant_pad_nd(t, pad)), (x,), dtype)
+
+
+# -- the patterns ----------------------------------------------------------------------------
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@pytest.mark.parametrize("dtype", (f32, f16, bf16), ids=lambda d: str(d)[6:])
+def test_llama_rotary_embedding_is_one_kernel(dtype: torch.dtype) -> None:
+    q, cos, sin = (_make((2, 3, 7, 16), dtype, "q"), _make((7, 16), dtype, "cos"),
+                   _make((7, 16), dtype, "sin"))
+    fn = lambda q, c, s: q * c + _rotate_half(q) * s  # noqa: E731
+    # halves: eager rounds q * c and the product to half before adding; nvfuse rounds once, so
+    # a sum that cancels differs by an ulp of its (larger) terms
+    tol = (5e-2, 1e-2) if dtype in (f16, bf16) else None
+    fm = _run(fn, (q, cos, sin), dtype, tol=tol)
+    assert "aten::cat" in fm.fusion_groups[0].ops
+
+
+def test_rotary_frequencies_cat_then_cos_and_sin() -> None:
+    freqs = _make((7, 8), f32, "f")
+    _run(lambda f: (torch.cat((f, f), -1).cos(), torch.cat((f, f), -1).sin()), (freqs,), f32)
+
+
+def test_new_sizes_reuse_the_kernel() -> None:
+    fn = lambda x, y: torch.cat((x * 2, y), 1)  # noqa: E731
+    fm = nvfuse.fuse(fn, (_make((3, 4), f32, "a"), _make((3, 2), f32, "b")))
+    for rows, na, nb in [(3, 4, 2), (5, 7, 9), (2, 3, 30)]:
+        x, y = _make((rows, na), f32, "x"), _make((rows, nb), f32, "y")
+        compare(fm(x, y), fn(x, y), f32)
+    assert len(fm.kernels) == 1
+
+
+# -- what stays eager ------------------------------------------------------------------------
+def _eager_ops(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> list[list[str]]:
+    fm = nvfuse.fuse(fn, inputs)
+    expected = fn(*inputs)
+    actual = fm(*inputs)
+    for a, e in zip(actual if isinstance(actual, tuple) else (actual,),
+                    expected if isinstance(expected, tuple) else (expected,)):
+        compare(a, e, e.dtype)
+    return [list(g.ops) for g in fm.fusion_groups]
+
+
+def test_integer_division_in_a_piece_leaves_the_cat_eager() -> None:
+    a, b = _make((3, 4), i64, "a"), torch.randint(1, 9, (3, 4))
+    groups = _eager_ops(lambda x, y: torch.cat((x // y, y), 0), (a, b))
+    assert all("aten::cat" not in g for g in groups)
+
+
+def test_piece_also_stored_at_its_own_shape_leaves_the_cat_eager() -> None:
+    a, b = _make((3, 4), f32, "a"), _make((3, 2), f32, "b")
+    groups = _eager_ops(lambda x, y: (torch.cat((x * 2, y), 1), x * 2), (a, b))
+    assert all("aten::cat" not in g for g in groups)
+
+
+def test_two_concatenations_fuse_one() -> None:
+    a, b = _make((3, 4), f32, "a"), _make((3, 2), f32, "b")
+    groups = _eager_ops(lambda x, y: torch.cat((torch.cat((x, y), 1) * 2, x), 1), (a, b))
+    assert sum(g.count("aten::cat") for g in groups) == 1
+
+
+def test_pad_of_two_dims_stays_eager() -> None:
+    groups = _eager_ops(lambda x: F.pad(x * 2, (1, 1, 1, 1)), (_make((3, 4), f32, "x"),))
+    assert all("aten::constant_pad_nd" not in g for g in groups)
+
+
+# -- NVRTC ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_generated_kernel_compiles(arch: str) -> None:
+    if not _generated:
+        pytest.skip("run together with the tests above (they generate the kernels)")
+    compile_all(_generated, arch, "concat")
