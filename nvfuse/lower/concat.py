@@ -5,7 +5,9 @@ dtype.  Output (`lower_pieces`): the scalar parameters the concatenation adds (i
 `nvfuse.schedule.concat`'s launch scalars), the statements that load every piece operand and
 the kernel-IR expression of every PIECE_LOAD / IN_PIECE node, for the lane body.
 
-A piece operand (input i placed as segment k) is one register `r_in{i}_p{k}`, set to 0 and
+A piece operand (input i placed as segment k) is one register array `r_in{i}_p{k}` (a vector
+of `lanes` when the schedule vectorizes: the cat dim is then not the innermost, so a thread's
+lanes share one coordinate j along it, hence one segment), set to 0 and
 overwritten by a load only inside `if (cat_end{k-1} <= j && j < cat_end{k})`, j being the
 coordinate along the cat dim: the offset is formed inside the branch from the shifted
 coordinate j + cat_shift{k}, so no thread ever reads outside the piece (nor forms a negative
@@ -19,7 +21,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, piece_operands
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
-    Assign, Compute, Const, Declare, Elem, Expr, If, IndexOp, Load, Param, Stmt, Var,
+    Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Stmt, Var,
 )
 from nvfuse.schedule.concat import ConcatSignature
 
@@ -52,16 +54,38 @@ def piece_params(ir: FusionIR, sig: ConcatSignature, idx: DType) -> tuple[
     return strides, scalars
 
 
+def piece_lanes(sig: ConcatSignature) -> list[int]:
+    """Elements per thread of each piece operand: one when it broadcasts along the inner dim."""
+    return [sig.lanes if c and c[-1] == "1" else 1 for c in sig.pieces]
+
+
+def input_aligns(ir: FusionIR, sig: ConcatSignature) -> dict[int, int]:
+    """Byte alignment the vector piece loads need of their inputs' pointers."""
+    aligns: dict[int, int] = {}
+    for (i, _), n in zip(piece_operands(ir), piece_lanes(sig)):
+        aligns[i] = max(aligns.get(i, 1), n * ir.inputs[i].dtype.itemsize)
+    return aligns
+
+
 def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
-                 strides: list[list[Expr]], idx: DType) -> tuple[list[Stmt], dict[int, Expr]]:
-    """The piece loads and the lane-body expressions of the concatenation leaves."""
+                 strides: list[list[Expr]], idx: DType,
+                 lane: Var) -> tuple[list[Stmt], dict[int, Expr]]:
+    """The piece loads and the lane-body expressions (in lane loop variable `lane`) of the
+    concatenation leaves."""
     j = index_vars[sig.cat_dim]
     stmts: list[Stmt] = []
+    lanes = dict(zip(piece_operands(ir), piece_lanes(sig)))
     for (i, k), row in zip(piece_operands(ir), strides):
         t = ir.inputs[i]
-        reg = f"r_{t.name}_p{k}"
-        stmts.append(Declare(reg, t.dtype, lanes=1))
-        stmts.append(Assign(Elem(reg, Const(0, DType.INT32), t.dtype), _zero(t.dtype)))
+        reg, n = f"r_{t.name}_p{k}", lanes[i, k]
+        stmts.append(Declare(reg, t.dtype, lanes=n))
+        if n == 1:
+            stmts.append(Assign(Elem(reg, Const(0, DType.INT32), t.dtype), _zero(t.dtype)))
+        else:
+            z = Var("z", DType.INT32)
+            stmts.append(For(z, Const(0, DType.INT32), Const(n, DType.INT32),
+                             Const(1, DType.INT32), (Assign(Elem(reg, z, t.dtype),
+                                                            _zero(t.dtype)),), unroll=True))
         shifted = Var(f"j_{t.name}_p{k}", idx)
         coords = [shifted if d == sig.cat_dim else v for d, v in enumerate(index_vars)]
         offset: Expr = Const(0, idx)
@@ -74,13 +98,14 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
         load = (Declare(shifted.name, idx, init=IndexOp("+", j, Param(f"cat_shift{k}", idx),
                                                         idx)),
                 Declare(off.name, idx, init=offset),
-                Load(reg, t.dtype, t.name, off, 1, vector=False))
+                Load(reg, t.dtype, t.name, off, n, vector=n > 1))
         stmts.append(If(_in_segment(j, k, idx), load))
     exprs: dict[int, Expr] = {}
     for index, node in enumerate(ir.nodes):
         if node.op is Prim.PIECE_LOAD:
             i, k = node.attr  # type: ignore[misc]
-            exprs[index] = Elem(f"r_{ir.inputs[i].name}_p{k}", Const(0, DType.INT32), node.dtype)
+            at: Expr = lane if lanes[i, k] > 1 else Const(0, DType.INT32)
+            exprs[index] = Elem(f"r_{ir.inputs[i].name}_p{k}", at, node.dtype)
         elif node.op is Prim.IN_PIECE:
             exprs[index] = IndexOp("<", j, Param(f"cat_end{node.attr}", idx), DType.BOOL)
     return stmts, exprs

@@ -24,7 +24,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
-from nvfuse.lower.concat import lower_pieces, piece_params
+from nvfuse.lower.concat import input_aligns, lower_pieces, piece_params
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
     Stmt, Store, Var,
@@ -57,9 +57,12 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     idx = sig.index
     lanes = sig.lanes
     n_in = len(ir.inputs)
+    concat = isinstance(sig, ConcatSignature)
+    piece_align = input_aligns(ir, sig) if isinstance(sig, ConcatSignature) else {}
     tensors = tuple(
-        [kir.TensorParam(i.name, i.dtype, False, _align(i.dtype, c, lanes))
-         for i, c in zip(ir.inputs, sig.inputs)]
+        [kir.TensorParam(i.name, i.dtype, False,
+                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)))
+         for k, (i, c) in enumerate(zip(ir.inputs, sig.inputs))]
         + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
            for o, c in zip(ir.outputs, sig.outputs)])
     numel = Param("numel", idx)
@@ -77,7 +80,6 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
             else:
                 row.append(Const(int(c), idx))
         strides.append(row)
-    concat = isinstance(sig, ConcatSignature)
     if concat:
         piece_strides, piece_scalars = piece_params(ir, sig, idx)
         scalars += piece_scalars
@@ -112,14 +114,14 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
             continue
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=n))
         inner.append(Load(f"r_{t.name}", t.dtype, t.name, offsets[k], n, vector=n > 1))
+    lane = Var("lane", DType.INT32)
     leaves: dict[int, Expr] = {}
     if isinstance(sig, ConcatSignature):
-        stmts, leaves = lower_pieces(ir, sig, index_vars, piece_strides, idx)
+        stmts, leaves = lower_pieces(ir, sig, index_vars, piece_strides, idx, lane)
         inner += stmts
     for t in tensors[n_in:]:
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
 
-    lane = Var("lane", DType.INT32)
     seed = Param("seed", DType.INT64)
     if ir.random:
         scalars.append(seed)  # a fresh value every launch, drawn from torch's generator

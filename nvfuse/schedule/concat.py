@@ -7,8 +7,10 @@ The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
 - Each (input, segment) pair read through PIECE_LOAD is one more operand, with the input's
   strides as placed in its piece (a stacked piece has stride 0 along d: it lacks the dim).
 - Dim d keeps its own coordinate: it is never merged with a neighbour nor dropped when its size
-  is 1, and its position after merging is in the signature (`cat_dim`).  Accesses are scalar
-  (lanes = 1): vector lanes along d would straddle segment boundaries.
+  is 1, and its position after merging is in the signature (`cat_dim`).  When d is not the
+  innermost merged dim, accesses are vectors as in the pointwise schedule (a thread's lanes
+  then share their coordinate along d, so one segment); when it is, they are scalar (lanes
+  would straddle segment boundaries).
 
 Launch scalars: those of the pointwise schedule (numel, sizes[1:], the "s" strides of inputs and
 outputs), then the "s" strides of the piece operands, then per segment the end of its range
@@ -29,7 +31,7 @@ from nvfuse.fusion.ir import FusionIR, piece_operands
 from nvfuse.fusion.prims import Prim
 from nvfuse.schedule.pointwise import (
     BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
-    aligned_strides, broadcast_shape, classify,
+    _pick_lanes, aligned_strides, broadcast_shape, classify,
 )
 
 
@@ -154,15 +156,23 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     classes = [classify(s) for s in strides]
     numel = math.prod(sizes)
     n_plain = len(inputs) + len(outputs)
+    lanes = 1
+    if pos != len(sizes) - 1:  # outputs last, as _pick_lanes expects
+        n_in = len(inputs)
+        order_ops = [*range(n_in), *range(n_plain, len(strides)), *range(n_in, n_plain)]
+        lanes = _pick_lanes(sizes, [classes[k] for k in order_ops],
+                            [strides[k] for k in order_ops],
+                            [*inputs, *(inputs[i] for i, _ in pieces), *outputs], len(outputs))
     reach = [sum((n - 1) * abs(s) for n, s in zip(sizes, st)) for st in strides[:n_plain]]
     reach += [sum((n - 1) * abs(s) for n, s in zip(inputs[i].shape, inputs[i].stride()))
               for i, _ in pieces]  # a piece read stays inside its input
-    fits32 = numel + BLOCK <= INT32_LIMIT and max(reach, default=0) <= INT32_LIMIT
+    fits32 = numel + BLOCK * lanes <= INT32_LIMIT and max(reach, default=0) <= INT32_LIMIT
     index = DType.INT32 if fits32 else DType.INT64
     signature = ConcatSignature(
-        len(sizes), tuple(classes[:len(inputs)]), tuple(classes[len(inputs):n_plain]), 1,
+        len(sizes), tuple(classes[:len(inputs)]), tuple(classes[len(inputs):n_plain]), lanes,
         index, arch, pos, tuple(classes[n_plain:]))
     general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
     return PointwiseLaunch(
-        signature, PointwiseParams(BLOCK, 1, index), numel, tuple(sizes),
-        (numel, *sizes[1:], *general, *lay.ends, *lay.shifts), grid=max(1, -(-numel // BLOCK)))
+        signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
+        (numel, *sizes[1:], *general, *lay.ends, *lay.shifts),
+        grid=max(1, -(-numel // (BLOCK * lanes))))

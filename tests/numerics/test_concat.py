@@ -118,6 +118,18 @@ def test_zero_size_and_single_pieces() -> None:
     _run(lambda x: torch.cat((x * 2,), 1), (a,), f32)
 
 
+@pytest.mark.parametrize("dtype", (f32, f16, bf16, i64, b8), ids=lambda d: str(d)[6:])
+def test_cat_off_the_inner_dim_is_vectorized(dtype: torch.dtype) -> None:
+    # a KV-cache append (cat along the sequence dim) and a cat of rows scaled by a broadcast row
+    k, new = _make((2, 3, 10, 16), dtype, "k"), _make((2, 3, 1, 16), dtype, "n")
+    fm = _run(lambda x, y: torch.cat((x, y), 2), (k, new), dtype)
+    a, b, r = (_make((2, 64), dtype, "a"), _make((3, 64), dtype, "b"), _make((64,), dtype, "r"))
+    fm2 = _run(lambda x, y, z: _twice(torch.cat((x, _twice(y)), 0)) & z if dtype is b8
+               else torch.cat((x, y * 2), 0) * z, (a, b, r), dtype)
+    for f in (fm, fm2):
+        assert f.kernels[0].signature[1].lanes > 1
+
+
 # -- stack -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ALL, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
@@ -155,7 +167,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def test_llama_rotary_embedding_is_one_kernel(dtype: torch.dtype) -> None:
     q, cos, sin = (_make((2, 3, 7, 16), dtype, "q"), _make((7, 16), dtype, "cos"),
                    _make((7, 16), dtype, "sin"))
-    fn = lambda q, c, s: q * c + _rotate_half(q) * s  # noqa: E731
+    fn = lambda q, c, s: q * c + _rotate_half(q) * s
     # halves: eager rounds q * c and the product to half before adding; nvfuse rounds once, so
     # a sum that cancels differs by an ulp of its (larger) terms
     tol = (5e-2, 1e-2) if dtype in (f16, bf16) else None
@@ -169,7 +181,7 @@ def test_rotary_frequencies_cat_then_cos_and_sin() -> None:
 
 
 def test_new_sizes_reuse_the_kernel() -> None:
-    fn = lambda x, y: torch.cat((x * 2, y), 1)  # noqa: E731
+    fn = lambda x, y: torch.cat((x * 2, y), 1)
     fm = nvfuse.fuse(fn, (_make((3, 4), f32, "a"), _make((3, 2), f32, "b")))
     for rows, na, nb in [(3, 4, 2), (5, 7, 9), (2, 3, 30)]:
         x, y = _make((rows, na), f32, "x"), _make((rows, nb), f32, "y")
