@@ -204,7 +204,8 @@ def _clone(b: Builder, root: int, segment: int) -> int:
         if node.op is Prim.CONST:
             copies[n] = n
         elif node.op is Prim.LOAD:
-            copies[n] = b.add_node(Node(Prim.PIECE_LOAD, (), node.dtype, (node.attr, segment)))
+            source = int(node.attr)  # type: ignore[arg-type]
+            copies[n] = b.add_node(Node(Prim.PIECE_LOAD, (), node.dtype, (source, segment)))
         else:
             copies[n] = b.add_node(Node(node.op, tuple(copies[a] for a in node.args),
                                         node.dtype, node.attr))

@@ -189,11 +189,10 @@ def _concat_problem(nodes: Sequence[fx.Node], cats: list[fx.Node],
         if n is not cat and n.users and all(
                 u in members and (u is cat or u in pieces) for u in n.users):
             pieces.add(n)
-    for n in pieces:
-        tensors = [a.meta.get("val") for a in n.all_input_nodes]
+    for n in pieces:  # pieces are fusible nodes: every operand is a tensor
         b = Builder("probe")
-        env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
-               for a, t in zip(n.all_input_nodes, tensors)}
+        env = {a: b.load(dtypes.from_torch(a.meta["val"].dtype), a.meta["val"].dim())
+               for a in n.all_input_nodes}
         try:
             lower_node(b, n, env)
         except Unsupported as e:

@@ -80,7 +80,8 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
             else:
                 row.append(Const(int(c), idx))
         strides.append(row)
-    if concat:
+    piece_strides: list[list[Expr]] = []
+    if isinstance(sig, ConcatSignature):
         piece_strides, piece_scalars = piece_params(ir, sig, idx)
         scalars += piece_scalars
     plain = plain_inputs(ir) if concat else set(range(n_in))
