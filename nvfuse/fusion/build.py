@@ -93,14 +93,14 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     # which inputs each value's shape comes from: directly, and through a reduction
     deps: dict[fx.Node, frozenset[int]] = {}
     reduced: dict[fx.Node, frozenset[int]] = {}
-    after_cat: dict[fx.Node, bool] = {}  # computed from the concatenation's result
+    after_cat: dict[fx.Node, frozenset[int]] = {}  # the concatenations a value is computed from
     ops: list[str] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             val = meta_tensor(node)
             deps[node] = frozenset({len(b.inputs)})
             reduced[node] = frozenset()
-            after_cat[node] = False
+            after_cat[node] = frozenset()
             env[node] = b.load(dtypes.from_torch(val.dtype), val.dim())
         elif node.op == "call_function":
             meta = meta_tensor(node)
@@ -122,7 +122,9 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()
             deps[node], reduced[node] = direct, through
-            after_cat[node] = is_cat or any(after_cat[a] for a in node.all_input_nodes)
+            after_cat[node] = frozenset().union(*(after_cat[a] for a in node.all_input_nodes))
+            if is_cat:
+                after_cat[node] = frozenset({len(b.concats) - 1})
             ops.append(op_name(node.target))
         elif node.op == "output":
             results = node.args[0]
@@ -138,7 +140,8 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                     shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
                              else OutputShape.ROW_DROPPED)
                 b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
-                        dim_order(meta), shape, tuple(sorted(reduced[r])), after_cat[r])
+                        dim_order(meta), shape, tuple(sorted(reduced[r])),
+                        tuple(sorted(after_cat[r])))
         else:
             raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
     return b.finalize(tuple(ops))

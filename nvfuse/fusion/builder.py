@@ -59,7 +59,7 @@ class Builder:
         self.outputs: list[Output] = []
         self._memo: dict[Node, int] = {}
         self.reduce_ndim = 0  # set by the first reduction; every later one must agree
-        self.concat: Concat | None = None  # set by a cat / stack / pad (nvfuse.fusion.concat)
+        self.concats: list[Concat] = []  # one per cat / stack / pad (nvfuse.fusion.concat)
 
     # -- leaves ------------------------------------------------------------------------------
     def add_node(self, node: Node) -> int:
@@ -165,17 +165,17 @@ class Builder:
     def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...],
               layout: tuple[int, ...] | None = None,
               shape: OutputShape = OutputShape.FULL,
-              reduced_from: tuple[int, ...] = (), from_concat: bool = False) -> None:
+              reduced_from: tuple[int, ...] = (), from_concats: tuple[int, ...] = ()) -> None:
         name = f"out{len(self.outputs)}"
         self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape,
-                                   reduced_from, from_concat))
+                                   reduced_from, from_concats))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
         nodes, outputs = tuple(self.nodes), tuple(self.outputs)
-        if self.concat is not None:  # the pieces' unremapped originals are usually dead
+        if self.concats:  # the pieces' unremapped originals are usually dead
             nodes, outputs = _prune(nodes, outputs)
         ir = FusionIR(self.name, tuple(self.inputs), nodes, outputs, ops, self.reduce_ndim,
-                      self.concat)
+                      tuple(self.concats))
         return verify_fusion(ir)
 
 

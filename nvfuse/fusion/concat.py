@@ -10,7 +10,8 @@ cloned with their loads remapped, so no intermediate buffer exists.  Outside its
 PIECE_LOAD is 0 and reads no memory, and the WHERE discards what the clone computed from it.
 That is only harmless for prims defined on every input: integer division (0 divisor: undefined
 in C) and random draws (a clone would draw a second stream) are refused in a piece, as are
-reductions, and a group holds at most one concatenation (`Builder.concat`).
+reductions and other concatenations (nested remaps); a group may hold several side by side
+(`Builder.concats`).
 
 stack is a cat of pieces that lack the new dim; constant pad is the input as a value piece
 between constant pieces (a negative pad trims the value piece).  Only a pad of one dim fuses.
@@ -158,8 +159,9 @@ def lower_concat(b: Builder, node: fx.Node, env: dict[fx.Node, Val],
     spec = parse(node)
     if isinstance(spec, str):
         raise Unsupported(spec)
-    if b.concat is not None or b.reduce_ndim:
-        raise Unsupported("a second concatenation, or one in a reduction group")
+    if b.reduce_ndim:
+        raise Unsupported("a concatenation in a reduction group")
+    c = len(b.concats)
     out_meta = _meta(node)
     assert out_meta is not None
     out = dtypes.from_torch(out_meta.dtype)
@@ -173,21 +175,21 @@ def lower_concat(b: Builder, node: fx.Node, env: dict[fx.Node, Val],
         segments.append(Segment(tuple(sorted(deps[piece.node])), None, piece.trim,
                                 spec.stacked))
         v = env[piece.node]
-        cloned = Val(_clone(b, v.index, k), v.dtype, v.eager)
+        cloned = Val(_clone(b, v.index, c, k), v.dtype, v.eager)
         if cloned.eager is not out:  # cat promotes mixed dtypes as eager does
             cloned = b.convert(cloned, out)
         branches.append(b.cast(cloned, out.compute))
-    b.concat = Concat(spec.dim, spec.ndim, tuple(segments))
+    b.concats.append(Concat(spec.dim, spec.ndim, tuple(segments)))
     result = branches[-1]
     for k in range(len(branches) - 2, -1, -1):
-        cond = b.add_node(Node(Prim.IN_PIECE, (), DType.BOOL, k))
+        cond = b.add_node(Node(Prim.IN_PIECE, (), DType.BOOL, (c, k)))
         result = b.prim(Prim.WHERE, Val(cond, DType.BOOL, DType.BOOL), branches[k], result)
     return Val(result.index, out.compute, out)
 
 
-def _clone(b: Builder, root: int, segment: int) -> int:
-    """A copy of node `root` and its ancestors with every LOAD read as `segment`'s piece
-    (CONSTs are shared).  Iterative: producer chains can be deep."""
+def _clone(b: Builder, root: int, cat: int, segment: int) -> int:
+    """A copy of node `root` and its ancestors with every LOAD read as the piece of segment
+    `segment` of concatenation `cat` (CONSTs are shared).  Iterative: chains can be deep."""
     needed: set[int] = set()
     stack = [root]
     while stack:
@@ -205,7 +207,8 @@ def _clone(b: Builder, root: int, segment: int) -> int:
             copies[n] = n
         elif node.op is Prim.LOAD:
             source = int(node.attr)  # type: ignore[arg-type]
-            copies[n] = b.add_node(Node(Prim.PIECE_LOAD, (), node.dtype, (source, segment)))
+            copies[n] = b.add_node(Node(Prim.PIECE_LOAD, (), node.dtype,
+                                        (source, cat, segment)))
         else:
             copies[n] = b.add_node(Node(node.op, tuple(copies[a] for a in node.args),
                                         node.dtype, node.attr))

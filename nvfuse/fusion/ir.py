@@ -15,12 +15,13 @@ values and literals is a row value too (`row_values`).  An output records whethe
 value or a row value stored with the reduced dims kept (size 1) or dropped (`OutputShape`).
 With k = 0 the fusion is pointwise and prints exactly as it did before reductions existed.
 
-Concatenation (`concat`, pointwise fusions only): cat / stack / constant pad of values computed
-in the group, along one dim d of the iteration space, without intermediate buffers.  The space
-is then the concatenation's shape (broadcast with the inputs loaded plainly); along d it is cut
-into `Segment`s, each a piece of the result: a value piece, whose inputs are read through
-PIECE_LOAD leaves shifted into the segment, or a constant piece (pad).  An output computed from
-the concatenation has `from_concat` set.  A fusion without one prints as it always did.
+Concatenations (`concats`, pointwise fusions only): cat / stack / constant pad of values
+computed in the group, each along one dim d of the iteration space, without intermediate
+buffers.  The space is then the broadcast of the concatenations' shapes and of the inputs
+loaded plainly; along d a concatenation is cut into `Segment`s, each a piece of its result: a
+value piece, whose inputs are read through PIECE_LOAD leaves shifted into the segment, or a
+constant piece (pad).  An output records the concatenations its shape comes from
+(`from_concats`).  A fusion without one prints as it always did.
 """
 
 from __future__ import annotations
@@ -57,14 +58,15 @@ class TensorInput:
 class Node:
     """One SSA value: `op(*args)` of dtype `dtype`.
 
-    `attr` holds the input index for LOAD, the literal for CONST, (input, segment) for
-    PIECE_LOAD, the segment for IN_PIECE, and is None otherwise (CAST's target is `dtype`).
+    `attr` holds the input index for LOAD, the literal for CONST, (input, concatenation,
+    segment) for PIECE_LOAD, (concatenation, segment) for IN_PIECE, and is None otherwise
+    (CAST's target is `dtype`).
     """
 
     op: Prim
     args: tuple[int, ...]
     dtype: DType
-    attr: Scalar | tuple[int, int] | None = None
+    attr: Scalar | tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Output:
     layout: tuple[int, ...] | None = None
     shape: OutputShape = OutputShape.FULL
     reduced_from: tuple[int, ...] = ()
-    from_concat: bool = False  # its shape also broadcasts with the concatenation's
+    from_concats: tuple[int, ...] = ()  # concatenations whose shapes it broadcasts with
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class FusionIR:
     outputs: tuple[Output, ...]
     ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
     reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
-    concat: Concat | None = None  # a cat / stack / pad inside the group (module docstring)
+    concats: tuple[Concat, ...] = ()  # cat / stack / pad inside the group (module docstring)
 
     def __str__(self) -> str:
         return print_fusion(self)
@@ -138,9 +140,8 @@ class FusionIR:
 
     @property
     def ndim(self) -> int:
-        """Rank of the iteration space: the largest input rank (or the concatenation's)."""
-        rank = max((i.ndim for i in self.inputs), default=0)
-        return max(rank, self.concat.ndim) if self.concat is not None else rank
+        """Rank of the iteration space: the largest rank of an input or a concatenation."""
+        return max([i.ndim for i in self.inputs] + [c.ndim for c in self.concats], default=0)
 
 
 def format_scalar(value: Scalar) -> str:
@@ -162,17 +163,18 @@ def print_fusion(ir: FusionIR) -> str:
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
     reduced = f" reduce_ndim={ir.reduce_ndim}" if ir.reduce_ndim else ""
     lines = [f"fusion {ir.name}({params}){reduced} {{"]
-    if ir.concat is not None:
-        lines.append(f"  concat dim {ir.concat.dim} of r{ir.concat.ndim}: "
-                     + "; ".join(_print_segment(ir, s) for s in ir.concat.segments))
+    for c, cat in enumerate(ir.concats):
+        lines.append(f"  concat {c} along dim {cat.dim} of r{cat.ndim}: "
+                     + "; ".join(_print_segment(ir, s) for s in cat.segments))
     for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
             rhs = f"load {ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
         elif node.op is Prim.PIECE_LOAD:
-            k, seg = node.attr  # type: ignore[misc]
-            rhs = f"load {ir.inputs[k].name} @ segment {seg}"
+            k, c, seg = node.attr  # type: ignore[misc]
+            rhs = f"load {ir.inputs[k].name} @ concat {c} segment {seg}"
         elif node.op is Prim.IN_PIECE:
-            rhs = f"in_piece segment {node.attr}"
+            c, seg = node.attr  # type: ignore[misc]
+            rhs = f"in_piece concat {c} segment {seg}"
         elif node.op is Prim.CONST:
             rhs = f"const {format_scalar(node.attr)}"  # type: ignore[arg-type]
         elif node.op is Prim.RAND:
@@ -185,7 +187,7 @@ def print_fusion(ir: FusionIR) -> str:
                           + [f"reduced {ir.inputs[i].name}" for i in out.reduced_from]) or "scalar"
         layout = f", layout {list(out.layout)}" if out.layout is not None else ""
         row = f", {out.shape.value}" if out.shape is not OutputShape.FULL else ""
-        row += ", concat" if out.from_concat else ""
+        row += "".join(f", concat {c}" for c in out.from_concats)
         lines.append(
             f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape}{layout}{row})")
     lines.append("}")
@@ -200,9 +202,9 @@ def _print_segment(ir: FusionIR, s: Segment) -> str:
     return f"{'stacked ' if s.stacked else ''}shape of {names}{trim}"
 
 
-def piece_operands(ir: FusionIR) -> list[tuple[int, int]]:
-    """The (input, segment) pairs the fusion reads through PIECE_LOAD, sorted: one kernel
-    operand each (an input placed in two segments is two operands)."""
+def piece_operands(ir: FusionIR) -> list[tuple[int, int, int]]:
+    """The (input, concatenation, segment) triples the fusion reads through PIECE_LOAD, sorted:
+    one kernel operand each (an input placed in two segments is two operands)."""
     return sorted({n.attr for n in ir.nodes if n.op is Prim.PIECE_LOAD})  # type: ignore[misc]
 
 
@@ -280,20 +282,25 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
 
 
 def _verify_piece_leaf(ir: FusionIR, node: Node, where: str) -> None:
-    if ir.concat is None or ir.reduce_ndim:
+    if not ir.concats or ir.reduce_ndim:
         raise FusionIRError(f"{where}: concatenation leaf outside a pointwise concat fusion")
-    n_seg = len(ir.concat.segments)
-    if node.op is Prim.IN_PIECE:
-        if node.dtype is not DType.BOOL or not isinstance(node.attr, int) or not (
-                0 <= node.attr < n_seg):
-            raise FusionIRError(f"{where}: in_piece is bool of a segment, got {node.attr!r}")
-        return
     attr = node.attr
-    if not (isinstance(attr, tuple) and len(attr) == 2 and 0 <= attr[0] < len(ir.inputs)
-            and 0 <= attr[1] < n_seg and ir.concat.segments[attr[1]].length is None):
-        raise FusionIRError(f"{where}: bad (input, value segment) {attr!r}")
+    if node.op is Prim.IN_PIECE:
+        if node.dtype is not DType.BOOL or not _segment_of(ir, attr):
+            raise FusionIRError(f"{where}: in_piece is bool of a segment, got {attr!r}")
+        return
+    if not (isinstance(attr, tuple) and len(attr) == 3 and 0 <= attr[0] < len(ir.inputs)
+            and _segment_of(ir, attr[1:])
+            and ir.concats[attr[1]].segments[attr[2]].length is None):
+        raise FusionIRError(f"{where}: bad (input, concatenation, value segment) {attr!r}")
     if ir.inputs[attr[0]].dtype is not node.dtype:
         raise FusionIRError(f"{where}: load dtype differs from the input's")
+
+
+def _segment_of(ir: FusionIR, attr: object) -> bool:
+    """Whether `attr` is a (concatenation, segment) pair of `ir`."""
+    return (isinstance(attr, tuple) and len(attr) == 2 and 0 <= attr[0] < len(ir.concats)
+            and 0 <= attr[1] < len(ir.concats[attr[0]].segments))
 
 
 # Accumulator dtypes of the REDUCE_* prims (halves accumulate in float32, narrow ints in int64).

@@ -176,31 +176,48 @@ def _group_problem(nodes: Sequence[fx.Node],
 
 def _concat_problem(nodes: Sequence[fx.Node], cats: list[fx.Node],
                     reduces: bool) -> tuple[str, list[fx.Node]] | set[fx.Node]:
-    """For a group with concatenations: the reason and the ones to leave eager, or the group's
-    piece-only nodes (used only, through members, as a piece of the concatenation)."""
+    """For a group with concatenations: a reason and the ones to leave eager, or the group's
+    piece-only nodes (used, through members, only as pieces of concatenations).  The lowering
+    recomputes every group ancestor of a piece at the piece's coordinates, so those ancestors
+    must be safe there (nvfuse.fusion.concat) and hold no other concatenation."""
     if reduces:
         return "a concatenation in a reduction group", cats
-    if len(cats) > 1:
-        return "one concatenation per group", cats[1:]
-    cat, members = cats[0], set(nodes)
-    order = {n: i for i, n in enumerate(cat.graph.nodes)}
+    members = set(nodes)
+    order = {n: i for i, n in enumerate(cats[0].graph.nodes)}
     pieces: set[fx.Node] = set()
     for n in sorted(nodes, key=order.__getitem__, reverse=True):
-        if n is not cat and n.users and all(
-                u in members and (u is cat or u in pieces) for u in n.users):
+        if n not in cats and n.users and all(
+                u in members and (u in cats or u in pieces) for u in n.users):
             pieces.add(n)
-    for n in pieces:  # pieces are fusible nodes: every operand is a tensor
-        b = Builder("probe")
-        env = {a: b.load(dtypes.from_torch(a.meta["val"].dtype), a.meta["val"].dim())
-               for a in n.all_input_nodes}
-        try:
-            lower_node(b, n, env)
-        except Unsupported as e:
-            return f"op table: {e}", cats
-        problem = concat.piece_problem(b)
-        if problem is not None:
-            return problem, cats
+    checked: dict[fx.Node, str | None] = {}
+    for cat in cats:
+        stack = [a for a in cat.all_input_nodes if a in members]
+        seen: set[fx.Node] = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in cats:
+                return "a concatenation of a concatenation", [cat]
+            if n not in checked:
+                checked[n] = _piece_problem(n)
+            if checked[n] is not None:
+                return str(checked[n]), [cat]
+            stack += [a for a in n.all_input_nodes if a in members]
     return pieces
+
+
+def _piece_problem(n: fx.Node) -> str | None:
+    """Why `n` cannot be recomputed inside a piece (lowered on a scratch builder), or None."""
+    b = Builder("probe")  # fusible nodes: every operand is a tensor
+    env = {a: b.load(dtypes.from_torch(a.meta["val"].dtype), a.meta["val"].dim())
+           for a in n.all_input_nodes}
+    try:
+        lower_node(b, n, env)
+    except Unsupported as e:
+        return f"op table: {e}"
+    return concat.piece_problem(b)
 
 
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:

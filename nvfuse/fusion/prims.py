@@ -14,12 +14,13 @@ Typing rules (checked by the fusion IR verifier):
   streams of one kernel are independent) with the launch's seed (Philox4x32-10).
 - ROW_NUMEL is a leaf of dtype int64: the number of elements a row reduction combines (the
   product of the reduced sizes).  It is a size, so kernels take it as an argument.
-- PIECE_LOAD / IN_PIECE are the leaves of a concatenation (`FusionIR.concat`: cat, stack,
-  constant pad along one dim d of the iteration space, split into segments).  PIECE_LOAD reads
-  input `attr[0]` placed as segment `attr[1]`: at coordinate j of dim d inside that segment it
-  is the input's element at j shifted into the piece; outside the segment it is 0 (no memory is
-  read).  IN_PIECE (bool) is whether j lies before the end of segment `attr` (segments are in
-  order, so a chain of WHEREs over IN_PIECE picks each element's segment).
+- PIECE_LOAD / IN_PIECE are the leaves of concatenations (`FusionIR.concats`: cat, stack,
+  constant pad, each along one dim d of the iteration space, split into segments).  PIECE_LOAD
+  reads input `attr[0]` placed as segment `attr[2]` of concatenation `attr[1]`: at coordinate j
+  of its dim d inside that segment it is the input's element at j shifted into the piece;
+  outside the segment it is 0 (no memory is read).  IN_PIECE (bool) is whether j lies before
+  the end of segment `attr[1]` of concatenation `attr[0]` (segments are in order, so a chain of
+  WHEREs over IN_PIECE picks each element's segment).
 - REDUCE_SUM / REDUCE_PROD / REDUCE_MAX / REDUCE_MIN (REDUCTIONS): unary, operand dtype T =
   result dtype T (float32, float64 or int64: halves accumulate in float32, narrow integers in
   int64).  They combine their operand over the trailing `FusionIR.reduce_ndim` dims of the

@@ -139,7 +139,7 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         shapes = [t.shape for t in inputs]
-        schedule = (reduction if ir.reduce_ndim else concat if ir.concat is not None
+        schedule = (reduction if ir.reduce_ndim else concat if ir.concats
                     else pointwise)
         try:
             out_shapes = schedule.output_shapes(ir, shapes)

@@ -180,6 +180,20 @@ def test_rotary_frequencies_cat_then_cos_and_sin() -> None:
     _run(lambda f: (torch.cat((f, f), -1).cos(), torch.cat((f, f), -1).sin()), (freqs,), f32)
 
 
+@pytest.mark.parametrize("dtype", (f32, bf16, i64), ids=lambda d: str(d)[6:])
+def test_several_concatenations_in_one_kernel(dtype: torch.dtype) -> None:
+    a, b, c = (_make((2, 3, 4), dtype, s) for s in "abc")
+    # the backward of rotate_half: complementary zero pads, added
+    _run(lambda x, y: F.pad(x, (0, 4)) + F.pad(-y, (4, 0)), (a, b), dtype)
+    # concatenations along different dims and of different ranks, broadcast together
+    p, q, r = _make((2, 5), dtype, "p"), _make((3, 5), dtype, "q"), _make((3, 5), dtype, "r")
+    _run(lambda x, y, z: torch.cat((x, y), 0) * F.pad(z, (0, 0, 1, 1)), (p, q, r), dtype)
+    d, e = _make((2, 1, 4), dtype, "d"), _make((3, 4), dtype, "e")
+    _run(lambda x, y, z, w: torch.cat((x, y), 1) - torch.cat((z[0], w), 0),
+         (a, d, c, e[:1]), dtype)
+    _run(lambda x, y, z: torch.stack((x, y), 0) * torch.cat((z, z), 0), (a, b, c[:1]), dtype)
+
+
 def test_new_sizes_reuse_the_kernel() -> None:
     fn = lambda x, y: torch.cat((x * 2, y), 1)
     fm = nvfuse.fuse(fn, (_make((3, 4), f32, "a"), _make((3, 2), f32, "b")))
@@ -212,10 +226,17 @@ def test_piece_also_stored_at_its_own_shape_leaves_the_cat_eager() -> None:
     assert all("aten::cat" not in g for g in groups)
 
 
-def test_two_concatenations_fuse_one() -> None:
+def test_a_concatenation_of_a_concatenation_fuses_the_inner_one() -> None:
     a, b = _make((3, 4), f32, "a"), _make((3, 2), f32, "b")
     groups = _eager_ops(lambda x, y: torch.cat((torch.cat((x, y), 1) * 2, x), 1), (a, b))
     assert sum(g.count("aten::cat") for g in groups) == 1
+
+
+def test_integer_division_shared_with_a_piece_leaves_the_cat_eager() -> None:
+    # x // y is computed once for its own output and would be recomputed inside the piece
+    x, y = _make((3, 4), i64, "x"), torch.randint(1, 9, (3, 4))
+    groups = _eager_ops(lambda a, b: (torch.cat((a // b + 1, b), 0), (a // b) * 2), (x, y))
+    assert all("aten::cat" not in g for g in groups)
 
 
 def test_pad_of_two_dims_stays_eager() -> None:

@@ -59,52 +59,57 @@ def test_fusion_ir_of_a_cat_prints_segments_and_remapped_loads() -> None:
     ir = _fusion(lambda x, y: torch.cat((x.exp(), y), 0) * 2, torch.randn(2, 3),
                  torch.randn(4, 3))
     assert str(ir).split("\n", 1)[1] == (
-        "  concat dim 0 of r2: shape of in0; shape of in1\n"
-        "  %0 = load in0 @ segment 0 : float32\n"
+        "  concat 0 along dim 0 of r2: shape of in0; shape of in1\n"
+        "  %0 = load in0 @ concat 0 segment 0 : float32\n"
         "  %1 = exp %0 : float32\n"
-        "  %2 = load in1 @ segment 1 : float32\n"
-        "  %3 = in_piece segment 0 : bool\n"
+        "  %2 = load in1 @ concat 0 segment 1 : float32\n"
+        "  %3 = in_piece concat 0 segment 0 : bool\n"
         "  %4 = where %3, %1, %2 : float32\n"
         "  %5 = const 2.0 : float32\n"
         "  %6 = mul %4, %5 : float32\n"
-        "  out0 = store %6 : float32  (shape of scalar, concat)\n"
+        "  out0 = store %6 : float32  (shape of scalar, concat 0)\n"
         "}")
 
 
 def test_verifier_rejects_bad_concatenation_leaves() -> None:
     inputs = (TensorInput("in0", F32, 2),)
     cat = Concat(0, 2, (Segment((0,)), Segment(length=2)))
-    out = (Output("out0", 0, F32, (), from_concat=True),)
+    out = (Output("out0", 0, F32, (), from_concats=(0,)),)
 
-    def ir(node: Node, c: Concat | None = cat) -> FusionIR:
-        return FusionIR("g", inputs, (node,), out, concat=c)
+    def ir(node: Node, c: tuple[Concat, ...] = (cat,)) -> FusionIR:
+        return FusionIR("g", inputs, (node,), out, concats=c)
 
-    verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 0))))
+    verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 0, 0))))
     with pytest.raises(FusionIRError, match="outside a pointwise concat"):
-        verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 0)), None))
+        verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 0, 0)), ()))
     with pytest.raises(FusionIRError, match="value segment"):  # segment 1 is a constant piece
-        verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 1))))
+        verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 0, 1))))
+    with pytest.raises(FusionIRError, match="value segment"):  # there is no concatenation 1
+        verify_fusion(ir(Node(Prim.PIECE_LOAD, (), F32, (0, 1, 0))))
     with pytest.raises(FusionIRError, match="in_piece"):
-        verify_fusion(ir(Node(Prim.IN_PIECE, (), F32, 0)))
+        verify_fusion(ir(Node(Prim.IN_PIECE, (), F32, (0, 0))))
 
 
 def test_layout_sums_extents_and_shifts_trimmed_pieces() -> None:
     ir = _fusion(lambda x: F.pad(x * 2, (-1, 2)), torch.randn(3, 5))
-    lay = cat_schedule.layout(ir, [torch.Size([3, 5])])
+    lay = cat_schedule.layout(ir.concats[0], [torch.Size([3, 5])])
     assert (tuple(lay.shape), lay.ends, lay.shifts) == ((3, 6), (4, 6), (1,))
     with pytest.raises(RuntimeError, match="trims"):
-        cat_schedule.layout(ir, [torch.Size([3, 0])])
+        cat_schedule.layout(ir.concats[0], [torch.Size([3, 0])])
     two = _fusion(lambda x, y: torch.cat((x, y), 1), torch.randn(3, 2), torch.randn(3, 4))
     with pytest.raises(RuntimeError, match="differ off dim 1"):
-        cat_schedule.layout(two, [torch.Size([3, 2]), torch.Size([4, 4])])
+        cat_schedule.layout(two.concats[0], [torch.Size([3, 2]), torch.Size([4, 4])])
 
 
 def test_merging_keeps_the_cat_dim_whole() -> None:
     # contiguous everywhere: without the pin all three dims would merge into one
-    sizes, strides, pos = cat_schedule.merge_pinned([2, 1, 4, 5], [[20, 20, 5, 1]], 1)
-    assert (sizes, strides, pos) == ([2, 1, 20], [[20, 20, 1]], 1)
-    sizes, strides, pos = cat_schedule.merge_pinned([2, 3, 4, 5], [[60, 20, 5, 1]], 0)
-    assert (sizes, strides, pos) == ([2, 60], [[60, 1]], 0)
+    sizes, strides, pos = cat_schedule.merge_pinned([2, 1, 4, 5], [[20, 20, 5, 1]], [1])
+    assert (sizes, strides, pos) == ([2, 1, 20], [[20, 20, 1]], [1])
+    sizes, strides, pos = cat_schedule.merge_pinned([2, 3, 4, 5], [[60, 20, 5, 1]], [0])
+    assert (sizes, strides, pos) == ([2, 60], [[60, 1]], [0])
+    sizes, strides, pos = cat_schedule.merge_pinned([2, 3, 4, 5, 6], [[360, 120, 30, 6, 1]],
+                                                    [3, 1])
+    assert (sizes, strides, pos) == ([2, 3, 4, 5, 6], [[360, 120, 30, 6, 1]], [3, 1])
 
 
 def test_kernel_ir_guards_every_piece_load() -> None:
@@ -114,10 +119,11 @@ def test_kernel_ir_guards_every_piece_load() -> None:
     assert ir.inputs[0].name == "in0" and "shape of in1; shape of in0" in str(ir)  # in0 is y
     launch = cat_schedule.plan_launch(ir, [b, a], [out], "sm_90")
     sig = launch.signature
-    assert isinstance(sig, cat_schedule.ConcatSignature) and (sig.cat_dim, sig.lanes) == (1, 1)
+    assert isinstance(sig, cat_schedule.ConcatSignature) and (sig.cat_dims, sig.lanes) == ((1,),
+                                                                                          1)
     k = verify_kernel(lower_pointwise(ir, sig, launch.params.block))
-    assert [p.name for p in k.scalars][-4:] == ["cat_end0", "cat_end1", "cat_shift0",
-                                                "cat_shift1"]
+    assert [p.name for p in k.scalars][-4:] == ["cat0_end0", "cat0_end1", "cat0_shift0",
+                                                "cat0_shift1"]
     assert launch.scalar_args[-4:] == (3, 9, 0, -3)
 
     def loads(body: tuple[kir.Stmt, ...], guarded: bool) -> list[tuple[str, bool]]:
@@ -127,7 +133,7 @@ def test_kernel_ir_guards_every_piece_load() -> None:
                 found.append((s.tensor, guarded))
             elif isinstance(s, kir.If):
                 cond = kir.print_expr(s.cond)
-                found += loads(s.body, guarded or "cat_end" in cond)
+                found += loads(s.body, guarded or "cat0_end" in cond)
         return found
 
     # inputs read only through pieces have no plain load; every piece load is guarded
