@@ -15,6 +15,8 @@ reductions and other concatenations (nested remaps); a group may hold several si
 
 stack is a cat of pieces that lack the new dim; constant pad is the input as a value piece
 between constant pieces (a negative pad trims the value piece).  Only a pad of one dim fuses.
+slice_backward (step 1) is a zero pad; slice_scatter (step 1) is src between two pieces of
+self (its first `start` elements, and the rest after `end`).
 
 `parse` and `piece_problem` also serve the partitioner, so fusible and lowerable agree.
 """
@@ -33,7 +35,8 @@ from nvfuse.fusion.ir import Concat, Node, Scalar, Segment
 from nvfuse.fusion.prims import LEAVES, REDUCTIONS, Prim
 
 aten = torch.ops.aten
-TARGETS = frozenset({aten.cat.default, aten.stack.default, aten.constant_pad_nd.default})
+TARGETS = frozenset({aten.cat.default, aten.stack.default, aten.constant_pad_nd.default,
+                     aten.slice_backward.default, aten.slice_scatter.default})
 # Prims that a placeholder 0 could make undefined (integers only: floats give inf / nan).
 _INT_DIVISIONS = frozenset({Prim.DIV_TRUNC, Prim.DIV_FLOOR, Prim.REMAINDER, Prim.FMOD})
 
@@ -44,12 +47,14 @@ def is_concat(target: object) -> bool:
 
 @dataclass(frozen=True)
 class Piece:
-    """One segment of the result: the value of `node` (trimmed by `trim` along the dim), or
-    `length` elements of the pad value when `node` is None."""
+    """One segment of the result: the value of `node` (trimmed by `trim` along the dim, and
+    cut to `keep` elements when set), or `length` elements of the pad value when `node` is
+    None."""
 
     node: fx.Node | None
     length: int = 0
     trim: tuple[int, int] = (0, 0)
+    keep: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ def parse(node: fx.Node) -> Spec | str:
     args = dict(zip(("a0", "a1", "a2"), node.args)) | dict(node.kwargs)
     if node.target is aten.constant_pad_nd.default:
         return _parse_pad(node, out, args)
+    if node.target in (aten.slice_backward.default, aten.slice_scatter.default):
+        return _parse_slice(node, out, args)
     tensors = args.get("a0", args.get("tensors"))
     dim = args.get("a1", args.get("dim", 0))
     if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(dim, int):
@@ -114,6 +121,39 @@ def _parse_pad(node: fx.Node, out: torch.Tensor, args: dict) -> Spec | str:
                                                                           max(0, -hi)))]
     pieces += [Piece(None, hi)] if hi > 0 else []
     return Spec(dim, ndim, tuple(pieces), value=value)
+
+
+def _parse_slice(node: fx.Node, out: torch.Tensor, args: dict) -> Spec | str:
+    backward = node.target is aten.slice_backward.default
+    names = (("grad_output", "input_sizes", "dim", "start", "end", "step") if backward
+             else ("self", "src", "dim", "start", "end", "step"))
+    bound = {name: args.get(f"a{i}", args.get(name)) for i, name in enumerate(names)}
+    bound.update({k: v for k, v in node.kwargs.items() if k in names})
+    if len(node.args) > 3:
+        bound.update(zip(names[3:], node.args[3:]))
+    dim, start, end = bound["dim"], bound["start"], bound["end"]
+    step = bound["step"] if bound["step"] is not None else 1
+    ndim = out.dim()
+    if not isinstance(dim, int) or not -ndim <= dim < ndim or step != 1 or any(
+            v is not None and type(v) is not int for v in (start, end)):
+        return "a strided or non-literal slice"
+    dim %= ndim
+    n = out.shape[dim]
+    lo, hi = _clamp(start, 0, n), _clamp(end, n, n)
+    hi = max(hi, lo)
+    if backward:  # zeros everywhere but [lo, hi)
+        pieces = ([Piece(None, lo)] if lo else []) + [Piece(bound["grad_output"])]
+        return Spec(dim, ndim, (*pieces, *([Piece(None, n - hi)] if hi < n else [])))
+    self_node, src = bound["self"], bound["src"]
+    pieces = ([Piece(self_node, keep=lo)] if lo else []) + [Piece(src)]
+    return Spec(dim, ndim, (*pieces, *([Piece(self_node, trim=(hi, 0))] if hi < n else [])))
+
+
+def _clamp(index: int | None, default: int, n: int) -> int:
+    """A slice bound as Python normalizes it into [0, n]."""
+    if index is None:
+        return default
+    return min(max(index + n if index < 0 else index, 0), n)
 
 
 def why_unfusible(node: fx.Node) -> str | None:
@@ -173,7 +213,7 @@ def lower_concat(b: Builder, node: fx.Node, env: dict[fx.Node, Val],
             branches.append(b.const(spec.value, out))
             continue
         segments.append(Segment(tuple(sorted(deps[piece.node])), None, piece.trim,
-                                spec.stacked))
+                                spec.stacked, piece.keep))
         v = env[piece.node]
         cloned = Val(_clone(b, v.index, c, k), v.dtype, v.eager)
         if cloned.eager is not out:  # cat promotes mixed dtypes as eager does

@@ -73,14 +73,16 @@ class Node:
 class Segment:
     """One piece of a concatenation along its dim d, in order.  A value piece (`length` None)
     has the broadcast shape of the inputs `shape_from` (right-aligned to the piece's rank), of
-    which `trim` = (before, after) elements along d are cut off (negative pads); a `stacked`
-    piece lacks dim d (stack): its extent is 1 and its dims are the space's other dims.  A
-    constant piece (pad) is `length` elements of a literal (its nodes carry the value)."""
+    which `trim` = (before, after) elements along d are cut off (negative pads), then only
+    the first `keep` kept when set (slice_scatter); a `stacked` piece lacks dim d (stack): its
+    extent is 1 and its dims are the space's other dims.  A constant piece (pad) is `length`
+    elements of a literal (its nodes carry the value)."""
 
     shape_from: tuple[int, ...] = ()
     length: int | None = None
     trim: tuple[int, int] = (0, 0)
     stacked: bool = False
+    keep: int | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ def _print_segment(ir: FusionIR, s: Segment) -> str:
         return f"const x{s.length}"
     names = ", ".join(ir.inputs[i].name for i in s.shape_from) or "scalar"
     trim = f" trim {list(s.trim)}" if s.trim != (0, 0) else ""
-    return f"{'stacked ' if s.stacked else ''}shape of {names}{trim}"
+    keep = f" keep {s.keep}" if s.keep is not None else ""
+    return f"{'stacked ' if s.stacked else ''}shape of {names}{trim}{keep}"
 
 
 def piece_operands(ir: FusionIR) -> list[tuple[int, int, int]]:

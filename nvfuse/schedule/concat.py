@@ -72,8 +72,11 @@ def layout(cat: Concat, shapes: Sequence[Sequence[int]]) -> Layout:
             if seg.stacked:
                 piece.insert(d, 1)
             extent = 1 if seg.stacked else piece[d] - seg.trim[0] - seg.trim[1]
+            if seg.keep is not None:
+                extent = seg.keep if seg.keep <= extent else -1
             if extent < 0:
-                raise RuntimeError(f"a pad trims {seg.trim} from a piece of {piece[d]}")
+                raise RuntimeError(f"cutting {seg.trim} (keeping {seg.keep}) from a piece of "
+                                   f"{piece[d]}")
             rest = piece[:d] + piece[d + 1:]
             if other is not None and rest != other:
                 raise RuntimeError(f"concatenated pieces differ off dim {d}: {other}, {rest}")

@@ -157,6 +157,33 @@ def test_constant_pad(pad: tuple[int, ...], dtype: torch.dtype) -> None:
     _run(lambda t: _twice(torch.constant_pad_nd(t, pad)), (x,), dtype)
 
 
+# -- slice_backward / slice_scatter (the backward of slicing) ---------------------------------
+A = torch.ops.aten
+END = 9223372036854775807  # what traces write for an open slice end
+SLICES = [(0, 4), (4, END), (2, 5), (-3, -1), (0, 8), (3, 3)]
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize(("start", "end"), SLICES, ids=str)
+def test_slice_backward_and_slice_scatter(start: int, end: int, dtype: torch.dtype) -> None:
+    width = len(range(8)[slice(start, end)])
+    g, s = _make((2, 3, width), dtype, "g"), _make((2, 3, 8), dtype, "s")
+    _run(lambda x: _twice(A.slice_backward(_twice(x), [2, 3, 8], 2, start, end, 1)), (g,), dtype)
+    _run(lambda x, y: _twice(torch.slice_scatter(_twice(x), y, -1, start, end)), (s, g), dtype)
+
+
+def test_rotate_half_backward_is_one_kernel() -> None:
+    # what AOTAutograd writes for the gradient of torch.cat((-x2, x1), -1) * sin
+    g, sin = _make((2, 3, 5, 8), f32, "g"), _make((5, 8), f32, "sin")
+
+    def grad(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        m = t * s
+        return (A.slice_backward(m[..., 4:], [2, 3, 5, 8], 3, 0, 4, 1)
+                + A.slice_backward(-m[..., :4], [2, 3, 5, 8], 3, 4, END, 1))
+
+    _run(grad, (g, sin), f32, groups=2)  # m is computed at its own shape for both slices
+
+
 # -- the patterns ----------------------------------------------------------------------------
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
