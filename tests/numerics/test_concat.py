@@ -184,6 +184,20 @@ def test_rotate_half_backward_is_one_kernel() -> None:
     _run(grad, (g, sin), f32, groups=2)  # m is computed at its own shape for both slices
 
 
+def test_decomposed_slice_backwards_fuse_without_their_full() -> None:
+    # core decompositions write slice_backward as slice_scatter into full(0): a pad
+    g, sin = _make((2, 3, 5, 8), bf16, "g"), _make((5, 8), bf16, "sin")
+
+    def grad(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        m = t * s
+        zeros = [torch.full([2, 3, 5, 8], 0.0, dtype=bf16) for _ in range(2)]
+        return (torch.slice_scatter(zeros[0], m[..., 4:], 3, 0, 4)
+                + torch.slice_scatter(zeros[1], -m[..., :4], 3, 4, END))
+
+    fm = _run(grad, (g, sin), bf16, groups=2)
+    assert "aten::constant_pad_nd" in fm.fusion_groups[1].ops
+
+
 # -- the patterns ----------------------------------------------------------------------------
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]

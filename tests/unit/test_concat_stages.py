@@ -18,6 +18,7 @@ from nvfuse.fusion.partition import partition, why_unfusible
 from nvfuse.fusion.prims import Prim
 from nvfuse.graph.annotate import annotate
 from nvfuse.graph.passes import run_passes
+from nvfuse.graph.scatter import pad_filled_scatters
 from nvfuse.lower import kir
 from nvfuse.lower.pointwise import lower_pointwise
 from nvfuse.lower.verify import verify_kernel
@@ -147,3 +148,22 @@ def test_partition_keeps_one_iteration_space() -> None:
     fused, names = partition(gm)
     eager = [n for n in fused.graph.nodes if n.op == "call_function"]
     assert any("cat" in str(n.target) for n in eager) and len(names) == 1
+
+
+def test_slice_scatter_into_full_becomes_a_pad() -> None:
+    def fn(x: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        into_full = torch.slice_scatter(torch.full([3, 8], 1.5), x, 1, 2, 6)
+        into_input = torch.slice_scatter(base, x, 1, 2, 6)  # stays a scatter
+        into_ints = torch.slice_scatter(torch.full([3, 8], 0, dtype=torch.int64), x.long(),
+                                        1, -6, -2)
+        return into_full, into_input, into_ints
+
+    x, base = torch.randn(3, 4), torch.randn(3, 8)
+    gm = pad_filled_scatters(_graph(fn, x, base))
+    targets = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.constant_pad_nd.default") == 2
+    assert targets.count("aten.slice_scatter.default") == 1 and "aten.full.default" not in targets
+    pads = [n.args[1:] for n in gm.graph.nodes if "constant_pad" in str(n.target)]
+    assert pads == [([2, 2], 1.5), ([2, 2], 0)]
+    for got, want in zip(gm(x, base), fn(x, base)):
+        assert torch.equal(got, want)
