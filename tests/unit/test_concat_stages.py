@@ -3,6 +3,8 @@ concat schedule (layout, pinned merging, signature) and the kernel IR (verified,
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,8 @@ from nvfuse.fusion.prims import Prim
 from nvfuse.graph.annotate import annotate
 from nvfuse.graph.passes import run_passes
 from nvfuse.graph.scatter import pad_filled_scatters
+from nvfuse.interpret.machine import run_kernel
+from nvfuse.interpret.state import InterpretError
 from nvfuse.lower import kir
 from nvfuse.lower.pointwise import lower_pointwise
 from nvfuse.lower.verify import verify_kernel
@@ -167,3 +171,28 @@ def test_slice_scatter_into_full_becomes_a_pad() -> None:
     assert pads == [([2, 2], 1.5), ([2, 2], 0)]
     for got, want in zip(gm(x, base), fn(x, base)):
         assert torch.equal(got, want)
+
+
+def test_interpreter_catches_a_piece_load_without_its_guard() -> None:
+    a, b = torch.randn(4, 3), torch.randn(4, 6)
+    ir = _fusion(lambda x, y: torch.cat((x, y.neg()), 1), a, b)
+    out = torch.empty(4, 9)
+    launch = cat_schedule.plan_launch(ir, [b, a], [out], "sm_90")
+    k = lower_pointwise(ir, launch.signature, launch.params.block)
+    run_kernel(k, [b, a, out], launch.scalar_args, launch.grid)
+    assert torch.equal(out, torch.cat((a, b.neg()), 1))
+
+    def unguard(body: tuple[kir.Stmt, ...]) -> tuple[kir.Stmt, ...]:
+        flat: list[kir.Stmt] = []
+        for s in body:
+            if isinstance(s, kir.If) and "cat0_end" in kir.print_expr(s.cond):
+                flat += s.body  # the load now runs for every thread
+            elif isinstance(s, kir.If):
+                flat.append(kir.If(s.cond, unguard(s.body)))
+            else:
+                flat.append(s)
+        return tuple(flat)
+
+    broken = dataclasses.replace(k, body=unguard(k.body))
+    with pytest.raises(InterpretError, match="out-of-bounds load of in0"):
+        run_kernel(broken, [b, a, out], launch.scalar_args, launch.grid)
