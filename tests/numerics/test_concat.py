@@ -172,7 +172,7 @@ def test_slice_backward_and_slice_scatter(start: int, end: int, dtype: torch.dty
     _run(lambda x, y: _twice(torch.slice_scatter(_twice(x), y, -1, start, end)), (s, g), dtype)
 
 
-def test_rotate_half_backward_is_one_kernel() -> None:
+def test_rotate_half_backward_pads_fuse_together() -> None:
     # what AOTAutograd writes for the gradient of torch.cat((-x2, x1), -1) * sin
     g, sin = _make((2, 3, 5, 8), f32, "g"), _make((5, 8), f32, "sin")
 
@@ -181,7 +181,8 @@ def test_rotate_half_backward_is_one_kernel() -> None:
         return (A.slice_backward(m[..., 4:], [2, 3, 5, 8], 3, 0, 4, 1)
                 + A.slice_backward(-m[..., :4], [2, 3, 5, 8], 3, 4, END, 1))
 
-    _run(grad, (g, sin), f32, groups=2)  # m is computed at its own shape for both slices
+    # two kernels: m, then both pads and the add (m's slices are views between them)
+    _run(grad, (g, sin), f32, groups=2)
 
 
 def test_decomposed_slice_backwards_fuse_without_their_full() -> None:
