@@ -11,6 +11,8 @@ would convert it, a pad would not).  The input module is not changed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.fx
 
@@ -24,11 +26,11 @@ def _pad_for(node: torch.fx.Node) -> tuple[torch.fx.Node, list[int], object] | N
     if node.op != "call_function" or node.target is not aten.slice_scatter.default:
         return None
     names = ("self", "src", "dim", "start", "end", "step")
-    args = dict(zip(names, node.args)) | dict(node.kwargs)
+    args: dict[str, Any] = dict(zip(names, node.args)) | dict(node.kwargs)
     base, src, out = args["self"], args["src"], meta_val(node)
     if not isinstance(base, torch.fx.Node) or base.target is not aten.full.default:
         return None
-    fill = dict(zip(("size", "fill_value"), base.args)) | dict(base.kwargs)
+    fill: dict[str, Any] = dict(zip(("size", "fill_value"), base.args)) | dict(base.kwargs)
     src_val = meta_val(src)
     if not (isinstance(out, torch.Tensor) and isinstance(src_val, torch.Tensor)
             and isinstance(meta_val(base), torch.Tensor)):
@@ -71,7 +73,8 @@ def pad_filled_scatters(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             continue
         src, pad, value = found
         with work.graph.inserting_before(node):
-            padded = work.graph.call_function(aten.constant_pad_nd.default, (src, pad, value))
+            padded = work.graph.call_function(aten.constant_pad_nd.default,
+                                              (src, pad, value))  # type: ignore[arg-type]
         padded.meta = dict(node.meta)
         base = node.args[0]
         node.replace_all_uses_with(padded)
