@@ -6,8 +6,8 @@ dtype.  Output (`lower_pieces`): the scalar parameters the concatenation adds (i
 the kernel-IR expression of every PIECE_LOAD / IN_PIECE node, for the lane body.
 
 A piece operand (input i placed as segment k of concatenation c) is one register array
-`r_in{i}_c{c}p{k}` (a vector of `lanes` when the schedule vectorizes: no cat dim is then the
-innermost, so a thread's lanes share one coordinate j along it, hence one segment), set to 0
+`r_in{i}_c{c}p{k}` (a vector of `lanes` when the schedule vectorizes: a thread's lanes then
+lie in one segment, and j below is the first lane's coordinate), set to 0
 and overwritten by a load only inside `if (cat{c}_end{k-1} <= j && j < cat{c}_end{k})`, j
 being the coordinate along c's dim: the offset is formed inside the branch from the shifted
 coordinate j + cat{c}_shift{k}, so no thread ever reads outside the piece (nor forms a negative

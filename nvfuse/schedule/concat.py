@@ -7,10 +7,11 @@ The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
 - Each (input, concatenation, segment) read through PIECE_LOAD is one more operand, with the
   input's strides as placed in its piece (a stacked piece has stride 0 along d: it lacks it).
 - Each cat dim keeps its own coordinate: it is never merged with a neighbour nor dropped when
-  its size is 1, and its position after merging is in the signature (`cat_dims`).  When no cat
-  dim is the innermost merged dim, accesses are vectors as in the pointwise schedule (a
-  thread's lanes then share their coordinates along the cat dims, so their segments); else
-  they are scalar (lanes would straddle segment boundaries).
+  its size is 1, and its position after merging is in the signature (`cat_dims`).  Accesses
+  are vectors as in the pointwise schedule: a thread's lanes run along the innermost merged
+  dim, so when that is a cat dim, the vector width also divides its segments' ends and shifts
+  (lanes never straddle a segment, piece loads stay aligned); a size-dependent fact, like the
+  width itself, and the signature holds the width.
 
 Launch scalars: those of the pointwise schedule (numel, sizes[1:], the "s" strides of inputs and
 outputs), then the "s" strides of the piece operands, then per concatenation c: per segment the
@@ -157,13 +158,13 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     classes = [classify(s) for s in strides]
     numel = math.prod(sizes)
     n_in, n_plain = len(inputs), len(inputs) + len(outputs)
-    lanes = 1
-    if len(sizes) - 1 not in pos:  # outputs last, as _pick_lanes expects
-        order_ops = [*range(n_in), *range(n_plain, len(strides)), *range(n_in, n_plain)]
-        lanes = _pick_lanes(sizes, [classes[k] for k in order_ops],
-                            [strides[k] for k in order_ops],
-                            [*inputs, *(inputs[i] for i, _, _ in pieces), *outputs],
-                            len(outputs))
+    order_ops = [*range(n_in), *range(n_plain, len(strides)), *range(n_in, n_plain)]
+    lanes = _pick_lanes(sizes, [classes[k] for k in order_ops],  # outputs last, as it expects
+                        [strides[k] for k in order_ops],
+                        [*inputs, *(inputs[i] for i, _, _ in pieces), *outputs], len(outputs))
+    inner = [lay for lay, p in zip(lays, pos) if p == len(sizes) - 1]
+    while lanes > 1 and any(x % lanes for lay in inner for x in (*lay.ends, *lay.shifts)):
+        lanes //= 2  # a thread's lanes must stay in one segment, its loads aligned
     reach = [sum((n - 1) * abs(s) for n, s in zip(sizes, st)) for st in strides[:n_plain]]
     reach += [sum((n - 1) * abs(s) for n, s in zip(inputs[i].shape, inputs[i].stride()))
               for i, _, _ in pieces]  # a piece read stays inside its input

@@ -118,6 +118,14 @@ def test_zero_size_and_single_pieces() -> None:
     _run(lambda x: torch.cat((x * 2,), 1), (a,), f32)
 
 
+@pytest.mark.parametrize(("na", "nb", "lanes"), [(8, 16, 4), (6, 10, 2), (4, 3, 1)])
+def test_cat_along_the_inner_dim_vectorizes_when_segments_allow(na: int, nb: int,
+                                                                lanes: int) -> None:
+    a, b = _make((3, na), f32, "a"), _make((3, nb), f32, "b")
+    fm = _run(lambda x, y: torch.cat((x, y.exp()), 1) + 1, (a, b), f32)
+    assert fm.kernels[0].signature[1].lanes == lanes
+
+
 @pytest.mark.parametrize("dtype", (f32, f16, bf16, i64, b8), ids=lambda d: str(d)[6:])
 def test_cat_off_the_inner_dim_is_vectorized(dtype: torch.dtype) -> None:
     # a KV-cache append (cat along the sequence dim) and a cat of rows scaled by a broadcast row
@@ -215,6 +223,8 @@ def test_llama_rotary_embedding_is_one_kernel(dtype: torch.dtype) -> None:
     tol = (5e-2, 1e-2) if dtype in (f16, bf16) else None
     fm = _run(fn, (q, cos, sin), dtype, tol=tol)
     assert "aten::cat" in fm.fusion_groups[0].ops
+    # the halves (8 elements) hold whole 16-byte vectors
+    assert fm.kernels[0].signature[1].lanes == 16 // q.element_size()
 
 
 def test_rotary_frequencies_cat_then_cos_and_sin() -> None:
@@ -239,7 +249,7 @@ def test_several_concatenations_in_one_kernel(dtype: torch.dtype) -> None:
 def test_new_sizes_reuse_the_kernel() -> None:
     fn = lambda x, y: torch.cat((x * 2, y), 1)
     fm = nvfuse.fuse(fn, (_make((3, 4), f32, "a"), _make((3, 2), f32, "b")))
-    for rows, na, nb in [(3, 4, 2), (5, 7, 9), (2, 3, 30)]:
+    for rows, na, nb in [(3, 4, 3), (5, 7, 9), (2, 3, 30)]:  # odd ends: scalar
         x, y = _make((rows, na), f32, "x"), _make((rows, nb), f32, "y")
         compare(fm(x, y), fn(x, y), f32)
     assert len(fm.kernels) == 1
