@@ -19,6 +19,14 @@ broadcasts there would combine copies), and results whose reduced dims are dropp
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
 dims).  The reduction nodes that break a rule are left to eager and the graph is partitioned
 again, until every group is valid.
+
+Concatenations (cat / stack / constant pad / slice backwards: nvfuse.fusion.concat) are fusible
+though their result is not a broadcast.  Their pieces, and the members used only by pieces,
+live at the pieces' shapes and stay out of the iteration space; everything else, the
+concatenation's result included, must share one space.  A concatenation is left eager when
+that fails, in a reduction group, when one of its pieces' group ancestors could not be
+recomputed inside a piece (integer division, random draws), or when it concatenates another
+concatenation.
 """
 
 from __future__ import annotations
