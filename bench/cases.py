@@ -61,6 +61,16 @@ def bias_add(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return x + b
 
 
+def rotary(q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's apply_rotary_pos_emb for one tensor: q * cos + rotate_half(q) * sin."""
+    half = q.shape[-1] // 2
+    return q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
+
+
+def kv_append(cache: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    return torch.cat((cache, new), dim=2)
+
+
 def sum_last(x: torch.Tensor) -> torch.Tensor:
     return x.sum(-1)
 
@@ -238,6 +248,12 @@ CASES: list[Case] = [
          _randn_inputs([(8, 32), (32,)], [(8192, 8192), (8192,)], F32)),
     Case("bias-add-cols-fp32", "pointwise", F32, bias_add,
          _randn_inputs([(8, 32), (8, 1)], [(8192, 8192), (8192, 1)], F32)),
+    Case("rotary-llama-bf16", "pointwise", BF16, rotary,
+         _randn_inputs([(1, 2, 4, 8), (4, 8), (4, 8)],
+                       [(8, 32, 2048, 128), (2048, 128), (2048, 128)], BF16)),
+    Case("kv-append-fp16", "pointwise", F16, kv_append,
+         _randn_inputs([(1, 2, 3, 8), (1, 2, 1, 8)],
+                       [(8, 32, 4095, 128), (8, 32, 1, 128)], F16)),
     Case("sum-last-fp32", "reduction", F32, sum_last,
          _randn_inputs([(8, 32)], [(16384, 8192)], F32)),
     Case("sum-first-fp32", "reduction", F32, sum_first,

@@ -23,6 +23,7 @@ from torch import fx
 
 from nvfuse import dtypes
 from nvfuse.errors import LoweringError
+from nvfuse.fusion import concat
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
 from nvfuse.graph import optable
@@ -92,17 +93,24 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     # which inputs each value's shape comes from: directly, and through a reduction
     deps: dict[fx.Node, frozenset[int]] = {}
     reduced: dict[fx.Node, frozenset[int]] = {}
+    after_cat: dict[fx.Node, frozenset[int]] = {}  # the concatenations a value is computed from
     ops: list[str] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             val = meta_tensor(node)
             deps[node] = frozenset({len(b.inputs)})
             reduced[node] = frozenset()
+            after_cat[node] = frozenset()
             env[node] = b.load(dtypes.from_torch(val.dtype), val.dim())
         elif node.op == "call_function":
             meta = meta_tensor(node)
+            is_cat = concat.is_concat(node.target)
             try:
-                result = lower_node(b, node, env)
+                if is_cat:
+                    out = dtypes.from_torch(meta.dtype)
+                    result = b.finish(concat.lower_concat(b, node, env, deps), out)
+                else:
+                    result = lower_node(b, node, env)
             except Unsupported as e:
                 raise LoweringError(
                     f"build {name}: {op_name(node.target)} ({node.name}): {e}") from e
@@ -111,7 +119,12 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
             if b.reduce_ndim and result.index in _rows(b):
                 direct, through = frozenset(), direct | through
+            if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
+                direct = frozenset()
             deps[node], reduced[node] = direct, through
+            after_cat[node] = frozenset().union(*(after_cat[a] for a in node.all_input_nodes))
+            if is_cat:
+                after_cat[node] = frozenset({len(b.concats) - 1})
             ops.append(op_name(node.target))
         elif node.op == "output":
             results = node.args[0]
@@ -127,7 +140,8 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                     shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
                              else OutputShape.ROW_DROPPED)
                 b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
-                        dim_order(meta), shape, tuple(sorted(reduced[r])))
+                        dim_order(meta), shape, tuple(sorted(reduced[r])),
+                        tuple(sorted(after_cat[r])))
         else:
             raise LoweringError(f"build {name}: unexpected {node.op} node {node.name}")
     return b.finalize(tuple(ops))

@@ -12,13 +12,14 @@ types the result as eager's output dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from nvfuse import dtypes
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
+    Concat,
     FusionIR,
     Node,
     Output,
@@ -58,6 +59,7 @@ class Builder:
         self.outputs: list[Output] = []
         self._memo: dict[Node, int] = {}
         self.reduce_ndim = 0  # set by the first reduction; every later one must agree
+        self.concats: list[Concat] = []  # one per cat / stack / pad (nvfuse.fusion.concat)
 
     # -- leaves ------------------------------------------------------------------------------
     def add_node(self, node: Node) -> int:
@@ -165,15 +167,34 @@ class Builder:
     def store(self, v: Val, dtype: DType, shape_from: tuple[int, ...],
               layout: tuple[int, ...] | None = None,
               shape: OutputShape = OutputShape.FULL,
-              reduced_from: tuple[int, ...] = ()) -> None:
+              reduced_from: tuple[int, ...] = (), from_concats: tuple[int, ...] = ()) -> None:
         name = f"out{len(self.outputs)}"
         self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape,
-                                   reduced_from))
+                                   reduced_from, from_concats))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
-        ir = FusionIR(self.name, tuple(self.inputs), tuple(self.nodes), tuple(self.outputs), ops,
-                      self.reduce_ndim)
+        nodes, outputs = tuple(self.nodes), tuple(self.outputs)
+        if self.concats:  # the pieces' unremapped originals are usually dead
+            nodes, outputs = _prune(nodes, outputs)
+        ir = FusionIR(self.name, tuple(self.inputs), nodes, outputs, ops, self.reduce_ndim,
+                      tuple(self.concats))
         return verify_fusion(ir)
+
+
+def _prune(nodes: tuple[Node, ...],
+           outputs: tuple[Output, ...]) -> tuple[tuple[Node, ...], tuple[Output, ...]]:
+    """The nodes the outputs need, renumbered in their order, and the outputs renumbered."""
+    live: set[int] = set()
+    stack = [o.value for o in outputs]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(nodes[n].args)
+    new = {old: i for i, old in enumerate(sorted(live))}
+    kept = tuple(replace(nodes[n], args=tuple(new[a] for a in nodes[n].args))
+                 for n in sorted(live))
+    return kept, tuple(replace(o, value=new[o.value]) for o in outputs)
 
 
 def _convert_scalar(value: Scalar, dtype: DType) -> Scalar:

@@ -14,6 +14,14 @@ broadcast back along the reduced dims like keepdim=True results); a node compute
 values and literals is a row value too (`row_values`).  An output records whether it is a full
 value or a row value stored with the reduced dims kept (size 1) or dropped (`OutputShape`).
 With k = 0 the fusion is pointwise and prints exactly as it did before reductions existed.
+
+Concatenations (`concats`, pointwise fusions only): cat / stack / constant pad of values
+computed in the group, each along one dim d of the iteration space, without intermediate
+buffers.  The space is then the broadcast of the concatenations' shapes and of the inputs
+loaded plainly; along d a concatenation is cut into `Segment`s, each a piece of its result: a
+value piece, whose inputs are read through PIECE_LOAD leaves shifted into the segment, or a
+constant piece (pad).  An output records the concatenations its shape comes from
+(`from_concats`).  A fusion without one prints as it always did.
 """
 
 from __future__ import annotations
@@ -51,14 +59,40 @@ class TensorInput:
 class Node:
     """One SSA value: `op(*args)` of dtype `dtype`.
 
-    `attr` holds the input index for LOAD, the literal for CONST, and is None otherwise
+    `attr` holds the input index for LOAD, the literal for CONST, (input, concatenation,
+    segment) for PIECE_LOAD, (concatenation, segment) for IN_PIECE, and is None otherwise
     (CAST's target is `dtype`).
     """
 
     op: Prim
     args: tuple[int, ...]
     dtype: DType
-    attr: Scalar | None = None
+    attr: Scalar | tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of a concatenation along its dim d, in order.  A value piece (`length` None)
+    has the broadcast shape of the inputs `shape_from` (right-aligned to the piece's rank), of
+    which `trim` = (before, after) elements along d are cut off (negative pads), then only
+    the first `keep` kept when set (slice_scatter); a `stacked` piece lacks dim d (stack): its
+    extent is 1 and its dims are the space's other dims.  A constant piece (pad) is `length`
+    elements of a literal (its nodes carry the value)."""
+
+    shape_from: tuple[int, ...] = ()
+    length: int | None = None
+    trim: tuple[int, int] = (0, 0)
+    stacked: bool = False
+    keep: int | None = None
+
+
+@dataclass(frozen=True)
+class Concat:
+    """The concatenation of a fusion: along dim `dim` of an iteration space of rank `ndim`."""
+
+    dim: int
+    ndim: int
+    segments: tuple[Segment, ...]
 
 
 class OutputShape(enum.Enum):
@@ -86,6 +120,7 @@ class Output:
     layout: tuple[int, ...] | None = None
     shape: OutputShape = OutputShape.FULL
     reduced_from: tuple[int, ...] = ()
+    from_concats: tuple[int, ...] = ()  # concatenations whose shapes it broadcasts with
 
 
 @dataclass(frozen=True)
@@ -96,6 +131,7 @@ class FusionIR:
     outputs: tuple[Output, ...]
     ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
     reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
+    concats: tuple[Concat, ...] = ()  # cat / stack / pad inside the group (module docstring)
 
     def __str__(self) -> str:
         return print_fusion(self)
@@ -107,8 +143,8 @@ class FusionIR:
 
     @property
     def ndim(self) -> int:
-        """Rank of the iteration space: the largest input rank."""
-        return max((i.ndim for i in self.inputs), default=0)
+        """Rank of the iteration space: the largest rank of an input or a concatenation."""
+        return max([i.ndim for i in self.inputs] + [c.ndim for c in self.concats], default=0)
 
 
 def format_scalar(value: Scalar) -> str:
@@ -130,9 +166,18 @@ def print_fusion(ir: FusionIR) -> str:
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
     reduced = f" reduce_ndim={ir.reduce_ndim}" if ir.reduce_ndim else ""
     lines = [f"fusion {ir.name}({params}){reduced} {{"]
+    for c, cat in enumerate(ir.concats):
+        lines.append(f"  concat {c} along dim {cat.dim} of r{cat.ndim}: "
+                     + "; ".join(_print_segment(ir, s) for s in cat.segments))
     for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
             rhs = f"load {ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
+        elif node.op is Prim.PIECE_LOAD:
+            k, c, seg = node.attr  # type: ignore[misc]
+            rhs = f"load {ir.inputs[k].name} @ concat {c} segment {seg}"
+        elif node.op is Prim.IN_PIECE:
+            c, seg = node.attr  # type: ignore[misc]
+            rhs = f"in_piece concat {c} segment {seg}"
         elif node.op is Prim.CONST:
             rhs = f"const {format_scalar(node.attr)}"  # type: ignore[arg-type]
         elif node.op is Prim.RAND:
@@ -145,10 +190,26 @@ def print_fusion(ir: FusionIR) -> str:
                           + [f"reduced {ir.inputs[i].name}" for i in out.reduced_from]) or "scalar"
         layout = f", layout {list(out.layout)}" if out.layout is not None else ""
         row = f", {out.shape.value}" if out.shape is not OutputShape.FULL else ""
+        row += "".join(f", concat {c}" for c in out.from_concats)
         lines.append(
             f"  {out.name} = store %{out.value} : {out.dtype}  (shape of {shape}{layout}{row})")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _print_segment(ir: FusionIR, s: Segment) -> str:
+    if s.length is not None:
+        return f"const x{s.length}"
+    names = ", ".join(ir.inputs[i].name for i in s.shape_from) or "scalar"
+    trim = f" trim {list(s.trim)}" if s.trim != (0, 0) else ""
+    keep = f" keep {s.keep}" if s.keep is not None else ""
+    return f"{'stacked ' if s.stacked else ''}shape of {names}{trim}{keep}"
+
+
+def piece_operands(ir: FusionIR) -> list[tuple[int, int, int]]:
+    """The (input, concatenation, segment) triples the fusion reads through PIECE_LOAD, sorted:
+    one kernel operand each (an input placed in two segments is two operands)."""
+    return sorted({n.attr for n in ir.nodes if n.op is Prim.PIECE_LOAD})  # type: ignore[misc]
 
 
 class FusionIRError(ValueError):
@@ -170,6 +231,8 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: bad input index {node.attr!r}")
             if ir.inputs[node.attr].dtype is not node.dtype:
                 raise FusionIRError(f"{where}: load dtype differs from the input's")
+        elif op is Prim.PIECE_LOAD or op is Prim.IN_PIECE:
+            _verify_piece_leaf(ir, node, where)
         elif op is Prim.CONST:
             if not isinstance(node.attr, (bool, int, float)):
                 raise FusionIRError(f"{where}: literal {node.attr!r} is not a scalar")
@@ -224,6 +287,28 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                                 f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
                                 " value")
     return ir
+
+
+def _verify_piece_leaf(ir: FusionIR, node: Node, where: str) -> None:
+    if not ir.concats or ir.reduce_ndim:
+        raise FusionIRError(f"{where}: concatenation leaf outside a pointwise concat fusion")
+    attr = node.attr
+    if node.op is Prim.IN_PIECE:
+        if node.dtype is not DType.BOOL or not _segment_of(ir, attr):
+            raise FusionIRError(f"{where}: in_piece is bool of a segment, got {attr!r}")
+        return
+    if not (isinstance(attr, tuple) and len(attr) == 3 and 0 <= attr[0] < len(ir.inputs)
+            and _segment_of(ir, attr[1:])
+            and ir.concats[attr[1]].segments[attr[2]].length is None):
+        raise FusionIRError(f"{where}: bad (input, concatenation, value segment) {attr!r}")
+    if ir.inputs[attr[0]].dtype is not node.dtype:
+        raise FusionIRError(f"{where}: load dtype differs from the input's")
+
+
+def _segment_of(ir: FusionIR, attr: object) -> bool:
+    """Whether `attr` is a (concatenation, segment) pair of `ir`."""
+    return (isinstance(attr, tuple) and len(attr) == 2 and 0 <= attr[0] < len(ir.concats)
+            and 0 <= attr[1] < len(ir.concats[attr[0]].segments))
 
 
 # Accumulator dtypes of the REDUCE_* prims (halves accumulate in float32, narrow ints in int64).

@@ -24,6 +24,14 @@ No horizontal fusion, with one exception: the two halves of max.dim / min.dim (a
 argmax of the same operand over the same dims, nvfuse/frontend/norms.py) join one group when
 no path through other nodes links them, since one pair reduction computes both
 (`_merge_value_index_pairs`).
+
+Concatenations (cat / stack / constant pad / slice backwards: nvfuse.fusion.concat) are fusible
+though their result is not a broadcast.  Their pieces, and the members used only by pieces,
+live at the pieces' shapes and stay out of the iteration space; everything else, the
+concatenation's result included, must share one space.  A concatenation is left eager when
+that fails, in a reduction group, when one of its pieces' group ancestors could not be
+recomputed inside a piece (integer division, random draws), or when it concatenates another
+concatenation.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from torch.fx.passes.operator_support import OperatorSupport
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from nvfuse import dtypes
+from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.graph import optable
@@ -66,6 +75,8 @@ class FusionSupport(OperatorSupport):
 
 def why_unfusible(node: fx.Node) -> str | None:
     """None when `node` can be fused, else the reason (used by reports and explain)."""
+    if concat.is_concat(node.target):
+        return concat.why_unfusible(node)
     if not optable.has_lowering(node.target):
         return "no lowering in the op table"
     out = _tensor(node.meta.get("val"))
@@ -143,6 +154,14 @@ def _group_problem(nodes: Sequence[fx.Node],
             if val.dim() < operand.dim() and any(u in members for u in n.users):
                 return "a keepdim=False reduction feeds the group", [n]
 
+    cats = [n for n in nodes if concat.is_concat(n.target)]
+    pieces: set[fx.Node] = set()
+    if cats:
+        found = _concat_problem(nodes, cats, bool(reductions))
+        if isinstance(found, tuple):
+            return found
+        pieces = found
+
     def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
         val = n.meta["val"]
         if ks.get(n):
@@ -150,15 +169,16 @@ def _group_problem(nodes: Sequence[fx.Node],
             return torch.Size(keepdim_shape(operand.shape, ks[n]))
         return val.shape
 
-    shapes = [shape(n) for n in nodes] + [
-        a.meta["val"].shape for n in nodes for a in n.all_input_nodes
-        if isinstance(a.meta.get("val"), torch.Tensor)]
+    # A concatenation's pieces (and what only they use) live at their own shapes.
+    shapes = [shape(n) for n in nodes if n not in pieces] + [
+        a.meta["val"].shape for n in nodes if n not in pieces and n not in cats
+        for a in n.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
     try:
         space = torch.broadcast_shapes(*shapes)
     except RuntimeError:
         # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
         # (1,4)+(5,1)): a kernel has a single iteration space.
-        return "no single iteration space", reductions
+        return "no single iteration space", reductions + cats
     for n in reductions:
         k = ks[n]
         operand = n.all_input_nodes[0].meta["val"].shape
@@ -166,6 +186,52 @@ def _group_problem(nodes: Sequence[fx.Node],
         if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
             return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
     return None
+
+
+def _concat_problem(nodes: Sequence[fx.Node], cats: list[fx.Node],
+                    reduces: bool) -> tuple[str, list[fx.Node]] | set[fx.Node]:
+    """For a group with concatenations: a reason and the ones to leave eager, or the group's
+    piece-only nodes (used, through members, only as pieces of concatenations).  The lowering
+    recomputes every group ancestor of a piece at the piece's coordinates, so those ancestors
+    must be safe there (nvfuse.fusion.concat) and hold no other concatenation."""
+    if reduces:
+        return "a concatenation in a reduction group", cats
+    members = set(nodes)
+    order = {n: i for i, n in enumerate(cats[0].graph.nodes)}
+    pieces: set[fx.Node] = set()
+    for n in sorted(nodes, key=order.__getitem__, reverse=True):
+        if n not in cats and n.users and all(
+                u in members and (u in cats or u in pieces) for u in n.users):
+            pieces.add(n)
+    checked: dict[fx.Node, str | None] = {}
+    for cat in cats:
+        stack = [a for a in cat.all_input_nodes if a in members]
+        seen: set[fx.Node] = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in cats:
+                return "a concatenation of a concatenation", [cat]
+            if n not in checked:
+                checked[n] = _piece_problem(n)
+            if checked[n] is not None:
+                return str(checked[n]), [cat]
+            stack += [a for a in n.all_input_nodes if a in members]
+    return pieces
+
+
+def _piece_problem(n: fx.Node) -> str | None:
+    """Why `n` cannot be recomputed inside a piece (lowered on a scratch builder), or None."""
+    b = Builder("probe")  # fusible nodes: every operand is a tensor
+    env = {a: b.load(dtypes.from_torch(a.meta["val"].dtype), a.meta["val"].dim())
+           for a in n.all_input_nodes}
+    try:
+        lower_node(b, n, env)
+    except Unsupported as e:
+        return f"op table: {e}"
+    return concat.piece_problem(b)
 
 
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:

@@ -14,6 +14,13 @@ Typing rules (checked by the fusion IR verifier):
   streams of one kernel are independent) with the launch's seed (Philox4x32-10).
 - ROW_NUMEL is a leaf of dtype int64: the number of elements a row reduction combines (the
   product of the reduced sizes).  It is a size, so kernels take it as an argument.
+- PIECE_LOAD / IN_PIECE are the leaves of concatenations (`FusionIR.concats`: cat, stack,
+  constant pad, each along one dim d of the iteration space, split into segments).  PIECE_LOAD
+  reads input `attr[0]` placed as segment `attr[2]` of concatenation `attr[1]`: at coordinate j
+  of its dim d inside that segment it is the input's element at j shifted into the piece;
+  outside the segment it is 0 (no memory is read).  IN_PIECE (bool) is whether j lies before
+  the end of segment `attr[1]` of concatenation `attr[0]` (segments are in order, so a chain of
+  WHEREs over IN_PIECE picks each element's segment).
 - REDUCE_SUM / REDUCE_PROD / REDUCE_MAX / REDUCE_MIN (REDUCTIONS): unary, operand dtype T =
   result dtype T (float32, float64 or int64: halves accumulate in float32, narrow integers in
   int64).  They combine their operand over the trailing `FusionIR.reduce_ndim` dims of the
@@ -124,6 +131,9 @@ class Prim(enum.Enum):
     # others
     WHERE = "where"
     CAST = "cast"
+    # concatenation leaves (see the module docstring)
+    PIECE_LOAD = "piece_load"
+    IN_PIECE = "in_piece"
     # row reductions (see the module docstring) and their leaf
     ROW_NUMEL = "row_numel"
     REDUCE_SUM = "reduce_sum"
@@ -163,7 +173,7 @@ INT_ONLY = frozenset({P.BITWISE_NOT, P.BITWISE_AND, P.BITWISE_OR, P.BITWISE_XOR,
 ARG_REDUCTIONS = frozenset({P.REDUCE_ARGMAX, P.REDUCE_ARGMIN})
 REDUCTIONS = frozenset({P.REDUCE_SUM, P.REDUCE_PROD, P.REDUCE_MAX, P.REDUCE_MIN, P.REDUCE_M2,
                         *ARG_REDUCTIONS})
-LEAVES = frozenset({P.LOAD, P.CONST, P.RAND, P.ROW_NUMEL})
+LEAVES = frozenset({P.LOAD, P.CONST, P.RAND, P.ROW_NUMEL, P.PIECE_LOAD, P.IN_PIECE})
 
 
 def arity(prim: Prim) -> int:

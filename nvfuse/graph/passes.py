@@ -8,7 +8,8 @@ tensor is copied).  `PASSES` is the ordered pipeline and `run_passes` applies it
 transforms lean on: it returns a copy whose every node has `meta["val"]` (a FakeTensor, a tuple of
 them, or a Python scalar) computed under a FakeTensorMode, so dtypes, shapes and strides are known
 without running anything.  The node facts the transforms share live in `nvfuse.graph.aliasing`,
-the peephole rules in `nvfuse.graph.peephole`.
+the peephole rules in `nvfuse.graph.peephole`, slice_scatter into full() as a pad in
+`nvfuse.graph.scatter`.
 
 Safety rules shared by the transforms (eager semantics first, see design.md):
 - side effects (in-place / out= ops, RNG, asserts, calls into modules) are never removed, merged
@@ -47,6 +48,7 @@ from nvfuse.graph.aliasing import (
 )
 from nvfuse.graph.annotate import annotate
 from nvfuse.graph.peephole import simplify_peephole
+from nvfuse.graph.scatter import pad_filled_scatters
 
 __all__ = [
     "CONSTANT_PREFIX", "PASSES", "annotate", "eliminate_common_subexpressions",
@@ -170,6 +172,7 @@ PASSES: list[Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = [
     eliminate_dead_code,
     eliminate_common_subexpressions,
     fold_constants,
+    pad_filled_scatters,
     simplify_peephole,
     eliminate_common_subexpressions,
     eliminate_dead_code,

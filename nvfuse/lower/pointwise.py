@@ -11,7 +11,9 @@ stored only by the threads whose index along those dims is 0.
 
 Kernel arguments: the input then output pointers; then numel, the merged sizes without the
 outermost (implied by numel), and the "s" strides operand by operand -- the order
-`nvfuse.schedule.pointwise.plan_launch` produces.
+`nvfuse.schedule.pointwise.plan_launch` produces.  A fusion with a concatenation (a
+ConcatSignature) adds its piece loads and scalars (nvfuse.lower.concat) and skips the plain
+load of inputs it reads only through pieces (their plain offset would lie outside them).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
+from nvfuse.lower.concat import input_aligns, lower_pieces, piece_params
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
     Stmt, Store, Var,
 )
+from nvfuse.schedule.concat import ConcatSignature, plain_inputs
 from nvfuse.schedule.pointwise import PointwiseSignature
 
 
@@ -53,9 +57,12 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     idx = sig.index
     lanes = sig.lanes
     n_in = len(ir.inputs)
+    concat = isinstance(sig, ConcatSignature)
+    piece_align = input_aligns(ir, sig) if isinstance(sig, ConcatSignature) else {}
     tensors = tuple(
-        [kir.TensorParam(i.name, i.dtype, False, _align(i.dtype, c, lanes))
-         for i, c in zip(ir.inputs, sig.inputs)]
+        [kir.TensorParam(i.name, i.dtype, False,
+                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)))
+         for k, (i, c) in enumerate(zip(ir.inputs, sig.inputs))]
         + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
            for o, c in zip(ir.outputs, sig.outputs)])
     numel = Param("numel", idx)
@@ -73,6 +80,11 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
             else:
                 row.append(Const(int(c), idx))
         strides.append(row)
+    piece_strides: list[list[Expr]] = []
+    if isinstance(sig, ConcatSignature):
+        piece_strides, piece_scalars = piece_params(ir, sig, idx)
+        scalars += piece_scalars
+    plain = plain_inputs(ir) if concat else set(range(n_in))
 
     body: list[Stmt] = []
     base = Var("base", idx)
@@ -82,35 +94,43 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     inner: list[Stmt] = []
     index_vars = _split_index(base, sizes, sig.rank, idx, inner)
     offsets: list[Var] = []
-    for t, row in zip(tensors, strides):
+    for k, (t, row) in enumerate(zip(tensors, strides)):
         off = Var(f"off_{t.name}", idx)
+        offsets.append(off)
+        if k < n_in and k not in plain:
+            continue  # read only through its pieces
         terms = [_mul(i, s, idx) if not (isinstance(s, Const) and s.value == 1) else i
                  for i, s in zip(index_vars, row) if not (isinstance(s, Const) and s.value == 0)]
         expr: Expr = Const(0, idx)
         for term in terms:
             expr = term if expr == Const(0, idx) else _add(expr, term, idx)
         inner.append(Declare(off.name, idx, init=expr))
-        offsets.append(off)
 
     # loads: a register array per input (one element when it broadcasts along the inner dim)
     in_lanes = []
     for k, (t, classes) in enumerate(zip(tensors[:n_in], sig.inputs)):
         n = lanes if classes and classes[-1] == "1" else 1
         in_lanes.append(n)
+        if k not in plain:
+            continue
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=n))
         inner.append(Load(f"r_{t.name}", t.dtype, t.name, offsets[k], n, vector=n > 1))
+    lane = Var("lane", DType.INT32)
+    leaves: dict[int, Expr] = {}
+    if isinstance(sig, ConcatSignature):
+        stmts, leaves = lower_pieces(ir, sig, index_vars, piece_strides, idx, lane)
+        inner += stmts
     for t in tensors[n_in:]:
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
 
-    lane = Var("lane", DType.INT32)
     seed = Param("seed", DType.INT64)
     if ir.random:
         scalars.append(seed)  # a fresh value every launch, drawn from torch's generator
     element = Compute(Prim.CAST, (_add(base, Compute(Prim.CAST, (lane,), idx), idx),),
                       DType.INT64)
+    lane_body = tuple(_lane_body(ir, lane, in_lanes, element, seed, leaves))
     inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
-                     Const(1, DType.INT32), tuple(_lane_body(ir, lane, in_lanes, element, seed)),
-                     unroll=True))
+                     Const(1, DType.INT32), lane_body, unroll=True))
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
         store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
                             vector=lanes > 1)
@@ -159,16 +179,19 @@ def _broadcast_guard(classes: str, index_vars: list[Expr], idx: DType) -> Expr |
 
 
 def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
-               seed: Param) -> list[Stmt]:
+               seed: Param, leaves: dict[int, Expr]) -> list[Stmt]:
     """One lane's computation: every node the outputs need, in order, as registers.
-    `element` is the lane's linear index in the iteration space (what RAND draws for)."""
+    `element` is the lane's linear index in the iteration space (what RAND draws for);
+    `leaves` holds the expressions of the concatenation leaves."""
     live = _live_nodes(ir)
     exprs: dict[int, Expr] = {}
     stmts: list[Stmt] = []
     for index, node in enumerate(ir.nodes):
         if index not in live:
             continue
-        if node.op is Prim.LOAD:
+        if index in leaves:
+            exprs[index] = leaves[index]
+        elif node.op is Prim.LOAD:
             k = int(node.attr)  # type: ignore[arg-type]
             at: Expr = lane if in_lanes[k] > 1 else Const(0, DType.INT32)
             exprs[index] = Elem(f"r_{ir.inputs[k].name}", at, node.dtype)

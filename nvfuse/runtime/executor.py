@@ -5,7 +5,8 @@ Output: `FusionGroup`, the nn.Module that replaces the group in the partitioned 
 checks the inputs, allocates the outputs with torch (eager's dtype and shape), computes the
 shape signature, fetches or builds the specialization, and launches it on torch's current
 stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion with
-`reduce_ndim` > 0 takes the row-reduction schedule and lowering, any other the pointwise ones.
+`reduce_ndim` > 0 takes the row-reduction schedule and lowering, one with concatenations the
+concat schedule (nvfuse.schedule.concat), any other the pointwise ones.
 Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
 kernel (sums give 0, products 1, means NaN, as eager) except amax / amin / argmax / argmin,
 which eager refuses: those run eagerly so that eager raises its own error.  Any failure runs
@@ -28,7 +29,7 @@ from nvfuse.fusion.ir import FusionIR, Output
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import pointwise, reduction
+from nvfuse.schedule import concat, pointwise, reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -140,7 +141,8 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         shapes = [t.shape for t in inputs]
-        schedule = reduction if ir.reduce_ndim else pointwise
+        schedule = (reduction if ir.reduce_ndim else concat if ir.concats
+                    else pointwise)
         try:
             out_shapes = schedule.output_shapes(ir, shapes)
         except RuntimeError as e:

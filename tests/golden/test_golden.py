@@ -40,6 +40,12 @@ def _iou(*boxes: torch.Tensor) -> torch.Tensor:
     return box_iou(*boxes)
 
 
+def _rotary(q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's apply_rotary_pos_emb for one tensor: q * cos + rotate_half(q) * sin."""
+    half = q.shape[-1] // 2
+    return q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
+
+
 CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "add_contiguous": (torch.add, lambda: (_r(64, 32), _r(64, 32))),
     "add_rows_broadcast": (torch.add, lambda: (_r(64, 32), _r(32))),
@@ -88,6 +94,13 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "max_dim_prologue_f16": (lambda x, s: tuple(torch.max(x * s, -1)),
                              lambda: (_r(16, 64, dtype=torch.float16),
                                       _r(64, dtype=torch.float16))),
+    # concatenations (index remaps: guarded piece loads, a where over the segments)
+    "rotary_rotate_half_f16": (_rotary, lambda: (_r(2, 4, 8, 16, dtype=torch.float16),
+                                                 _r(8, 16, dtype=torch.float16),
+                                                 _r(8, 16, dtype=torch.float16))),
+    "kv_append_cat_f16": (lambda k, v: torch.cat((k, v), 2),
+                          lambda: (_r(2, 4, 8, 16, dtype=torch.float16),
+                                   _r(2, 4, 1, 16, dtype=torch.float16))),
 }
 
 

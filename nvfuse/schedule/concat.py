@@ -1,0 +1,180 @@
+"""Concat schedule: (FusionIR with concatenations, tensors) -> (signature, params, launch args).
+
+The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
+- The iteration space is the broadcast of the concatenations' shapes (`layout`: the pieces'
+  common shape, their extents summed along the cat dim d) and of the inputs loaded plainly;
+  inputs read only through PIECE_LOADs do not enter it (their shape is a piece's).
+- Each (input, concatenation, segment) read through PIECE_LOAD is one more operand, with the
+  input's strides as placed in its piece (a stacked piece has stride 0 along d: it lacks it).
+- Each cat dim keeps its own coordinate: it is never merged with a neighbour nor dropped when
+  its size is 1, and its position after merging is in the signature (`cat_dims`).  Accesses
+  are vectors as in the pointwise schedule: a thread's lanes run along the innermost merged
+  dim, so when that is a cat dim, the vector width also divides its segments' ends and shifts
+  (lanes never straddle a segment, piece loads stay aligned); a size-dependent fact, like the
+  width itself, and the signature holds the width.
+
+Launch scalars: those of the pointwise schedule (numel, sizes[1:], the "s" strides of inputs and
+outputs), then the "s" strides of the piece operands, then per concatenation c: per segment the
+end of its range along d (`cat{c}_end{k}`), then per value segment the shift from the result's
+coordinate to the piece's (`cat{c}_shift{k}` = trimmed-before - start).  All are sizes: a new
+size reuses the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import Concat, FusionIR, Segment, piece_operands
+from nvfuse.fusion.prims import Prim
+from nvfuse.schedule.pointwise import (
+    BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
+    _pick_lanes, aligned_strides, broadcast_shape, classify,
+)
+
+
+@dataclass(frozen=True)
+class ConcatSignature(PointwiseSignature):
+    """A pointwise signature plus the merged positions of the cat dims (per concatenation) and
+    the stride classes of the piece operands (in `piece_operands` order)."""
+
+    cat_dims: tuple[int, ...] = ()
+    pieces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A concatenation's shape for given input shapes, and its per-segment scalars."""
+
+    shape: torch.Size
+    ends: tuple[int, ...]
+    shifts: tuple[int, ...]  # value segments only, in order
+
+
+def layout(cat: Concat, shapes: Sequence[Sequence[int]]) -> Layout:
+    """Raises RuntimeError when the pieces disagree off the cat dim (eager's cat raises too)
+    or a negative pad trims more than a piece holds."""
+    d = cat.dim
+    other: list[int] | None = None
+    ends: list[int] = []
+    shifts: list[int] = []
+    start = 0
+    for seg in cat.segments:
+        if seg.length is not None:
+            extent = seg.length
+        else:
+            rank = cat.ndim - 1 if seg.stacked else cat.ndim
+            piece = list(broadcast_shape([shapes[i] for i in seg.shape_from]))
+            piece = [1] * (rank - len(piece)) + piece
+            if seg.stacked:
+                piece.insert(d, 1)
+            extent = 1 if seg.stacked else piece[d] - seg.trim[0] - seg.trim[1]
+            if seg.keep is not None:
+                extent = seg.keep if seg.keep <= extent else -1
+            if extent < 0:
+                raise RuntimeError(f"cutting {seg.trim} (keeping {seg.keep}) from a piece of "
+                                   f"{piece[d]}")
+            rest = piece[:d] + piece[d + 1:]
+            if other is not None and rest != other:
+                raise RuntimeError(f"concatenated pieces differ off dim {d}: {other}, {rest}")
+            other = rest
+            shifts.append(seg.trim[0] - start)
+        start += extent
+        ends.append(start)
+    assert other is not None  # every concatenation has a value piece
+    return Layout(torch.Size([*other[:d], start, *other[d:]]), tuple(ends), tuple(shifts))
+
+
+def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
+    """Eager's shape of every output: the broadcast of its inputs and the concatenations it is
+    computed from."""
+    cats = [layout(c, shapes).shape for c in ir.concats]
+    return [broadcast_shape([shapes[i] for i in out.shape_from]
+                            + [cats[c] for c in out.from_concats]) for out in ir.outputs]
+
+
+def plain_inputs(ir: FusionIR) -> set[int]:
+    """The inputs read by LOAD nodes that an output needs (the others only through pieces)."""
+    live: set[int] = set()
+    stack = [o.value for o in ir.outputs]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(ir.nodes[n].args)
+    return {int(ir.nodes[n].attr) for n in live if ir.nodes[n].op is Prim.LOAD}  # type: ignore
+
+
+def _piece_strides(t: torch.Tensor, seg: Segment, cat: Concat, rank: int) -> list[int]:
+    """Strides of `t` placed in its piece, in the iteration space of rank `rank`."""
+    strides = aligned_strides(t, [0] * (cat.ndim - 1 if seg.stacked else cat.ndim))
+    if seg.stacked:
+        strides.insert(cat.dim, 0)
+    return [0] * (rank - cat.ndim) + strides
+
+
+def merge_pinned(shape: Sequence[int], operands: list[list[int]],
+                 pins: Sequence[int]) -> tuple[list[int], list[list[int]], list[int]]:
+    """`pointwise.merge_dims` that keeps the dims `pins` whole: never dropped, never merged.
+    Returns the sizes, the strides and the pinned dims' new positions."""
+    keep = [d for d, n in enumerate(shape) if n != 1 or d in pins]
+    sizes = [shape[d] for d in keep]
+    strides = [[s[d] for d in keep] for s in operands]
+    pos = [keep.index(p) for p in pins]
+    d = len(sizes) - 1
+    while d > 0:
+        if d not in pos and d - 1 not in pos and all(s[d - 1] == s[d] * sizes[d]
+                                                     for s in strides):
+            sizes[d] *= sizes[d - 1]
+            del sizes[d - 1]
+            for s in strides:
+                del s[d - 1]
+            pos = [p - 1 if p > d else p for p in pos]
+        d -= 1
+    return sizes, strides, pos
+
+
+def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
+                arch: str) -> PointwiseLaunch:
+    """Signature, schedule and arguments for running `ir` on these tensors."""
+    lays = [layout(c, [t.shape for t in inputs]) for c in ir.concats]
+    plain = plain_inputs(ir)
+    shape = broadcast_shape([*(lay.shape for lay in lays),
+                             *(inputs[i].shape for i in sorted(plain))])
+    rank = len(shape)
+    aligned = [aligned_strides(t, shape) if k in plain else [0] * rank
+               for k, t in enumerate(inputs)] + [aligned_strides(t, shape) for t in outputs]
+    pieces = piece_operands(ir)
+    aligned += [_piece_strides(inputs[i], ir.concats[c].segments[k], ir.concats[c], rank)
+                for i, c, k in pieces]
+    order = _iteration_order(list(shape), aligned[len(inputs):len(inputs) + len(outputs)])
+    pins = [order.index(rank - c.ndim + c.dim) for c in ir.concats]
+    sizes, strides, pos = merge_pinned([shape[d] for d in order],
+                                       [[s[d] for d in order] for s in aligned], pins)
+    classes = [classify(s) for s in strides]
+    numel = math.prod(sizes)
+    n_in, n_plain = len(inputs), len(inputs) + len(outputs)
+    order_ops = [*range(n_in), *range(n_plain, len(strides)), *range(n_in, n_plain)]
+    lanes = _pick_lanes(sizes, [classes[k] for k in order_ops],  # outputs last, as it expects
+                        [strides[k] for k in order_ops],
+                        [*inputs, *(inputs[i] for i, _, _ in pieces), *outputs], len(outputs))
+    inner = [lay for lay, p in zip(lays, pos) if p == len(sizes) - 1]
+    while lanes > 1 and any(x % lanes for lay in inner for x in (*lay.ends, *lay.shifts)):
+        lanes //= 2  # a thread's lanes must stay in one segment, its loads aligned
+    reach = [sum((n - 1) * abs(s) for n, s in zip(sizes, st)) for st in strides[:n_plain]]
+    reach += [sum((n - 1) * abs(s) for n, s in zip(inputs[i].shape, inputs[i].stride()))
+              for i, _, _ in pieces]  # a piece read stays inside its input
+    fits32 = numel + BLOCK * lanes <= INT32_LIMIT and max(reach, default=0) <= INT32_LIMIT
+    index = DType.INT32 if fits32 else DType.INT64
+    signature = ConcatSignature(
+        len(sizes), tuple(classes[:n_in]), tuple(classes[n_in:n_plain]), lanes, index, arch,
+        tuple(pos), tuple(classes[n_plain:]))
+    general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
+    per_cat = [x for lay in lays for x in (*lay.ends, *lay.shifts)]
+    return PointwiseLaunch(
+        signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
+        (numel, *sizes[1:], *general, *per_cat), grid=max(1, -(-numel // (BLOCK * lanes))))
