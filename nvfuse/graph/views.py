@@ -40,6 +40,7 @@ import torch.fx
 from torch.fx.node import map_arg
 
 from nvfuse.graph import optable
+from nvfuse.graph.rewrite import FakeMeta, emit
 from nvfuse.graph.aliasing import (
     alias_source, copy_graph, finish_graph, has_side_effects, is_mutated, is_pure, meta_val,
 )
@@ -61,38 +62,6 @@ _ORDER_PRESERVING = _RESHAPES | _SQUEEZES  # row-major element order unchanged
 _STORAGE_OPS = frozenset({aten.as_strided.default, aten._reshape_alias.default})
 
 
-class _Fake:
-    """One FakeTensorMode to compute new metadata in.  Graph values may come from several
-    modes (make_fx records its own per trace), which torch refuses to mix, so each value is
-    re-made in this mode with the same dtype, shape, strides and device."""
-
-    def __init__(self) -> None:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
-        self._made: dict[int, tuple[Any, Any]] = {}
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.value(v) for v in value)
-        if not isinstance(value, torch.Tensor) or getattr(value, "fake_mode", None) is self.mode:
-            return value
-        made = self._made.get(id(value))
-        if made is None:
-            with self.mode:
-                fake = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
-                                           device=value.device)
-            made = self._made[id(value)] = (value, fake)  # holding value keeps its id unique
-        return made[1]
-
-    def node(self, node: Any) -> Any:
-        return self.value(meta_val(node)) if isinstance(node, torch.fx.Node) else node
-
-    def run(self, target: Any, args: Any, kwargs: Any) -> Any:
-        with self.mode, torch.no_grad():
-            return target(*map_arg(args, self.node), **map_arg(kwargs, self.node))
-
-
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal dtype and shape, and equal strides wherever a dim has more than one element."""
     return (a.dtype == b.dtype and a.shape == b.shape and all(
@@ -112,7 +81,7 @@ def _schema_arg(node: torch.fx.Node, name: str) -> tuple[int, Any]:
 class _Rewriter:
     """Applies the rules of the module docstring to a working copy, node by node."""
 
-    def __init__(self, work: torch.fx.GraphModule, mode: _Fake, cautious: bool) -> None:
+    def __init__(self, work: torch.fx.GraphModule, mode: FakeMeta, cautious: bool) -> None:
         self.work = work
         self.graph = work.graph
         self.mode = mode
@@ -123,12 +92,7 @@ class _Rewriter:
     def emit(self, before: torch.fx.Node, target: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any] | None = None) -> torch.fx.Node:
         """A new node before `before`, annotated; raises (creating nothing) if torch refuses."""
-        kwargs = kwargs or {}
-        val = self.mode.run(target, args, kwargs)
-        with self.graph.inserting_before(before):
-            node = self.graph.call_function(target, args, kwargs)
-        node.meta["val"] = val
-        return node
+        return emit(self.graph, self.mode, before, target, args, kwargs)
 
     @staticmethod
     def elementwise(node: torch.fx.Node) -> bool:
@@ -342,7 +306,8 @@ def _output_vals(gm: torch.fx.GraphModule) -> list[Any]:
     return [meta_val(n) for n in out.all_input_nodes]
 
 
-def _repropagate(work: torch.fx.GraphModule, mode: _Fake, before: dict[torch.fx.Node, Any]) -> None:
+def _repropagate(work: torch.fx.GraphModule, mode: FakeMeta,
+                 before: dict[torch.fx.Node, Any]) -> None:
     """Recompute the metadata of every node downstream of a rewrite (raises if an op now
     refuses its operands, e.g. a view of a value whose strides changed)."""
     dirty: set[torch.fx.Node] = set()
@@ -370,7 +335,7 @@ def _same_outputs(old: list[Any], new: list[Any]) -> bool:
     return True
 
 
-def _attempt(gm: torch.fx.GraphModule, mode: _Fake, cautious: bool
+def _attempt(gm: torch.fx.GraphModule, mode: FakeMeta, cautious: bool
              ) -> torch.fx.GraphModule | None:
     """The rewritten graph, `gm` itself when no rule applies, None when validation fails."""
     work = copy_graph(gm)
@@ -394,7 +359,7 @@ def _attempt(gm: torch.fx.GraphModule, mode: _Fake, cautious: bool
 
 def sink_views(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring.  The input is left unchanged."""
-    mode = _Fake()
+    mode = FakeMeta()
     for cautious in (False, True):
         result = _attempt(gm, mode, cautious)
         if result is not None:
