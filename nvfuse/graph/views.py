@@ -78,6 +78,13 @@ def _schema_arg(node: torch.fx.Node, name: str) -> tuple[int, Any]:
     return -1, None
 
 
+def _feeds_fusible_work(node: torch.fx.Node) -> bool:
+    """Whether a fusible op (not a view) reads node, directly or through further views."""
+    return any(u.op == "call_function" and (
+        _feeds_fusible_work(u) if u.target in _VIEWS else optable.has_lowering(u.target))
+        for u in node.users)
+
+
 class _Rewriter:
     """Applies the rules of the module docstring to a working copy, node by node."""
 
@@ -231,6 +238,8 @@ class _Rewriter:
         if v.target not in _VIEWS or not v.users or not v.args or _DROPPED in v.meta:
             return False  # (rule 2 put those squeezes after the epilogue on purpose)
         p = v.args[0]
+        if not _feeds_fusible_work(v):
+            return False  # it ends a group anyway: moving it would only split the producer's
         if not isinstance(p, torch.fx.Node) or not self.elementwise(p) or is_mutated(v) \
                 or self._outputs_alias(p, v):
             return False
