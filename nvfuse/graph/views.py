@@ -78,11 +78,17 @@ def _schema_arg(node: torch.fx.Node, name: str) -> tuple[int, Any]:
     return -1, None
 
 
-def _feeds_fusible_work(node: torch.fx.Node) -> bool:
-    """Whether a fusible op (not a view) reads node, directly or through further views."""
-    return any(u.op == "call_function" and (
-        _feeds_fusible_work(u) if u.target in _VIEWS else optable.has_lowering(u.target))
-        for u in node.users)
+def _trailing_reduction(node: torch.fx.Node) -> bool:
+    """A reduction (or softmax) the op table lowers over its operand's trailing dims: the
+    only reductions that join fusion groups."""
+    if not optable.has_lowering(node.target) or not node.args:
+        return False
+    x = meta_val(node.args[0])
+    dims = _schema_arg(node, "dim")[1]
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return False
+    dims = [dims] if isinstance(dims, int) else list(dims or range(x.dim()))
+    return sorted(d % x.dim() for d in dims) == list(range(x.dim() - len(dims), x.dim()))
 
 
 class _Rewriter:
@@ -121,6 +127,14 @@ class _Rewriter:
             return tuple(torch.broadcast_shapes(*(t.shape for t in tensors))) == tuple(out.shape)
         except RuntimeError:
             return False
+
+    def feeds_fusible_work(self, node: torch.fx.Node) -> bool:
+        """Whether an elementwise op or a trailing-dims reduction reads node, directly or
+        through further views; otherwise node ends a group anyway (a matmul operand, a bias
+        gradient's leading-dims sum) and moving it would only split its producer's group."""
+        return any(u.op == "call_function" and (
+            self.feeds_fusible_work(u) if u.target in _VIEWS
+            else self.elementwise(u) or _trailing_reduction(u)) for u in node.users)
 
     def layout_seen(self, node: torch.fx.Node) -> bool:
         """Whether anything but elementwise/fusible work or another view reads node's layout."""
@@ -238,7 +252,7 @@ class _Rewriter:
         if v.target not in _VIEWS or not v.users or not v.args or _DROPPED in v.meta:
             return False  # (rule 2 put those squeezes after the epilogue on purpose)
         p = v.args[0]
-        if not _feeds_fusible_work(v):
+        if not self.feeds_fusible_work(v):
             return False  # it ends a group anyway: moving it would only split the producer's
         if not isinstance(p, torch.fx.Node) or not self.elementwise(p) or is_mutated(v) \
                 or self._outputs_alias(p, v):
