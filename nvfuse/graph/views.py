@@ -154,11 +154,11 @@ class _Rewriter:
         x = node.args[0]
         dim = _schema_arg(node, "dim")[1] or 0
         for item in list(node.users):
-            i = item.args[1]
+            i: Any = item.args[1]
             if target is aten.unbind.int:
                 new = self.emit(item, aten.select.int, (x, dim, i))
             else:
-                sizes = node.args[1]
+                sizes: Any = node.args[1]
                 if isinstance(sizes, int):
                     start, end = i * sizes, (i + 1) * sizes
                 elif all(isinstance(s, int) for s in sizes):
@@ -260,6 +260,7 @@ class _Rewriter:
         shape = list(meta_val(p).shape)
         tensors = [a for a in p.all_input_nodes]
         keep_scalars = any(meta_val(a).dim() > 0 for a in tensors)
+        rest: tuple[Any, ...]
         if v.target in _RESHAPES:  # view or nothing: never a copy
             target, rest = aten.view.default, (list(meta_val(v).shape),)
         else:
