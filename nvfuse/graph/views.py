@@ -136,6 +136,14 @@ class _Rewriter:
             self.feeds_fusible_work(u) if u.target in _VIEWS
             else self.elementwise(u) or _trailing_reduction(u)) for u in node.users)
 
+    def stuck(self, node: torch.fx.Node) -> bool:
+        """Whether a view of node would stay a group boundary: node is (a view of) a value a
+        group computes but views cannot move through (a reduction, a random draw)."""
+        while node.target in _VIEWS and node.args and isinstance(node.args[0], torch.fx.Node):
+            node = node.args[0]
+        return (node.op == "call_function" and optable.has_lowering(node.target)
+                and not self.elementwise(node))
+
     def layout_seen(self, node: torch.fx.Node) -> bool:
         """Whether anything but elementwise/fusible work or another view reads node's layout."""
         return self.cautious or any(
@@ -257,8 +265,10 @@ class _Rewriter:
         if not isinstance(p, torch.fx.Node) or not self.elementwise(p) or is_mutated(v) \
                 or self._outputs_alias(p, v):
             return False
+        tensors = list(p.all_input_nodes)
+        if len(p.users) > 1 and any(self.stuck(a) for a in tensors):
+            return False  # p stays for its other users and the view would still cut a group
         shape = list(meta_val(p).shape)
-        tensors = [a for a in p.all_input_nodes]
         keep_scalars = any(meta_val(a).dim() > 0 for a in tensors)
         rest: tuple[Any, ...]
         if v.target in _RESHAPES:  # view or nothing: never a copy
