@@ -340,22 +340,33 @@ def _output_vals(gm: torch.fx.GraphModule) -> list[Any]:
     return [meta_val(n) for n in out.all_input_nodes]
 
 
+def _same_meta(a: Any, b: Any) -> bool:
+    """Equal metadata: tensors by dtype, shape, strides and device; sequences item by item."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return (a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+                and a.device == b.device)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_meta(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and not isinstance(a, torch.Tensor) and a == b
+
+
 def _repropagate(work: torch.fx.GraphModule, mode: FakeMeta,
                  before: dict[torch.fx.Node, Any]) -> None:
-    """Recompute the metadata of every node downstream of a rewrite (raises if an op now
-    refuses its operands, e.g. a view of a value whose strides changed)."""
-    dirty: set[torch.fx.Node] = set()
+    """Recompute the metadata of every node downstream of a rewrite whose operands' metadata
+    changed (raises if an op now refuses its operands, e.g. a view of a value whose strides
+    changed).  Propagation stops where a result comes out as before, so data-dependent ops
+    (which fake tensors cannot run) further down do not matter."""
+    changed: set[torch.fx.Node] = set()
     for node in work.graph.nodes:
         if node.op != "call_function":
             continue
-        fresh = node not in before
-        if not fresh and not any(a in dirty for a in node.all_input_nodes):
-            continue
-        if node.target in _STORAGE_OPS:
-            raise ValueError(f"{node.name} reads storage directly")
-        if any(a in dirty for a in node.all_input_nodes):
+        fresh = node not in before  # new: its users read a different node now
+        if any(a in changed for a in node.all_input_nodes):
+            if node.target in _STORAGE_OPS:
+                raise ValueError(f"{node.name} reads storage directly")
             node.meta["val"] = mode.run(node.target, node.args, node.kwargs)
-        dirty.add(node)
+        if fresh or node in before and not _same_meta(node.meta["val"], before[node]):
+            changed.add(node)
 
 
 def _same_outputs(old: list[Any], new: list[Any]) -> bool:
