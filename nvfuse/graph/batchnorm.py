@@ -27,7 +27,7 @@ import torch.fx
 from nvfuse.graph.aliasing import (
     copy_graph, finish_graph, has_side_effects, is_mutated, meta_val,
 )
-from nvfuse.graph.rewrite import FakeMeta, emit
+from nvfuse.graph.rewrite import FakeMeta, emit, same_layout
 
 aten = torch.ops.aten
 
@@ -37,12 +37,6 @@ _BATCH_NORMS: dict[Any, tuple[int | None, int]] = {
     aten.native_batch_norm.default: (5, 7),
     aten._native_batch_norm_legit_no_training.default: (None, 6),
 }
-
-
-def _same_layout(a: Any, b: Any) -> bool:
-    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
-            and a.shape == b.shape and all(x == y for n, x, y in zip(a.shape, a.stride(),
-                                                                       b.stride()) if n > 1))
 
 
 def _eval_args(node: torch.fx.Node) -> tuple[Any, ...] | None:
@@ -113,7 +107,7 @@ def decompose_batch_norm(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             targets = [node]
         else:
             targets = list(node.users)  # getitem(node, 0)
-        if not all(_same_layout(meta_val(y), meta_val(t)) for t in targets):
+        if not all(same_layout(meta_val(y), meta_val(t)) for t in targets):
             continue  # eager's layout differs: the unused new nodes are dropped below
         for t in targets:
             t.replace_all_uses_with(y)

@@ -4,7 +4,9 @@ Contract: `FakeMeta()` computes a new node's `meta["val"]` on fake tensors (dtyp
 strides, device; nothing is computed); `emit(graph, meta, before, target, args, kwargs)` adds
 an annotated call_function node before `before`, or raises (adding nothing) when torch refuses
 the arguments -- which is how passes test whether a rewrite is legal (a `view` that would need
-a copy, shapes that do not broadcast).
+a copy, shapes that do not broadcast).  After rewiring, `repropagate(gm, meta, before)`
+recomputes what changed downstream and `same_outputs(old, output_vals(gm))` checks that the
+graph still returns eager's dtypes, shapes and layouts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ import torch.fx
 from torch.fx.node import map_arg
 
 from nvfuse.graph.aliasing import meta_val
+
+# Ops that read storage by offset and strides: their meaning changes with an operand's strides.
+_STORAGE_OPS = frozenset({torch.ops.aten.as_strided.default,
+                          torch.ops.aten._reshape_alias.default})
+
+
+def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal dtype and shape, and equal strides wherever a dim has more than one element."""
+    return (a.dtype == b.dtype and a.shape == b.shape and all(
+        sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1))
 
 
 class FakeMeta:
@@ -59,3 +71,48 @@ def emit(graph: torch.fx.Graph, meta: FakeMeta, before: torch.fx.Node, target: A
         node = graph.call_function(target, args, kwargs)
     node.meta["val"] = val
     return node
+
+
+def output_vals(gm: torch.fx.GraphModule) -> list[Any]:
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    return [meta_val(n) for n in out.all_input_nodes]
+
+
+def same_meta(a: Any, b: Any) -> bool:
+    """Equal metadata: tensors by dtype, shape, strides and device; sequences item by item."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return (a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+                and a.device == b.device)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_meta(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and not isinstance(a, torch.Tensor) and a == b
+
+
+def repropagate(work: torch.fx.GraphModule, mode: FakeMeta,
+                 before: dict[torch.fx.Node, Any]) -> None:
+    """Recompute the metadata of every node downstream of a rewrite whose operands' metadata
+    changed (raises if an op now refuses its operands, e.g. a view of a value whose strides
+    changed).  Propagation stops where a result comes out as before, so data-dependent ops
+    (which fake tensors cannot run) further down do not matter."""
+    changed: set[torch.fx.Node] = set()
+    for node in work.graph.nodes:
+        if node.op != "call_function":
+            continue
+        fresh = node not in before  # new: its users read a different node now
+        if any(a in changed for a in node.all_input_nodes):
+            if node.target in _STORAGE_OPS:
+                raise ValueError(f"{node.name} reads storage directly")
+            node.meta["val"] = mode.run(node.target, node.args, node.kwargs)
+        if fresh or node in before and not same_meta(node.meta["val"], before[node]):
+            changed.add(node)
+
+
+def same_outputs(old: list[Any], new: list[Any]) -> bool:
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new):
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            return False
+        if isinstance(a, torch.Tensor) and (not same_layout(a, b) or a.device != b.device):
+            return False
+    return True

@@ -40,7 +40,9 @@ import torch.fx
 from torch.fx.node import map_arg
 
 from nvfuse.graph import optable
-from nvfuse.graph.rewrite import FakeMeta, emit
+from nvfuse.graph.rewrite import (
+    FakeMeta, emit, output_vals, repropagate, same_layout, same_outputs,
+)
 from nvfuse.graph.aliasing import (
     alias_source, copy_graph, finish_graph, has_side_effects, is_mutated, is_pure, meta_val,
 )
@@ -59,13 +61,6 @@ _VIEWS = _RESHAPES | _SQUEEZES | {
     aten.expand.default, aten.permute.default, aten.transpose.int, aten.t.default,
     aten.slice.Tensor, aten.select.int, aten.narrow.default, aten.diagonal.default}
 _ORDER_PRESERVING = _RESHAPES | _SQUEEZES  # row-major element order unchanged
-_STORAGE_OPS = frozenset({aten.as_strided.default, aten._reshape_alias.default})
-
-
-def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal dtype and shape, and equal strides wherever a dim has more than one element."""
-    return (a.dtype == b.dtype and a.shape == b.shape and all(
-        sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1))
 
 
 def _schema_arg(node: torch.fx.Node, name: str) -> tuple[int, Any]:
@@ -174,7 +169,7 @@ class _Rewriter:
                 else:
                     return False
                 new = self.emit(item, aten.slice.Tensor, (x, dim, start, end))
-            if not _same_layout(meta_val(new), meta_val(item)):
+            if not same_layout(meta_val(new), meta_val(item)):
                 return False
             item.replace_all_uses_with(new)
         return True
@@ -205,7 +200,7 @@ class _Rewriter:
             kwargs["keepdim"] = True
         kept = self.emit(r, r.target, tuple(args), kwargs)
         squeezed = self.emit(r, aten.squeeze.dims, (kept, dropped))
-        if not _same_layout(meta_val(squeezed), out):
+        if not same_layout(meta_val(squeezed), out):
             return False
         squeezed.meta[_DROPPED] = (kept, tuple(dropped), x.dim())
         r.replace_all_uses_with(squeezed)
@@ -219,7 +214,7 @@ class _Rewriter:
             return False
         kept = source.meta[_DROPPED][0]
         if meta_val(kept).shape != meta_val(v).shape or (
-                self.layout_seen(v) and not _same_layout(meta_val(kept), meta_val(v))):
+                self.layout_seen(v) and not same_layout(meta_val(kept), meta_val(v))):
             return False
         v.replace_all_uses_with(kept)
         return True
@@ -249,7 +244,7 @@ class _Rewriter:
         kept = self.emit(p, p.target, map_arg(p.args, lambda n: new.get(n, n)),
                          map_arg(p.kwargs, lambda n: new.get(n, n)))
         squeezed = self.emit(p, aten.squeeze.dims, (kept, list(dropped)))
-        if not _same_layout(meta_val(squeezed), meta_val(p)) or meta_val(kept).dim() != rank:
+        if not same_layout(meta_val(squeezed), meta_val(p)) or meta_val(kept).dim() != rank:
             return False
         squeezed.meta[_DROPPED] = (kept, dropped, rank)
         p.replace_all_uses_with(squeezed)
@@ -287,7 +282,7 @@ class _Rewriter:
                           map_arg(p.kwargs, lambda n: new.get(n, n)))
         out, was = meta_val(moved), meta_val(v)
         if out.shape != was.shape or out.dtype != was.dtype or (
-                self.layout_seen(v) and not _same_layout(out, was)):
+                self.layout_seen(v) and not same_layout(out, was)):
             return False
         v.replace_all_uses_with(moved)
         return True
@@ -335,57 +330,12 @@ class _Rewriter:
                 self.graph.erase_node(node)
 
 
-def _output_vals(gm: torch.fx.GraphModule) -> list[Any]:
-    out = next(n for n in gm.graph.nodes if n.op == "output")
-    return [meta_val(n) for n in out.all_input_nodes]
-
-
-def _same_meta(a: Any, b: Any) -> bool:
-    """Equal metadata: tensors by dtype, shape, strides and device; sequences item by item."""
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return (a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
-                and a.device == b.device)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_meta(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and not isinstance(a, torch.Tensor) and a == b
-
-
-def _repropagate(work: torch.fx.GraphModule, mode: FakeMeta,
-                 before: dict[torch.fx.Node, Any]) -> None:
-    """Recompute the metadata of every node downstream of a rewrite whose operands' metadata
-    changed (raises if an op now refuses its operands, e.g. a view of a value whose strides
-    changed).  Propagation stops where a result comes out as before, so data-dependent ops
-    (which fake tensors cannot run) further down do not matter."""
-    changed: set[torch.fx.Node] = set()
-    for node in work.graph.nodes:
-        if node.op != "call_function":
-            continue
-        fresh = node not in before  # new: its users read a different node now
-        if any(a in changed for a in node.all_input_nodes):
-            if node.target in _STORAGE_OPS:
-                raise ValueError(f"{node.name} reads storage directly")
-            node.meta["val"] = mode.run(node.target, node.args, node.kwargs)
-        if fresh or node in before and not _same_meta(node.meta["val"], before[node]):
-            changed.add(node)
-
-
-def _same_outputs(old: list[Any], new: list[Any]) -> bool:
-    if len(old) != len(new):
-        return False
-    for a, b in zip(old, new):
-        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
-            return False
-        if isinstance(a, torch.Tensor) and (not _same_layout(a, b) or a.device != b.device):
-            return False
-    return True
-
-
 def _attempt(gm: torch.fx.GraphModule, mode: FakeMeta, cautious: bool
              ) -> torch.fx.GraphModule | None:
     """The rewritten graph, `gm` itself when no rule applies, None when validation fails."""
     work = copy_graph(gm)
     before = {n: meta_val(n) for n in work.graph.nodes}
-    old_outputs = _output_vals(work)
+    old_outputs = output_vals(work)
     rewriter = _Rewriter(work, mode, cautious)
     rewriter.run()
     if not rewriter.changed:
@@ -393,10 +343,10 @@ def _attempt(gm: torch.fx.GraphModule, mode: FakeMeta, cautious: bool
     for node in work.graph.nodes:
         node.meta.pop(_DROPPED, None)  # holds nodes: must not outlive this working copy
     try:
-        _repropagate(work, mode, before)
+        repropagate(work, mode, before)
     except Exception:
         return None
-    if not _same_outputs(old_outputs, _output_vals(work)):
+    if not same_outputs(old_outputs, output_vals(work)):
         return None
     work.meta[SIZED] = True
     return finish_graph(work)
