@@ -67,6 +67,7 @@ PATTERNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean_unsqueeze": lambda x: x - x.mean(-1).unsqueeze(-1),
     "mean_view": lambda x: x - x.mean(-1).view(4, 6, 1),
     "sum_epilogue": lambda x: x.sum(-1) * 2 + 1,
+    "sum_epilogue_operand": lambda x: x.sum(-1) * x[0, :, 0] - x[:, :, 1],
     "normalize_by_hand": lambda x: (x - x.mean(-1).unsqueeze(-1))
     * torch.rsqrt(x.var(-1).unsqueeze(-1) + 1e-5),
 }
@@ -108,6 +109,13 @@ def test_reshape_of_a_transposed_value_stays_correct(interpret: None) -> None:
     x = torch.randn(6, 8)
     fm = _run(lambda a: a.sin().t().reshape(-1) + 1, x)
     assert len(fm.fusion_groups) == 2
+
+
+def test_view_feeding_a_matmul_stays_after_its_group(interpret: None) -> None:
+    # moving it would only split the centering group: the matmul reads the view eagerly anyway
+    x, w = torch.randn(4, 6, 8), torch.randn(8, 5)
+    fm = _run(lambda a, b: ((a - a.mean(-1, keepdim=True)) * 2).view(-1, 8) @ b, x, w)
+    assert len(fm.fusion_groups) == 1
 
 
 def test_outputs_that_alias_in_eager_still_alias(interpret: None) -> None:
