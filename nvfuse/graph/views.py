@@ -152,7 +152,7 @@ class _Rewriter:
             return False
         if not node.users or is_mutated(node) or any(
                 u.target is not operator.getitem or not isinstance(u.args[1], int)
-                for u in node.users):
+                or u.args[1] < 0 for u in node.users):
             return False
         x = node.args[0]
         dim = _schema_arg(node, "dim")[1] or 0
@@ -178,7 +178,8 @@ class _Rewriter:
     def keep_dims(self, r: torch.fx.Node) -> bool:
         """r (keepdim=False over D) -> squeeze(r_k, D)."""
         if r.op != "call_function" or not isinstance(r.target, torch._ops.OpOverload) \
-                or not optable.has_lowering(r.target) or not is_pure(r) or not r.users:
+                or not optable.has_lowering(r.target) or not is_pure(r) or not r.users \
+                or is_mutated(r):
             return False
         pos, keepdim = _schema_arg(r, "keepdim")
         if pos < 0 or keepdim is not False or not r.args:
@@ -277,7 +278,8 @@ class _Rewriter:
             source = a
             if list(meta_val(a).shape) != shape:
                 source = self.emit(v, aten.expand.default, (a, shape))
-            new[a] = self.emit(v, target, (source, *rest), dict(v.kwargs))
+            new[a] = self.emit(v, target, (source, *rest),
+                               {} if v.target in _RESHAPES else dict(v.kwargs))
         moved = self.emit(v, p.target, map_arg(p.args, lambda n: new.get(n, n)),
                           map_arg(p.kwargs, lambda n: new.get(n, n)))
         out, was = meta_val(moved), meta_val(v)
