@@ -22,6 +22,7 @@ from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
 from nvfuse.fusion.build import build_fusion, dim_order
 from nvfuse.fusion.partition import partition
 from nvfuse.graph.passes import annotate, run_passes
+from nvfuse.graph.views import SIZED
 from nvfuse.runtime.dump import dump
 from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
@@ -32,10 +33,11 @@ class Plan:
     `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight)."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
-                 grad_params: bool = False) -> None:
+                 grad_params: bool = False, sized: bool = False) -> None:
         self.gm = gm
         self.groups = groups
         self.grad_params = grad_params
+        self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
 
 
 class FusedModule:
@@ -48,6 +50,7 @@ class FusedModule:
                  trace_now: bool = True) -> None:
         self._original = obj
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._autograd: Callable[..., Any] | None = None
@@ -112,10 +115,15 @@ class FusedModule:
                             f"got {len(inputs)}")
 
     def _plan_for(self, inputs: Sequence[Any]) -> Plan:
-        key = self._key(inputs)
+        generic = self._key(inputs)
+        key = (*generic, _sizes(inputs)) if generic in self._sized else generic
         plan = self._plans.get(key)
         if plan is None:
             plan = self._make_plan(inputs)
+            if plan.sized and self._is_script and key is generic:
+                # a size-generic TorchScript key, but the plan moved views using these sizes
+                self._sized.add(generic)
+                key = (*generic, _sizes(inputs))
             self._plans[key] = plan
         self._latest = plan
         return plan
@@ -156,7 +164,11 @@ class FusedModule:
             group = FusionGroup(ir, sub, self.kernels)
             setattr(fused, name, group)
             groups.append(group)
-        return Plan(fused, groups, _reads_trainable_tensor(gm))
+        return Plan(fused, groups, _reads_trainable_tensor(gm), bool(gm.meta.get(SIZED)))
+
+
+def _sizes(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    return ("sizes", *(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in inputs))
 
 
 def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:

@@ -17,8 +17,11 @@ taken with their keepdim shapes), one number k of reduced trailing dims, every r
 operand spanning the whole iteration space along the reduced dims (a reduction of a value that
 broadcasts there would combine copies), and results whose reduced dims are dropped
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
-dims).  The reduction nodes that break a rule are left to eager and the graph is partitioned
-again, until every group is valid.
+dims; the graph passes already turn most of them into keepdim=True reductions squeezed after
+the group, see nvfuse/graph/views.py).  View ops never join a group: the passes move the views
+that feed fusible work down to values no group computes, where a view is only the strides
+through which the group reads its input.  The reduction nodes that break a rule are left to
+eager and the graph is partitioned again, until every group is valid.
 
 No horizontal fusion, with one exception: the two halves of max.dim / min.dim (an amax and an
 argmax of the same operand over the same dims, nvfuse/frontend/norms.py) join one group when

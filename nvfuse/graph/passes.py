@@ -47,12 +47,15 @@ from nvfuse.graph.aliasing import (
     structural_key,
 )
 from nvfuse.graph.annotate import annotate
+from nvfuse.graph.batchnorm import decompose_batch_norm
 from nvfuse.graph.peephole import simplify_peephole
 from nvfuse.graph.scatter import pad_filled_scatters
+from nvfuse.graph.views import sink_views
 
 __all__ = [
-    "CONSTANT_PREFIX", "PASSES", "annotate", "eliminate_common_subexpressions",
-    "eliminate_dead_code", "fold_constants", "is_constant_attr", "run_passes", "simplify_peephole",
+    "CONSTANT_PREFIX", "PASSES", "annotate", "decompose_batch_norm",
+    "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants", "is_constant_attr",
+    "run_passes", "simplify_peephole", "sink_views",
 ]
 
 # Folding materializes a tensor in the module; past this size it costs more memory than it saves.
@@ -174,6 +177,8 @@ PASSES: list[Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = [
     fold_constants,
     pad_filled_scatters,
     simplify_peephole,
+    decompose_batch_norm,  # after folding: running statistics may change between calls
+    sink_views,  # after folding and peephole: views of constants are gone or final
     eliminate_common_subexpressions,
     eliminate_dead_code,
 ]

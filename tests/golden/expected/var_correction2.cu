@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_7e90b36cde68(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0) {
+nvfuse_red_b17e41d12f22(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);
   int ro_out0 = row;
