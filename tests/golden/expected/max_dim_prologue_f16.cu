@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_cc7a5e6a5cda(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, long long* __restrict__ out1, int rows, int row_numel, int stride_in0_o0) {
+nvfuse_red_d1b5ae129906(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, long long* __restrict__ out1, int rows, int row_numel, int stride_in0_o0) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);
   int ro_in1 = 0;
