@@ -14,6 +14,13 @@ broadcast back along the reduced dims like keepdim=True results); a node compute
 values and literals is a row value too (`row_values`).  An output records whether it is a full
 value or a row value stored with the reduced dims kept (size 1) or dropped (`OutputShape`).
 With k = 0 the fusion is pointwise and prints exactly as it did before reductions existed.
+
+Reductions over other dims (`x.sum(0)`, batch norm's (N, H, W)): `reduce_dims` lists the
+reduced dims, negative and right-aligned to the iteration space (as broadcasting aligns
+operands), when they are not the trailing k.  Everything above holds with "the trailing k dims"
+read as "the dims in `reduce_axes`": the schedule permutes the iteration space so that the
+reduced dims come last (kept dims in order, then reduced dims in order), which keeps one
+lowering for both cases and lets strides, not dim numbers, pick the row or column schedule.
 """
 
 from __future__ import annotations
@@ -95,6 +102,9 @@ class FusionIR:
     outputs: tuple[Output, ...]
     ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
     reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
+    # the reduced dims (negative, right-aligned, sorted) when they are not the trailing
+    # reduce_ndim dims; None for trailing reductions (which print as they always did)
+    reduce_dims: tuple[int, ...] | None = None
 
     def __str__(self) -> str:
         return print_fusion(self)
@@ -103,6 +113,13 @@ class FusionIR:
     def random(self) -> bool:
         """Whether the kernel draws random numbers (then each launch takes a fresh seed)."""
         return any(n.op is Prim.RAND for n in self.nodes)
+
+    @property
+    def reduce_axes(self) -> tuple[int, ...]:
+        """The reduced dims, negative and right-aligned to the iteration space."""
+        if self.reduce_dims is not None:
+            return self.reduce_dims
+        return tuple(range(-self.reduce_ndim, 0))
 
     @property
     def ndim(self) -> int:
@@ -128,6 +145,8 @@ def print_fusion(ir: FusionIR) -> str:
     """The one printer of the fusion IR (repr, dumps, tests)."""
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
     reduced = f" reduce_ndim={ir.reduce_ndim}" if ir.reduce_ndim else ""
+    if ir.reduce_dims is not None:
+        reduced += f" reduce_dims={list(ir.reduce_dims)}"
     lines = [f"fusion {ir.name}({params}){reduced} {{"]
     for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
@@ -208,6 +227,11 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: float-only prim on {operand}")
             if op in INT_ONLY and operand.is_float:
                 raise FusionIRError(f"{where}: integer-only prim on {operand}")
+    if ir.reduce_dims is not None and (
+            len(ir.reduce_dims) != ir.reduce_ndim or list(ir.reduce_dims) != sorted(
+                set(ir.reduce_dims)) or any(d >= 0 for d in ir.reduce_dims)):
+        raise FusionIRError(f"fusion {ir.name}: reduce_dims {ir.reduce_dims} are not "
+                            f"{ir.reduce_ndim} sorted negative dims")
     rows = row_values(ir)
     for out in ir.outputs:
         if not 0 <= out.value < len(ir.nodes):
@@ -219,6 +243,24 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                                 f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
                                 " value")
     return ir
+
+
+def reduced_positions(axes: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """The non-negative positions of the negative right-aligned dims `axes` in a shape of rank
+    `rank` (dims beyond its rank are left out: a lower-rank operand broadcasts there)."""
+    return tuple(rank + d for d in axes if rank + d >= 0)
+
+
+def keepdim_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` with the dims `axes` (negative, right-aligned) set to 1."""
+    reduced = set(reduced_positions(axes, len(shape)))
+    return tuple(1 if d in reduced else n for d, n in enumerate(shape))
+
+
+def dropped_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` without the dims `axes` (negative, right-aligned)."""
+    reduced = set(reduced_positions(axes, len(shape)))
+    return tuple(n for d, n in enumerate(shape) if d not in reduced)
 
 
 # Accumulator dtypes of the REDUCE_* prims (halves accumulate in float32, narrow ints in int64).

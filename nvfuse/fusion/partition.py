@@ -8,12 +8,12 @@ those names.  Unsupported nodes stay as they are and run eagerly between the gro
 Grouping is torch's `CapabilityBasedPartitioner` (maximal, cycle-free merging along data edges);
 nvfuse only answers "can this node be fused?" (`FusionSupport`): an op the op table lowers, on
 tensors of supported dtypes on one device kind, whose output has the broadcast shape of its
-tensor operands (true pointwise) or is a reduction over the trailing dims of its one operand
-(the op table says how many: `Builder.reduce_ndim` after a dry run), with literal (not computed)
-scalar arguments.
+tensor operands (true pointwise) or is a reduction over some dims of its one operand (the op
+table says which: `Builder.reduce_axes` after a dry run, negative and right-aligned), with
+literal (not computed) scalar arguments.
 
 Each proposed group is then validated (`_group_problem`): one iteration space (reduction results
-taken with their keepdim shapes), one number k of reduced trailing dims, every reduction's
+taken with their keepdim shapes), one set of reduced dims, every reduction's
 operand spanning the whole iteration space along the reduced dims (a reduction of a value that
 broadcasts there would combine copies), and results whose reduced dims are dropped
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
@@ -35,6 +35,7 @@ from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 from nvfuse import dtypes
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
+from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
@@ -79,18 +80,19 @@ def why_unfusible(node: fx.Node) -> str | None:
         shape = torch.broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
     except RuntimeError:
         return "operands do not broadcast"
-    problem, k = _dry_run(node, tensors)
+    problem, axes = _dry_run(node, tensors)
     if problem is not None:
         return problem
-    if k:
-        return _reduction_shape_problem(out, tensors, k)
+    if axes:
+        return _reduction_shape_problem(out, tensors, axes)
     if tuple(out.shape) != tuple(shape) and tensors:
         return f"not pointwise: result shape {tuple(out.shape)} != broadcast {tuple(shape)}"
     return None
 
 
-def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: int) -> str | None:
-    """A reduction over the trailing k dims of its first operand gives that operand's shape
+def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor],
+                             axes: tuple[int, ...]) -> str | None:
+    """A reduction over dims `axes` of its first operand gives that operand's shape
     (softmax), or its shape with those dims kept as 1 or dropped.  Further operands (layer
     norm's weight and bias) must broadcast to the first one's shape without growing it: they
     only enter pointwise, and the group's checks see the first operand as the reduced one."""
@@ -100,38 +102,37 @@ def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: 
             return "a reduction whose further operands broadcast beyond the reduced one"
     except RuntimeError:
         return "a reduction whose operands do not broadcast"
-    if tuple(out.shape) in (shape, keepdim_shape(shape, k), shape[:len(shape) - k]):
+    if len(reduced_positions(axes, len(shape))) != len(axes):
+        return f"reduces dims {list(axes)} of a rank-{len(shape)} operand"
+    if tuple(out.shape) in (shape, keepdim_shape(shape, axes), dropped_shape(shape, axes)):
         return None
-    return f"reduction result shape {tuple(out.shape)} from {shape} over {k} trailing dims"
+    return f"reduction result shape {tuple(out.shape)} from {shape} over dims {list(axes)}"
 
 
-def keepdim_shape(shape: Sequence[int], k: int) -> tuple[int, ...]:
-    return (*shape[:len(shape) - k], *([1] * min(k, len(shape))))
-
-
-def reduce_ndim(node: fx.Node) -> int:
-    """How many trailing dims node reduces (0 for a pointwise node or an unfusible one)."""
+def reduce_axes(node: fx.Node) -> tuple[int, ...]:
+    """The dims node reduces, negative and right-aligned (() for a pointwise node or an
+    unfusible one)."""
     tensors = [a.meta.get("val") for a in node.all_input_nodes]
     if node.op != "call_function" or not all(isinstance(t, torch.Tensor) for t in tensors):
-        return 0
+        return ()
     return _dry_run(node, tensors)[1]  # type: ignore[arg-type]
 
 
 def _group_problem(nodes: Sequence[fx.Node],
-                   known: dict[fx.Node, int]) -> tuple[str, list[fx.Node]] | None:
+                   known: dict[fx.Node, tuple[int, ...]]) -> tuple[str, list[fx.Node]] | None:
     """None when the group can be one kernel, else the reason and the reduction nodes to leave
     to eager (see the module docstring).  Pointwise groups only need one iteration space."""
     members = set(nodes)
     for n in nodes:  # `known` memoizes the dry runs across rounds
         if n not in known:
-            known[n] = reduce_ndim(n)
+            known[n] = reduce_axes(n)
     ks = {n: known[n] for n in nodes}
     reductions = [n for n in nodes if ks[n]]
     if reductions:
         first = ks[reductions[0]]
         other = [n for n in reductions if ks[n] != first]
         if other:
-            return f"reductions over {first} and {ks[other[0]]} trailing dims", other
+            return f"reductions over dims {list(first)} and {list(ks[other[0]])}", other
         for n in reductions:
             val, operand = n.meta["val"], n.all_input_nodes[0].meta["val"]
             if val.dim() < operand.dim() and any(u in members for u in n.users):
@@ -141,7 +142,7 @@ def _group_problem(nodes: Sequence[fx.Node],
         val = n.meta["val"]
         if ks.get(n):
             operand = n.all_input_nodes[0].meta["val"]
-            return torch.Size(keepdim_shape(operand.shape, ks[n]))
+            return torch.Size(keepdim_shape(tuple(operand.shape), ks[n]))
         return val.shape
 
     shapes = [shape(n) for n in nodes] + [
@@ -154,25 +155,24 @@ def _group_problem(nodes: Sequence[fx.Node],
         # (1,4)+(5,1)): a kernel has a single iteration space.
         return "no single iteration space", reductions
     for n in reductions:
-        k = ks[n]
         operand = n.all_input_nodes[0].meta["val"].shape
         padded = (1,) * max(0, len(space) - len(operand)) + tuple(operand)
-        if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
+        if any(padded[d] != space[d] for d in reduced_positions(ks[n], len(space))):
             return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
     return None
 
 
-def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:
+def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, tuple[int, ...]]:
     """Lower the node on a scratch builder: the op table is the judge of its arguments.
-    Returns (the reason it cannot, or None; how many trailing dims it reduces)."""
+    Returns (the reason it cannot, or None; the dims it reduces, as `reduce_axes`)."""
     b = Builder("probe")
     env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
            for a, t in zip(node.all_input_nodes, tensors)}
     try:
         lower_node(b, node, env)
     except Unsupported as e:
-        return f"op table: {e}", 0
-    return None, b.reduce_ndim
+        return f"op table: {e}", ()
+    return None, b.reduce_axes
 
 
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
@@ -180,7 +180,7 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
     excluded: frozenset[fx.Node] = frozenset()
-    known: dict[fx.Node, int] = {}
+    known: dict[fx.Node, tuple[int, ...]] = {}
     while True:
         # No horizontal fusion: independent nodes would share one iteration space for no saving.
         partitioner = CapabilityBasedPartitioner(

@@ -50,15 +50,17 @@ from nvfuse.lower.kir import (
     Param,
     Random,
     ReduceOp,
+    ReduceScope,
     Shared,
     Special,
     Stmt,
     Store,
     Var,
+    WelfordReduce,
 )
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.welford import lower_m2
-from nvfuse.schedule.reduction import ReductionSignature
+from nvfuse.schedule.reduction import ColumnSignature, ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
@@ -105,6 +107,46 @@ class _Lowering:
             self.strides.append(row)
         # values available before the column loops: row values and row-invariant loads
         self.row_exprs: dict[int, Expr] = {}
+        # the schedule's hooks (nvfuse/lower/column.py overrides them): which column a thread
+        # starts at and how far it strides, and where a thread owns a valid row (None: always)
+        self.lane: Expr = Special("threadIdx.x", idx)
+        self.lane_step: Expr = Special("blockDim.x", idx)
+        self.live: Expr | None = None
+
+    # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
+    def row_index(self, out: list[Stmt]) -> Expr:
+        """Declare and return the row this thread works on."""
+        out.append(Declare("row", self.idx, init=Special("blockIdx.x", self.idx)))
+        return Var("row", self.idx)
+
+    def guarded(self, stmt: Stmt) -> Stmt:
+        """`stmt` run only by threads that own a valid row (every thread, here)."""
+        return stmt if self.live is None else If(self.live, (stmt,))
+
+    def declare_scratch(self, dtype: DType, block: int, out: list[Stmt]) -> None:
+        """Declare the block reductions' scratch of `dtype` (once)."""
+        out.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+
+    def allreduce(self, dst: Var, src: Expr, op: ReduceOp, dtype: DType) -> list[Stmt]:
+        """`dst` (declared) = the reduction of `src` over the threads of this row."""
+        return [BlockReduce(dst, src, op, _SCRATCH[dtype])]
+
+    def welford_allreduce(self, results: list[Var], states: list[Var], tag: str,
+                          block: int) -> tuple[list[Stmt], list[Stmt]]:
+        """(setup, combine): after the setup statements and the declarations of `results`
+        (mean, m2, n), the combine statements leave in them the Welford combine of the
+        threads' `states`."""
+        dtype = states[0].dtype
+        scratch = f"wel_{dtype.c_type}{tag}"
+        return ([Shared(scratch, dtype, 3 * max(1, block // 32))],
+                [WelfordReduce(*results, *states, ReduceScope.BLOCK, scratch)])
+
+    def first_thread(self) -> Expr:
+        """Where the row outputs are stored: one thread per row."""
+        return IndexOp("==", Special("threadIdx.x", self.idx), Const(0, self.idx), DType.BOOL)
+
+    def grid(self) -> Expr:
+        return self.rows
 
     # -- index math ----------------------------------------------------------------------------
     def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
@@ -202,7 +244,7 @@ class _Lowering:
         return exprs
 
     def column_loop(self, body: Body, start: Expr | None = None,
-                    step: Expr | None = None) -> For:
+                    step: Expr | None = None) -> Stmt:
         """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
         operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
         (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
@@ -218,8 +260,8 @@ class _Lowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         stmts.extend(body(offsets, inner))
-        return For(col, start if start is not None else Special("threadIdx.x", idx), self.numel,
-                   step if step is not None else Special("blockDim.x", idx), tuple(stmts))
+        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
+                                step if step is not None else self.lane_step, tuple(stmts)))
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
         """Load once per row the inputs that do not vary along the row (every inner stride 0:
@@ -232,7 +274,8 @@ class _Lowering:
                 continue
             name = self.ir.inputs[k].name
             out.append(Declare(f"r_{name}", node.dtype, lanes=1))
-            out.append(Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False))
+            out.append(self.guarded(
+                Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False)))
             self.row_exprs[index] = Elem(f"r_{name}", Const(0, DType.INT32), node.dtype)
 
     def row_phase(self, done: set[int], out: list[Stmt]) -> None:
@@ -253,11 +296,10 @@ class _Lowering:
 
 def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Kernel:
     """The kernel IR of `ir` specialized on `sig` with `block` threads per row."""
-    lo = _Lowering(ir, sig)
+    lo = _lowering(ir, sig, block)
     idx = sig.index
     body: list[Stmt] = []
-    row = Var("row", idx)
-    body.append(Declare("row", idx, init=Special("blockIdx.x", idx)))
+    row = lo.row_index(body)
     outer = lo.split(row, lo.outer_sizes, sig.outer_rank, "i", body)
     for k, t in enumerate(lo.tensors):
         body.append(Declare(f"ro_{t.name}", idx,
@@ -277,14 +319,14 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                     n.op is Prim.REDUCE_SUM and n.args == ir.nodes[m2].args
                     and n.dtype is ir.nodes[m2].dtype]
             if sums and dtype not in declared:
-                body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+                lo.declare_scratch(dtype, block, body)
                 declared.add(dtype)
-            body.extend(lower_m2(lo, m2, block, sums, _SCRATCH[dtype]))
+            body.extend(lower_m2(lo, m2, block, sums))
             done.update([m2, *sums])
             lo.row_phase(done, body)
             continue
         if dtype not in declared:
-            body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+            lo.declare_scratch(dtype, block, body)
             declared.add(dtype)
         acc = Var(f"acc{index}", dtype)
         body.append(Declare(acc.name, dtype, init=identity(node.op, dtype)))
@@ -301,7 +343,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         body.append(lo.column_loop(combine))
         result = Var(f"v{index}", dtype)
         body.append(Declare(result.name, dtype))
-        body.append(BlockReduce(result, acc, _OPS[node.op], _SCRATCH[dtype]))
+        body.extend(lo.allreduce(result, acc, _OPS[node.op], dtype))
         lo.row_exprs[index] = result
         done.add(index)
         lo.row_phase(done, body)
@@ -327,12 +369,20 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         for k, o in rows_out:
             at = Var(f"ro_{lo.tensors[k].name}", idx)
             stores.extend(_store(o, lo.row_exprs[o.value], at, lo.guard(k, outer, outer_dims)))
-        first = IndexOp("==", Special("threadIdx.x", idx), Const(0, idx), DType.BOOL)
-        body.append(If(first, tuple(stores)))
+        body.append(If(lo.first_thread(), tuple(stores)))
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
-                      lo.rows, idx)
+                      lo.grid(), idx)
+
+
+def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> _Lowering:
+    """The row schedule's lowering state, or the column schedule's for a ColumnSignature."""
+    if isinstance(sig, ColumnSignature):
+        from nvfuse.lower.column import ColumnLowering  # it subclasses _Lowering
+
+        return ColumnLowering(ir, sig, block)
+    return _Lowering(ir, sig)
 
 
 def _welford_partner(ir: FusionIR, index: int) -> int | None:

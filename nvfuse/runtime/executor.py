@@ -23,7 +23,7 @@ from torch import fx
 
 from nvfuse import config, counters
 from nvfuse.errors import NvfuseError
-from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
@@ -190,9 +190,10 @@ def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
     if all(o.numel() == 0 for o in outputs):
         return True
     space = reduction.iteration_space(shapes)
-    if any(n == 0 for n in space[:len(space) - ir.reduce_ndim]):
+    reduced = reduced_positions(ir.reduce_axes, len(space))
+    if any(n == 0 for d, n in enumerate(space) if d not in reduced):
         return True  # no rows
-    if any(n == 0 for n in space[len(space) - ir.reduce_ndim:]) and any(
+    if any(space[d] == 0 for d in reduced) and any(
             n.op in (Prim.REDUCE_MAX, Prim.REDUCE_MIN) for n in ir.nodes):
         raise CannotRun("amax / amin over an empty dim (eager raises)")
     return False
