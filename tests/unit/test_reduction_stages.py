@@ -151,9 +151,8 @@ def test_explain_names_why_a_reduction_stays_eager() -> None:
     import nvfuse
 
     def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return x.sum(-1) + x, x.sum(0), torch.softmax(x * 2, -1)
+        return x.sum(-1) + x, torch.softmax(x * 2, -1)
 
     text = str(nvfuse.explain(fn, torch.randn(8, 8)))
     assert "eager aten::sum: a keepdim=False reduction feeds the group" in text
-    assert "only trailing dims are fused" in text
     assert "aten::mul, aten::_softmax" in text
