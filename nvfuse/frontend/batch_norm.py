@@ -1,0 +1,99 @@
+"""Decompositions of training-mode batch norm and of group norm into single-output reductions
+and elementwise ops the op table lowers: aten op -> Python function of tensors returning eager's
+tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
+
+- native_batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum, eps)
+  -> (y, save_mean, save_invstd).  Statistics per channel (dim 1) over every other dim, kept as
+  size-1 dims so that every value of the computation lives in x's iteration space: mean and
+  var(correction=0) of x in float32 for float16/bfloat16 (float64 for float64), one Welford
+  pass; invstd = rsqrt(var + eps); y = (x - mean) * invstd [* weight] [+ bias] rounded once to
+  x's dtype.  The per-channel operands (weight, bias, running stats) enter as [1, C, 1, ...]
+  views, and the saved statistics leave as [C] views (views run eagerly and cost nothing), so
+  statistics, normalization and running-stat updates are one reduction kernel over (N, *)
+  reduced dims -- a row reduction for NCHW (each channel's elements are runs of H*W), a column
+  reduction for [N, C] and channels-last inputs.
+  Running stats, when given, are updated as eager does: running = (1 - momentum) * running +
+  momentum * stat, with the unbiased variance (m2 / (n - 1), of x - mean), through an in-place
+  `copy_`
+  that functionalization turns into a functional value plus a copy back into the buffer.
+  Saved statistics have eager's dtype: float32 for half inputs on CUDA or with float32
+  parameters (CPU mixed precision), x's dtype otherwise.  Eval mode (training=False) is not
+  decomposed here (returns NotImplemented: the op runs as it is).
+- native_group_norm(x, weight, bias, N, C, HxW, group, eps) -> (y, mean, rstd): x viewed as
+  [N, group, C / group, HxW] (a view), statistics over the trailing two dims -- a row
+  reduction -- with weight and bias viewed as [1, group, C / group, 1]; mean and rstd [N, group]
+  of x's dtype, as eager.  One kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+aten = torch.ops.aten
+_HALVES = (torch.float16, torch.bfloat16)
+
+
+def _compute(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
+                      running_var: Any, training: bool, momentum: float, eps: float) -> Any:
+    """See the module docstring."""
+    if not training or x.dim() < 2:
+        return NotImplemented
+    channels = x.shape[1]
+    dims = [d for d in range(x.dim()) if d != 1]
+    per_channel = [1, channels] + [1] * (x.dim() - 2)
+    compute = _compute(x)
+    xf = x.to(compute)
+    var = aten.var.correction(xf, dims, correction=0, keepdim=True)
+    mean = aten.mean.dim(xf, dims, True)
+    invstd = aten.rsqrt.default(var + eps)
+    y = (xf - mean) * invstd
+    if weight is not None:
+        y = y * weight.view(per_channel)
+    if bias is not None:
+        y = y + bias.view(per_channel)
+    if running_mean is not None:
+        rm = running_mean.view(per_channel)
+        running_mean.copy_((rm * (1 - momentum) + mean * momentum).view(channels))
+    if running_var is not None:
+        # of the centered values, not of xf: the same variance, but a data edge into the
+        # statistics' group keeps it in that kernel (the partitioner does not fuse siblings
+        # that only share an input); it costs one more read of x inside the kernel
+        unbiased = aten.var.correction(xf - mean, dims, correction=1, keepdim=True)
+        rv = running_var.view(per_channel)
+        running_var.copy_((rv * (1 - momentum) + unbiased * momentum).view(channels))
+    param = next((t for t in (weight, running_mean) if t is not None), None)
+    mixed = param is not None and param.dtype != x.dtype
+    stats = compute if x.dtype in _HALVES and (x.device.type == "cuda" or mixed) else x.dtype
+    return y.to(x.dtype), mean.view(channels).to(stats), invstd.view(channels).to(stats)
+
+
+def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int,
+                      hxw: int, group: int, eps: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """See the module docstring."""
+    grouped = [n, group, channels // group, hxw]
+    xf = x.reshape(grouped).to(_compute(x))
+    var = aten.var.correction(xf, [2, 3], correction=0, keepdim=True)
+    mean = aten.mean.dim(xf, [2, 3], True)
+    rstd = aten.rsqrt.default(var + eps)
+    y = (xf - mean) * rstd
+    per_channel = [1, group, channels // group, 1]
+    if weight is not None:
+        y = y * weight.view(per_channel)
+    if bias is not None:
+        y = y + bias.view(per_channel)
+    return (y.to(x.dtype).reshape(x.shape), mean.view(n, group).to(x.dtype),
+            rstd.view(n, group).to(x.dtype))
+
+
+def batch_norm_decompositions() -> dict[Any, Callable[..., Any]]:
+    """aten overload -> decomposition (training batch norm, group norm)."""
+    return {aten.native_batch_norm.default: native_batch_norm,
+            aten.native_group_norm.default: native_group_norm}
