@@ -71,7 +71,8 @@ def native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any
     param = next((t for t in (weight, running_mean) if t is not None), None)
     mixed = param is not None and param.dtype != x.dtype
     stats = compute if x.dtype in _HALVES and (x.device.type == "cuda" or mixed) else x.dtype
-    return y.to(x.dtype), mean.view(channels).to(stats), invstd.view(channels).to(stats)
+    # convert, then view: the conversion stays in the kernel, the view is free
+    return y.to(x.dtype), mean.to(stats).view(channels), invstd.to(stats).view(channels)
 
 
 def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int,
@@ -89,8 +90,8 @@ def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels:
         y = y * weight.view(per_channel)
     if bias is not None:
         y = y + bias.view(per_channel)
-    return (y.to(x.dtype).reshape(x.shape), mean.view(n, group).to(x.dtype),
-            rstd.view(n, group).to(x.dtype))
+    return (y.to(x.dtype).reshape(x.shape), mean.to(x.dtype).view(n, group),
+            rstd.to(x.dtype).view(n, group))
 
 
 def batch_norm_decompositions() -> dict[Any, Callable[..., Any]]:

@@ -16,7 +16,7 @@ scratch[threadIdx.x], Sync, then every thread of the row combines scratch[j * CO
 for j = 0..Y-1 in that order (so all Y threads get the same bits), Sync (the scratch is reused
 by the next reduction of its dtype).  Welford states combine the same way with Chan's update
 over three arrays.  Row outputs are stored by the ty == 0 thread of each live row.
-Scratch: one `block`-element shared array per dtype and slot (`col<slot>_<ctype>`).
+Scratch: one `block`-element shared array per dtype and slot (`col<slot>_<dtype>`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class ColumnLowering(_Lowering):
         pass  # `_slot` declares its arrays where they are first used
 
     def _slot(self, dtype: DType, slot: int, out: list[Stmt]) -> str:
-        name = f"col{slot}_{dtype.c_type}"
+        name = f"col{slot}_{dtype}"  # c_type would put a space in "long long"
         if name not in self.scratch:
             out.append(Shared(name, dtype, self.block))
             self.scratch.add(name)
