@@ -84,6 +84,8 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
         lambda x, r, w, b: F.gelu(F.layer_norm(x + r, (64,), w, b)),
         lambda: (_r(16, 64, dtype=torch.float16), _r(16, 64, dtype=torch.float16),
                  _r(64, dtype=torch.float16), _r(64, dtype=torch.float16))),
+    # column reductions (kept dims innermost in memory)
+    "column_sum_bias_grad": (lambda g: g.sum(0), lambda: (_r(64, 32),)),
 }
 
 
