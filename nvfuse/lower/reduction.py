@@ -139,7 +139,8 @@ class _Lowering:
         dtype = states[0].dtype
         scratch = f"wel_{dtype.c_type}{tag}"
         return ([Shared(scratch, dtype, 3 * max(1, block // 32))],
-                [WelfordReduce(*results, *states, ReduceScope.BLOCK, scratch)])
+                [WelfordReduce(results[0], results[1], results[2], states[0], states[1],
+                               states[2], ReduceScope.BLOCK, scratch)])
 
     def first_thread(self) -> Expr:
         """Where the row outputs are stored: one thread per row."""
