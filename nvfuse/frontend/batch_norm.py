@@ -14,8 +14,9 @@ tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
   reduction for [N, C] and channels-last inputs.
   Running stats, when given, are updated as eager does: running = (1 - momentum) * running +
   momentum * stat, with the unbiased variance (m2 / (n - 1), of x - mean), through an in-place
-  `copy_`
-  that functionalization turns into a functional value plus a copy back into the buffer.
+  `copy_` that functionalization turns into a functional value plus a copy back into the
+  buffer (`_native_batch_norm_legit` alike; AOTAutograd's functional variant returns the new
+  running stats instead).
   Saved statistics have eager's dtype: float32 for half inputs on CUDA or with float32
   parameters (CPU mixed precision), x's dtype otherwise.  Eval mode (training=False) is not
   decomposed here (returns NotImplemented: the op runs as it is).
@@ -40,11 +41,9 @@ def _compute(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
-                      running_var: Any, training: bool, momentum: float, eps: float) -> Any:
-    """See the module docstring."""
-    if not training or x.dim() < 2:
-        return NotImplemented
+def _training(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+              momentum: float, eps: float) -> tuple[Any, ...]:
+    """(y, save_mean, save_invstd, new running mean or None, new running var or None)."""
     channels = x.shape[1]
     dims = [d for d in range(x.dim()) if d != 1]
     per_channel = [1, channels] + [1] * (x.dim() - 2)
@@ -58,21 +57,54 @@ def native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any
         y = y * weight.view(per_channel)
     if bias is not None:
         y = y + bias.view(per_channel)
+    new_mean = new_var = None
     if running_mean is not None:
         rm = running_mean.view(per_channel)
-        running_mean.copy_((rm * (1 - momentum) + mean * momentum).view(channels))
+        new_mean = (rm * (1 - momentum) + mean * momentum).to(running_mean.dtype).view(channels)
     if running_var is not None:
         # of the centered values, not of xf: the same variance, but a data edge into the
         # statistics' group keeps it in that kernel (the partitioner does not fuse siblings
         # that only share an input); it costs one more read of x inside the kernel
         unbiased = aten.var.correction(xf - mean, dims, correction=1, keepdim=True)
         rv = running_var.view(per_channel)
-        running_var.copy_((rv * (1 - momentum) + unbiased * momentum).view(channels))
+        new_var = (rv * (1 - momentum) + unbiased * momentum).to(running_var.dtype).view(
+            channels)
     param = next((t for t in (weight, running_mean) if t is not None), None)
     mixed = param is not None and param.dtype != x.dtype
     stats = compute if x.dtype in _HALVES and (x.device.type == "cuda" or mixed) else x.dtype
     # convert, then view: the conversion stays in the kernel, the view is free
-    return y.to(x.dtype), mean.to(stats).view(channels), invstd.to(stats).view(channels)
+    return (y.to(x.dtype), mean.to(stats).view(channels), invstd.to(stats).view(channels),
+            new_mean, new_var)
+
+
+def native_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
+                      running_var: Any, training: bool, momentum: float, eps: float) -> Any:
+    """See the module docstring (also `_native_batch_norm_legit`, which mutates alike)."""
+    if not training or x.dim() < 2:
+        return NotImplemented
+    y, mean, invstd, new_mean, new_var = _training(x, weight, bias, running_mean, running_var,
+                                                   momentum, eps)
+    if new_mean is not None:
+        running_mean.copy_(new_mean)
+    if new_var is not None:
+        running_var.copy_(new_var)
+    return y, mean, invstd
+
+
+def native_batch_norm_functional(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
+                                 running_var: Any, training: bool, momentum: float,
+                                 eps: float) -> Any:
+    """AOTAutograd's `_native_batch_norm_legit_functional`: the new running stats are
+    returned (y, save_mean, save_invstd, running_mean, running_var) instead of written."""
+    if not training or x.dim() < 2 or running_mean is None or running_var is None:
+        return NotImplemented
+    return _training(x, weight, bias, running_mean, running_var, momentum, eps)
+
+
+def native_batch_norm_no_stats(x: torch.Tensor, weight: Any, bias: Any, training: bool,
+                               momentum: float, eps: float) -> Any:
+    """`_native_batch_norm_legit.no_stats`: training-mode batch norm without running stats."""
+    return native_batch_norm(x, weight, bias, None, None, training, momentum, eps)
 
 
 def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int,
@@ -96,5 +128,14 @@ def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels:
 
 def batch_norm_decompositions() -> dict[Any, Callable[..., Any]]:
     """aten overload -> decomposition (training batch norm, group norm)."""
-    return {aten.native_batch_norm.default: native_batch_norm,
-            aten.native_group_norm.default: native_group_norm}
+    table: dict[Any, Callable[..., Any]] = {
+        aten.native_batch_norm.default: native_batch_norm,
+        aten.native_group_norm.default: native_group_norm}
+    legit = getattr(aten, "_native_batch_norm_legit", None)
+    if legit is not None:
+        table[legit.default] = native_batch_norm
+        table[legit.no_stats] = native_batch_norm_no_stats
+    functional = getattr(aten, "_native_batch_norm_legit_functional", None)
+    if functional is not None:
+        table[functional.default] = native_batch_norm_functional
+    return table

@@ -70,7 +70,15 @@ class Node:
 class OutputShape(enum.Enum):
     """How an output's shape relates to the iteration space (see the module docstring)."""
 
+    @property
+    def is_row(self) -> bool:
+        """Whether the output is a row value (one element per row)."""
+        return self in (OutputShape.ROW_KEEPDIM, OutputShape.ROW_DROPPED)
+
     FULL = "full"          # the broadcast of its inputs' shapes (every pointwise output)
+    # a full value whose reductions dropped their (leading) reduced dims: the inputs it depends
+    # on through a reduction contribute their shapes without those dims (`x.sum(0) * w`)
+    FULL_DROPPED = "full_dropped"
     ROW_KEEPDIM = "row"    # a row value; the reduced dims are kept with size 1
     ROW_DROPPED = "row_dropped"  # a row value; the reduced dims are dropped (keepdim=False)
 
@@ -238,7 +246,7 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
         if any(not 0 <= i < len(ir.inputs) for i in out.shape_from + out.reduced_from):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
-        if (out.shape is not OutputShape.FULL) != (out.value in rows):
+        if out.shape.is_row != (out.value in rows):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: shape {out.shape.value} "
                                 f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
                                 " value")

@@ -17,7 +17,8 @@ taken with their keepdim shapes), one set of reduced dims, every reduction's
 operand spanning the whole iteration space along the reduced dims (a reduction of a value that
 broadcasts there would combine copies), and results whose reduced dims are dropped
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
-dims).  The reduction nodes that break a rule are left to eager and the graph is partitioned
+dims) unless the dropped dims are the operand's leading ones (which broadcast alike either
+way).  The reduction nodes that break a rule are left to eager and the graph is partitioned
 again, until every group is valid.
 """
 
@@ -135,7 +136,8 @@ def _group_problem(nodes: Sequence[fx.Node],
             return f"reductions over dims {list(first)} and {list(ks[other[0]])}", other
         for n in reductions:
             val, operand = n.meta["val"], n.all_input_nodes[0].meta["val"]
-            if val.dim() < operand.dim() and any(u in members for u in n.users):
+            if (val.dim() < operand.dim() and any(u in members for u in n.users)
+                    and not _leading(ks[n], operand.dim())):
                 return "a keepdim=False reduction feeds the group", [n]
 
     def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
@@ -160,6 +162,13 @@ def _group_problem(nodes: Sequence[fx.Node],
         if any(padded[d] != space[d] for d in reduced_positions(ks[n], len(space))):
             return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
     return None
+
+
+def _leading(axes: tuple[int, ...], rank: int) -> bool:
+    """Whether `axes` are the leading dims of a rank-`rank` operand: then dropping them
+    broadcasts exactly like keeping them as size 1 (broadcasting aligns from the right), so a
+    keepdim=False result may feed the group (a bias gradient's `sum(g, [0]) * scale`)."""
+    return reduced_positions(axes, rank) == tuple(range(len(axes)))
 
 
 def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, tuple[int, ...]]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Node, Scalar, reduced_positions
+from nvfuse.fusion.ir import FusionIR, Node, OutputShape, Scalar, reduced_positions
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.interpret.prims_np import apply_prim, cast
 
@@ -71,8 +71,10 @@ def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if node_dtype is not out.dtype:
             value = cast(value, node_dtype, out.dtype)
         value = np.asarray(value, dtype=out.dtype.np_storage)
-        if ir.reduce_ndim and np.ndim(value) > len(shape):  # reduced dims dropped
+        if out.shape is OutputShape.ROW_DROPPED and np.ndim(value) > len(shape):
             value = np.squeeze(value, axis=reduced_positions(ir.reduce_axes, np.ndim(value)))
+        elif np.ndim(value) > len(shape):  # FULL_DROPPED: leading size-1 dims
+            value = value.reshape(np.shape(value)[np.ndim(value) - len(shape):])
         # np.array, not ascontiguousarray: the latter turns 0-d results into shape (1,).
         results.append(np.array(np.broadcast_to(value, shape), order="C"))
     return results

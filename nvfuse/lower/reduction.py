@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Output, OutputShape, row_values
+from nvfuse.fusion.ir import FusionIR, Output, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
@@ -350,8 +350,8 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         lo.row_phase(done, body)
 
     n_in = len(ir.inputs)
-    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape is OutputShape.FULL]
-    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape is not OutputShape.FULL]
+    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if not o.shape.is_row]
+    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape.is_row]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
     if full:

@@ -122,13 +122,14 @@ def iteration_space(shapes: Sequence[torch.Size]) -> torch.Size:
 
 def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
     """Eager's shape of every output: the broadcast of the shapes of the inputs it depends on,
-    those it depends on through a reduction with the reduced dims set to 1; a row output
-    whose reduced dims are dropped then drops them."""
+    those it depends on through a reduction with the reduced dims set to 1 (dropped, for a
+    FULL_DROPPED output); a row output whose reduced dims are dropped then drops them."""
     axes = ir.reduce_axes
     result = []
     for out in ir.outputs:
+        through = dropped_shape if out.shape is OutputShape.FULL_DROPPED else keepdim_shape
         shape = iteration_space([shapes[i] for i in out.shape_from] + [
-            torch.Size(keepdim_shape(tuple(shapes[i]), axes)) for i in out.reduced_from])
+            torch.Size(through(tuple(shapes[i]), axes)) for i in out.reduced_from])
         if out.shape is OutputShape.ROW_DROPPED:
             shape = torch.Size(dropped_shape(tuple(shape), axes))
         result.append(shape)

@@ -152,6 +152,10 @@ FUSED: dict[str, tuple[Callable[..., object], Callable[[torch.dtype], tuple]]] =
                                                             _make((50, 33), d, "py"))),
     "bias_grad_3d": (lambda g: g.sum((0, 1)), lambda d: (_make((3, 17, 40), d, "b3"),)),
     "center_columns": (lambda x: x - x.mean(0, keepdim=True), lambda d: (_make((45, 30), d, "c"),)),
+    # keepdim=False over leading dims broadcasts like keepdim=True: it may feed the group
+    "bias_grad_scaled": (lambda g, s: g.sum(0) * s + 1, lambda d: (_make((40, 24), d, "gs"),
+                                                               _make((24,), d, "ss"))),
+    "minus_column_sum": (lambda x: x - x.sum((0, 1)), lambda d: (_make((3, 9, 20), d, "ms"),)),
     "scaled_column_max": (lambda x, w: (x.abs() * w).amax(0, keepdim=True) * 2,
                           lambda d: (_make((20, 36), d, "sx"), _make((36,), d, "sw"))),
 }
@@ -172,6 +176,12 @@ def test_new_sizes_reuse_the_column_kernel(interpret: None) -> None:
              _tol("sum", f32, rows))
         if rows != 37:
             assert nvfuse.stats()["compiles"] == 0  # same reduced-extent bucket, any width
+
+
+def test_trailing_dims_dropped_still_never_feed_the_group(interpret: None) -> None:
+    x = _make((8, 8), f32, "square")  # (8,) would broadcast against the wrong dim
+    fm = _run(lambda x: x.sum(-1) + x, (x,), f32, _tol("sum", f32, 8), kernels=None)
+    assert not any("aten::sum" in g.ops and "aten::add" in g.ops for g in fm.fusion_groups)
 
 
 # -- normalizations --------------------------------------------------------------------------
