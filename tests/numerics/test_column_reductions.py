@@ -138,6 +138,20 @@ def test_nan_and_inf_propagate_down_columns(interpret: None) -> None:
          kernels=3)
 
 
+EDGES = {
+    "empty_reduced": (lambda x: (x.sum(0), x.mean(0), x.prod(0)), (0, 40)),
+    "one_reduced": (lambda x: x.sum(0), (1, 40)),
+    "size1_middle": (lambda x: x.sum((0, 1)), (3, 1, 40)),
+    "few_columns": (lambda x: x.sum(0), (700, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_edge_shapes(name: str, interpret: None) -> None:
+    fn, shape = EDGES[name]
+    _run(fn, (_make(shape, f32, name),), f32, _tol("sum", f32, 700), kernels=None)
+
+
 def test_column_variance_keeps_float32_at_large_mean(interpret: None) -> None:
     x = (_make((2000, 33), f64, "big") / 2 + 1e4).to(f32)
     fm = _run(lambda x: x.var(0), (x,), f32, (1e-3, 1e-3))
