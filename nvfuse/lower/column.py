@@ -42,14 +42,14 @@ from nvfuse.lower.kir import (
     combine_prim,
     identity_value,
 )
-from nvfuse.lower.reduction import _Lowering
+from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.schedule.reduction import COLUMN_X, ColumnSignature
 
 P = Prim
 
 
-class ColumnLowering(_Lowering):
-    """`_Lowering` with the column schedule's thread layout (see the module docstring)."""
+class ColumnLowering(RowLowering):
+    """`RowLowering` with the column schedule's thread layout (see the module docstring)."""
 
     def __init__(self, ir: FusionIR, sig: ColumnSignature, block: int) -> None:
         super().__init__(ir, sig)
