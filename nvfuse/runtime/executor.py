@@ -5,7 +5,8 @@ Output: `FusionGroup`, the nn.Module that replaces the group in the partitioned 
 checks the inputs, allocates the outputs with torch (eager's dtype and shape), computes the
 shape signature, fetches or builds the specialization, and launches it on torch's current
 stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion with
-`reduce_ndim` > 0 takes the row-reduction schedule and lowering, any other the pointwise ones.
+`reduce_ndim` > 0 takes a reduction schedule (row or column, picked by strides) and lowering,
+any other the pointwise ones.
 Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
 kernel (sums give 0, products 1, means NaN, as eager) except amax / amin, which eager refuses:
 those run eagerly so that eager raises its own error.  Any failure runs the eager subgraph
