@@ -13,7 +13,7 @@ tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
   reduced dims -- a row reduction for NCHW (each channel's elements are runs of H*W), a column
   reduction for [N, C] and channels-last inputs.
   Running stats, when given, are updated as eager does: running = (1 - momentum) * running +
-  momentum * stat, with the unbiased variance (m2 / (n - 1), of x - mean), through an in-place
+  momentum * stat, with the unbiased variance (m2 / (n - 1)), through an in-place
   `copy_` that functionalization turns into a functional value plus a copy back into the
   buffer (`_native_batch_norm_legit` alike; AOTAutograd's functional variant returns the new
   running stats instead).
@@ -62,10 +62,8 @@ def _training(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any, runnin
         rm = running_mean.view(per_channel)
         new_mean = (rm * (1 - momentum) + mean * momentum).to(running_mean.dtype).view(channels)
     if running_var is not None:
-        # of the centered values, not of xf: the same variance, but a data edge into the
-        # statistics' group keeps it in that kernel (the partitioner does not fuse siblings
-        # that only share an input); it costs one more read of x inside the kernel
-        unbiased = aten.var.correction(xf - mean, dims, correction=1, keepdim=True)
+        # the same REDUCE_M2 as `var` once the partitioner merges the sibling groups
+        unbiased = aten.var.correction(xf, dims, correction=1, keepdim=True)
         rv = running_var.view(per_channel)
         new_var = (rv * (1 - momentum) + unbiased * momentum).to(running_var.dtype).view(
             channels)

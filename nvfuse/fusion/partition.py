@@ -19,7 +19,9 @@ broadcasts there would combine copies), and results whose reduced dims are dropp
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
 dims) unless the dropped dims are the operand's leading ones (which broadcast alike either
 way).  The reduction nodes that break a rule are left to eager and the graph is partitioned
-again, until every group is valid.
+again, until every group is valid.  Valid reduction groups that only share an input
+(var_mean's var and mean; sibling gradients) are then merged (`_merge_siblings`) when that
+keeps one iteration space, one set of reduced dims and no path between them.
 """
 
 from __future__ import annotations
@@ -140,7 +142,23 @@ def _group_problem(nodes: Sequence[fx.Node],
                     and not _leading(ks[n], operand.dim())):
                 return "a keepdim=False reduction feeds the group", [n]
 
-    def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
+    space = _space(nodes, ks)
+    if space is None:
+        # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
+        # (1,4)+(5,1)): a kernel has a single iteration space.
+        return "no single iteration space", reductions
+    for n in reductions:
+        operand = n.all_input_nodes[0].meta["val"].shape
+        padded = (1,) * max(0, len(space) - len(operand)) + tuple(operand)
+        if any(padded[d] != space[d] for d in reduced_positions(ks[n], len(space))):
+            return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
+    return None
+
+
+def _space(nodes: Sequence[fx.Node], ks: dict[fx.Node, tuple[int, ...]]) -> torch.Size | None:
+    """The group's iteration space: the broadcast of its values' shapes (a reduction's result
+    taken as its keepdim shape) and its operands' shapes; None when they do not broadcast."""
+    def shape(n: fx.Node) -> torch.Size:
         val = n.meta["val"]
         if ks.get(n):
             operand = n.all_input_nodes[0].meta["val"]
@@ -151,17 +169,58 @@ def _group_problem(nodes: Sequence[fx.Node],
         a.meta["val"].shape for n in nodes for a in n.all_input_nodes
         if isinstance(a.meta.get("val"), torch.Tensor)]
     try:
-        space = torch.broadcast_shapes(*shapes)
+        return torch.broadcast_shapes(*shapes)
     except RuntimeError:
-        # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
-        # (1,4)+(5,1)): a kernel has a single iteration space.
-        return "no single iteration space", reductions
-    for n in reductions:
-        operand = n.all_input_nodes[0].meta["val"].shape
-        padded = (1,) * max(0, len(space) - len(operand)) + tuple(operand)
-        if any(padded[d] != space[d] for d in reduced_positions(ks[n], len(space))):
-            return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
-    return None
+        return None
+
+
+def _merge_siblings(groups: list[set[fx.Node]],
+                    known: dict[fx.Node, tuple[int, ...]]) -> list[set[fx.Node]]:
+    """Merge valid reduction groups that read a common value from outside, reduce the same
+    dims over the same iteration space and have no path between them (so the merged group
+    stays acyclic), until none merge: var_mean's var and mean, a bias gradient `g.sum(0)` next
+    to a weight gradient `(g * x).sum(0)` -- one kernel reads the shared input once."""
+    merged = list(groups)
+    i = 0
+    while i < len(merged):
+        j = next((j for j in range(i + 1, len(merged))
+                  if _siblings(merged[i], merged[j], known)), None)
+        if j is None:
+            i += 1
+            continue
+        merged[i] = merged[i] | merged[j]
+        del merged[j]
+    return merged
+
+
+def _siblings(a: set[fx.Node], b: set[fx.Node], known: dict[fx.Node, tuple[int, ...]]) -> bool:
+    axes = {known[n] for n in a | b if known[n]}
+    if len(axes) != 1 or not any(known[n] for n in a) or not any(known[n] for n in b):
+        return False
+
+    def reads(group: set[fx.Node]) -> set[fx.Node]:
+        return {x for n in group for x in n.all_input_nodes if x not in group}
+
+    if not reads(a) & reads(b) or _reaches(a, b) or _reaches(b, a):
+        return False
+    ks = {n: known[n] for n in a | b}
+    space = _space(list(a), ks)
+    return (space is not None and space == _space(list(b), ks)
+            and _group_problem(list(a | b), known) is None)
+
+
+def _reaches(a: set[fx.Node], b: set[fx.Node]) -> bool:
+    """Whether some node of `b` depends on some node of `a`."""
+    stack = [u for n in a for u in n.users if u not in a]
+    seen: set[fx.Node] = set()
+    while stack:
+        n = stack.pop()
+        if n in b:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.users)
+    return False
 
 
 def _leading(axes: tuple[int, ...], rank: int) -> bool:
@@ -204,13 +263,14 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
             for n in problem[1] if problem is not None else ():
                 n.meta[EAGER_REASON] = problem[0]
         excluded |= drop
-    groups = [p for p, problem in zip(proposed, problems) if problem is None]
+    groups = _merge_siblings(
+        [set(p.nodes) for p, problem in zip(proposed, problems) if problem is None], known)
     if not groups:
         return gm, []
     position = {n: i for i, n in enumerate(gm.graph.nodes)}
-    ordered = sorted(groups, key=lambda p: min(position[n] for n in p.nodes))
+    ordered = sorted(groups, key=lambda p: min(position[n] for n in p))
     fused = fuse_by_partitions(
-        gm, [dict.fromkeys(sorted(p.nodes, key=position.__getitem__)) for p in ordered],
+        gm, [dict.fromkeys(sorted(p, key=position.__getitem__)) for p in ordered],
         prefix=FUSED_PREFIX, always_return_tuple=True,
     )
     names = [str(n.target) for n in fused.graph.nodes
