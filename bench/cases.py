@@ -79,6 +79,15 @@ def sum_first(x: torch.Tensor) -> torch.Tensor:
     return x.sum(0)
 
 
+def batch_norm_train(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Tensor,
+                     rv: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(x, rm, rv, w, b, training=True)
+
+
+def group_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.group_norm(x, 32, w, b)
+
+
 def softmax_last(x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(x, -1)
 
@@ -259,6 +268,11 @@ CASES: list[Case] = [
     Case("sum-first-fp32", "reduction", F32, sum_first,
          _randn_inputs([(8, 32)], [(16384, 8192)], F32)),
     *_softmax_cases(),
+    Case("batch-norm-train-nchw-fp32", "normalization", F32, batch_norm_train,
+         _randn_inputs([(4, 8, 3, 3), (8,), (8,), (8,), (8,)],
+                       [(32, 256, 56, 56), (256,), (256,), (256,), (256,)], F32)),
+    Case("group-norm-g32-fp32", "normalization", F32, group_norm,
+         _randn_inputs([(2, 32, 3, 3), (32,), (32,)], [(32, 256, 56, 56), (256,), (256,)], F32)),
     Case("log-softmax-w32k-fp32", "reduction", F32, log_softmax_last,
          _randn_inputs([(8, 32)], [(4096, 32768)], F32)),
     *_norm_cases(),

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from nvfuse.frontend.batch_norm import batch_norm_decompositions
+
 aten = torch.ops.aten
 
 
@@ -128,4 +130,5 @@ def norm_decompositions() -> dict[Any, Callable[..., Any]]:
     table[aten.rms_norm.default] = rms_norm
     if hasattr(aten, "_fused_rms_norm"):
         table[aten._fused_rms_norm.default] = fused_rms_norm
+    table.update(batch_norm_decompositions())  # training batch norm, group norm
     return table

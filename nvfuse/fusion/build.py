@@ -83,7 +83,8 @@ def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
 
 def _rows(b: Builder) -> frozenset[int]:
     """The row values among the nodes built so far."""
-    return row_values(FusionIR(b.name, tuple(b.inputs), tuple(b.nodes), (), (), b.reduce_ndim))
+    return row_values(FusionIR(b.name, tuple(b.inputs), tuple(b.nodes), (), (), b.reduce_ndim,
+                               b.reduce_dims))
 
 
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
@@ -135,10 +136,12 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                     raise LoweringError(f"build {name}: output {r!r} is not a group value")
                 meta = meta_tensor(r)
                 shape = OutputShape.FULL
+                rank = max((b.inputs[i].ndim for i in deps[r] | reduced[r]), default=0)
                 if env[r].index in rows:
-                    rank = max((b.inputs[i].ndim for i in deps[r] | reduced[r]), default=0)
                     shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
                              else OutputShape.ROW_DROPPED)
+                elif meta.dim() < rank:  # a leading-dim keepdim=False reduction fed it
+                    shape = OutputShape.FULL_DROPPED
                 b.store(env[r], dtypes.from_torch(meta.dtype), tuple(sorted(deps[r])),
                         dim_order(meta), shape, tuple(sorted(reduced[r])),
                         tuple(sorted(after_cat[r])))

@@ -60,6 +60,7 @@ class Builder:
         self._memo: dict[Node, int] = {}
         self.reduce_ndim = 0  # set by the first reduction; every later one must agree
         self.concats: list[Concat] = []  # one per cat / stack / pad (nvfuse.fusion.concat)
+        self.reduce_dims: tuple[int, ...] | None = None  # non-trailing reduced dims
 
     # -- leaves ------------------------------------------------------------------------------
     def add_node(self, node: Node) -> int:
@@ -89,28 +90,41 @@ class Builder:
         node = self.add_node(Node(Prim.CONST, (), dtype.compute, literal))
         return Val(node, dtype.compute, dtype)
 
-    def row_numel(self, k: int) -> Val:
-        """The number of elements a reduction over the trailing `k` dims combines (int64)."""
-        self._reduces(k)
+    def row_numel(self, dims: int | tuple[int, ...]) -> Val:
+        """The number of elements a reduction over `dims` combines (int64); `dims` as in
+        `reduce`."""
+        self._reduces(dims)
         node = self.add_node(Node(Prim.ROW_NUMEL, (), DType.INT64))
         return Val(node, DType.INT64, DType.INT64)
 
-    def reduce(self, op: Prim, v: Val, k: int) -> Val:
-        """`op` over the trailing `k` dims of the iteration space (v's dtype is the
-        accumulator's: float32, float64 or int64; the result's too, except argmax / argmin's,
-        int64 indices).  Raises Unsupported when the group already reduces another number of
+    def reduce(self, op: Prim, v: Val, dims: int | tuple[int, ...]) -> Val:
+        """`op` over `dims` of the iteration space: an int k means the trailing k dims, a tuple
+        lists the reduced dims, negative and right-aligned (see nvfuse.fusion.ir).  v's dtype
+        is the accumulator's: float32, float64 or int64; the result's too, except argmax /
+        argmin's, int64 indices.  Raises Unsupported when the group already reduces other
         dims."""
-        self._reduces(k)
+        self._reduces(dims)
         dtype = DType.INT64 if op in ARG_REDUCTIONS else v.dtype
         index = self.add_node(Node(op, (v.index,), dtype))
         return Val(index, dtype, dtype)
 
-    def _reduces(self, k: int) -> None:
-        if k <= 0:
-            raise Unsupported(f"a reduction over {k} dims")
-        if self.reduce_ndim and self.reduce_ndim != k:
-            raise Unsupported(f"reduces {k} trailing dims; the group reduces {self.reduce_ndim}")
-        self.reduce_ndim = k
+    @property
+    def reduce_axes(self) -> tuple[int, ...]:
+        """The dims the group reduces (negative, right-aligned); () while it reduces none."""
+        if self.reduce_dims is not None:
+            return self.reduce_dims
+        return tuple(range(-self.reduce_ndim, 0))
+
+    def _reduces(self, dims: int | tuple[int, ...]) -> None:
+        axes = tuple(range(-dims, 0)) if isinstance(dims, int) else tuple(sorted(set(dims)))
+        if not axes or any(d >= 0 for d in axes):
+            raise Unsupported(f"a reduction over dims {dims!r}")
+        if self.reduce_ndim and self.reduce_axes != axes:
+            raise Unsupported(f"reduces dims {list(axes)}; the group reduces "
+                              f"{list(self.reduce_axes)}")
+        self.reduce_ndim = len(axes)
+        trailing = axes == tuple(range(-len(axes), 0))
+        self.reduce_dims = None if trailing else axes
 
     # -- compute -----------------------------------------------------------------------------
     def prim(self, op: Prim, *args: Val, dtype: DType | None = None) -> Val:
@@ -176,8 +190,9 @@ class Builder:
         nodes, outputs = tuple(self.nodes), tuple(self.outputs)
         if self.concats:  # the pieces' unremapped originals are usually dead
             nodes, outputs = _prune(nodes, outputs)
-        ir = FusionIR(self.name, tuple(self.inputs), nodes, outputs, ops, self.reduce_ndim,
-                      tuple(self.concats))
+        ir = FusionIR(self.name, tuple(self.inputs), nodes, outputs, ops,
+                      reduce_ndim=self.reduce_ndim, concats=tuple(self.concats),
+                      reduce_dims=self.reduce_dims)
         return verify_fusion(ir)
 
 

@@ -22,6 +22,13 @@ loaded plainly; along d a concatenation is cut into `Segment`s, each a piece of 
 value piece, whose inputs are read through PIECE_LOAD leaves shifted into the segment, or a
 constant piece (pad).  An output records the concatenations its shape comes from
 (`from_concats`).  A fusion without one prints as it always did.
+
+Reductions over other dims (`x.sum(0)`, batch norm's (N, H, W)): `reduce_dims` lists the
+reduced dims, negative and right-aligned to the iteration space (as broadcasting aligns
+operands), when they are not the trailing k.  Everything above holds with "the trailing k dims"
+read as "the dims in `reduce_axes`": the schedule permutes the iteration space so that the
+reduced dims come last (kept dims in order, then reduced dims in order), which keeps one
+lowering for both cases and lets strides, not dim numbers, pick the row or column schedule.
 """
 
 from __future__ import annotations
@@ -98,7 +105,15 @@ class Concat:
 class OutputShape(enum.Enum):
     """How an output's shape relates to the iteration space (see the module docstring)."""
 
+    @property
+    def is_row(self) -> bool:
+        """Whether the output is a row value (one element per row)."""
+        return self in (OutputShape.ROW_KEEPDIM, OutputShape.ROW_DROPPED)
+
     FULL = "full"          # the broadcast of its inputs' shapes (every pointwise output)
+    # a full value whose reductions dropped their (leading) reduced dims: the inputs it depends
+    # on through a reduction contribute their shapes without those dims (`x.sum(0) * w`)
+    FULL_DROPPED = "full_dropped"
     ROW_KEEPDIM = "row"    # a row value; the reduced dims are kept with size 1
     ROW_DROPPED = "row_dropped"  # a row value; the reduced dims are dropped (keepdim=False)
 
@@ -132,6 +147,9 @@ class FusionIR:
     ops: tuple[str, ...] = ()  # the aten op names the group was built from, for reports
     reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
     concats: tuple[Concat, ...] = ()  # cat / stack / pad inside the group (module docstring)
+    # the reduced dims (negative, right-aligned, sorted) when they are not the trailing
+    # reduce_ndim dims; None for trailing reductions (which print as they always did)
+    reduce_dims: tuple[int, ...] | None = None
 
     def __str__(self) -> str:
         return print_fusion(self)
@@ -140,6 +158,13 @@ class FusionIR:
     def random(self) -> bool:
         """Whether the kernel draws random numbers (then each launch takes a fresh seed)."""
         return any(n.op is Prim.RAND for n in self.nodes)
+
+    @property
+    def reduce_axes(self) -> tuple[int, ...]:
+        """The reduced dims, negative and right-aligned to the iteration space."""
+        if self.reduce_dims is not None:
+            return self.reduce_dims
+        return tuple(range(-self.reduce_ndim, 0))
 
     @property
     def ndim(self) -> int:
@@ -165,6 +190,8 @@ def print_fusion(ir: FusionIR) -> str:
     """The one printer of the fusion IR (repr, dumps, tests)."""
     params = ", ".join(f"%{i.name}: {i.dtype}[r{i.ndim}]" for i in ir.inputs)
     reduced = f" reduce_ndim={ir.reduce_ndim}" if ir.reduce_ndim else ""
+    if ir.reduce_dims is not None:
+        reduced += f" reduce_dims={list(ir.reduce_dims)}"
     lines = [f"fusion {ir.name}({params}){reduced} {{"]
     for c, cat in enumerate(ir.concats):
         lines.append(f"  concat {c} along dim {cat.dim} of r{cat.ndim}: "
@@ -276,13 +303,18 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
                 raise FusionIRError(f"{where}: float-only prim on {operand}")
             if op in INT_ONLY and operand.is_float:
                 raise FusionIRError(f"{where}: integer-only prim on {operand}")
+    if ir.reduce_dims is not None and (
+            len(ir.reduce_dims) != ir.reduce_ndim or list(ir.reduce_dims) != sorted(
+                set(ir.reduce_dims)) or any(d >= 0 for d in ir.reduce_dims)):
+        raise FusionIRError(f"fusion {ir.name}: reduce_dims {ir.reduce_dims} are not "
+                            f"{ir.reduce_ndim} sorted negative dims")
     rows = row_values(ir)
     for out in ir.outputs:
         if not 0 <= out.value < len(ir.nodes):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
         if any(not 0 <= i < len(ir.inputs) for i in out.shape_from + out.reduced_from):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
-        if (out.shape is not OutputShape.FULL) != (out.value in rows):
+        if out.shape.is_row != (out.value in rows):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: shape {out.shape.value} "
                                 f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
                                 " value")
@@ -309,6 +341,24 @@ def _segment_of(ir: FusionIR, attr: object) -> bool:
     """Whether `attr` is a (concatenation, segment) pair of `ir`."""
     return (isinstance(attr, tuple) and len(attr) == 2 and 0 <= attr[0] < len(ir.concats)
             and 0 <= attr[1] < len(ir.concats[attr[0]].segments))
+
+
+def reduced_positions(axes: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """The non-negative positions of the negative right-aligned dims `axes` in a shape of rank
+    `rank` (dims beyond its rank are left out: a lower-rank operand broadcasts there)."""
+    return tuple(rank + d for d in axes if rank + d >= 0)
+
+
+def keepdim_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` with the dims `axes` (negative, right-aligned) set to 1."""
+    reduced = set(reduced_positions(axes, len(shape)))
+    return tuple(1 if d in reduced else n for d, n in enumerate(shape))
+
+
+def dropped_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` without the dims `axes` (negative, right-aligned)."""
+    reduced = set(reduced_positions(axes, len(shape)))
+    return tuple(n for d, n in enumerate(shape) if d not in reduced)
 
 
 # Accumulator dtypes of the REDUCE_* prims (halves accumulate in float32, narrow ints in int64).

@@ -8,20 +8,25 @@ those names.  Unsupported nodes stay as they are and run eagerly between the gro
 Grouping is torch's `CapabilityBasedPartitioner` (maximal, cycle-free merging along data edges);
 nvfuse only answers "can this node be fused?" (`FusionSupport`): an op the op table lowers, on
 tensors of supported dtypes on one device kind, whose output has the broadcast shape of its
-tensor operands (true pointwise) or is a reduction over the trailing dims of its one operand
-(the op table says how many: `Builder.reduce_ndim` after a dry run), with literal (not computed)
-scalar arguments.
+tensor operands (true pointwise) or is a reduction over some dims of its one operand (the op
+table says which: `Builder.reduce_axes` after a dry run, negative and right-aligned), with
+literal (not computed) scalar arguments.
 
 Each proposed group is then validated (`_group_problem`): one iteration space (reduction results
-taken with their keepdim shapes), one number k of reduced trailing dims, every reduction's
+taken with their keepdim shapes), one set of reduced dims, every reduction's
 operand spanning the whole iteration space along the reduced dims (a reduction of a value that
 broadcasts there would combine copies), and results whose reduced dims are dropped
 (keepdim=False) used only outside the group (inside it they would broadcast against the wrong
-dims; the graph passes already turn most of them into keepdim=True reductions squeezed after
-the group, see nvfuse/graph/views.py).  View ops never join a group: the passes move the views
-that feed fusible work down to values no group computes, where a view is only the strides
-through which the group reads its input.  The reduction nodes that break a rule are left to
-eager and the graph is partitioned again, until every group is valid.
+dims) unless the dropped dims are the operand's leading ones (which broadcast alike either
+way).  The reduction nodes that break a rule are left to eager and the graph is partitioned
+again, until every group is valid.  Valid reduction groups that only share an input
+(var_mean's var and mean; sibling gradients) are then merged (`_merge_siblings`) when that
+keeps one iteration space, one set of reduced dims and no path between them.
+
+View ops never join a group: the passes move the views that feed fusible work down to values
+no group computes, where a view is only the strides through which the group reads its input
+(nvfuse/graph/views.py; it also turns most keepdim=False reductions into keepdim=True ones
+squeezed after the group).
 
 No horizontal fusion, with one exception: the two halves of max.dim / min.dim (an amax and an
 argmax of the same operand over the same dims, nvfuse/frontend/norms.py) join one group when
@@ -53,6 +58,7 @@ from nvfuse import dtypes
 from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
+from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
@@ -99,18 +105,19 @@ def why_unfusible(node: fx.Node) -> str | None:
         shape = torch.broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
     except RuntimeError:
         return "operands do not broadcast"
-    problem, k = _dry_run(node, tensors)
+    problem, axes = _dry_run(node, tensors)
     if problem is not None:
         return problem
-    if k:
-        return _reduction_shape_problem(out, tensors, k)
+    if axes:
+        return _reduction_shape_problem(out, tensors, axes)
     if tuple(out.shape) != tuple(shape) and tensors:
         return f"not pointwise: result shape {tuple(out.shape)} != broadcast {tuple(shape)}"
     return None
 
 
-def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: int) -> str | None:
-    """A reduction over the trailing k dims of its first operand gives that operand's shape
+def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor],
+                             axes: tuple[int, ...]) -> str | None:
+    """A reduction over dims `axes` of its first operand gives that operand's shape
     (softmax), or its shape with those dims kept as 1 or dropped.  Further operands (layer
     norm's weight and bias) must broadcast to the first one's shape without growing it: they
     only enter pointwise, and the group's checks see the first operand as the reduced one."""
@@ -120,41 +127,41 @@ def _reduction_shape_problem(out: torch.Tensor, tensors: list[torch.Tensor], k: 
             return "a reduction whose further operands broadcast beyond the reduced one"
     except RuntimeError:
         return "a reduction whose operands do not broadcast"
-    if tuple(out.shape) in (shape, keepdim_shape(shape, k), shape[:len(shape) - k]):
+    if len(reduced_positions(axes, len(shape))) != len(axes):
+        return f"reduces dims {list(axes)} of a rank-{len(shape)} operand"
+    if tuple(out.shape) in (shape, keepdim_shape(shape, axes), dropped_shape(shape, axes)):
         return None
-    return f"reduction result shape {tuple(out.shape)} from {shape} over {k} trailing dims"
+    return f"reduction result shape {tuple(out.shape)} from {shape} over dims {list(axes)}"
 
 
-def keepdim_shape(shape: Sequence[int], k: int) -> tuple[int, ...]:
-    return (*shape[:len(shape) - k], *([1] * min(k, len(shape))))
-
-
-def reduce_ndim(node: fx.Node) -> int:
-    """How many trailing dims node reduces (0 for a pointwise node or an unfusible one)."""
+def reduce_axes(node: fx.Node) -> tuple[int, ...]:
+    """The dims node reduces, negative and right-aligned (() for a pointwise node or an
+    unfusible one)."""
     tensors = [a.meta.get("val") for a in node.all_input_nodes]
     if node.op != "call_function" or not all(isinstance(t, torch.Tensor) for t in tensors):
-        return 0
+        return ()
     return _dry_run(node, tensors)[1]  # type: ignore[arg-type]
 
 
 def _group_problem(nodes: Sequence[fx.Node],
-                   known: dict[fx.Node, int]) -> tuple[str, list[fx.Node]] | None:
+                   known: dict[fx.Node, tuple[int, ...]]) -> tuple[str, list[fx.Node]] | None:
     """None when the group can be one kernel, else the reason and the reduction nodes to leave
     to eager (see the module docstring).  Pointwise groups only need one iteration space."""
     members = set(nodes)
     for n in nodes:  # `known` memoizes the dry runs across rounds
         if n not in known:
-            known[n] = reduce_ndim(n)
+            known[n] = reduce_axes(n)
     ks = {n: known[n] for n in nodes}
     reductions = [n for n in nodes if ks[n]]
     if reductions:
         first = ks[reductions[0]]
         other = [n for n in reductions if ks[n] != first]
         if other:
-            return f"reductions over {first} and {ks[other[0]]} trailing dims", other
+            return f"reductions over dims {list(first)} and {list(ks[other[0]])}", other
         for n in reductions:
             val, operand = n.meta["val"], n.all_input_nodes[0].meta["val"]
-            if val.dim() < operand.dim() and any(u in members for u in n.users):
+            if (val.dim() < operand.dim() and any(u in members for u in n.users)
+                    and not _leading(ks[n], operand.dim())):
                 return "a keepdim=False reduction feeds the group", [n]
 
     cats = [n for n in nodes if concat.is_concat(n.target)]
@@ -164,31 +171,39 @@ def _group_problem(nodes: Sequence[fx.Node],
         if isinstance(found, tuple):
             return found
         pieces = found
-
-    def shape(n: fx.Node) -> torch.Size:  # a reduction's result as its keepdim shape
-        val = n.meta["val"]
-        if ks.get(n):
-            operand = n.all_input_nodes[0].meta["val"]
-            return torch.Size(keepdim_shape(operand.shape, ks[n]))
-        return val.shape
-
-    # A concatenation's pieces (and what only they use) live at their own shapes.
-    shapes = [shape(n) for n in nodes if n not in pieces] + [
-        a.meta["val"].shape for n in nodes if n not in pieces and n not in cats
-        for a in n.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
-    try:
-        space = torch.broadcast_shapes(*shapes)
-    except RuntimeError:
+    space = _space(nodes, ks, pieces)
+    if space is None:
         # Groups joined only through a shared operand can break this ((1,4)+(3,1) and
         # (1,4)+(5,1)): a kernel has a single iteration space.
         return "no single iteration space", reductions + cats
     for n in reductions:
-        k = ks[n]
         operand = n.all_input_nodes[0].meta["val"].shape
         padded = (1,) * max(0, len(space) - len(operand)) + tuple(operand)
-        if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
+        if any(padded[d] != space[d] for d in reduced_positions(ks[n], len(space))):
             return f"{n.name} reduces a value that broadcasts along the reduced dims", [n]
     return None
+
+
+def _space(nodes: Sequence[fx.Node], ks: dict[fx.Node, tuple[int, ...]],
+           pieces: frozenset[fx.Node] | set[fx.Node] = frozenset()) -> torch.Size | None:
+    """The group's iteration space: the broadcast of its values' shapes (a reduction's result
+    taken as its keepdim shape) and its operands' shapes; None when they do not broadcast.
+    A concatenation's pieces (and what only they use) live at their own shapes."""
+    def shape(n: fx.Node) -> torch.Size:
+        val = n.meta["val"]
+        if ks.get(n):
+            operand = n.all_input_nodes[0].meta["val"]
+            return torch.Size(keepdim_shape(tuple(operand.shape), ks[n]))
+        return val.shape
+
+    shapes = [shape(n) for n in nodes if n not in pieces] + [
+        a.meta["val"].shape for n in nodes
+        if n not in pieces and not concat.is_concat(n.target)
+        for a in n.all_input_nodes if isinstance(a.meta.get("val"), torch.Tensor)]
+    try:
+        return torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        return None
 
 
 def _concat_problem(nodes: Sequence[fx.Node], cats: list[fx.Node],
@@ -237,17 +252,73 @@ def _piece_problem(n: fx.Node) -> str | None:
     return concat.piece_problem(b)
 
 
-def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, int]:
+def _merge_siblings(groups: list[set[fx.Node]],
+                    known: dict[fx.Node, tuple[int, ...]]) -> list[set[fx.Node]]:
+    """Merge valid reduction groups that read a common value from outside, reduce the same
+    dims over the same iteration space and have no path between them (so the merged group
+    stays acyclic), until none merge: var_mean's var and mean, a bias gradient `g.sum(0)` next
+    to a weight gradient `(g * x).sum(0)` -- one kernel reads the shared input once."""
+    merged = list(groups)
+    i = 0
+    while i < len(merged):
+        j = next((j for j in range(i + 1, len(merged))
+                  if _siblings(merged[i], merged[j], known)), None)
+        if j is None:
+            i += 1
+            continue
+        merged[i] = merged[i] | merged[j]
+        del merged[j]
+    return merged
+
+
+def _siblings(a: set[fx.Node], b: set[fx.Node], known: dict[fx.Node, tuple[int, ...]]) -> bool:
+    axes = {known[n] for n in a | b if known[n]}
+    if len(axes) != 1 or not any(known[n] for n in a) or not any(known[n] for n in b):
+        return False
+
+    def reads(group: set[fx.Node]) -> set[fx.Node]:
+        return {x for n in group for x in n.all_input_nodes if x not in group}
+
+    if not reads(a) & reads(b) or _reaches(a, b) or _reaches(b, a):
+        return False
+    ks = {n: known[n] for n in a | b}
+    space = _space(list(a), ks)
+    return (space is not None and space == _space(list(b), ks)
+            and _group_problem(list(a | b), known) is None)
+
+
+def _reaches(a: set[fx.Node], b: set[fx.Node]) -> bool:
+    """Whether some node of `b` depends on some node of `a`."""
+    stack = [u for n in a for u in n.users if u not in a]
+    seen: set[fx.Node] = set()
+    while stack:
+        n = stack.pop()
+        if n in b:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.users)
+    return False
+
+
+def _leading(axes: tuple[int, ...], rank: int) -> bool:
+    """Whether `axes` are the leading dims of a rank-`rank` operand: then dropping them
+    broadcasts exactly like keeping them as size 1 (broadcasting aligns from the right), so a
+    keepdim=False result may feed the group (a bias gradient's `sum(g, [0]) * scale`)."""
+    return reduced_positions(axes, rank) == tuple(range(len(axes)))
+
+
+def _dry_run(node: fx.Node, tensors: list[torch.Tensor]) -> tuple[str | None, tuple[int, ...]]:
     """Lower the node on a scratch builder: the op table is the judge of its arguments.
-    Returns (the reason it cannot, or None; how many trailing dims it reduces)."""
+    Returns (the reason it cannot, or None; the dims it reduces, as `reduce_axes`)."""
     b = Builder("probe")
     env = {a: b.load(dtypes.from_torch(t.dtype), t.dim())
            for a, t in zip(node.all_input_nodes, tensors)}
     try:
         lower_node(b, node, env)
     except Unsupported as e:
-        return f"op table: {e}", 0
-    return None, b.reduce_ndim
+        return f"op table: {e}", ()
+    return None, b.reduce_axes
 
 
 _PAIRS = {"argmax": "amax", "argmin": "amin"}
@@ -307,7 +378,7 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
     excluded: frozenset[fx.Node] = frozenset()
-    known: dict[fx.Node, int] = {}
+    known: dict[fx.Node, tuple[int, ...]] = {}
     while True:
         # No horizontal fusion: independent nodes would share one iteration space for no saving.
         partitioner = CapabilityBasedPartitioner(
@@ -322,13 +393,14 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
             for n in problem[1] if problem is not None else ():
                 n.meta[EAGER_REASON] = problem[0]
         excluded |= drop
-    groups = [p for p, problem in zip(proposed, problems) if problem is None]
+    groups = _merge_siblings(
+        [set(p.nodes) for p, problem in zip(proposed, problems) if problem is None], known)
     if not groups:
         return gm, []
     position = {n: i for i, n in enumerate(gm.graph.nodes)}
-    ordered = sorted(groups, key=lambda p: min(position[n] for n in p.nodes))
+    ordered = sorted(groups, key=lambda p: min(position[n] for n in p))
     fused = fuse_by_partitions(
-        gm, [dict.fromkeys(sorted(p.nodes, key=position.__getitem__)) for p in ordered],
+        gm, [dict.fromkeys(sorted(p, key=position.__getitem__)) for p in ordered],
         prefix=FUSED_PREFIX, always_return_tuple=True,
     )
     names = [str(n.target) for n in fused.graph.nodes

@@ -23,10 +23,10 @@ Typing rules (checked by the fusion IR verifier):
   WHEREs over IN_PIECE picks each element's segment).
 - REDUCE_SUM / REDUCE_PROD / REDUCE_MAX / REDUCE_MIN (REDUCTIONS): unary, operand dtype T =
   result dtype T (float32, float64 or int64: halves accumulate in float32, narrow integers in
-  int64).  They combine their operand over the trailing `FusionIR.reduce_ndim` dims of the
-  iteration space; the result is a row value (broadcast back along those dims, like a
-  keepdim=True result).  MAX / MIN propagate NaN (torch.amax / amin); SUM / PROD of integers
-  wrap around.
+  int64).  They combine their operand over the reduced dims of the iteration space (the
+  trailing `FusionIR.reduce_ndim` dims, or `FusionIR.reduce_dims`); the result is a row value
+  (broadcast back along those dims, like a keepdim=True result).  MAX / MIN propagate NaN
+  (torch.amax / amin); SUM / PROD of integers wrap around.
 - REDUCE_M2 (also in REDUCTIONS): unary, float32 or float64 only; the sum of squared deviations
   from the row's mean, sum((x - mean(x))^2), computed in one pass with Welford's update (per
   thread, on values shifted by the row's first element so a large mean does not cancel) and

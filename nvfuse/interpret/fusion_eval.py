@@ -8,8 +8,8 @@ by the output's `shape_from` (shape `()` when it names none).
 Nodes are evaluated in order with numpy broadcasting; prims run through `prims_np`, so the
 evaluator and the kernel-IR machine share one definition of every operation.  In a reduction
 fusion (reduce_ndim k > 0) a REDUCE_* node combines its operand, broadcast to the iteration
-space, over the trailing k axes (kept with size 1; argmax / argmin index them flattened),
-ROW_NUMEL is the product of those sizes, and outputs take the shapes
+space, over the reduced axes (`FusionIR.reduce_axes`, kept with size 1; argmax / argmin index
+them flattened), ROW_NUMEL is the product of those sizes, and outputs take the shapes
 `nvfuse.schedule.reduction.output_shapes` gives them.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Node, Scalar
+from nvfuse.fusion.ir import FusionIR, Node, OutputShape, Scalar, reduced_positions
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.interpret.prims_np import apply_prim, cast
 
@@ -85,8 +85,10 @@ def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if node_dtype is not out.dtype:
             value = cast(value, node_dtype, out.dtype)
         value = np.asarray(value, dtype=out.dtype.np_storage)
-        if ir.reduce_ndim and np.ndim(value) > len(shape):  # reduced dims dropped
-            value = value.reshape(np.shape(value)[:len(shape)])
+        if out.shape is OutputShape.ROW_DROPPED and np.ndim(value) > len(shape):
+            value = np.squeeze(value, axis=reduced_positions(ir.reduce_axes, np.ndim(value)))
+        elif np.ndim(value) > len(shape):  # FULL_DROPPED: leading size-1 dims
+            value = value.reshape(np.shape(value)[np.ndim(value) - len(shape):])
         # np.array, not ascontiguousarray: the latter turns 0-d results into shape (1,).
         results.append(np.array(np.broadcast_to(value, shape), order="C"))
     return results
@@ -94,9 +96,8 @@ def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _eval_row(ir: FusionIR, node: Node, values: list[np.ndarray],
               space: tuple[int, ...]) -> np.ndarray:
-    """A reduction (over the trailing reduce_ndim axes of `space`, kept) or ROW_NUMEL."""
-    k = ir.reduce_ndim
-    axes = tuple(range(len(space) - k, len(space)))
+    """A reduction (over the reduced axes of `space`, kept) or ROW_NUMEL."""
+    axes = reduced_positions(ir.reduce_axes, len(space))
     if node.op is Prim.ROW_NUMEL:
         return np.asarray(int(np.prod([space[a] for a in axes], dtype=np.int64)), np.int64)
     operand = np.broadcast_to(values[node.args[0]], space)

@@ -43,7 +43,7 @@ from nvfuse.lower.kir import (
 )
 
 if TYPE_CHECKING:
-    from nvfuse.lower.reduction import _Lowering
+    from nvfuse.lower.reduction_state import RowLowering as _Lowering
 
 P = Prim
 BOOL, I64 = DType.BOOL, DType.INT64

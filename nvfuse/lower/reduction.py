@@ -1,25 +1,25 @@
-"""Lower a row-reduction fusion: (FusionIR with reduce_ndim > 0, ReductionSignature) -> kernel IR.
+"""Lower a reduction fusion: (FusionIR with reduce_ndim > 0, ReductionSignature) -> kernel IR.
 
-One block per row (row = blockIdx.x, grid = rows); the row index is split into the merged
-outer dims, the column index into the merged inner dims, and each operand's offset is formed
-from its strides (`nvfuse.schedule.reduction` describes them).  Inputs that do not vary along
-the row (a scalar, a (rows, 1) mask) are loaded once per row up front.  Phases, in the fusion's
-topological order:
+Row schedule: one block per row (row = blockIdx.x, grid = rows); the column schedule
+(ColumnSignature) overrides the thread layout hooks of `RowLowering`
+(nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py.
+The row index is split into the merged outer dims, the column index into the merged inner
+dims, and each operand's offset is formed from its strides (`nvfuse.schedule.reduction`).
+Inputs that do not vary along the row (a scalar, a (rows, 1) mask) are loaded once per row up
+front.  Phases, in the fusion's topological order:
 
 1. for each reduction node: acc = identity; for col = threadIdx.x; col < row_numel;
    col += blockDim.x: compute (loading and recomputing) the full values its operand needs and
-   combine; then a block allreduce (every thread of the block reaches it: the data is
-   predicated by the loop, never the reduction) gives every thread the row value; row values
-   computed from finished reductions follow at once;
+   combine; then an allreduce (reached by every thread: the data is predicated by the loop,
+   never the reduction) gives every thread the row value; row values computed from finished
+   reductions follow at once;
 2. a last column loop computes and stores the full outputs (an output that broadcasts along a
    dim is stored only where that index is 0, as in the pointwise lowering);
 3. thread 0 stores the row outputs.
 
-Every phase re-reads the row from global memory (L2 serves the re-reads of rows that fit);
-keeping the row in registers or shared memory (a persistent schedule) and vector accesses are
-future work.  Block reductions of different dtypes use one shared scratch array per dtype; the
-helper leaves its scratch reusable, so reductions of one dtype share one.
-
+Every phase re-reads the row from global memory (L2 serves re-reads of rows that fit); a
+persistent schedule and vector accesses are future work.  Block reductions of one dtype share
+one shared scratch array (the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
 (outer dims, then inner dims) -- the order `plan_launch` produces.
@@ -27,45 +27,36 @@ the outermost, the inner sizes without the outermost, and the "s" strides operan
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Output, OutputShape, row_values
+from nvfuse.fusion.ir import FusionIR, Output
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     combine_prim,
     identity_value,
     Assign,
-    BlockReduce,
     Compute,
     Const,
     Declare,
     Elem,
     Expr,
-    For,
     If,
     IndexOp,
-    Load,
-    Param,
-    Random,
     ReduceOp,
-    Shared,
-    Special,
     Stmt,
     Store,
     Var,
 )
 from nvfuse.lower.argreduce import arg_partner, lower_arg
+from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.pointwise import content_name
-from nvfuse.lower.welford import lower_m2
-from nvfuse.schedule.reduction import ReductionSignature
+from nvfuse.lower.reduction_state import RowLowering
+from nvfuse.lower.welford import lower_m2, welford_partner
+from nvfuse.schedule.reduction import ColumnSignature, ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
-# A column loop's body: (each operand's offset, the inner indices) -> statements.
-Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
-_SCRATCH = {DType.FLOAT32: "red_f32", DType.FLOAT64: "red_f64", DType.INT64: "red_i64"}
 
 
 def kernel_name(ir: FusionIR, signature: object) -> str:
@@ -77,188 +68,12 @@ def identity(prim: Prim, dtype: DType) -> Const:
     return Const(identity_value(_OPS[prim], dtype), dtype)
 
 
-class _Lowering:
-    """State of one kernel's lowering: parameters, offsets and the row values computed so far."""
-
-    def __init__(self, ir: FusionIR, sig: ReductionSignature) -> None:
-        self.ir, self.sig, self.idx = ir, sig, sig.index
-        idx = self.idx
-        self.rows_live = row_values(ir)
-        self.tensors = tuple(
-            [kir.TensorParam(i.name, i.dtype, False, i.dtype.itemsize) for i in ir.inputs]
-            + [kir.TensorParam(o.name, o.dtype, True, o.dtype.itemsize) for o in ir.outputs])
-        self.rows, self.numel = Param("rows", idx), Param("row_numel", idx)
-        self.outer_sizes = [Param(f"osize{d}", idx) for d in range(1, sig.outer_rank)]
-        self.inner_sizes = [Param(f"isize{d}", idx) for d in range(1, sig.inner_rank)]
-        self.scalars: list[Param] = [self.rows, self.numel, *self.outer_sizes, *self.inner_sizes]
-        self.seed = Param("seed", DType.INT64)  # appended last when the kernel draws randoms
-        self.strides: list[list[Expr]] = []  # per operand: outer dims, then inner dims
-        for t, classes in zip(self.tensors, sig.inputs + sig.outputs):
-            row: list[Expr] = []
-            for d, c in enumerate(classes):
-                if c == "s":
-                    where = f"o{d}" if d < sig.outer_rank else f"i{d - sig.outer_rank}"
-                    p = Param(f"stride_{t.name}_{where}", idx)
-                    self.scalars.append(p)
-                    row.append(p)
-                else:
-                    row.append(Const(int(c), idx))
-            self.strides.append(row)
-        # values available before the column loops: row values and row-invariant loads
-        self.row_exprs: dict[int, Expr] = {}
-
-    # -- index math ----------------------------------------------------------------------------
-    def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
-              out: list[Stmt]) -> list[Expr]:
-        """Per-dim indices of `linear`, innermost fastest (`sizes` = dims 1..rank-1)."""
-        if rank == 0:
-            return []
-        idx = self.idx
-        indices: list[Expr] = [Const(0, idx)] * rank
-        rest = linear
-        for d in range(rank - 1, 0, -1):
-            size = sizes[d - 1]
-            out.append(Declare(f"{prefix}{d}", idx, init=IndexOp("%", rest, size, idx)))
-            indices[d] = Var(f"{prefix}{d}", idx)
-            out.append(Declare(f"{prefix}q{d}", idx, init=IndexOp("/", rest, size, idx)))
-            rest = Var(f"{prefix}q{d}", idx)
-        indices[0] = rest
-        return indices
-
-    def offset(self, operand: int, indices: list[Expr], dims: range) -> Expr:
-        """sum(index * stride) over `dims` of operand `operand` (strides 0 skipped)."""
-        idx = self.idx
-        expr: Expr | None = None
-        for i, d in zip(indices, dims):
-            s = self.strides[operand][d]
-            if isinstance(s, Const) and s.value == 0:
-                continue
-            term = i if isinstance(s, Const) and s.value == 1 else IndexOp("*", i, s, idx)
-            expr = term if expr is None else IndexOp("+", expr, term, idx)
-        return expr if expr is not None else Const(0, idx)
-
-    def guard(self, operand: int, indices: list[Expr], dims: range) -> Expr | None:
-        """Where an operand that broadcasts along some of `dims` is stored: index 0 there."""
-        cond: Expr | None = None
-        classes = (self.sig.inputs + self.sig.outputs)[operand]
-        for i, d in zip(indices, dims):
-            if classes[d] == "0":
-                term = IndexOp("==", i, Const(0, self.idx), DType.BOOL)
-                cond = term if cond is None else IndexOp("&&", cond, term, DType.BOOL)
-        return cond
-
-    # -- values --------------------------------------------------------------------------------
-    def leaf(self, index: int) -> Expr | None:
-        """The expression of a value that is the same everywhere (a literal, row_numel, or
-        computed only from those), or None."""
-        node = self.ir.nodes[index]
-        if node.op is Prim.CONST:
-            return Const(node.attr, node.dtype)  # type: ignore[arg-type]
-        if node.op is Prim.ROW_NUMEL:
-            n: Expr = self.numel
-            return n if self.idx is DType.INT64 else Compute(Prim.CAST, (n, ), DType.INT64)
-        if node.op is Prim.LOAD or node.op in REDUCTIONS or not node.args:
-            return None
-        args = [self.leaf(a) for a in node.args]
-        if any(a is None for a in args):
-            return None
-        return Compute(node.op, tuple(args), node.dtype)  # type: ignore[arg-type]
-
-    def column_values(self, roots: list[int], offsets: list[Expr],
-                      out: list[Stmt]) -> dict[int, Expr]:
-        """Statements computing the full values `roots` need at one column (loads at
-        `offsets`, one per input); row values are read from their registers."""
-        exprs: dict[int, Expr] = dict(self.row_exprs)
-        needed: set[int] = set()
-        stack = list(roots)
-        while stack:
-            n = stack.pop()
-            if n in needed or n in exprs:
-                continue
-            needed.add(n)
-            stack.extend(self.ir.nodes[n].args)
-        for index in sorted(needed):
-            node = self.ir.nodes[index]
-            leaf = self.leaf(index)
-            if leaf is not None:
-                exprs[index] = leaf
-            elif node.op is Prim.RAND:
-                # element (row, col) of the iteration space: the same value in every phase
-                element = IndexOp("+", IndexOp("*", Var("row", self.idx), self.numel, self.idx),
-                                  Var("col", self.idx), self.idx)
-                out.append(Declare(f"v{index}", node.dtype, init=Random(
-                    Compute(Prim.CAST, (element,), DType.INT64), self.seed,
-                    int(node.attr))))  # type: ignore[arg-type]
-                exprs[index] = Var(f"v{index}", node.dtype)
-            elif node.op is Prim.LOAD:
-                k = int(node.attr)  # type: ignore[arg-type]
-                name = f"r_{self.ir.inputs[k].name}"
-                out.append(Declare(name, node.dtype, lanes=1))
-                out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
-                exprs[index] = Elem(name, Const(0, DType.INT32), node.dtype)
-            else:
-                value = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
-                out.append(Declare(f"v{index}", node.dtype, init=value))
-                exprs[index] = Var(f"v{index}", node.dtype)
-        return exprs
-
-    def column_loop(self, body: Body, start: Expr | None = None,
-                    step: Expr | None = None) -> For:
-        """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
-        operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
-        (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
-        idx, sig = self.idx, self.sig
-        col = Var("col", idx)
-        stmts: list[Stmt] = []
-        inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", stmts)
-        offsets: list[Expr] = []
-        inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
-        for k in range(len(self.tensors)):  # expressions: only the operands used appear
-            row_offset = Var(f"ro_{self.tensors[k].name}", idx)
-            in_row = self.offset(k, inner, inner_dims)
-            offsets.append(row_offset if in_row == Const(0, idx)
-                           else IndexOp("+", row_offset, in_row, idx))
-        stmts.extend(body(offsets, inner))
-        return For(col, start if start is not None else Special("threadIdx.x", idx), self.numel,
-                   step if step is not None else Special("blockDim.x", idx), tuple(stmts))
-
-    def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
-        """Load once per row the inputs that do not vary along the row (every inner stride 0:
-        a scalar, a (rows, 1) mask), instead of once per column in every phase."""
-        for index, node in enumerate(self.ir.nodes):
-            if node.op is not Prim.LOAD:
-                continue
-            k = int(node.attr)  # type: ignore[arg-type]
-            if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
-                continue
-            name = self.ir.inputs[k].name
-            out.append(Declare(f"r_{name}", node.dtype, lanes=1))
-            out.append(Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False))
-            self.row_exprs[index] = Elem(f"r_{name}", Const(0, DType.INT32), node.dtype)
-
-    def row_phase(self, done: set[int], out: list[Stmt]) -> None:
-        """Declare every row value whose arguments are available."""
-        for index in sorted(self.rows_live - done):
-            node = self.ir.nodes[index]
-            if node.op in REDUCTIONS:
-                continue
-            args = [self.row_exprs.get(a) if a in self.row_exprs else self.leaf(a)
-                    for a in node.args]
-            if any(a is None for a in args):
-                continue
-            out.append(Declare(f"v{index}", node.dtype,
-                               init=Compute(node.op, tuple(args), node.dtype)))  # type: ignore
-            self.row_exprs[index] = Var(f"v{index}", node.dtype)
-            done.add(index)
-
-
 def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Kernel:
     """The kernel IR of `ir` specialized on `sig` with `block` threads per row."""
-    lo = _Lowering(ir, sig)
+    lo = _lowering(ir, sig, block)
     idx = sig.index
     body: list[Stmt] = []
-    row = Var("row", idx)
-    body.append(Declare("row", idx, init=Special("blockIdx.x", idx)))
+    row = lo.row_index(body)
     outer = lo.split(row, lo.outer_sizes, sig.outer_rank, "i", body)
     for k, t in enumerate(lo.tensors):
         body.append(Declare(f"ro_{t.name}", idx,
@@ -275,7 +90,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             body.extend(lower_arg(lo, arg, block, done))
             lo.row_phase(done, body)
             continue
-        m2 = _welford_partner(ir, index)
+        m2 = welford_partner(ir, index)
         if m2 is not None:
             # one column loop for the M2 and the sums of its operand (layer norm's mean): the
             # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
@@ -283,14 +98,14 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                     n.op is Prim.REDUCE_SUM and n.args == ir.nodes[m2].args
                     and n.dtype is ir.nodes[m2].dtype]
             if sums and dtype not in declared:
-                body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+                lo.declare_scratch(dtype, block, body)
                 declared.add(dtype)
-            body.extend(lower_m2(lo, m2, block, sums, _SCRATCH[dtype]))
+            body.extend(lower_m2(lo, m2, block, sums))
             done.update([m2, *sums])
             lo.row_phase(done, body)
             continue
         if dtype not in declared:
-            body.append(Shared(_SCRATCH[dtype], dtype, max(1, block // 32)))
+            lo.declare_scratch(dtype, block, body)
             declared.add(dtype)
         acc = Var(f"acc{index}", dtype)
         body.append(Declare(acc.name, dtype, init=identity(node.op, dtype)))
@@ -307,14 +122,14 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         body.append(lo.column_loop(combine))
         result = Var(f"v{index}", dtype)
         body.append(Declare(result.name, dtype))
-        body.append(BlockReduce(result, acc, _OPS[node.op], _SCRATCH[dtype]))
+        body.extend(lo.allreduce(result, acc, _OPS[node.op], dtype))
         lo.row_exprs[index] = result
         done.add(index)
         lo.row_phase(done, body)
 
     n_in = len(ir.inputs)
-    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape is OutputShape.FULL]
-    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape is not OutputShape.FULL]
+    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if not o.shape.is_row]
+    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape.is_row]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
     if full:
@@ -333,24 +148,18 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         for k, o in rows_out:
             at = Var(f"ro_{lo.tensors[k].name}", idx)
             stores.extend(_store(o, lo.row_exprs[o.value], at, lo.guard(k, outer, outer_dims)))
-        first = IndexOp("==", Special("threadIdx.x", idx), Const(0, idx), DType.BOOL)
-        body.append(If(first, tuple(stores)))
+        body.append(If(lo.first_thread(), tuple(stores)))
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
-                      lo.rows, idx)
+                      lo.grid(), idx)
 
 
-def _welford_partner(ir: FusionIR, index: int) -> int | None:
-    """The REDUCE_M2 node lowered together with reduction `index`: itself when it is one, the
-    M2 of the same operand when `index` is a float sum of it, else None."""
-    node = ir.nodes[index]
-    if node.op is Prim.REDUCE_M2:
-        return index
-    if node.op is not Prim.REDUCE_SUM or not node.dtype.is_float:
-        return None
-    return next((i for i, n in enumerate(ir.nodes) if n.op is Prim.REDUCE_M2
-                 and n.args == node.args and n.dtype is node.dtype), None)
+def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:
+    """The row schedule's lowering state, or the column schedule's for a ColumnSignature."""
+    if isinstance(sig, ColumnSignature):
+        return ColumnLowering(ir, sig, block)
+    return RowLowering(ir, sig)
 
 
 def _and(a: Expr | None, b: Expr | None) -> Expr | None:

@@ -17,9 +17,10 @@ Statements produced (T = the node's float dtype):
 2. per thread: n = mean = m2 = 0; for each of its columns, with d = x - pivot:
    n += 1; delta = d - mean; mean += delta / n; m2 += delta * (d - mean);
    and for each sum s: acc_s += x;
-3. WelfordReduce(BLOCK) over the threads (Chan's combine) into (mean, m2, n); every thread
-   gets the row's m2.  Its scratch, `wel_<dtype>`, holds 3 * block / 32 elements.  Then a
-   BlockReduce(SUM) per sum, on the caller's scratch.
+3. the schedule's Welford allreduce over the row's threads (Chan's combine) into
+   (mean, m2, n): every thread gets the row's m2 (row schedule: WelfordReduce(BLOCK) with
+   scratch `wel_<dtype>` of 3 * block / 32 elements; column schedule: nvfuse/lower/column.py).
+   Then the schedule's allreduce (SUM) per sum.
 """
 
 from __future__ import annotations
@@ -27,30 +28,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
     Assign,
-    BlockReduce,
     Compute,
     Const,
     Declare,
     Expr,
     ReduceOp,
-    ReduceScope,
-    Shared,
     Stmt,
     Var,
-    WelfordReduce,
 )
 
 if TYPE_CHECKING:
-    from nvfuse.lower.reduction import _Lowering
+    from nvfuse.lower.reduction_state import RowLowering
 
 P = Prim
 
 
-def lower_m2(lo: _Lowering, index: int, block: int, sums: Sequence[int] = (),
-             sum_scratch: str = "") -> list[Stmt]:
+def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) -> list[Stmt]:
     """The statements of REDUCE_M2 node `index` (see the module docstring)."""
     node = lo.ir.nodes[index]
     dtype, operand = node.dtype, node.args[0]
@@ -89,18 +86,30 @@ def lower_m2(lo: _Lowering, index: int, block: int, sums: Sequence[int] = (),
         return stmts
 
     out.append(lo.column_loop(update))
-    scratch = f"wel_{dtype.c_type}{tag}"
-    out.append(Shared(scratch, dtype, 3 * max(1, block // 32)))
     results = [Var(f"w{what}_row{tag}", dtype) for what in ("mean", "m2", "n")]
+    setup, combine = lo.welford_allreduce(results, [mean, m2, n], tag, block)
+    out.extend(setup)
     for v in results:
         out.append(Declare(v.name, dtype))
-    out.append(WelfordReduce(*results, mean, m2, n, ReduceScope.BLOCK, scratch))
+    out.extend(combine)
     row = Var(f"v{index}", dtype)
     out.append(Declare(row.name, dtype, init=results[1]))
     lo.row_exprs[index] = row
     for s, acc in zip(sums, accs):
         total = Var(f"v{s}", dtype)
         out.append(Declare(total.name, dtype))
-        out.append(BlockReduce(total, acc, ReduceOp.SUM, sum_scratch))
+        out.extend(lo.allreduce(total, acc, ReduceOp.SUM, dtype))
         lo.row_exprs[s] = total
     return out
+
+
+def welford_partner(ir: FusionIR, index: int) -> int | None:
+    """The REDUCE_M2 node lowered together with reduction `index`: itself when it is one, the
+    M2 of the same operand when `index` is a float sum of it, else None."""
+    node = ir.nodes[index]
+    if node.op is Prim.REDUCE_M2:
+        return index
+    if node.op is not Prim.REDUCE_SUM or not node.dtype.is_float:
+        return None
+    return next((i for i, n in enumerate(ir.nodes) if n.op is Prim.REDUCE_M2
+                 and n.args == node.args and n.dtype is node.dtype), None)

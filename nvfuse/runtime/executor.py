@@ -5,8 +5,9 @@ Output: `FusionGroup`, the nn.Module that replaces the group in the partitioned 
 checks the inputs, allocates the outputs with torch (eager's dtype and shape), computes the
 shape signature, fetches or builds the specialization, and launches it on torch's current
 stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion with
-`reduce_ndim` > 0 takes the row-reduction schedule and lowering, one with concatenations the
-concat schedule (nvfuse.schedule.concat), any other the pointwise ones.
+`reduce_ndim` > 0 takes a reduction schedule (row or column, picked by strides) and lowering,
+one with concatenations the concat schedule (nvfuse.schedule.concat), any other the pointwise
+ones.
 Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
 kernel (sums give 0, products 1, means NaN, as eager) except amax / amin / argmax / argmin,
 which eager refuses: those run eagerly so that eager raises its own error.  Any failure runs
@@ -25,7 +26,7 @@ from torch import fx
 
 from nvfuse import config, counters
 from nvfuse.errors import NvfuseError
-from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
@@ -197,10 +198,10 @@ def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
     if all(o.numel() == 0 for o in outputs):
         return True
     space = reduction.iteration_space(shapes)
-    if any(n == 0 for n in space[:len(space) - ir.reduce_ndim]):
+    reduced = reduced_positions(ir.reduce_axes, len(space))
+    if any(n == 0 for d, n in enumerate(space) if d not in reduced):
         return True  # no rows
-    if any(n == 0 for n in space[len(space) - ir.reduce_ndim:]) and any(
-            n.op in _NEED_ELEMENTS for n in ir.nodes):
+    if any(space[d] == 0 for d in reduced) and any(n.op in _NEED_ELEMENTS for n in ir.nodes):
         raise CannotRun("amax / amin / argmax / argmin over an empty dim (eager raises)")
     return False
 

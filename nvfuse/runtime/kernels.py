@@ -22,7 +22,8 @@ from nvfuse.runtime.dump import dump
 from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
 from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
 
-# A pointwise fusion (reduce_ndim 0) has a pointwise signature, a reduction fusion a reduction one.
+# A pointwise fusion (reduce_ndim 0) has a pointwise signature, a reduction fusion a reduction one
+# (a ColumnSignature, its subclass, for the column schedule).
 Signature = PointwiseSignature | ReductionSignature
 Params = PointwiseParams | ReductionParams
 

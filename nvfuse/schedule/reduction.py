@@ -1,16 +1,26 @@
-"""Row-reduction schedule: (FusionIR with reduce_ndim k > 0, actual tensors) ->
-(ReductionSignature, ReductionParams, launch arguments).
+"""Reduction schedules: (FusionIR with reduce_ndim k > 0, actual tensors) ->
+(ReductionSignature or ColumnSignature, ReductionParams, launch arguments).
 
-The iteration space S is the broadcast of the inputs' shapes; its trailing k dims are the
-reduced ("inner") dims, the others the "outer" dims.  One block owns one row (one index of the
-outer dims; grid = rows = prod(outer sizes)) and its threads stride over the row's
-C = prod(inner sizes) columns.  Operands are described by their strides in S exactly as in the
+The iteration space S is the broadcast of the inputs' shapes, permuted so that the reduced
+dims (`FusionIR.reduce_axes`) come last: the kept ("outer") dims in order, then the reduced
+("inner") dims in order.  A row is one index of the outer dims (rows = prod(outer sizes)), a
+row's columns the C = prod(inner sizes) elements it reduces.  Permuting only reorders strides,
+so a reduction over leading dims is a reduction over trailing ones of a strided view, and the
+schedule is picked by strides, not by dim numbers (`is_column`):
+
+- row schedule (the reduced dims innermost in memory, or neither): one block per row
+  (grid = rows), its threads stride over the row's columns;
+- column schedule (the kept dims innermost, e.g. [M, N] summed over M with N contiguous, or a
+  permuted input): COLUMN_X consecutive rows per block, one per thread of a warp (coalesced),
+  the block's thread rows split the columns; grid = ceil(rows / COLUMN_X).  See
+  nvfuse/lower/column.py.  Operands are described by their strides in S exactly as in the
 pointwise schedule (0 along broadcast dims, so a (C,) weight has outer stride 0); outer and
 inner dims are merged separately (`merge_dims`), each stride classified "0" / "1" / "s".
 Row outputs (a reduction's result, keepdim or not) are viewed with their reduced dims kept
 (size 1, stride 0 in S).
 
-Block size is a bucket of C, documented in `block_for` and part of the signature: a new row
+Block size is a bucket of C, documented in `block_for` / `column_block_for` and part of the
+signature: a new row
 count never recompiles, a new row length recompiles only when it crosses a bucket edge.  The
 index width is the pointwise rule (every offset, the row count and C + block fit in 31 bits).
 Accesses are scalar in this slice (no vector width).
@@ -29,8 +39,10 @@ from dataclasses import dataclass
 import torch
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, OutputShape
-from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.fusion.ir import (
+    FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
+)
+from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.pointwise import (
     INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
 )
@@ -39,6 +51,24 @@ from nvfuse.schedule.pointwise import (
 # block reduction supports.
 BLOCK_BUCKETS = ((512, 128), (2048, 256), (8192, 512))
 MAX_BLOCK = 1024
+
+
+# Column schedule (kept dims innermost in memory): COLUMN_X threads of a block take COLUMN_X
+# consecutive kept elements (one coalesced 32-wide access per warp), the block's
+# block / COLUMN_X thread rows split the reduced extent.  (largest reduced extent, block):
+# short columns need few thread rows, long ones up to 16.  A column reduction with few kept
+# elements and a long reduced extent gets few blocks (no split across blocks yet).
+COLUMN_X = 32
+COLUMN_BUCKETS = ((64, 128), (1024, 256))
+COLUMN_MAX_BLOCK = 512
+
+
+def column_block_for(row_numel: int) -> int:
+    """Threads per block of the column schedule for a reduced extent of `row_numel`."""
+    for limit, block in COLUMN_BUCKETS:
+        if row_numel <= limit:
+            return block
+    return COLUMN_MAX_BLOCK
 
 
 def block_for(row_numel: int) -> int:
@@ -60,6 +90,12 @@ class ReductionSignature:
     block: int                # the bucket of C (`block_for`)
     index: DType
     arch: str
+
+
+@dataclass(frozen=True)
+class ColumnSignature(ReductionSignature):
+    """A reduction whose kept dims are innermost in memory: the column schedule (module
+    docstring).  Same fields; a distinct type, so it never shares a kernel with a row one."""
 
 
 @dataclass(frozen=True)
@@ -86,30 +122,28 @@ def iteration_space(shapes: Sequence[torch.Size]) -> torch.Size:
 
 def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
     """Eager's shape of every output: the broadcast of the shapes of the inputs it depends on,
-    those it depends on through a reduction with the k reduced dims set to 1; a row output
-    whose reduced dims are dropped then drops them."""
-    k = ir.reduce_ndim
+    those it depends on through a reduction with the reduced dims set to 1 (dropped, for a
+    FULL_DROPPED output); a row output whose reduced dims are dropped then drops them."""
+    axes = ir.reduce_axes
     result = []
     for out in ir.outputs:
+        through = dropped_shape if out.shape is OutputShape.FULL_DROPPED else keepdim_shape
         shape = iteration_space([shapes[i] for i in out.shape_from] + [
-            torch.Size(_keepdim(shapes[i], k)) for i in out.reduced_from])
+            torch.Size(through(tuple(shapes[i]), axes)) for i in out.reduced_from])
         if out.shape is OutputShape.ROW_DROPPED:
-            shape = shape[:max(0, len(shape) - k)]
+            shape = torch.Size(dropped_shape(tuple(shape), axes))
         result.append(shape)
     return result
-
-
-def _keepdim(shape: Sequence[int], k: int) -> tuple[int, ...]:
-    return (*shape[:max(0, len(shape) - k)], *[1] * min(k, len(shape)))
 
 
 def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
     """Raise ValueError when a reduction's operand does not span the iteration space along
     the reduced dims (see the module docstring)."""
-    k = ir.reduce_ndim
+    axes = ir.reduce_axes
     space = iteration_space(shapes)
-    if len(space) < k:
-        raise ValueError(f"iteration space {tuple(space)} has fewer than {k} dims")
+    if len(space) < -min(axes):
+        raise ValueError(f"iteration space {tuple(space)} has no dims {list(axes)}")
+    reduced = reduced_positions(axes, len(space))
     deps: list[frozenset[int]] = []
     for node in ir.nodes:
         if node.op is Prim.LOAD:
@@ -118,39 +152,66 @@ def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
             deps.append(frozenset().union(*(deps[a] for a in node.args)))
         if node.op in REDUCTIONS:
             own = iteration_space([shapes[i] for i in deps[-1]])
-            padded = (1,) * max(0, k - len(own)) + tuple(own)
-            if tuple(padded[len(padded) - k:]) != tuple(space[len(space) - k:]):
+            padded = (1,) * max(0, len(space) - len(own)) + tuple(own)
+            if any(padded[d] != space[d] for d in reduced):
                 raise ValueError(f"a reduction's operand of shape {tuple(own)} broadcasts along "
                                  f"the reduced dims of {tuple(space)}")
+
+
+def _row_view(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """A keepdim=False output viewed with its reduced dims kept (size 1)."""
+    rank = t.dim() + len(axes)
+    for d in reduced_positions(axes, rank):  # ascending: each insert keeps the later positions
+        t = t.unsqueeze(d)
+    return t
+
+
+def is_column(outer: list[list[int]], inner: list[list[int]], n_inputs: int) -> bool:
+    """Whether the kept dims, not the reduced ones, are innermost in memory: no input that
+    spans the reduced dims has unit stride along the innermost reduced dim, and one has unit
+    stride along the innermost kept dim.  Then threads along the kept dims read coalesced."""
+    spanning = [i for i in range(n_inputs) if inner[i] and all(s != 0 for s in inner[i])]
+    if not spanning or not outer or not outer[0]:
+        return False
+    return (all(inner[i][-1] != 1 for i in spanning)
+            and any(outer[i][-1] == 1 for i in spanning))
 
 
 def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
                 arch: str) -> ReductionLaunch:
     """Signature, schedule and arguments for running `ir` on these tensors."""
-    k = ir.reduce_ndim
+    axes = ir.reduce_axes
     space = iteration_space([t.shape for t in inputs])
     check_reductions(ir, [t.shape for t in inputs])
     views = list(inputs)
     for t, out in zip(outputs, ir.outputs):
-        if out.shape is OutputShape.ROW_DROPPED:  # its reduced dims, kept as size 1
-            t = t.reshape(*t.shape, *[1] * min(k, len(space)))
-        views.append(t)
-    aligned = [aligned_strides(t, space) for t in views]
-    split = len(space) - k
+        views.append(_row_view(t, axes) if out.shape is OutputShape.ROW_DROPPED else t)
+    # reduced dims last: kept dims in order, then reduced dims in order (the module docstring)
+    reduced = reduced_positions(axes, len(space))
+    order = [d for d in range(len(space)) if d not in reduced] + list(reduced)
+    aligned = [[s[d] for d in order] for s in (aligned_strides(t, space) for t in views)]
+    space = torch.Size([space[d] for d in order])
+    split = len(space) - len(reduced)
     outer_sizes, outer = merge_dims(space[:split], [s[:split] for s in aligned])
     inner_sizes, inner = merge_dims(space[split:], [s[split:] for s in aligned])
     rows, row_numel = math.prod(outer_sizes), math.prod(inner_sizes)
-    block = block_for(row_numel)
+    # the column lowering has no (value, index) pair reductions: argmax reads rows strided
+    column = is_column(outer, inner, len(inputs)) and not any(
+        n.op in ARG_REDUCTIONS for n in ir.nodes)
+    block = column_block_for(row_numel) if column else block_for(row_numel)
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
-    fits32 = max(max_offset, rows) <= INT32_LIMIT and row_numel + block <= INT32_LIMIT
+    fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
+              and row_numel + block <= INT32_LIMIT)
     index = DType.INT32 if fits32 else DType.INT64
     n_in = len(inputs)
-    signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
-                                   tuple(classes[n_in:]), block, index, arch)
-    general = [s for o, i, c in zip(outer, inner, classes) for s, kind in zip(o + i, c)
-               if kind == "s"]
+    kind = ColumnSignature if column else ReductionSignature
+    signature = kind(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
+                     tuple(classes[n_in:]), block, index, arch)
+    general = [s for o, i, c in zip(outer, inner, classes) for s, kind_ in zip(o + i, c)
+               if kind_ == "s"]
     scalars = (rows, row_numel, *outer_sizes[1:], *inner_sizes[1:], *general)
+    grid = -(-rows // COLUMN_X) if column else rows
     return ReductionLaunch(signature, ReductionParams(block, index), rows, row_numel, scalars,
-                           grid=rows)
+                           grid=grid)

@@ -101,6 +101,8 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "kv_append_cat_f16": (lambda k, v: torch.cat((k, v), 2),
                           lambda: (_r(2, 4, 8, 16, dtype=torch.float16),
                                    _r(2, 4, 1, 16, dtype=torch.float16))),
+    # column reductions (kept dims innermost in memory)
+    "column_sum_bias_grad": (lambda g: g.sum(0), lambda: (_r(64, 32),)),
 }
 
 

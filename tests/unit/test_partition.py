@@ -23,12 +23,12 @@ def _ops(group: fx.GraphModule) -> list[str]:
 
 def test_chain_around_an_unfusible_op_makes_two_groups() -> None:
     def fn(x: torch.Tensor) -> torch.Tensor:
-        # a sum over a leading dim is not fused (only trailing-dim row reductions are)
-        return torch.sigmoid(torch.exp(x).sum(0, keepdim=True) * 2) + 1
+        # an op nvfuse has no lowering for (cumsum) splits the chain
+        return torch.sigmoid(torch.exp(x).cumsum(0) * 2) + 1
 
     gm, groups = _groups(fn, torch.randn(4, 8))
     assert len(groups) == 2
-    assert any("sum" in str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+    assert any("cumsum" in str(n.target) for n in gm.graph.nodes if n.op == "call_function")
 
 
 def test_single_supported_op_is_a_group_and_input_is_unchanged() -> None:
@@ -72,3 +72,25 @@ def test_reasons_for_unfusible_nodes() -> None:
                if n.op == "call_function"}
     assert reasons["aten.mm.default"] == "no lowering in the op table"
     assert reasons["aten.exp.default"] is None
+
+
+def test_sibling_reductions_of_one_input_merge() -> None:
+    def fn(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x.sum(0), (x * w).sum(0), x.amax(-1)  # the last reduces other dims
+
+    _, groups = _groups(fn, torch.randn(6, 5), torch.randn(6, 5))
+    assert sorted(len([n for n in g.graph.nodes if n.op == "call_function"])
+                  for g in groups) == [1, 3]
+
+
+def test_dependent_reductions_do_not_merge_into_a_cycle() -> None:
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = x.sum(0, keepdim=True)
+        return s, (x * torch.mm(s, x)).sum(0)  # both read x; the second needs s (via eager mm)
+
+    x = torch.randn(4, 4)
+    gm, groups = _groups(fn, x)
+    assert len(groups) == 2
+    gm.graph.lint()
+    for got, want in zip(gm(x), fn(x)):
+        torch.testing.assert_close(got, want)

@@ -1,7 +1,7 @@
 """Lowerings of argmax / argmin: a `Call` -> the int64 index Val (REDUCE_ARGMAX / REDUCE_ARGMIN
-over the trailing k dims, `Builder.reduce`; dim=None reduces every dim, the index then being the
-row-major flat index).  Raises Unsupported for non-trailing dims and 0-dim inputs, as the other
-reductions do (`reductions.trailing_dims`).
+over the given dims, `Builder.reduce`; dim=None reduces every dim, the index then being the
+row-major flat index).  Raises Unsupported for 0-dim inputs, as the other
+reductions do (`reductions.reduced_dims`); pair reductions always take the row schedule.
 
 torch.max(x, dim) / torch.min(x, dim) reach the graph as (amax, argmax) / (amin, argmin) pairs
 (nvfuse/frontend/norms.py, and TorchScript's converter), which one kernel computes from one
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from nvfuse.fusion.builder import Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, trailing_dims
+from nvfuse.graph.ops.reductions import accumulator, reduced_dims
 from nvfuse.graph.ops.registry import Call, held, op, register
 
 
 def _arg(c: Call, prim: Prim) -> Val:
     x = c.tensor("self")
-    k = trailing_dims(x, c.args.get("dim"))
+    k = reduced_dims(x, c.args.get("dim"))
     # compared as eager holds the values: a float32-kept half is rounded first (two values that
     # round to one half are a tie, the first index wins)
     return c.b.reduce(prim, c.b.cast(held(c, x), accumulator(x.eager)), k)

@@ -2,10 +2,11 @@
 as the reductions they are made of.
 
 Input: a `Call` whose `self` is a `Val` of known rank (`Val.ndim`).  Output: the result Val;
-reductions become REDUCE_* prims over the trailing k dims (`Builder.reduce`), whose results are
-row values (keepdim shapes; whether eager keeps the dims only changes the output's shape, which
-`nvfuse.fusion.build` records).  Raises Unsupported when the reduced dims are not the trailing
-dims of the input, for a 0-dim input, and for results nvfuse does not reduce into (bool sums).
+reductions become REDUCE_* prims over any set of dims (`Builder.reduce`, dims negative and
+right-aligned), whose results are row values (keepdim shapes; whether eager keeps the dims only
+changes the output's shape, which `nvfuse.fusion.build` records).  Raises Unsupported for a
+0-dim input, for a group that already reduces other dims, and for results nvfuse does not
+reduce into (bool sums).
 
 Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
 - accumulate float16/bfloat16/float32 in float32, float64 in float64, every integer and bool in
@@ -40,31 +41,27 @@ def accumulator(dt: DType) -> DType:
     return DType.INT64
 
 
-def trailing_dims(x: Val, dims: Any) -> int:
-    """k, when `dims` (an int, a list, or None / [] for all dims) are the trailing k dims of
-    `x`; raises Unsupported otherwise."""
+def reduced_dims(x: Val, dims: Any) -> tuple[int, ...]:
+    """The dims `dims` (an int, a list, or None / [] for all dims) of `x` as negative,
+    right-aligned, sorted dims (how the fusion IR names them: independent of the iteration
+    space's rank).  Raises Unsupported for a 0-dim or unknown-rank `x` and bad dims."""
     n = x.ndim
     if n < 0:
         raise Unsupported("reduction of a tensor of unknown rank")
     if n == 0:
         raise Unsupported("reduction of a 0-dim tensor")
     if dims is None or (isinstance(dims, (list, tuple)) and not dims):
-        return n
+        return tuple(range(-n, 0))
     listed = [dims] if isinstance(dims, int) else list(dims)
     if not all(isinstance(d, int) and -n <= d < n for d in listed):
         raise Unsupported(f"reduction dims {dims!r} out of range for rank {n}")
-    normalized = sorted({d % n for d in listed})
-    k = len(normalized)
-    if normalized != list(range(n - k, n)):
-        raise Unsupported(f"reduces dims {normalized} of a rank-{n} tensor: only trailing dims "
-                          "are fused")
-    return k
+    return tuple(sorted({d % n - n for d in listed}))
 
 
 def _reduce(c: Call, prim: Prim, dims: Any) -> Val:
     """`prim` of `self` converted to eager's result dtype, over `dims`."""
     x = c.tensor("self")
-    k = trailing_dims(x, dims)
+    k = reduced_dims(x, dims)
     out = c.out
     if out is DType.BOOL and prim in (P.REDUCE_SUM, P.REDUCE_PROD):
         raise Unsupported(f"{c.target} into bool")
@@ -103,22 +100,23 @@ def _amin(c: Call) -> Val:
 def _mean(c: Call) -> Val:
     c.float_out()  # eager refuses integer means without a float dtype=
     total = _reduce(c, P.REDUCE_SUM, _dims(c))
-    count = c.b.cast(c.b.row_numel(c.b.reduce_ndim), total.dtype)
+    count = c.b.cast(c.b.row_numel(c.b.reduce_axes), total.dtype)
     return c.p(P.DIV, total, count)
 
 
 def _softmax_parts(c: Call) -> tuple[Val, Val, Val]:
-    """(x, x - amax, sum(exp(x - amax))) in the compute dtype, over the last dim only."""
+    """(x, x - amax, sum(exp(x - amax))) in the compute dtype, over its one dim."""
     x = c.tensor("self")
-    if trailing_dims(x, c["dim"]) != 1:
+    if not isinstance(c["dim"], int):
         raise Unsupported("softmax over more than one dim")
+    dims = reduced_dims(x, c["dim"])
     if not c.out.is_float or not x.eager.is_float:
         raise Unsupported(f"{c.target} on {x.eager} -> {c.out}")
     dt = accumulator(c.out)
     xv = c.b.cast(c.value(x, c.out), dt)  # softmax.int's dtype= converts the input first
-    peak = c.b.reduce(P.REDUCE_MAX, xv, 1)
+    peak = c.b.reduce(P.REDUCE_MAX, xv, dims)
     shifted = c.p(P.SUB, xv, peak)
-    total = c.b.reduce(P.REDUCE_SUM, c.p(P.EXP, shifted), 1)
+    total = c.b.reduce(P.REDUCE_SUM, c.p(P.EXP, shifted), dims)
     return xv, shifted, total
 
 
@@ -137,7 +135,7 @@ def _log_softmax(c: Call) -> Val:
 @register(op("logsumexp"))
 def _logsumexp(c: Call) -> Val:
     x = c.tensor("self")
-    k = trailing_dims(x, c["dim"])
+    k = reduced_dims(x, c["dim"])
     if not c.out.is_float:
         raise Unsupported(f"logsumexp into {c.out}")
     b = c.b

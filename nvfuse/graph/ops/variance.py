@@ -1,5 +1,5 @@
 """Lowerings of the variance family: var and std with any `correction` (and the legacy
-`unbiased` overloads), over trailing dims, keepdim either way.
+`unbiased` overloads), over any dims, keepdim either way.
 
 Input: a `Call` whose `self` is a floating-point `Val` of known rank.  Output: the result Val,
 a row value: var = m2 / max(0, n - correction), std = sqrt(var), where m2 is REDUCE_M2 (the
@@ -7,7 +7,7 @@ sum of squared deviations from the row mean, one Welford pass -- see nvfuse/fusi
 and n is ROW_NUMEL (a kernel argument, so a new row length reuses the kernel).  As eager's
 CUDA kernels: float16/bfloat16 computed in float32 and rounded once, float64 in float64, a row
 with n <= correction gives m2 / 0 (nan for a constant row, else inf).  Raises Unsupported for
-non-float inputs (eager refuses them too) and reductions over non-trailing dims.
+non-float inputs (eager refuses them too).
 
 aten.layer_norm (single output: what TorchScript graphs hold; FX traces decompose it first):
 y = (x - mean) * rsqrt(var(correction=0) + eps) [* weight] [+ bias] over the trailing
@@ -24,7 +24,7 @@ from typing import Any
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, trailing_dims
+from nvfuse.graph.ops.reductions import accumulator, reduced_dims
 from nvfuse.graph.ops.registry import Call, op, register
 
 P = Prim
@@ -44,7 +44,7 @@ def variance(c: Call, dims: Any, correction: float) -> Val:
     out = c.float_out()
     if not x.eager.is_float:
         raise Unsupported(f"{c.target} of {x.eager}")
-    k = trailing_dims(x, dims)
+    k = reduced_dims(x, dims)
     acc = accumulator(out)
     m2 = c.b.reduce(P.REDUCE_M2, c.b.cast(c.value(x, out), acc), k)
     n = c.b.cast(c.b.row_numel(k), acc)

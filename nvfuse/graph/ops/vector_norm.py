@@ -23,7 +23,7 @@ import numpy as np
 
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, trailing_dims
+from nvfuse.graph.ops.reductions import accumulator, reduced_dims
 from nvfuse.graph.ops.registry import F64, Call, const_of, literal, op, register
 
 P = Prim
@@ -37,7 +37,7 @@ def _vector_norm(c: Call) -> Val:
     p = 2 if p is None else literal(p, "ord")
     if isinstance(p, bool) or not x.eager.is_float or not c.out.is_float:
         raise Unsupported(f"{c.target} of {x.eager} into {c.out} with ord {p!r}")
-    k = trailing_dims(x, c.args.get("dim"))
+    k = reduced_dims(x, c.args.get("dim"))
     b = c.b
     acc = accumulator(c.out)
     xv = b.cast(c.value(x, c.out), acc)

@@ -1,0 +1,264 @@
+"""The lowering state of one reduction kernel and the row schedule's thread-layout hooks:
+(FusionIR, ReductionSignature) -> `RowLowering`, which `nvfuse.lower.reduction.lower_reduction`
+drives phase by phase and nvfuse/lower/column.py subclasses for the column schedule.
+
+It owns the kernel's parameters (sizes, "s" strides per operand), the index math (splitting a
+linear row / column index into merged dims, offsets, broadcast guards), the values available
+before the column loops (row values, row-invariant loads), the column loop and the hooks that
+differ between schedules: which row a thread works on, where a thread starts along the row and
+how far it strides, which threads own a valid row (`live`), the allreduce of a value and of
+Welford states over the threads of a row, who stores row outputs, and the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR, row_values
+from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.lower import kir
+from nvfuse.lower.kir import (
+    BlockReduce,
+    Compute,
+    Const,
+    Declare,
+    Elem,
+    Expr,
+    For,
+    If,
+    IndexOp,
+    Load,
+    Param,
+    Random,
+    ReduceOp,
+    ReduceScope,
+    Shared,
+    Special,
+    Stmt,
+    Var,
+    WelfordReduce,
+)
+from nvfuse.schedule.reduction import ReductionSignature
+
+# A column loop's body: (each operand's offset, the inner indices) -> statements.
+Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
+# The row schedule's block-reduction scratch, one array per dtype.
+SCRATCH = {DType.FLOAT32: "red_f32", DType.FLOAT64: "red_f64", DType.INT64: "red_i64"}
+
+
+class RowLowering:
+    """State of one kernel's lowering: parameters, offsets and the row values computed so far."""
+
+    def __init__(self, ir: FusionIR, sig: ReductionSignature) -> None:
+        self.ir, self.sig, self.idx = ir, sig, sig.index
+        idx = self.idx
+        self.rows_live = row_values(ir)
+        self.tensors = tuple(
+            [kir.TensorParam(i.name, i.dtype, False, i.dtype.itemsize) for i in ir.inputs]
+            + [kir.TensorParam(o.name, o.dtype, True, o.dtype.itemsize) for o in ir.outputs])
+        self.rows, self.numel = Param("rows", idx), Param("row_numel", idx)
+        self.outer_sizes = [Param(f"osize{d}", idx) for d in range(1, sig.outer_rank)]
+        self.inner_sizes = [Param(f"isize{d}", idx) for d in range(1, sig.inner_rank)]
+        self.scalars: list[Param] = [self.rows, self.numel, *self.outer_sizes, *self.inner_sizes]
+        self.seed = Param("seed", DType.INT64)  # appended last when the kernel draws randoms
+        self.strides: list[list[Expr]] = []  # per operand: outer dims, then inner dims
+        for t, classes in zip(self.tensors, sig.inputs + sig.outputs):
+            row: list[Expr] = []
+            for d, c in enumerate(classes):
+                if c == "s":
+                    where = f"o{d}" if d < sig.outer_rank else f"i{d - sig.outer_rank}"
+                    p = Param(f"stride_{t.name}_{where}", idx)
+                    self.scalars.append(p)
+                    row.append(p)
+                else:
+                    row.append(Const(int(c), idx))
+            self.strides.append(row)
+        # values available before the column loops: row values and row-invariant loads
+        self.row_exprs: dict[int, Expr] = {}
+        # the schedule's hooks (nvfuse/lower/column.py overrides them): which column a thread
+        # starts at and how far it strides, and where a thread owns a valid row (None: always)
+        self.lane: Expr = Special("threadIdx.x", idx)
+        self.lane_step: Expr = Special("blockDim.x", idx)
+        self.live: Expr | None = None
+
+    # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
+    def row_index(self, out: list[Stmt]) -> Expr:
+        """Declare and return the row this thread works on."""
+        out.append(Declare("row", self.idx, init=Special("blockIdx.x", self.idx)))
+        return Var("row", self.idx)
+
+    def guarded(self, stmt: Stmt) -> Stmt:
+        """`stmt` run only by threads that own a valid row (every thread, here)."""
+        return stmt if self.live is None else If(self.live, (stmt,))
+
+    def declare_scratch(self, dtype: DType, block: int, out: list[Stmt]) -> None:
+        """Declare the block reductions' scratch of `dtype` (once)."""
+        out.append(Shared(SCRATCH[dtype], dtype, max(1, block // 32)))
+
+    def allreduce(self, dst: Var, src: Expr, op: ReduceOp, dtype: DType) -> list[Stmt]:
+        """`dst` (declared) = the reduction of `src` over the threads of this row."""
+        return [BlockReduce(dst, src, op, SCRATCH[dtype])]
+
+    def welford_allreduce(self, results: list[Var], states: list[Var], tag: str,
+                          block: int) -> tuple[list[Stmt], list[Stmt]]:
+        """(setup, combine): after the setup statements and the declarations of `results`
+        (mean, m2, n), the combine statements leave in them the Welford combine of the
+        threads' `states`."""
+        dtype = states[0].dtype
+        scratch = f"wel_{dtype.c_type}{tag}"
+        return ([Shared(scratch, dtype, 3 * max(1, block // 32))],
+                [WelfordReduce(results[0], results[1], results[2], states[0], states[1],
+                               states[2], ReduceScope.BLOCK, scratch)])
+
+    def first_thread(self) -> Expr:
+        """Where the row outputs are stored: one thread per row."""
+        return IndexOp("==", Special("threadIdx.x", self.idx), Const(0, self.idx), DType.BOOL)
+
+    def grid(self) -> Expr:
+        return self.rows
+
+    # -- index math ----------------------------------------------------------------------------
+    def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
+              out: list[Stmt]) -> list[Expr]:
+        """Per-dim indices of `linear`, innermost fastest (`sizes` = dims 1..rank-1)."""
+        if rank == 0:
+            return []
+        idx = self.idx
+        indices: list[Expr] = [Const(0, idx)] * rank
+        rest = linear
+        for d in range(rank - 1, 0, -1):
+            size = sizes[d - 1]
+            out.append(Declare(f"{prefix}{d}", idx, init=IndexOp("%", rest, size, idx)))
+            indices[d] = Var(f"{prefix}{d}", idx)
+            out.append(Declare(f"{prefix}q{d}", idx, init=IndexOp("/", rest, size, idx)))
+            rest = Var(f"{prefix}q{d}", idx)
+        indices[0] = rest
+        return indices
+
+    def offset(self, operand: int, indices: list[Expr], dims: range) -> Expr:
+        """sum(index * stride) over `dims` of operand `operand` (strides 0 skipped)."""
+        idx = self.idx
+        expr: Expr | None = None
+        for i, d in zip(indices, dims):
+            s = self.strides[operand][d]
+            if isinstance(s, Const) and s.value == 0:
+                continue
+            term = i if isinstance(s, Const) and s.value == 1 else IndexOp("*", i, s, idx)
+            expr = term if expr is None else IndexOp("+", expr, term, idx)
+        return expr if expr is not None else Const(0, idx)
+
+    def guard(self, operand: int, indices: list[Expr], dims: range) -> Expr | None:
+        """Where an operand that broadcasts along some of `dims` is stored: index 0 there."""
+        cond: Expr | None = None
+        classes = (self.sig.inputs + self.sig.outputs)[operand]
+        for i, d in zip(indices, dims):
+            if classes[d] == "0":
+                term = IndexOp("==", i, Const(0, self.idx), DType.BOOL)
+                cond = term if cond is None else IndexOp("&&", cond, term, DType.BOOL)
+        return cond
+
+    # -- values --------------------------------------------------------------------------------
+    def leaf(self, index: int) -> Expr | None:
+        """The expression of a value that is the same everywhere (a literal, row_numel, or
+        computed only from those), or None."""
+        node = self.ir.nodes[index]
+        if node.op is Prim.CONST:
+            return Const(node.attr, node.dtype)  # type: ignore[arg-type]
+        if node.op is Prim.ROW_NUMEL:
+            n: Expr = self.numel
+            return n if self.idx is DType.INT64 else Compute(Prim.CAST, (n, ), DType.INT64)
+        if node.op is Prim.LOAD or node.op in REDUCTIONS or not node.args:
+            return None
+        args = [self.leaf(a) for a in node.args]
+        if any(a is None for a in args):
+            return None
+        return Compute(node.op, tuple(args), node.dtype)  # type: ignore[arg-type]
+
+    def column_values(self, roots: list[int], offsets: list[Expr],
+                      out: list[Stmt]) -> dict[int, Expr]:
+        """Statements computing the full values `roots` need at one column (loads at
+        `offsets`, one per input); row values are read from their registers."""
+        exprs: dict[int, Expr] = dict(self.row_exprs)
+        needed: set[int] = set()
+        stack = list(roots)
+        while stack:
+            n = stack.pop()
+            if n in needed or n in exprs:
+                continue
+            needed.add(n)
+            stack.extend(self.ir.nodes[n].args)
+        for index in sorted(needed):
+            node = self.ir.nodes[index]
+            leaf = self.leaf(index)
+            if leaf is not None:
+                exprs[index] = leaf
+            elif node.op is Prim.RAND:
+                # element (row, col) of the iteration space: the same value in every phase
+                element = IndexOp("+", IndexOp("*", Var("row", self.idx), self.numel, self.idx),
+                                  Var("col", self.idx), self.idx)
+                out.append(Declare(f"v{index}", node.dtype, init=Random(
+                    Compute(Prim.CAST, (element,), DType.INT64), self.seed,
+                    int(node.attr))))  # type: ignore[arg-type]
+                exprs[index] = Var(f"v{index}", node.dtype)
+            elif node.op is Prim.LOAD:
+                k = int(node.attr)  # type: ignore[arg-type]
+                name = f"r_{self.ir.inputs[k].name}"
+                out.append(Declare(name, node.dtype, lanes=1))
+                out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
+                exprs[index] = Elem(name, Const(0, DType.INT32), node.dtype)
+            else:
+                value = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
+                out.append(Declare(f"v{index}", node.dtype, init=value))
+                exprs[index] = Var(f"v{index}", node.dtype)
+        return exprs
+
+    def column_loop(self, body: Body, start: Expr | None = None,
+                    step: Expr | None = None) -> Stmt:
+        """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
+        operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
+        (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
+        idx, sig = self.idx, self.sig
+        col = Var("col", idx)
+        stmts: list[Stmt] = []
+        inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", stmts)
+        offsets: list[Expr] = []
+        inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
+        for k in range(len(self.tensors)):  # expressions: only the operands used appear
+            row_offset = Var(f"ro_{self.tensors[k].name}", idx)
+            in_row = self.offset(k, inner, inner_dims)
+            offsets.append(row_offset if in_row == Const(0, idx)
+                           else IndexOp("+", row_offset, in_row, idx))
+        stmts.extend(body(offsets, inner))
+        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
+                                step if step is not None else self.lane_step, tuple(stmts)))
+
+    def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
+        """Load once per row the inputs that do not vary along the row (every inner stride 0:
+        a scalar, a (rows, 1) mask), instead of once per column in every phase."""
+        for index, node in enumerate(self.ir.nodes):
+            if node.op is not Prim.LOAD:
+                continue
+            k = int(node.attr)  # type: ignore[arg-type]
+            if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
+                continue
+            name = self.ir.inputs[k].name
+            out.append(Declare(f"r_{name}", node.dtype, lanes=1))
+            out.append(self.guarded(
+                Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False)))
+            self.row_exprs[index] = Elem(f"r_{name}", Const(0, DType.INT32), node.dtype)
+
+    def row_phase(self, done: set[int], out: list[Stmt]) -> None:
+        """Declare every row value whose arguments are available."""
+        for index in sorted(self.rows_live - done):
+            node = self.ir.nodes[index]
+            if node.op in REDUCTIONS:
+                continue
+            args = [self.row_exprs.get(a) if a in self.row_exprs else self.leaf(a)
+                    for a in node.args]
+            if any(a is None for a in args):
+                continue
+            out.append(Declare(f"v{index}", node.dtype,
+                               init=Compute(node.op, tuple(args), node.dtype)))  # type: ignore
+            self.row_exprs[index] = Var(f"v{index}", node.dtype)
+            done.add(index)
