@@ -71,9 +71,18 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     # functional forms (eager's CPU dropout is bernoulli_ on an empty tensor), mutated inputs
     # get an explicit copy_ back
     functional = torch.func.functionalize(call, remove="mutations")
-    with torch.no_grad():
-        gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
-                     tracing_mode="real")(*inputs)
+    # tracing runs the ops for real: a module's buffers (batch norm's running statistics) are
+    # written once by the trace itself, so they are put back as they were
+    buffers = list(fn.buffers()) if isinstance(fn, torch.nn.Module) else []
+    saved = [b.clone() for b in buffers]
+    try:
+        with torch.no_grad():
+            gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
+                         tracing_mode="real")(*inputs)
+    finally:
+        with torch.no_grad():
+            for b, value in zip(buffers, saved):
+                b.copy_(value)
     _functional_temporaries(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()

@@ -156,8 +156,15 @@ def _group_problem(nodes: Sequence[fx.Node],
     if reductions:
         first = ks[reductions[0]]
         other = [n for n in reductions if ks[n] != first]
-        if other:
-            return f"reductions over dims {list(first)} and {list(ks[other[0]])}", other
+        if other:  # the others, and what they feed here, go to a later round's groups
+            later, stack = set(other), list(other)
+            while stack:
+                for u in stack.pop().users:
+                    if u in members and u not in later:
+                        later.add(u)
+                        stack.append(u)
+            return (f"reductions over dims {list(first)} and {list(ks[other[0]])}",
+                    [n for n in nodes if n in later])
         for n in reductions:
             val, operand = n.meta["val"], n.all_input_nodes[0].meta["val"]
             if (val.dim() < operand.dim() and any(u in members for u in n.users)
@@ -252,8 +259,8 @@ def _piece_problem(n: fx.Node) -> str | None:
     return concat.piece_problem(b)
 
 
-def _merge_siblings(groups: list[set[fx.Node]],
-                    known: dict[fx.Node, tuple[int, ...]]) -> list[set[fx.Node]]:
+def _merge_siblings(groups: list[set[fx.Node]], known: dict[fx.Node, tuple[int, ...]],
+                    gm: fx.GraphModule) -> list[set[fx.Node]]:
     """Merge valid reduction groups that read a common value from outside, reduce the same
     dims over the same iteration space and have no path between them (so the merged group
     stays acyclic), until none merge: var_mean's var and mean, a bias gradient `g.sum(0)` next
@@ -262,7 +269,9 @@ def _merge_siblings(groups: list[set[fx.Node]],
     i = 0
     while i < len(merged):
         j = next((j for j in range(i + 1, len(merged))
-                  if _siblings(merged[i], merged[j], known)), None)
+                  if _siblings(merged[i], merged[j], known) and _acyclic(
+                      gm, [merged[i] | merged[j], *merged[:i], *merged[i + 1:j],
+                           *merged[j + 1:]])), None)
         if j is None:
             i += 1
             continue
@@ -373,12 +382,11 @@ def _linked(a: dict[fx.Node, Any], b: dict[fx.Node, Any]) -> bool:
     return False
 
 
-def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
-    """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
-    submodule names in graph order.  `gm` itself is not changed."""
-    gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
-    excluded: frozenset[fx.Node] = frozenset()
-    known: dict[fx.Node, tuple[int, ...]] = {}
+def _partition_round(gm: fx.GraphModule, taken: frozenset[fx.Node],
+                     known: dict[fx.Node, tuple[int, ...]]) -> list[set[fx.Node]]:
+    """One round of grouping over the nodes no earlier round took: torch's partitioner, then
+    validation, leaving the reductions that break a rule out until every group is valid."""
+    excluded = taken
     while True:
         # No horizontal fusion: independent nodes would share one iteration space for no saving.
         partitioner = CapabilityBasedPartitioner(
@@ -393,8 +401,60 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
             for n in problem[1] if problem is not None else ():
                 n.meta[EAGER_REASON] = problem[0]
         excluded |= drop
-    groups = _merge_siblings(
-        [set(p.nodes) for p, problem in zip(proposed, problems) if problem is None], known)
+    return [set(p.nodes) for p, problem in zip(proposed, problems) if problem is None]
+
+
+def _acyclic(gm: fx.GraphModule, groups: list[set[fx.Node]]) -> bool:
+    """Whether the graph with each group contracted to one node has no cycle.  Each round's
+    partitioner keeps its own groups acyclic, but sees earlier rounds' groups as loose nodes:
+    a new group may reach an old one through one of its nodes and be reached from it through
+    another."""
+    owner = {n: i for i, g in enumerate(groups) for n in g}
+    key = lambda n: ("g", owner[n]) if n in owner else ("n", n)
+    succ: dict[Any, set[Any]] = {}
+    for n in gm.graph.nodes:
+        for u in n.users:
+            if key(u) != key(n):
+                succ.setdefault(key(n), set()).add(key(u))
+    state: dict[Any, int] = {}  # 1 = on the DFS stack, 2 = finished
+    for root in list(succ):
+        if root in state:
+            continue
+        stack = [(root, iter(succ.get(root, ())))]
+        state[root] = 1
+        while stack:
+            v, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[v] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return False
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(succ.get(nxt, ()))))
+    return True
+
+
+def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
+    """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
+    submodule names in graph order.  `gm` itself is not changed."""
+    gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
+    known: dict[fx.Node, tuple[int, ...]] = {}
+    groups: list[set[fx.Node]] = []
+    taken: set[fx.Node] = set()
+    while True:  # later rounds group what earlier ones left out (a second reduction's dims)
+        found = [g for g in _partition_round(gm, frozenset(taken), known)
+                 if _acyclic(gm, [*groups, g])]
+        for g in found:
+            if _acyclic(gm, [*groups, g]):
+                groups.append(g)
+                taken |= g
+        if not found:
+            break
+    groups = _merge_siblings(groups, known, gm)
+    for n in taken:  # grouped after all: explain must not report them eager
+        n.meta.pop(EAGER_REASON, None)
     if not groups:
         return gm, []
     position = {n: i for i, n in enumerate(gm.graph.nodes)}

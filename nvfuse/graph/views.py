@@ -10,11 +10,13 @@ views of values a group computes cut groups; this pass removes them where it can
 
 1. split / split_with_sizes / unbind whose every user takes one item -> one slice / select per
    item (the same views of the same storage, so they sink like any other view).
-2. A keepdim=False reduction r over dims D -> squeeze(r_k, D), r_k its keepdim=True form.  An
-   order-preserving view of that squeeze back to r_k's shape (`x.mean(-1).unsqueeze(-1)`)
-   becomes r_k itself, and an elementwise op on such squeezes whose result has the squeezed
-   shape (`x.sum(-1) * 2`) runs on the keepdim shapes and is squeezed after: the epilogue then
-   joins the reduction's group instead of needing the dropped dims back.
+2. A keepdim=False reduction r over dims D -> squeeze(r_k, D), r_k its keepdim=True form
+   (not when D are the leading dims: those broadcast alike either way, and the partitioner
+   takes such a result as it is).  An order-preserving view of that squeeze back to r_k's
+   shape (`x.mean(-1).unsqueeze(-1)`) becomes r_k itself, and an elementwise op on such
+   squeezes whose result has the squeezed shape (`x.sum(-1) * 2`) runs on the keepdim shapes
+   and is squeezed after: the epilogue then joins the reduction's group instead of needing the
+   dropped dims back.
 3. view(p(a1..an)) with p elementwise (torch's pointwise meaning: output = broadcast of the
    operands) -> p(view(expand(a1, S)), ..., view(expand(an, S))), S = p's shape; no-op
    expands are dropped and 0-dim operands stay as they are.  Only where every new view is a
@@ -193,6 +195,10 @@ class _Rewriter:
             return False
         dropped = sorted({d % x.dim() for d in dims})
         if out.dim() != x.dim() - len(dropped):
+            return False
+        if dropped == list(range(len(dropped))):
+            # leading dims: dropping them broadcasts like keeping them, and the partitioner
+            # lets such a result feed its group as it is (nvfuse/fusion/partition.py)
             return False
         args, kwargs = list(r.args), dict(r.kwargs)
         if pos < len(args) and not r.target._schema.arguments[pos].kwarg_only:
