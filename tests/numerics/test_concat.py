@@ -266,29 +266,36 @@ def _eager_ops(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> l
     return [list(g.ops) for g in fm.fusion_groups]
 
 
-def test_integer_division_in_a_piece_leaves_the_cat_eager() -> None:
+# A cat that cannot hold its pieces' producers is grouped in a later partition round, where
+# those pieces are inputs computed by another group (nvfuse/fusion/partition.py).
+def _cat_apart(groups: list[list[str]], op: str) -> None:
+    with_cat = [g for g in groups if "aten::cat" in g]
+    assert with_cat and all(op not in g for g in with_cat), groups
+
+
+def test_integer_division_in_a_piece_keeps_the_cat_apart() -> None:
     a, b = _make((3, 4), i64, "a"), torch.randint(1, 9, (3, 4))
     groups = _eager_ops(lambda x, y: torch.cat((x // y, y), 0), (a, b))
-    assert all("aten::cat" not in g for g in groups)
+    _cat_apart(groups, "aten::floor_divide")
 
 
-def test_piece_also_stored_at_its_own_shape_leaves_the_cat_eager() -> None:
+def test_piece_also_stored_at_its_own_shape_keeps_the_cat_apart() -> None:
     a, b = _make((3, 4), f32, "a"), _make((3, 2), f32, "b")
     groups = _eager_ops(lambda x, y: (torch.cat((x * 2, y), 1), x * 2), (a, b))
-    assert all("aten::cat" not in g for g in groups)
+    _cat_apart(groups, "aten::mul")
 
 
 def test_a_concatenation_of_a_concatenation_fuses_the_inner_one() -> None:
     a, b = _make((3, 4), f32, "a"), _make((3, 2), f32, "b")
     groups = _eager_ops(lambda x, y: torch.cat((torch.cat((x, y), 1) * 2, x), 1), (a, b))
-    assert sum(g.count("aten::cat") for g in groups) == 1
+    assert all(g.count("aten::cat") <= 1 for g in groups), groups  # the outer one apart
 
 
-def test_integer_division_shared_with_a_piece_leaves_the_cat_eager() -> None:
+def test_integer_division_shared_with_a_piece_keeps_the_cat_apart() -> None:
     # x // y is computed once for its own output and would be recomputed inside the piece
     x, y = _make((3, 4), i64, "x"), torch.randint(1, 9, (3, 4))
     groups = _eager_ops(lambda a, b: (torch.cat((a // b + 1, b), 0), (a // b) * 2), (x, y))
-    assert all("aten::cat" not in g for g in groups)
+    _cat_apart(groups, "aten::floor_divide")
 
 
 def test_pad_of_two_dims_stays_eager() -> None:
