@@ -30,14 +30,18 @@ from nvfuse.runtime.kernels import CompiledKernel
 
 class Plan:
     """One partitioned graph and its fusion groups (gm None: run the original, unfused).
-    `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight)."""
+    `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight).
+    `compiled`: make_fx could not trace the callable (data-dependent control flow, outputs it
+    cannot represent), so it runs through torch.compile with the nvfuse backend, whose graph
+    breaks leave such code to Python and fuse the graphs between them."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
-                 grad_params: bool = False, sized: bool = False) -> None:
+                 grad_params: bool = False, sized: bool = False, compiled: bool = False) -> None:
         self.gm = gm
         self.groups = groups
         self.grad_params = grad_params
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
+        self.compiled = compiled
 
 
 class FusedModule:
@@ -88,7 +92,7 @@ class FusedModule:
         if config.get().disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
-        if torch.is_grad_enabled() and (plan.grad_params or any(
+        if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
                 isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)):
             return self._call_with_autograd(inputs)
         if plan.gm is None:
@@ -97,7 +101,8 @@ class FusedModule:
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
-        through AOTAutograd (the torch.compile path): forward and backward both fused."""
+        through AOTAutograd (the torch.compile path): forward and backward both fused.  So does
+        any call of a callable make_fx cannot trace (`Plan.compiled`)."""
         if self._is_script:
             warn_once("nvfuse: a TorchScript function runs unfused when gradients are needed "
                       "(use torch.compile(model, backend='nvfuse') to train fused)")
@@ -150,7 +155,13 @@ class FusedModule:
                 return Plan(None, [])
             gm = annotate(script_gm, list(inputs))
         else:
-            gm = trace_to_aten(self._original, list(inputs))
+            try:
+                gm = trace_to_aten(self._original, list(inputs))
+            except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
+                warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); it runs "
+                          "through torch.compile(backend='nvfuse') instead")
+                return Plan(None, [], compiled=True)
         gm = run_passes(gm)
         if "graph" in config.get().dump:
             dump("graph", type(self._original).__name__, str(gm.graph))

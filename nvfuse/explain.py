@@ -91,9 +91,15 @@ def explain_graph(name: str, gm: fx.GraphModule) -> GraphReport:
 
 
 def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> ExplainReport:
-    """Explain how nvfuse fuses `fn(*inputs)` (forward; with training=True also backward)."""
+    """Explain how nvfuse fuses `fn(*inputs)` (forward; with training=True also backward).
+    Where make_fx cannot trace `fn` (data-dependent control flow), it reports the graphs
+    torch.compile captures between graph breaks, as `nvfuse.fuse` then runs them."""
     if not training:
-        return ExplainReport([explain_graph("forward", trace_to_aten(fn, inputs))])
+        try:
+            return ExplainReport([explain_graph("forward", trace_to_aten(fn, inputs))])
+        except Exception:  # nvfuse.fuse then runs it through torch.compile (api.Plan.compiled)
+            with torch.no_grad():
+                return ExplainReport(_training_graphs(fn, inputs))
     return ExplainReport(_training_graphs(fn, inputs))
 
 

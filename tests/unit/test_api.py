@@ -230,3 +230,24 @@ def test_input_requiring_grad_gets_a_gradient(interpret: None) -> None:
     fm = nvfuse.fuse(lambda t: torch.sin(t) * 2, (x,))
     fm(x).sum().backward()
     torch.testing.assert_close(x.grad, 2 * torch.cos(x.detach()))
+
+
+def test_data_dependent_control_flow_runs_through_torch_compile(interpret: None) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x) * 2
+        if y.sum() > x.numel():  # make_fx cannot trace a branch on a value
+            return (y + 1).relu()
+        return (y - 1).tanh()
+
+    x = torch.randn(8, 16)
+    with pytest.warns(RuntimeWarning, match="torch.compile"):
+        fm = nvfuse.fuse(fn, (x,))
+    with torch.no_grad():
+        for sample in (x, x.abs() + 3):  # both branches
+            torch.testing.assert_close(fm(sample), fn(sample))
+    assert nvfuse.stats()["launches"] >= 2 and nvfuse.stats()["fallbacks"] == 0
+    assert "kernels per step" in str(nvfuse.explain(fn, x))
