@@ -99,15 +99,19 @@ class FusedModule:
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
-        through AOTAutograd (the torch.compile path): forward and backward both fused."""
-        if self._is_script:
-            warn_once("nvfuse: a TorchScript function runs unfused when gradients are needed "
-                      "(use torch.compile(model, backend='nvfuse') to train fused)")
-            return self._original(*inputs)
+        through AOTAutograd (the torch.compile path): forward and backward both fused.  A
+        TorchScript function goes there as its converted aten graph, which shares the script's
+        parameters and buffers, so gradients and running statistics land on the user's."""
         if self._autograd is None:
             from nvfuse.frontend.dynamo import nvfuse_backend
 
-            self._autograd = torch.compile(self._original, backend=nvfuse_backend)
+            if self._is_script and self._script_gm is None:
+                # converted per plan only (its graph depends on the inputs' dtypes)
+                warn_once("nvfuse: this TorchScript function runs unfused when gradients are "
+                          "needed (use torch.compile(model, backend='nvfuse') to train fused)")
+                return self._original(*inputs)
+            target = self._script_gm if self._is_script else self._original
+            self._autograd = torch.compile(target, backend=nvfuse_backend)
         return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------

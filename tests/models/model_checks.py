@@ -21,7 +21,7 @@ import torch
 
 import nvfuse
 
-Loss = Callable[[torch.nn.Module, Sequence[Any]], torch.Tensor]
+Loss = Callable[[Callable[..., Any], Sequence[Any]], torch.Tensor]
 
 
 def assert_fused_without_fallback() -> None:
@@ -54,13 +54,14 @@ def _fresh(inputs: Sequence[Any]) -> tuple[Any, ...]:
 def check_training_step(model: torch.nn.Module, inputs: Sequence[Any], loss: Loss, *,
                         rtol: float = 1.3e-6, atol: float = 1e-5, grad_rtol: float = 1e-5,
                         grad_atol: float = 1e-5,
-                        reference: torch.nn.Module | None = None) -> torch.Tensor:
-    """One training step of `loss(model, inputs)` through torch.compile(backend="nvfuse")
-    against `reference` (default: a deep copy of `model`) run eagerly.  The loss, every
-    parameter's and input's gradient and every buffer match; kernels ran without fallback.
-    Returns the compiled step's loss."""
+                        reference: torch.nn.Module | None = None,
+                        fused: Callable[..., Any] | None = None) -> torch.Tensor:
+    """One training step of `loss(model, inputs)` through `fused` (default:
+    torch.compile(model, backend="nvfuse")) against `reference` (default: a deep copy of
+    `model`) run eagerly.  The loss, every parameter's and input's gradient and every buffer
+    match; kernels ran without fallback.  Returns the fused step's loss."""
     reference = copy.deepcopy(model) if reference is None else reference
-    compiled = torch.compile(model, backend="nvfuse")
+    compiled = torch.compile(model, backend="nvfuse") if fused is None else fused
     ours, theirs = _fresh(inputs), _fresh(inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -14,6 +14,10 @@ launches, so a fusion regression shows up as a failing bound.
 
 from __future__ import annotations
 
+import copy
+import warnings
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch._dynamo
@@ -76,11 +80,12 @@ class CrossEntropyHead(torch.nn.Module):
                                label_smoothing=self.label_smoothing, reduction=self.reduction)
 
 
-def _square_mean(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _square_mean(module: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]
+                 ) -> torch.Tensor:
     return module(*inputs).square().mean()
 
 
-def _itself(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _itself(module: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return module(*inputs)
 
 
@@ -222,3 +227,18 @@ def test_kernels_per_training_step(name: str) -> None:
     assert report.kernels_per_step <= KERNELS_PER_STEP[name], str(report)
     assert nvfuse.stats()["compiles"] == 0  # explain only reports
 
+
+
+@pytest.mark.parametrize("block", [MLPBlock, ConvBlock])
+def test_traced_block_trains_fused(block: type[torch.nn.Module]) -> None:
+    """nvfuse.fuse(torch.jit.trace(module)) called with gradients needed trains through the
+    converted aten graph with AOTAutograd (it used to run the script unfused): gradients and
+    running statistics land on the module's own tensors, as eager's."""
+    model = block().train()
+    x = torch.randn(2, 4, 6, 5) if block is ConvBlock else torch.randn(2, 5, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (x,))  # tracing runs (and steps batch norm) twice
+    reference = copy.deepcopy(model)
+    check_training_step(model, (x.requires_grad_(),), _square_mean, reference=reference,
+                        fused=nvfuse.fuse(traced))
