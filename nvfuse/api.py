@@ -193,7 +193,7 @@ def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
     """Whether a get_attr of `gm` is a tensor requiring grad (then eager's result would too)."""
     for node in gm.graph.nodes:
         if node.op == "get_attr":
-            value = gm
+            value: Any = gm
             for part in str(node.target).split("."):
                 value = getattr(value, part, None)
             if isinstance(value, torch.Tensor) and value.requires_grad:
