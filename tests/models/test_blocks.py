@@ -186,6 +186,23 @@ def test_conv_block_training_updates_running_statistics() -> None:
     assert int(model.bn1.num_batches_tracked) == 1
 
 
+# Halves: nvfuse computes in float32 and rounds once where eager rounds after every op, so
+# outputs of magnitude ~1 may differ by a few units in the last place (4 ulps here).
+HALF_TOL = {torch.float16: {"rtol": 2e-3, "atol": 2e-3},
+            torch.bfloat16: {"rtol": 1.6e-2, "atol": 1.6e-2}}
+
+
+@pytest.mark.parametrize("dtype", sorted(HALF_TOL, key=str), ids=str)
+def test_blocks_in_half_precision(dtype: torch.dtype) -> None:
+    check_inference(MLPBlock().eval().to(dtype), (torch.randn(2, 5, 16, dtype=dtype),),
+                    **HALF_TOL[dtype])
+    fx_fused, ts_fused = check_inference(ConvBlock().eval().to(dtype),
+                                         (torch.randn(2, 4, 6, 5, dtype=dtype),),
+                                         **HALF_TOL[dtype])
+    _bn_relu_add_group(fx_fused)
+    _bn_relu_add_group(ts_fused)
+
+
 # -- the cross-entropy head ------------------------------------------------------------------
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
