@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 
 from nvfuse import config
 from nvfuse.errors import NvfuseError
@@ -93,7 +94,8 @@ class FusedModule:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
         if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
-                isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)):
+                isinstance(t, torch.Tensor) and t.requires_grad
+                for t in pytree.tree_leaves(list(inputs)))):
             return self._call_with_autograd(inputs)
         if plan.gm is None:
             return self._original(*inputs)
@@ -101,16 +103,20 @@ class FusedModule:
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
-        through AOTAutograd (the torch.compile path): forward and backward both fused.  So does
-        any call of a callable make_fx cannot trace (`Plan.compiled`)."""
-        if self._is_script:
-            warn_once("nvfuse: a TorchScript function runs unfused when gradients are needed "
-                      "(use torch.compile(model, backend='nvfuse') to train fused)")
-            return self._original(*inputs)
+        through AOTAutograd (the torch.compile path): forward and backward both fused.  A
+        TorchScript function goes there as its converted aten graph, which shares the script's
+        parameters and buffers, so gradients and running statistics land on the user's.  So
+        does any call of a callable make_fx cannot trace (`Plan.compiled`)."""
         if self._autograd is None:
             from nvfuse.frontend.dynamo import nvfuse_backend
 
-            self._autograd = torch.compile(self._original, backend=nvfuse_backend)
+            if self._is_script and self._script_gm is None:
+                # converted per plan only (its graph depends on the inputs' dtypes)
+                warn_once("nvfuse: this TorchScript function runs unfused when gradients are "
+                          "needed (use torch.compile(model, backend='nvfuse') to train fused)")
+                return self._original(*inputs)
+            target = self._script_gm if self._is_script else self._original
+            self._autograd = torch.compile(target, backend=nvfuse_backend)
         return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
@@ -137,12 +143,7 @@ class FusedModule:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
         in (make_fx; TorchScript graphs stay size-generic, so only ranks there)."""
-        if self._is_script:
-            return tuple((t.dtype, t.dim(), t.device, t.requires_grad, dim_order(t))
-                         if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
-        # exact sizes: the strides themselves pin the layout, and are cheaper to read
-        return tuple((t.dtype, t.shape, t.stride(), t.device, t.requires_grad)
-                     if isinstance(t, torch.Tensor) else ("value", repr(t)) for t in inputs)
+        return tuple(_input_key(t, self._is_script) for t in inputs)
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
         if self._is_script:
@@ -178,15 +179,32 @@ class FusedModule:
         return Plan(fused, groups, _reads_trainable_tensor(gm), bool(gm.meta.get(SIZED)))
 
 
+def _input_key(value: Any, script: bool) -> Any:
+    """One input's part of a plan key.  Containers (a traced function's tuple, list or dict
+    inputs) are keyed by their structure and their tensors' facts, never by repr(), which would
+    print the tensors' values and make every call a new plan."""
+    if isinstance(value, torch.Tensor):
+        if script:
+            return (value.dtype, value.dim(), value.device, value.requires_grad, dim_order(value))
+        # exact sizes: the strides themselves pin the layout, and are cheaper to read
+        return (value.dtype, value.shape, value.stride(), value.device, value.requires_grad)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_input_key(v, script) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _input_key(v, script)) for k, v in value.items()))
+    return ("value", repr(value))
+
+
 def _sizes(inputs: Sequence[Any]) -> tuple[Any, ...]:
-    return ("sizes", *(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in inputs))
+    return ("sizes", *(tuple(t.shape) if isinstance(t, torch.Tensor) else None
+                       for t in pytree.tree_leaves(list(inputs))))
 
 
 def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
     """Whether a get_attr of `gm` is a tensor requiring grad (then eager's result would too)."""
     for node in gm.graph.nodes:
         if node.op == "get_attr":
-            value = gm
+            value: Any = gm
             for part in str(node.target).split("."):
                 value = getattr(value, part, None)
             if isinstance(value, torch.Tensor) and value.requires_grad:

@@ -20,6 +20,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
+from nvfuse.graph.annotate import rng_preserved
 
 
 # Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation
@@ -63,7 +64,7 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
 
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
     """make_fx `fn` on `inputs` with the elementwise core decompositions (real tensors, no
-    grad)."""
+    grad).  Random ops run while tracing, but leave torch's generators as they were."""
     def call(*args: Any) -> Any:  # hides defaulted parameters, which make_fx would demand
         return fn(*args)
 
@@ -72,11 +73,12 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     # get an explicit copy_ back
     functional = torch.func.functionalize(call, remove="mutations")
     # tracing runs the ops for real: a module's buffers (batch norm's running statistics) are
-    # written once by the trace itself, so they are put back as they were
+    # written once by the trace itself, so they are put back as they were (and the random
+    # generator, by rng_preserved)
     buffers = list(fn.buffers()) if isinstance(fn, torch.nn.Module) else []
     saved = [b.clone() for b in buffers]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), rng_preserved(inputs):
             gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
                          tracing_mode="real")(*inputs)
     finally:

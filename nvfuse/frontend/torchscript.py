@@ -252,6 +252,8 @@ class _Converter:
     def _materialize_all(self, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return type(value)(self._materialize_all(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._materialize_all(v) for k, v in value.items()}
         return self._materialize(value)
 
     def _tensor_attr(self, path: str, tensor: torch.Tensor) -> torch.fx.Node:
@@ -370,6 +372,14 @@ class _Converter:
     def _prim_tuple_construct(self, node: torch._C.Node) -> None:
         self._set(node, tuple(self._value(v) for v in node.inputs()))
 
+    def _prim_dict_construct(self, node: torch._C.Node) -> None:
+        # torch.jit.trace(strict=False) of a module returning a dict: key, value, key, value...
+        items = [self._value(v) for v in node.inputs()]
+        keys = items[0::2]
+        if not all(isinstance(k, (str, int, float, bool)) for k in keys):
+            raise _unsupported(node, "dict key that is not a constant")
+        self._set(node, dict(zip(keys, items[1::2])))
+
     def _prim_unpack(self, node: torch._C.Node) -> None:
         source = self._value(node.input())
         outputs = list(node.outputs())
@@ -390,6 +400,12 @@ class _Converter:
             self._set(node, self._sym_size(source.tensor, index))
         elif isinstance(source, (list, tuple)) and isinstance(index, int):
             self._set(node, source[index])
+        elif isinstance(source, dict) and index in source:
+            self._set(node, source[index])
+        elif isinstance(source, torch.fx.Node) and source.op == "placeholder" \
+                and isinstance(index, str):
+            # a dict input (torch.jit.trace(strict=False)): index the Python dict itself
+            self._set(node, self.fx.call_function(operator.getitem, (source, index)))
         else:
             self._convert_op(node)
 
@@ -483,6 +499,7 @@ _HANDLERS = {
     "prim::GetAttr": _Converter._prim_get_attr,
     "prim::ListConstruct": _Converter._prim_list_construct,
     "prim::TupleConstruct": _Converter._prim_tuple_construct,
+    "prim::DictConstruct": _Converter._prim_dict_construct,
     "prim::ListUnpack": _Converter._prim_unpack,
     "prim::TupleUnpack": _Converter._prim_unpack,
     "prim::TupleIndex": _Converter._prim_tuple_index,

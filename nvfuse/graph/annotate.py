@@ -12,12 +12,13 @@ ways raises `NvfuseError` naming the node.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.fx
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from nvfuse.errors import NvfuseError
 from nvfuse.graph.aliasing import copy_graph, finish_graph
@@ -55,6 +56,18 @@ class _Recorder(torch.fx.Interpreter):
         return self.mode.from_tensor(value) if isinstance(value, torch.Tensor) else value
 
 
+@contextlib.contextmanager
+def rng_preserved(inputs: Sequence[Any]) -> Iterator[None]:
+    """Run a graph on real tensors to trace or annotate it without consuming random numbers:
+    the CPU generator's state and that of every CUDA device among `inputs` are put back after,
+    so the first (planning) call of a fused function draws what any later call would for the
+    same seed."""
+    devices = sorted({t.device.index or 0 for t in tree_leaves(list(inputs))
+                      if isinstance(t, torch.Tensor) and t.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
 def annotate(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> torch.fx.GraphModule:
     """A copy of gm whose every node carries meta["val"] (FakeTensor or Python scalar)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -69,7 +82,7 @@ def annotate(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> torch.f
     except NvfuseError:
         # data-dependent values: propagate the real inputs once, record their metadata
         work = copy_graph(gm)
-        with torch.no_grad():
+        with torch.no_grad(), rng_preserved(example_inputs):
             _Recorder(work, FakeTensorMode(allow_non_fake_inputs=True), fake=False).run(
                 *example_inputs)
     return finish_graph(work)

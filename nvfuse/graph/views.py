@@ -10,12 +10,13 @@ views of values a group computes cut groups; this pass removes them where it can
 
 1. split / split_with_sizes / unbind whose every user takes one item -> one slice / select per
    item (the same views of the same storage, so they sink like any other view).
-2. A keepdim=False reduction r over dims D -> squeeze(r_k, D), r_k its keepdim=True form
-   (not when D are the leading dims: those broadcast alike either way, and the partitioner
-   takes such a result as it is).  An order-preserving view of that squeeze back to r_k's
-   shape (`x.mean(-1).unsqueeze(-1)`) becomes r_k itself, and an elementwise op on such
-   squeezes whose result has the squeezed shape (`x.sum(-1) * 2`) runs on the keepdim shapes
-   and is squeezed after: the epilogue then joins the reduction's group instead of needing the
+2. A keepdim=False reduction r over dims D -> squeeze(r_k, D), r_k its keepdim=True form (for
+   `x.sum()` / `x.mean()`, which take no keepdim, their dim overload over every dim; not when
+   D are some leading dims: those broadcast alike either way, and the partitioner takes such a
+   result as it is).  An order-preserving view of that squeeze back to r_k's shape
+   (`x.mean(-1).unsqueeze(-1)`) becomes r_k itself, and an elementwise op on such squeezes
+   whose result has the squeezed shape (`x.sum(-1) * 2`) runs on the keepdim shapes and is
+   squeezed after: the epilogue then joins the reduction's group instead of needing the
    dropped dims back.
 3. view(p(a1..an)) with p elementwise (torch's pointwise meaning: output = broadcast of the
    operands) -> p(view(expand(a1, S)), ..., view(expand(an, S))), S = p's shape; no-op
@@ -51,6 +52,8 @@ from nvfuse.graph.aliasing import (
 
 aten = torch.ops.aten
 SIZED = "nvfuse_sized"      # gm.meta key: the graph's rewrites assumed the example's sizes
+# Reductions over every dim without a keepdim argument -> the overload that takes dims and one
+_OVER_ALL_DIMS = {aten.sum.default: aten.sum.dim_IntList, aten.mean.default: aten.mean.dim}
 _DROPPED = "nvfuse_dropped"  # node.meta key on squeeze(r_k, D): (r_k, D, rank of r_k)
 _MAX_ROUNDS = 64
 
@@ -183,29 +186,37 @@ class _Rewriter:
                 or not optable.has_lowering(r.target) or not is_pure(r) or not r.users \
                 or is_mutated(r):
             return False
-        pos, keepdim = _schema_arg(r, "keepdim")
-        if pos < 0 or keepdim is not False or not r.args:
+        if not r.args:
             return False
         x, out = meta_val(r.args[0]), meta_val(r)
         if not isinstance(x, torch.Tensor) or not isinstance(out, torch.Tensor) or x.dim() == 0:
             return False
-        dims = _schema_arg(r, "dim")[1]
-        dims = [dims] if isinstance(dims, int) else list(dims or range(x.dim()))
-        if not all(isinstance(d, int) for d in dims):
-            return False
-        dropped = sorted({d % x.dim() for d in dims})
-        if out.dim() != x.dim() - len(dropped):
-            return False
-        if dropped == list(range(len(dropped))):
-            # leading dims: dropping them broadcasts like keeping them, and the partitioner
-            # lets such a result feed its group as it is (nvfuse/fusion/partition.py)
-            return False
-        args, kwargs = list(r.args), dict(r.kwargs)
-        if pos < len(args) and not r.target._schema.arguments[pos].kwarg_only:
-            args[pos] = True
+        pos, keepdim = _schema_arg(r, "keepdim")
+        if r.target in _OVER_ALL_DIMS:  # x.sum(): no keepdim argument, its dim overload has one
+            if out.dim() != 0:
+                return False
+            dropped = list(range(x.dim()))
+            target, args, kwargs = _OVER_ALL_DIMS[r.target], [r.args[0], dropped, True], r.kwargs
         else:
-            kwargs["keepdim"] = True
-        kept = self.emit(r, r.target, tuple(args), kwargs)
+            if pos < 0 or keepdim is not False:
+                return False
+            dims = _schema_arg(r, "dim")[1]
+            dims = [dims] if isinstance(dims, int) else list(dims or range(x.dim()))
+            if not all(isinstance(d, int) for d in dims):
+                return False
+            dropped = sorted({d % x.dim() for d in dims})
+            if out.dim() != x.dim() - len(dropped):
+                return False
+            if dropped == list(range(len(dropped))) and len(dropped) < x.dim():
+                # leading dims: dropping them broadcasts like keeping them, and the partitioner
+                # lets such a result feed its group as it is (nvfuse/fusion/partition.py)
+                return False
+            target, args, kwargs = r.target, list(r.args), dict(r.kwargs)
+            if pos < len(args) and not r.target._schema.arguments[pos].kwarg_only:
+                args[pos] = True
+            else:
+                kwargs["keepdim"] = True
+        kept = self.emit(r, target, tuple(args), kwargs)
         squeezed = self.emit(r, aten.squeeze.dims, (kept, dropped))
         if not same_layout(meta_val(squeezed), out):
             return False

@@ -6,7 +6,6 @@ Every case also checks that groups really ran as kernels and nothing fell back."
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 from collections.abc import Callable
@@ -15,7 +14,9 @@ import pytest
 import torch
 import torch._dynamo
 
+import model_checks
 import nvfuse
+from model_checks import assert_fused_without_fallback
 
 T = pytest.importorskip("transformers")
 VOCAB = 97
@@ -59,11 +60,6 @@ def _setup(interpret: None) -> None:
     torch.manual_seed(0)
 
 
-def _assert_fused_without_fallback() -> None:
-    stats = nvfuse.stats()
-    assert stats["launches"] > 0 and stats["fallbacks"] == 0, stats
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_inference_matches_eager(name: str) -> None:
     model = _no_dropout(MODELS[name]()).eval()
@@ -73,27 +69,15 @@ def test_inference_matches_eager(name: str) -> None:
         expected = model(input_ids=ids).logits
         actual = compiled(input_ids=ids).logits
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
-    _assert_fused_without_fallback()
+    assert_fused_without_fallback()
 
 
 def check_training_step(model: torch.nn.Module, ids: torch.Tensor, grad_atol: float) -> None:
-    """One training step through torch.compile(backend="nvfuse") against a copy run eagerly:
-    the loss and every parameter's gradient match, and kernels ran without fallback."""
-    reference = copy.deepcopy(model)
-    compiled = torch.compile(model, backend="nvfuse")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loss = compiled(input_ids=ids, labels=ids).loss
-        loss.backward()
-        expected = reference(input_ids=ids, labels=ids).loss
-        expected.backward()
-    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
-    for (pname, p), q in zip(model.named_parameters(), reference.parameters()):
-        if q.grad is None:
-            assert p.grad is None, pname
-            continue
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=grad_atol, msg=pname)
-    _assert_fused_without_fallback()
+    """One language-modelling step (labels = ids) through torch.compile(backend="nvfuse")
+    against a copy run eagerly: the loss and every parameter's gradient match."""
+    model_checks.check_training_step(
+        model, (ids,), lambda m, inputs: m(input_ids=inputs[0], labels=inputs[0]).loss,
+        rtol=1e-4, atol=1e-5, grad_rtol=1e-3, grad_atol=grad_atol)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -124,4 +108,4 @@ def test_torchscript_trace(name: str) -> None:
         expected = model(ids)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
     assert fm.fusion_groups
-    _assert_fused_without_fallback()
+    assert_fused_without_fallback()

@@ -251,3 +251,32 @@ def test_data_dependent_control_flow_runs_through_torch_compile(interpret: None)
             torch.testing.assert_close(fm(sample), fn(sample))
     assert nvfuse.stats()["launches"] >= 2 and nvfuse.stats()["fallbacks"] == 0
     assert "kernels per step" in str(nvfuse.explain(fn, x))
+
+
+def test_nested_input_requiring_grad_gets_a_gradient(interpret: None) -> None:
+    """A tensor requiring grad inside a list input still routes the call through autograd
+    (it used to get a fused result with no history, so its gradient was silently lost)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    x, b = torch.randn(3, 4, requires_grad=True), torch.randn(4)
+    fm = nvfuse.fuse(lambda pair: torch.relu(pair[0]) * pair[1], ([x, b],))
+    out = fm([x, b])
+    assert out.requires_grad
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (x.detach() > 0) * b)
+
+
+def test_container_inputs_are_keyed_by_structure_not_values(interpret: None) -> None:
+    """Tuple, list and dict inputs key a plan by their tensors' facts: other values of the
+    same shapes reuse it (repr() of the container used to make every call a new plan)."""
+    fn = lambda d, pair: F.gelu(d["x"] + pair[0]) * pair[1]
+    inputs = lambda: ({"x": torch.randn(4, 8)}, (torch.randn(8), torch.randn(4, 1)))
+    fm = nvfuse.fuse(fn, inputs())
+    for _ in range(3):
+        args = inputs()
+        torch.testing.assert_close(fm(*args), fn(*args))
+    assert len(fm._plans) == 1 and nvfuse.stats()["compiles"] == 1
+    d, (a, b) = inputs()
+    fm({"x": d["x"].double()}, (a.double(), b.double()))  # a new dtype is a new plan
+    assert len(fm._plans) == 2

@@ -133,3 +133,20 @@ def test_dropout_after_softmax_is_one_kernel(interpret: None) -> None:
     torch.testing.assert_close(out[kept], (torch.softmax(x * 0.5, -1) / 0.9)[kept])
     for arch in ("sm_80", "sm_90"):
         nvfuse.compile_source(fm.kernels[0].source, arch)
+
+
+def test_first_compiled_call_draws_what_later_calls_draw(interpret: None) -> None:
+    """torch.compile's graphs are traced on their first real call; tracing runs the random ops,
+    which used to advance torch's generator, so the first call's mask differed from every later
+    call's for the same seed."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    w = torch.rand(64, requires_grad=True)
+    compiled = torch.compile(lambda t: F.dropout(t * w, 0.5, training=True), backend="nvfuse")
+    x = torch.rand(32, 64) + 0.5
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        outs.append(compiled(x))
+    assert torch.equal(outs[0], outs[1])

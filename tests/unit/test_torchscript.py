@@ -227,3 +227,49 @@ def test_data_dependent_graph_is_annotated_from_a_real_run() -> None:
     vals = [n.meta["val"] for n in gm.graph.nodes if n.op == "call_function"]
     assert all(not isinstance(v, torch.Tensor) or v.device == x.device for v in vals)
     torch.testing.assert_close(gm(x), fn(x))
+
+
+class _Nested(torch.nn.Module):
+    """Tuple and list inputs, a nested tuple / list output, None arguments and constants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.rand(4) + 0.5)
+        self.register_buffer("shift", _rand(4))
+        self.scale = 2.5  # a Python constant, baked into the trace
+
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor], items: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x, y = pair
+        h = torch.nn.functional.layer_norm(x + y, (4,), None, None, 1e-3)
+        g = torch.nn.functional.layer_norm(h * self.scale, (4,), self.weight, None)
+        z = torch.nn.functional.linear(g, self.weight.unsqueeze(0).expand(4, 4), None)
+        return (h, (g + self.shift, h.sum(-1))), [z, items[0] * items[1]]
+
+
+def test_nested_inputs_outputs_and_none_arguments() -> None:
+    net = _Nested()
+    args = lambda n: ((_rand(n, 4), _rand(4)), [_rand(n, 4), _rand(n, 1)])
+    traced = torch.jit.trace(net, args(3), strict=False)
+    gm = graph_module_from_script(traced)
+    for n in (3, 5):
+        example = args(n)
+        _assert_same(gm(*example), net(*example))
+
+
+class _Dicts(torch.nn.Module):
+    def forward(self, d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"norm": torch.nn.functional.layer_norm(d["x"], (4,)) * d["w"],
+                "act": torch.relu(d["x"])}
+
+
+def test_dict_input_and_output() -> None:
+    """torch.jit.trace(strict=False) takes and returns dicts: prim::DictConstruct and
+    aten::__getitem__ on a dict input (both used to be rejected)."""
+    example = {"x": _rand(3, 4), "w": _rand(4)}
+    traced = torch.jit.trace(_Dicts(), (example,), strict=False)
+    gm = graph_module_from_script(traced)
+    out = gm(example)
+    assert isinstance(out, dict) and list(out) == ["norm", "act"]
+    for key, value in _Dicts()(example).items():
+        torch.testing.assert_close(out[key], value)

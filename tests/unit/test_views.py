@@ -68,6 +68,9 @@ PATTERNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean_view": lambda x: x - x.mean(-1).view(4, 6, 1),
     "sum_epilogue": lambda x: x.sum(-1) * 2 + 1,
     "sum_epilogue_operand": lambda x: x.sum(-1) * x[0, :, 0] - x[:, :, 1],
+    # x.sum() / x.mean() have no keepdim argument: computed as their dim overloads, keepdim
+    "sum_all_epilogue": lambda x: x.sum() * 2 + 1,
+    "loss_ratio": lambda x: (x * 2).sum() / (x > 0).sum() - x.mean(),
     "normalize_by_hand": lambda x: (x - x.mean(-1).unsqueeze(-1))
     * torch.rsqrt(x.var(-1).unsqueeze(-1) + 1e-5),
 }
