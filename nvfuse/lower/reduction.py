@@ -17,8 +17,11 @@ front.  Phases, in the fusion's topological order:
    dim is stored only where that index is 0, as in the pointwise lowering);
 3. thread 0 stores the row outputs.
 
-Every phase re-reads the row from global memory (L2 serves re-reads of rows that fit); a
-persistent schedule and vector accesses are future work.  Block reductions of one dtype share
+With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reduction) the inputs
+the reductions read are loaded once into registers up front and every phase reads those
+(`RowLowering.load_persistent`); otherwise every phase re-reads the row from global memory
+(L2 serves re-reads of rows that fit).  The persistent load uses vector accesses when
+sig.lanes > 1; the epilogue's loads and stores are scalar.  Block reductions of one dtype share
 one shared scratch array (the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
@@ -79,6 +82,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         body.append(Declare(f"ro_{t.name}", idx,
                             init=lo.offset(k, outer, range(sig.outer_rank))))
     lo.hoist_row_invariant_loads(body)
+    lo.load_persistent(body)
     declared: set[DType] = set()
     done: set[int] = set()
     for index, node in enumerate(ir.nodes):
