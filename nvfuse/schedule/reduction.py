@@ -56,6 +56,7 @@ from nvfuse.fusion.ir import (
     FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
+from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule.pointwise import (
     INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
 )
@@ -86,23 +87,25 @@ def column_block_for(row_numel: int) -> int:
 
 # Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 16.
 # The register budget: the cached values take persist * words 32-bit registers per thread
-# (words: per column, one per cached input of at most 4 bytes, two for 8 bytes); at most
-# PERSIST_WORDS of them, so a 1024-thread block (64 registers per thread at 64K per SM) keeps
-# room for the index math and the phases' temporaries, and ptxas reports no spills
-# (tests/numerics/test_persistent.py).  A bucket over budget doubles its block (halving
-# persist) up to MAX_BLOCK; if it still does not fit, or C > 8192, the looped schedule.
+# (words: per column, one per cached input of at most 4 bytes, two for 8 bytes); at most the
+# device's `persist_words` (nvfuse/schedule/device.py: half of a thread's share at 1024
+# threads per SM, 32 of 64K registers), leaving room for the index math and the phases'
+# temporaries, so ptxas reports no spills (tests/numerics/test_persistent.py).  A bucket over
+# budget doubles its block (halving persist) up to MAX_BLOCK; if it still does not fit, or
+# C > 8192, the looped schedule.
 PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512))
-PERSIST_WORDS = 32
+PERSIST_WORDS = DEFAULTS["sm_90"].persist_words
 
 
-def persistent_for(row_numel: int, words: int) -> tuple[int, int]:
+def persistent_for(row_numel: int, words: int,
+                   budget: int = PERSIST_WORDS) -> tuple[int, int]:
     """(block, persist) of the persistent row schedule for rows of `row_numel` elements whose
     cached inputs take `words` registers per column, or (block_for(row_numel), 0): looped."""
     if words > 0:
         for limit, block in PERSIST_BUCKETS:
             if row_numel <= limit:
                 while block <= MAX_BLOCK:
-                    if (limit // block) * words <= PERSIST_WORDS:
+                    if (limit // block) * words <= budget:
                         return block, limit // block
                     block *= 2
                 break
@@ -285,7 +288,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     else:
         cached = cached_inputs(ir, classes, len(outer_sizes))
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
-        block, persist = persistent_for(row_numel, words)
+        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words)
         lanes = persistent_lanes(cached, persist, row_numel, inner, outer, inputs)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
