@@ -17,9 +17,13 @@ front.  Phases, in the fusion's topological order:
    dim is stored only where that index is 0, as in the pointwise lowering);
 3. thread 0 stores the row outputs.
 
-Every phase re-reads the row from global memory (L2 serves re-reads of rows that fit); a
-persistent schedule and vector accesses are future work.  Block reductions of one dtype share
-one shared scratch array (the helper leaves it reusable).
+With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reduction) the inputs
+the reductions read are loaded once into registers up front and every phase reads those
+(`RowLowering.load_persistent`); otherwise every phase re-reads the row from global memory
+(L2 serves re-reads of rows that fit), except that a looped softmax's max and sum of exp
+share one online pass (nvfuse/lower/online_softmax.py).  The persistent load uses vector
+accesses when sig.lanes > 1; the epilogue's loads and stores are scalar.  Block reductions of
+one dtype share one shared scratch array (the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
 (outer dims, then inner dims) -- the order `plan_launch` produces.
@@ -50,6 +54,7 @@ from nvfuse.lower.kir import (
 )
 from nvfuse.lower.argreduce import arg_partner, lower_arg
 from nvfuse.lower.column import ColumnLowering
+from nvfuse.lower.online_softmax import lower_online, online_partner
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2, welford_partner
@@ -79,6 +84,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         body.append(Declare(f"ro_{t.name}", idx,
                             init=lo.offset(k, outer, range(sig.outer_rank))))
     lo.hoist_row_invariant_loads(body)
+    lo.load_persistent(body)
     declared: set[DType] = set()
     done: set[int] = set()
     for index, node in enumerate(ir.nodes):
@@ -88,6 +94,16 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         arg = arg_partner(ir, index)
         if arg is not None:  # argmax / argmin, with the max / min of the same operand
             body.extend(lower_arg(lo, arg, block, done))
+            lo.row_phase(done, body)
+            continue
+        online = None if lo.persist or isinstance(sig, ColumnSignature) else \
+            online_partner(ir, index)
+        if online is not None:  # softmax's max and sum of exp in one looped pass
+            if dtype not in declared:
+                lo.declare_scratch(dtype, block, body)
+                declared.add(dtype)
+            body.extend(lower_online(lo, index, online))
+            done.update([index, online])
             lo.row_phase(done, body)
             continue
         m2 = welford_partner(ir, index)

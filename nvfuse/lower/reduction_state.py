@@ -8,6 +8,16 @@ before the column loops (row values, row-invariant loads), the column loop and t
 differ between schedules: which row a thread works on, where a thread starts along the row and
 how far it strides, which threads own a valid row (`live`), the allreduce of a value and of
 Welford states over the threads of a row, who stores row outputs, and the grid.
+
+Persistent rows (sig.persist = P > 0, row schedule only): `load_persistent` reads each cached
+input's P columns per thread (threadIdx.x + k * blockDim.x) once into a register array
+`p_<input>[P]`, and every column loop becomes an unrolled `for k < P` guarded by
+col < row_numel whose loads of cached inputs read `p_<input>[k]` (the unrolled constant index
+keeps the array in registers).  Loops with an explicit start / step (the Welford pivot, one
+column) still read global memory.  With sig.lanes = L > 1 the load loop reads L consecutive
+columns per vector access and slot k holds column (threadIdx.x + (k / L) * blockDim.x) * L
++ k % L (`_slot_column`; the schedule guarantees L divides row_numel, so a vector is wholly
+inside the row or wholly past it).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from nvfuse.fusion.ir import FusionIR, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
+    Assign,
     BlockReduce,
     Compute,
     Const,
@@ -39,7 +50,7 @@ from nvfuse.lower.kir import (
     Var,
     WelfordReduce,
 )
-from nvfuse.schedule.reduction import ReductionSignature
+from nvfuse.schedule.reduction import ReductionSignature, cached_inputs
 
 # A column loop's body: (each operand's offset, the inner indices) -> statements.
 Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
@@ -81,6 +92,11 @@ class RowLowering:
         self.lane: Expr = Special("threadIdx.x", idx)
         self.lane_step: Expr = Special("blockDim.x", idx)
         self.live: Expr | None = None
+        # persistent rows: the cached inputs and, while a persistent loop body is built, the
+        # register slot it reads (the unrolled loop's index)
+        self.persist = sig.persist
+        self.cached = cached_inputs(ir, sig.inputs, sig.outer_rank) if sig.persist else ()
+        self.slot: Var | None = None
 
     # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
     def row_index(self, out: list[Stmt]) -> Expr:
@@ -201,6 +217,10 @@ class RowLowering:
                     Compute(Prim.CAST, (element,), DType.INT64), self.seed,
                     int(node.attr))))  # type: ignore[arg-type]
                 exprs[index] = Var(f"v{index}", node.dtype)
+            elif node.op is Prim.LOAD and self.slot is not None and \
+                    int(node.attr) in self.cached:  # type: ignore[arg-type]
+                name = f"p_{self.ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
+                exprs[index] = Elem(name, self.slot, node.dtype)
             elif node.op is Prim.LOAD:
                 k = int(node.attr)  # type: ignore[arg-type]
                 name = f"r_{self.ir.inputs[k].name}"
@@ -218,10 +238,20 @@ class RowLowering:
         """for col = threadIdx.x; col < row_numel; col += blockDim.x, the body given every
         operand's offset at (row, col).  `start` / `step` replace threadIdx.x / blockDim.x
         (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
-        idx, sig = self.idx, self.sig
+        idx = self.idx
         col = Var("col", idx)
+        if self.persist and start is None and step is None:
+            return self._persistent_loop(body)
         stmts: list[Stmt] = []
-        inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", stmts)
+        offsets, inner = self._offsets(col, stmts)
+        stmts.extend(body(offsets, inner))
+        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
+                                step if step is not None else self.lane_step, tuple(stmts)))
+
+    def _offsets(self, col: Var, out: list[Stmt]) -> tuple[list[Expr], list[Expr]]:
+        """(every operand's offset, the inner indices) at column `col` of this row."""
+        idx, sig = self.idx, self.sig
+        inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", out)
         offsets: list[Expr] = []
         inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
         for k in range(len(self.tensors)):  # expressions: only the operands used appear
@@ -229,9 +259,63 @@ class RowLowering:
             in_row = self.offset(k, inner, inner_dims)
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
-        stmts.extend(body(offsets, inner))
-        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
-                                step if step is not None else self.lane_step, tuple(stmts)))
+        return offsets, inner
+
+    def _persistent_loop(self, body: Body) -> Stmt:
+        """for k < persist (unrolled): col = threadIdx.x + k * blockDim.x; if col < row_numel:
+        the body, its cached loads reading register slot k."""
+        idx = self.idx
+        k, col = Var("pk", idx), Var("col", idx)
+        stmts: list[Stmt] = []
+        offsets, inner = self._offsets(col, stmts)
+        self.slot = k
+        try:
+            stmts.extend(body(offsets, inner))
+        finally:
+            self.slot = None
+        return For(k, Const(0, idx), Const(self.persist, idx), Const(1, idx), (
+            Declare(col.name, idx, init=self._slot_column(k)),
+            If(IndexOp("<", col, self.numel, DType.BOOL), tuple(stmts))), unroll=True)
+
+    def _slot_column(self, slot: Expr) -> Expr:
+        """The column register slot `slot` of this thread holds (the module docstring)."""
+        idx, lanes = self.idx, self.sig.lanes
+        if lanes == 1:
+            return IndexOp("+", self.lane, IndexOp("*", slot, self.lane_step, idx), idx)
+        width = Const(lanes, idx)
+        group = IndexOp("+", self.lane, IndexOp("*", IndexOp("/", slot, width, idx),
+                                                self.lane_step, idx), idx)
+        return IndexOp("+", IndexOp("*", group, width, idx), IndexOp("%", slot, width, idx), idx)
+
+    def load_persistent(self, out: list[Stmt]) -> None:
+        """Declare the cached inputs' register arrays and load this thread's columns of the
+        row into them, once (the module docstring); columns past row_numel stay unset and
+        are never read (every persistent loop has the same guard)."""
+        if not self.cached:
+            return
+        stmts: list[Stmt] = []
+        for k in self.cached:
+            t = self.ir.inputs[k]
+            out.append(Declare(f"p_{t.name}", t.dtype, lanes=self.persist))
+        idx, lanes = self.idx, self.sig.lanes
+        group, col = Var("pk", idx), Var("col", idx)
+        offsets, _ = self._offsets(col, stmts)
+        width = Const(lanes, idx)
+        for k in self.cached:
+            t = self.ir.inputs[k]
+            stmts.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
+            stmts.append(Load(f"r_{t.name}", t.dtype, t.name, offsets[k], lanes, lanes > 1))
+            for lane in range(lanes):
+                slot: Expr = group if lanes == 1 else IndexOp(
+                    "+", IndexOp("*", group, width, idx), Const(lane, idx), idx)
+                stmts.append(Assign(Elem(f"p_{t.name}", slot, t.dtype),
+                                    Elem(f"r_{t.name}", Const(lane, DType.INT32), t.dtype)))
+        first = IndexOp("+", self.lane, IndexOp("*", group, self.lane_step, idx), idx)
+        if lanes > 1:
+            first = IndexOp("*", first, width, idx)
+        out.append(For(group, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (
+            Declare(col.name, idx, init=first),
+            If(IndexOp("<", col, self.numel, DType.BOOL), tuple(stmts))), unroll=True))
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
         """Load once per row the inputs that do not vary along the row (every inner stride 0:

@@ -25,6 +25,19 @@ count never recompiles, a new row length recompiles only when it crosses a bucke
 index width is the pointwise rule (every offset, the row count and C + block fit in 31 bits).
 Accesses are scalar in this slice (no vector width).
 
+Persistent rows (`persistent_for`): when a row schedule's C fits a persistent bucket, each
+thread loads its `persist` columns (threadIdx.x + k * block, k < persist) of every input the
+reductions read once into registers, and every phase reads the registers; `persist` is a
+compile-time constant of the signature, C stays a kernel argument (columns past it are
+predicated off), so one kernel serves every C of its bucket.
+
+Vector row loads (`persistent_lanes`): a persistent row whose cached inputs all have unit
+stride along a single merged inner dim, with C, every outer stride and every data pointer a
+multiple of `lanes` elements, loads `lanes` consecutive columns (16 bytes of the widest
+cached dtype, at most `persist`) per access; thread t's slot k * lanes + l then holds column
+(t + k * block) * lanes + l.  `lanes` is in the signature (C % lanes decides it, as the
+pointwise schedule's `_pick_lanes`).
+
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
 copies; the partitioner enforces it on the traced shapes, TorchScript plans can change shapes).
@@ -43,6 +56,7 @@ from nvfuse.fusion.ir import (
     FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
+from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule.pointwise import (
     INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
 )
@@ -71,6 +85,72 @@ def column_block_for(row_numel: int) -> int:
     return COLUMN_MAX_BLOCK
 
 
+# Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 16.
+# The register budget: the cached values take persist * words 32-bit registers per thread
+# (words: per column, one per cached input of at most 4 bytes, two for 8 bytes); at most the
+# device's `persist_words` (nvfuse/schedule/device.py: half of a thread's share at 1024
+# threads per SM, 32 of 64K registers), leaving room for the index math and the phases'
+# temporaries, so ptxas reports no spills (tests/numerics/test_persistent.py).  A bucket over
+# budget doubles its block (halving persist) up to MAX_BLOCK; if it still does not fit, or
+# C > 8192, the looped schedule.
+PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512))
+PERSIST_WORDS = DEFAULTS["sm_90"].persist_words
+
+
+def persistent_for(row_numel: int, words: int,
+                   budget: int = PERSIST_WORDS) -> tuple[int, int]:
+    """(block, persist) of the persistent row schedule for rows of `row_numel` elements whose
+    cached inputs take `words` registers per column, or (block_for(row_numel), 0): looped."""
+    if words > 0:
+        for limit, block in PERSIST_BUCKETS:
+            if row_numel <= limit:
+                while block <= MAX_BLOCK:
+                    if (limit // block) * words <= budget:
+                        return block, limit // block
+                    block *= 2
+                break
+    return block_for(row_numel), 0
+
+
+def cached_inputs(ir: FusionIR, inputs: Sequence[str], outer_rank: int) -> tuple[int, ...]:
+    """The inputs a persistent row keeps in registers: those a reduction's operand reads that
+    vary along the row (`inputs`: their signature stride classes).  Inputs only the epilogue
+    reads (layer norm's weight and bias) are read once there anyway; row-invariant ones are
+    hoisted (nvfuse/lower/reduction_state.py)."""
+    needed: set[int] = set()
+    stack = [a for n in ir.nodes if n.op in REDUCTIONS for a in n.args]
+    while stack:
+        i = stack.pop()
+        if i in needed:
+            continue
+        needed.add(i)
+        stack.extend(ir.nodes[i].args)
+    found = {int(ir.nodes[i].attr) for i in needed  # type: ignore[arg-type]
+             if ir.nodes[i].op is Prim.LOAD}
+    return tuple(k for k in sorted(found) if any(c != "0" for c in inputs[k][outer_rank:]))
+
+
+VECTOR_BYTES = 16
+
+
+def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
+                     inner: Sequence[Sequence[int]], outer: Sequence[Sequence[int]],
+                     inputs: Sequence[torch.Tensor]) -> int:
+    """Columns per vector load of the persistent row's cached inputs (module docstring), or 1."""
+    if not cached or persist == 0 or any(len(inner[k]) != 1 or inner[k][0] != 1
+                                         for k in cached):
+        return 1
+    widest = max(inputs[k].element_size() for k in cached)
+    lanes = min(VECTOR_BYTES // widest, persist)
+    while lanes > 1:
+        if row_numel % lanes == 0 and all(
+                inputs[k].data_ptr() % (lanes * inputs[k].element_size()) == 0
+                and all(s % lanes == 0 for s in outer[k]) for k in cached):
+            return lanes
+        lanes //= 2
+    return 1
+
+
 def block_for(row_numel: int) -> int:
     """Threads per row for a row of `row_numel` elements (the documented bucket)."""
     for limit, block in BLOCK_BUCKETS:
@@ -87,9 +167,11 @@ class ReductionSignature:
     inner_rank: int
     inputs: tuple[str, ...]   # per input: stride classes of the merged outer, then inner dims
     outputs: tuple[str, ...]  # per output, likewise
-    block: int                # the bucket of C (`block_for`)
+    block: int                # the bucket of C (`block_for` / `persistent_for`)
     index: DType
     arch: str
+    persist: int = 0          # columns per thread held in registers (0: looped schedule)
+    lanes: int = 1            # columns per vector load of a persistent row
 
 
 @dataclass(frozen=True)
@@ -102,6 +184,7 @@ class ColumnSignature(ReductionSignature):
 class ReductionParams:
     block: int
     index: DType
+    persist: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,8 +281,15 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     # the column lowering has no (value, index) pair reductions: argmax reads rows strided
     column = is_column(outer, inner, len(inputs)) and not any(
         n.op in ARG_REDUCTIONS for n in ir.nodes)
-    block = column_block_for(row_numel) if column else block_for(row_numel)
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
+    persist, lanes = 0, 1
+    if column:
+        block = column_block_for(row_numel)
+    else:
+        cached = cached_inputs(ir, classes, len(outer_sizes))
+        words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
+        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words)
+        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, inputs)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
@@ -208,10 +298,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     n_in = len(inputs)
     kind = ColumnSignature if column else ReductionSignature
     signature = kind(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
-                     tuple(classes[n_in:]), block, index, arch)
+                     tuple(classes[n_in:]), block, index, arch, persist, lanes)
     general = [s for o, i, c in zip(outer, inner, classes) for s, kind_ in zip(o + i, c)
                if kind_ == "s"]
     scalars = (rows, row_numel, *outer_sizes[1:], *inner_sizes[1:], *general)
     grid = -(-rows // COLUMN_X) if column else rows
-    return ReductionLaunch(signature, ReductionParams(block, index), rows, row_numel, scalars,
-                           grid=grid)
+    return ReductionLaunch(signature, ReductionParams(block, index, persist), rows, row_numel,
+                           scalars, grid=grid)

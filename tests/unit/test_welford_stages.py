@@ -67,18 +67,38 @@ def test_in_place_writes_to_inputs_are_kept() -> None:
     assert any(n.target is torch.ops.aten.copy_.default for n in gm.graph.nodes)
 
 
-def test_layer_norm_kernel_reads_the_row_twice() -> None:
-    x, w, b = torch.randn(4, 300), torch.randn(300), torch.randn(300)
-    gm, names = partition(trace_to_aten(lambda x, w, b: F.layer_norm(x, (300,), w, b),
+def _loads_of(stmts: tuple[kir.Stmt, ...], tensor: str) -> int:
+    count = 0
+    for s in stmts:
+        if isinstance(s, kir.Load) and s.tensor == tensor:
+            count += 1
+        if isinstance(s, (kir.If, kir.For)):
+            count += _loads_of(s.body, tensor)
+    return count
+
+
+@pytest.mark.parametrize("width", [300, 9000])
+def test_layer_norm_kernel_reads_the_row_once_or_twice(width: int) -> None:
+    """Persistent (300 wide): one load loop into registers, then the pivot (column 0 only),
+    Welford + sum and normalize + store read the registers; looped (9000 wide, past the last
+    persistent bucket): the pivot, Welford + sum and normalize + store each read the row."""
+    x, w, b = torch.randn(4, width), torch.randn(width), torch.randn(width)
+    gm, names = partition(trace_to_aten(lambda x, w, b: F.layer_norm(x, (width,), w, b),
                                         (x, w, b)))
     (ir,) = [build_fusion(n, getattr(gm, n)) for n in names]
     m2 = [n for n in ir.nodes if n.op is Prim.REDUCE_M2]
     sums = [n for n in ir.nodes if n.op is Prim.REDUCE_SUM]
     assert len(m2) == 1 and len(sums) == 1 and m2[0].args == sums[0].args
-    launch = plan_launch(ir, [x, w, b], [torch.empty(4, 300)], "sm_90")
+    launch = plan_launch(ir, [x, w, b], [torch.empty(4, width)], "sm_90")
     kernel = verify_kernel(lower_reduction(ir, launch.signature, launch.signature.block))
     loops = [s for s in kernel.body if isinstance(s, kir.For)]
-    assert len(loops) == 3  # the pivot (column 0 only), Welford + sum, normalize + store
-    assert loops[0].start == kir.Const(0, loops[0].start.dtype)
+    persistent = width == 300
+    assert (launch.signature.persist > 0) == persistent
+    assert len(loops) == (4 if persistent else 3)
+    pivot = loops[1] if persistent else loops[0]
+    assert pivot.start == kir.Const(0, pivot.start.dtype)
+    # x: the load loop and the pivot (persistent), or every loop (looped)
+    assert [_loads_of((s,), "in0") for s in loops] == ([1, 1, 0, 0] if persistent
+                                                         else [1, 1, 1])
     assert sum(isinstance(s, kir.WelfordReduce) for s in kernel.body) == 1
     assert sum(isinstance(s, kir.BlockReduce) for s in kernel.body) == 1

@@ -1,11 +1,31 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, nvf_half* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_in1_o0, int stride_out0_o0) {
+nvfuse_red_7ed75c8c6c93(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, nvf_half* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_in1_o0, int stride_out0_o0) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);
   int ro_in1 = (row * stride_in1_o0);
   int ro_in2 = 0;
   int ro_in3 = 0;
   int ro_out0 = (row * stride_out0_o0);
+  nvf_half p_in0[4];
+  nvf_half p_in1[4];
+  #pragma unroll
+  for (int pk = 0; pk < 1; pk += 1) {
+    int col = ((((int)threadIdx.x) + (pk * ((int)blockDim.x))) * 4);
+    if ((col < row_numel)) {
+      nvf_half r_in0[4];
+      nvf_load_vector<nvf_half, 4>(r_in0, in0 + (ro_in0 + col));
+      p_in0[((pk * 4) + 0)] = r_in0[0];
+      p_in0[((pk * 4) + 1)] = r_in0[1];
+      p_in0[((pk * 4) + 2)] = r_in0[2];
+      p_in0[((pk * 4) + 3)] = r_in0[3];
+      nvf_half r_in1[4];
+      nvf_load_vector<nvf_half, 4>(r_in1, in1 + (ro_in1 + col));
+      p_in1[((pk * 4) + 0)] = r_in1[0];
+      p_in1[((pk * 4) + 1)] = r_in1[1];
+      p_in1[((pk * 4) + 2)] = r_in1[2];
+      p_in1[((pk * 4) + 3)] = r_in1[3];
+    }
+  }
   __shared__ float red_f32[4];
   float wpivot7 = 0.0f;
   for (int col = 0; col < row_numel; col += row_numel) {
@@ -24,22 +44,22 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
   float wmean7 = 0.0f;
   float wm27 = 0.0f;
   float acc14 = 0.0f;
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    nvf_half r_in0[1];
-    nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
-    float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
-    float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
-    float v4 = ((v2) + (v3));
-    nvf_half v5 = nvf_cast<nvf_half, float>(v4);
-    float v6 = nvf_cast<float, nvf_half>(v5);
-    float wd7 = ((v6) - (wpivot7));
-    wn7 = ((wn7) + (1.0f));
-    float wdelta7 = ((wd7) - (wmean7));
-    wmean7 = ((wmean7) + (((wdelta7) / (wn7))));
-    wm27 = ((wm27) + (((wdelta7) * (((wd7) - (wmean7))))));
-    acc14 = ((acc14) + (v6));
+  #pragma unroll
+  for (int pk = 0; pk < 4; pk += 1) {
+    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
+    if ((col < row_numel)) {
+      float v2 = nvf_cast<float, nvf_half>(p_in0[pk]);
+      float v3 = nvf_cast<float, nvf_half>(p_in1[pk]);
+      float v4 = ((v2) + (v3));
+      nvf_half v5 = nvf_cast<nvf_half, float>(v4);
+      float v6 = nvf_cast<float, nvf_half>(v5);
+      float wd7 = ((v6) - (wpivot7));
+      wn7 = ((wn7) + (1.0f));
+      float wdelta7 = ((wd7) - (wmean7));
+      wmean7 = ((wmean7) + (((wdelta7) / (wn7))));
+      wm27 = ((wm27) + (((wdelta7) * (((wd7) - (wmean7))))));
+      acc14 = ((acc14) + (v6));
+    }
   }
   __shared__ float wel_float7[12];
   float wmean_row7;
@@ -53,35 +73,35 @@ nvfuse_red_d9ccc0966e0e(const nvf_half* __restrict__ in0, const nvf_half* __rest
   float v15 = ((v14) / (nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))));
   float v17 = ((v13) + (1e-05f));
   float v18 = nvf_rsqrt<float>(v17);
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    nvf_half r_in0[1];
-    nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
-    float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
-    float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
-    float v4 = ((v2) + (v3));
-    nvf_half v5 = nvf_cast<nvf_half, float>(v4);
-    float v6 = nvf_cast<float, nvf_half>(v5);
-    float v19 = ((v6) - (v15));
-    float v20 = ((v19) * (v18));
-    nvf_half r_in2[1];
-    nvf_load<nvf_half, 1>(r_in2, in2 + (ro_in2 + col));
-    float v22 = nvf_cast<float, nvf_half>(r_in2[0]);
-    float v23 = ((v20) * (v22));
-    nvf_half r_in3[1];
-    nvf_load<nvf_half, 1>(r_in3, in3 + (ro_in3 + col));
-    float v25 = nvf_cast<float, nvf_half>(r_in3[0]);
-    float v26 = ((v23) + (v25));
-    nvf_half v27 = nvf_cast<nvf_half, float>(v26);
-    float v28 = nvf_cast<float, nvf_half>(v27);
-    float v32 = ((v28) * (0.70710677f));
-    float v33 = erff(v32);
-    float v34 = ((v28) * (0.5f));
-    float v35 = ((1.0f) + (v33));
-    float v36 = ((v34) * (v35));
-    nvf_half r_out0[1];
-    r_out0[0] = nvf_cast<nvf_half, float>(v36);
-    nvf_store<nvf_half, 1>(out0 + (ro_out0 + col), r_out0);
+  #pragma unroll
+  for (int pk = 0; pk < 4; pk += 1) {
+    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
+    if ((col < row_numel)) {
+      float v2 = nvf_cast<float, nvf_half>(p_in0[pk]);
+      float v3 = nvf_cast<float, nvf_half>(p_in1[pk]);
+      float v4 = ((v2) + (v3));
+      nvf_half v5 = nvf_cast<nvf_half, float>(v4);
+      float v6 = nvf_cast<float, nvf_half>(v5);
+      float v19 = ((v6) - (v15));
+      float v20 = ((v19) * (v18));
+      nvf_half r_in2[1];
+      nvf_load<nvf_half, 1>(r_in2, in2 + (ro_in2 + col));
+      float v22 = nvf_cast<float, nvf_half>(r_in2[0]);
+      float v23 = ((v20) * (v22));
+      nvf_half r_in3[1];
+      nvf_load<nvf_half, 1>(r_in3, in3 + (ro_in3 + col));
+      float v25 = nvf_cast<float, nvf_half>(r_in3[0]);
+      float v26 = ((v23) + (v25));
+      nvf_half v27 = nvf_cast<nvf_half, float>(v26);
+      float v28 = nvf_cast<float, nvf_half>(v27);
+      float v32 = ((v28) * (0.70710677f));
+      float v33 = erff(v32);
+      float v34 = ((v28) * (0.5f));
+      float v35 = ((1.0f) + (v33));
+      float v36 = ((v34) * (v35));
+      nvf_half r_out0[1];
+      r_out0[0] = nvf_cast<nvf_half, float>(v36);
+      nvf_store<nvf_half, 1>(out0 + (ro_out0 + col), r_out0);
+    }
   }
 }

@@ -1,8 +1,21 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_b17e41d12f22(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0) {
+nvfuse_red_db0e163ff5f4(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);
   int ro_out0 = row;
+  float p_in0[4];
+  #pragma unroll
+  for (int pk = 0; pk < 1; pk += 1) {
+    int col = ((((int)threadIdx.x) + (pk * ((int)blockDim.x))) * 4);
+    if ((col < row_numel)) {
+      float r_in0[4];
+      nvf_load_vector<float, 4>(r_in0, in0 + (ro_in0 + col));
+      p_in0[((pk * 4) + 0)] = r_in0[0];
+      p_in0[((pk * 4) + 1)] = r_in0[1];
+      p_in0[((pk * 4) + 2)] = r_in0[2];
+      p_in0[((pk * 4) + 3)] = r_in0[3];
+    }
+  }
   float wpivot1 = 0.0f;
   for (int col = 0; col < row_numel; col += row_numel) {
     float r_in0[1];
@@ -12,14 +25,16 @@ nvfuse_red_b17e41d12f22(const float* __restrict__ in0, float* __restrict__ out0,
   float wn1 = 0.0f;
   float wmean1 = 0.0f;
   float wm21 = 0.0f;
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    float r_in0[1];
-    nvf_load<float, 1>(r_in0, in0 + (ro_in0 + col));
-    float wd1 = ((r_in0[0]) - (wpivot1));
-    wn1 = ((wn1) + (1.0f));
-    float wdelta1 = ((wd1) - (wmean1));
-    wmean1 = ((wmean1) + (((wdelta1) / (wn1))));
-    wm21 = ((wm21) + (((wdelta1) * (((wd1) - (wmean1))))));
+  #pragma unroll
+  for (int pk = 0; pk < 4; pk += 1) {
+    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
+    if ((col < row_numel)) {
+      float wd1 = ((p_in0[pk]) - (wpivot1));
+      wn1 = ((wn1) + (1.0f));
+      float wdelta1 = ((wd1) - (wmean1));
+      wmean1 = ((wmean1) + (((wdelta1) / (wn1))));
+      wm21 = ((wm21) + (((wdelta1) * (((wd1) - (wmean1))))));
+    }
   }
   __shared__ float wel_float1[12];
   float wmean_row1;

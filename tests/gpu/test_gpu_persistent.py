@@ -1,0 +1,91 @@
+"""GPU tier for the persistent and online row schedules (marker `gpu`, skipped without CUDA):
+the cases of tests/numerics/test_persistent.py on the device at large row counts, outputs
+poisoned, checked against eager CUDA: every op across the persistent bucket edges and past
+them, every float dtype, vector lanes on sliced rows, NaN / inf rows, and online softmax on
+50,000-wide rows."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+import nvfuse
+from nvfuse import config
+from nvfuse.runtime import executor
+
+
+def _numerics(name: str) -> ModuleType:
+    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
+    folder = str(Path(__file__).resolve().parents[1] / "numerics")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+compare = _numerics("cases").compare
+T = _numerics("test_persistent")
+_make = _numerics("test_reductions")._make
+
+pytestmark = pytest.mark.gpu
+f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
+    monkeypatch.setenv("NVFUSE_STRICT", "1")
+    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
+    config.reload()
+
+
+def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:
+    fm = nvfuse.fuse(fn, inputs)
+    actual, expected = fm(*inputs), fn(*inputs)  # type: ignore[operator]
+    if not isinstance(expected, tuple):
+        actual, expected = (actual,), (expected,)
+    for a, e in zip(actual, expected):
+        compare(a, e, dtype)
+    assert nvfuse.stats()["fallbacks"] == 0
+
+
+@pytest.mark.parametrize("op", sorted(T.OPS))
+@pytest.mark.parametrize("dtype", [f32, f16, bf16, f64], ids=str)
+@pytest.mark.parametrize("width", T.WIDTHS)
+def test_widths_on_device(op: str, dtype: torch.dtype, width: int) -> None:
+    inputs = tuple(t.cuda() for t in T._inputs(op, width, dtype, rows=1024))
+    _check(T.OPS[op][0], inputs, dtype)
+
+
+@pytest.mark.parametrize(("dtype", "width", "offset"), [
+    (f32, 4096, 0), (f32, 4094, 0), (f32, 4096, 1), (bf16, 8192, 0), (f16, 1000, 2)])
+@pytest.mark.parametrize("op", ["softmax", "layer_norm", "rms_norm"])
+def test_vector_rows_on_device(op: str, dtype: torch.dtype, width: int, offset: int) -> None:
+    inputs = tuple(t.cuda() for t in T._inputs(op, width, dtype, rows=512))
+    x = _make((512, width + 8), dtype, "base").cuda()[:, offset:offset + width]
+    _check(T.OPS[op][0], (x, *inputs[1:]), dtype)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm", "sum"])
+@pytest.mark.parametrize("width", [300, 8192, 50_000])
+def test_nan_and_inf_rows_on_device(op: str, width: int) -> None:
+    inputs = T._inputs(op, width, f32, rows=64)
+    x = inputs[0].clone()
+    inf = float("inf")
+    x[0] = -inf
+    x[1, width // 3] = inf
+    x[2, width - 1] = float("nan")
+    x[3, 0], x[3, width - 1] = inf, -inf
+    x[5, :width // 2] = -inf
+    _check(T.OPS[op][0], (x.cuda(), *(t.cuda() for t in inputs[1:])), f32)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", [f32, f16, bf16], ids=str)
+def test_online_softmax_on_device(op: str, dtype: torch.dtype) -> None:
+    x = (_make((256, 50_000), dtype, "wide") * 4).cuda()
+    _check(T.OPS[op][0], (x,), dtype)
