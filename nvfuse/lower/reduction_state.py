@@ -81,6 +81,9 @@ class RowLowering:
         self.lane: Expr = Special("threadIdx.x", idx)
         self.lane_step: Expr = Special("blockDim.x", idx)
         self.live: Expr | None = None
+        # where the column loops stop (None: row_numel); a split reduction's chunk end
+        # (nvfuse/lower/split.py)
+        self.col_end: Expr | None = None
 
     # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
     def row_index(self, out: list[Stmt]) -> Expr:
@@ -230,7 +233,8 @@ class RowLowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         stmts.extend(body(offsets, inner))
-        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
+        stop = self.col_end if self.col_end is not None else self.numel
+        return self.guarded(For(col, start if start is not None else self.lane, stop,
                                 step if step is not None else self.lane_step, tuple(stmts)))
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
