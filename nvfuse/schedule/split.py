@@ -54,7 +54,7 @@ DEFAULT_SM_COUNT = 132  # an H100 SXM / H200; used with no GPU (the interpreter,
 PARTIAL_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sm_count(device_index: int | None = None) -> int:
     """Streaming multiprocessors of CUDA device `device_index`, DEFAULT_SM_COUNT without one."""
     if device_index is None or not torch.cuda.is_available():
