@@ -12,10 +12,13 @@ and its columns [chunk * chunk_len, min(row_numel, (chunk + 1) * chunk_len)) (th
 row.  A Welford M2 keeps its pivot (the row's first element, the same in every chunk), so the
 stored shifted means of a row's chunks combine directly.  Empty chunks store the identity (a
 Welford count of 0).
-Kernel 2 (stage 2): block r, thread t < splits loads partial t of row r (at most one:
-splits <= block), the block reduction combines them (BlockReduce with the reduction's own op,
-WelfordReduce's Chan update for M2), then the epilogue (`row_phase`, ROW_NUMEL = the original
-row length) and thread 0 stores the row outputs.
+A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s layout
+instead: block b owns rows (b / splits) * COLUMN_X + tx, its thread rows ty stride over chunk
+b % splits; the ty == 0 thread of each live row stores.
+Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits loads partial t of
+row r (at most one: splits <= block), the block reduction combines them (BlockReduce with the
+reduction's own op, WelfordReduce's Chan update for M2), then the epilogue (`row_phase`,
+ROW_NUMEL = the original row length) and thread 0 stores the row outputs.
 """
 
 from __future__ import annotations
@@ -28,16 +31,19 @@ from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param,
     ReduceOp, ReduceScope, Special, Stmt, Store, Var, WelfordReduce,
 )
+from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction import _OPS, _store, identity
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
+from nvfuse.schedule.reduction import COLUMN_X, ColumnSignature
 from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
 
 
 def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     """Kernel `sig.stage` of the split form of `ir` (module docstring)."""
-    lo = RowLowering(ir, sig.base)
+    column = sig.stage == 1 and isinstance(sig.base, ColumnSignature)
+    lo = ColumnLowering(ir, sig.base, sig.block) if column else RowLowering(ir, sig.base)
     idx = lo.idx
     dtypes = workspace_dtypes(ir)
     spaces = [f"ws{k}" for k in range(len(dtypes))]
@@ -49,7 +55,7 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     lo.scalars.extend([splits, chunk_len])
     body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
         _stage2(lo, sig, spaces, splits)
-    grid = IndexOp("*", lo.rows, splits, idx) if sig.stage == 1 else lo.rows
+    grid = IndexOp("*", lo.grid(), splits, idx) if sig.stage == 1 else lo.rows
     return kir.Kernel(content_name(f"nvfuse_split{sig.stage}", ir, sig), lo.tensors,
                       tuple(lo.scalars), tuple(body), sig.block, grid, idx)
 
@@ -66,15 +72,28 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
             chunk_len: Param) -> list[Stmt]:
     idx, ir = lo.idx, lo.ir
     body: list[Stmt] = []
-    part = Var("part", idx)
-    body.append(Declare(part.name, idx, init=Special("blockIdx.x", idx)))
-    body.append(Declare("row", idx, init=IndexOp("/", part, splits, idx)))
-    begin = IndexOp("*", IndexOp("%", part, splits, idx), chunk_len, idx)
-    body.append(Declare("col_begin", idx, init=begin))
+    block = Special("blockIdx.x", idx)
+    chunk = Var("chunk", idx)
+    body.append(Declare(chunk.name, idx, init=IndexOp("%", block, splits, idx)))
+    group = IndexOp("/", block, splits, idx)
+    if isinstance(lo, ColumnLowering):  # COLUMN_X rows per block, thread rows along the chunk
+        tid, x = Special("threadIdx.x", idx), Const(COLUMN_X, idx)
+        body.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
+        body.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
+        first_row = IndexOp("*", group, x, idx)
+        body.append(Declare("row", idx, init=IndexOp("+", first_row, lo.tx, idx)))
+        lane: Expr = lo.ty
+    else:
+        body.append(Declare("row", idx, init=group))
+        lane = Special("threadIdx.x", idx)
+    part = Var("part", idx)  # this row's partial: row * splits + chunk
+    body.append(Declare(part.name, idx, init=IndexOp(
+        "+", IndexOp("*", Var("row", idx), splits, idx), chunk, idx)))
+    body.append(Declare("col_begin", idx, init=IndexOp("*", chunk, chunk_len, idx)))
     end = IndexOp("+", Var("col_begin", idx), chunk_len, idx)
     body.append(Declare("col_end", idx, init=Compute(
         Prim.WHERE, (IndexOp("<", end, lo.numel, DType.BOOL), end, lo.numel), idx)))
-    lo.lane = IndexOp("+", Var("col_begin", idx), Special("threadIdx.x", idx), idx)
+    lo.lane = IndexOp("+", Var("col_begin", idx), lane, idx)
     lo.col_end = Var("col_end", idx)
     _rows_and_offsets(lo, Var("row", idx), body)
     lo.hoist_row_invariant_loads(body)
@@ -169,7 +188,8 @@ def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
             scratch = f"wel_{dtype.c_type}{p.node}"
             body.append(kir.Shared(scratch, dtype, 3 * max(1, sig.block // 32)))
             body.extend(Declare(v.name, dtype) for v in res)
-            body.append(WelfordReduce(*res, *state, ReduceScope.BLOCK, scratch))
+            body.append(WelfordReduce(res[0], res[1], res[2], state[0], state[1], state[2],
+                                      ReduceScope.BLOCK, scratch))
             body.append(Declare(f"v{p.node}", dtype, init=res[1]))
             lo.row_exprs[p.node] = Var(f"v{p.node}", dtype)
             for s in p.sums:

@@ -16,12 +16,20 @@ runs two kernels (nvfuse/lower/split.py):
 No atomics: the same input gives the same bits.  Only fusions whose outputs are all row values
 qualify (a softmax's normalized output needs the whole row in one block), with plain or
 Welford reductions whose operands do not depend on another reduction; argmax / argmin pairs,
-random numbers and column schedules keep the one-kernel schedule.
+and random numbers keep the one-kernel schedule.
+
+The column schedule (kept dims innermost: `[1M, 8].sum(0)`) splits the same way: kernel 1's
+block b covers COLUMN_X kept elements (b / S) and chunk b % S of the reduced extent, with the
+column lowering's thread layout; kernel 2 is the same row combine.  Its "rows" in the
+heuristic are its blocks (ceil(rows / COLUMN_X)) and its row length the reduced extent times
+COLUMN_X (the elements one block reads per reduced index), so the thresholds mean the same
+bytes per block; kernel 1's block is the `column_block_for` bucket of chunk_len.
 
 Heuristics (numbers, and why):
-- split when rows < the SM count and row_numel >= SPLIT_MIN_NUMEL (64Ki: below that one block
-  per row finishes in a few microseconds and the second launch would cost more than it saves);
-- S = the largest power of two <= min(ceil(WAVES * SMs / rows), row_numel / MIN_CHUNK,
+- split when the one-kernel grid has fewer blocks than the device has SMs and row_numel >=
+  SPLIT_MIN_NUMEL (64Ki: below that one block per row finishes in a few microseconds and the
+  second launch would cost more than it saves);
+- S = the largest power of two <= min(ceil(WAVES * SMs / blocks), row_numel / MIN_CHUNK,
   MAX_SPLITS): about two blocks per SM, every block at least MIN_CHUNK = 4096 elements (four
   per thread of a 1024-thread block), and at most MAX_SPLITS = STAGE2_BLOCK = 256 partials per
   row so that kernel 2's threads hold at most one partial each.
@@ -42,7 +50,8 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.reduction import (
-    ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
+    COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
+    column_block_for,
 )
 
 SPLIT_MIN_NUMEL = 1 << 16
@@ -144,27 +153,32 @@ def splittable(ir: FusionIR) -> bool:
     return True
 
 
-def choose_splits(rows: int, row_numel: int, sms: int) -> int:
-    """S for `rows` rows of `row_numel` elements on `sms` SMs; 1: do not split."""
-    if rows >= sms or row_numel < SPLIT_MIN_NUMEL:
+def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
+    """S for a one-kernel grid of `blocks` blocks over rows of `row_numel` elements (a column
+    schedule passes its reduced extent times COLUMN_X) on `sms` SMs; 1: do not split."""
+    if blocks >= sms or row_numel < SPLIT_MIN_NUMEL:
         return 1
-    want = min(-(-WAVES * sms // rows), row_numel // MIN_CHUNK, MAX_SPLITS)
+    want = min(-(-WAVES * sms // blocks), row_numel // MIN_CHUNK, MAX_SPLITS)
     return 1 << (want.bit_length() - 1) if want >= 2 else 1
 
 
 def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> SplitLaunch | None:
     """The split form of `launch`, or None when the one-kernel schedule stays."""
     sig = launch.signature
-    if isinstance(sig, ColumnSignature) or not splittable(ir):
+    if not splittable(ir):
         return None
     index = device.index if device.type == "cuda" else None
     if device.type == "cuda" and index is None:
         index = torch.cuda.current_device()
-    splits = choose_splits(launch.rows, launch.row_numel, sm_count(index))
+    column = isinstance(sig, ColumnSignature)
+    # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
+    # at a COLUMN_X times shorter extent
+    scale = COLUMN_X if column else 1
+    splits = choose_splits(launch.grid, launch.row_numel * scale, sm_count(index))
     if splits < 2:
         return None
     chunk = -(-launch.row_numel // splits)
-    block1 = block_for(chunk)
+    block1 = column_block_for(chunk) if column else block_for(chunk)
     if launch.row_numel + block1 + chunk > (1 << 31) - 1:
         sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
     base = dataclasses.replace(sig, block=block1)
@@ -172,7 +186,7 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> S
     stage2 = SplitSignature(base, 2, STAGE2_BLOCK)
     n = launch.rows * splits
     return SplitLaunch(
-        ((stage1, ReductionParams(block1, base.index), n),
+        ((stage1, ReductionParams(block1, base.index), launch.grid * splits),
          (stage2, ReductionParams(STAGE2_BLOCK, base.index), launch.rows)),
         (*launch.scalar_args, splits, chunk),
         tuple((d, n) for d in workspace_dtypes(ir)), splits)

@@ -30,6 +30,8 @@ CASES = {
     "var": lambda x: x.var(),
     "norm": lambda x: torch.linalg.vector_norm(x),
     "sum_sq_scaled": lambda x: (x * x).sum() * 0.5,
+    "column_sum": lambda x: x.view(-1, 8).sum(0),      # the column schedule, split
+    "column_var": lambda x: x.view(-1, 16).var(0),
 }
 
 

@@ -3,7 +3,8 @@ against eager: few long rows run as two kernels (nvfuse/schedule/split.py).  The
 thresholds are monkeypatched down so interpreter-sized rows split.  Covers sum / mean / amax /
 amin / prod / var / std / var_mean / vector norm over every dim and over trailing dims, every
 dtype, NaN / inf propagation, Welford at mean 1e4 std 1, determinism, the launch count,
-kernel reuse across sizes, the fusions that must not split, and NVRTC for sm_80 / sm_90."""
+kernel reuse across sizes, the fusions that must not split, the column schedule's split (few
+kept columns, a long reduced extent) and NVRTC for sm_80 / sm_90."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import nvfuse
 from nvrtc_batch import compile_all
 from nvfuse.runtime import executor, kernels
 from nvfuse.schedule import split
+from nvfuse.schedule.reduction import ColumnSignature
 from nvfuse.schedule.split import SplitSignature
 
 f16, bf16, f32, f64, i64 = torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64
@@ -73,10 +75,13 @@ OPS: dict[str, tuple[Callable[..., object], tuple[torch.dtype, ...]]] = {
     "sum_scaled": (lambda x, d: (x * 3 + 1).sum(d, keepdim=True) * 0.5, (f32, bf16)),
 }
 # (shape, dims): one row of every element, two rows of the last dim, rows over two dims
-SHAPES = {"all": ((3, 700), (0, 1)), "last": ((2, 1500), (-1,)), "two": ((3, 4, 200), (1, 2))}
+# and the column schedule: few kept columns, a long reduced extent
+SHAPES = {"all": ((3, 700), (0, 1)), "last": ((2, 1500), (-1,)), "two": ((3, 4, 200), (1, 2)),
+          "col": ((1200, 3), (0,)), "col3": ((300, 4, 5), (0, 1))}
 PARAMS = [pytest.param(op, dtype, shape, id=f"{op}-{str(dtype)[6:]}-{shape}")
           for op, (_, dtypes) in OPS.items() for dtype in dtypes for shape in SHAPES
-          if not (op == "prod" and shape != "all")]
+          if not (op == "prod" and shape != "all")
+          and not (shape.startswith("col") and op in ("sum_scaled", "var_mean"))]
 
 
 @pytest.mark.parametrize(("op", "dtype", "shape"), PARAMS)
@@ -89,7 +94,10 @@ def test_split_reduction(op: str, dtype: torch.dtype, shape: str, interpret: Non
         eps = {f32: 1.2e-7, f64: 2.3e-16, f16: 1e-3, bf16: 8e-3}[dtype]
         tol = (max(64 * eps, 1e-5), 64 * eps + 1e-5)
     fm = _run(lambda x: fn(x, dims), (x,), dtype, tol)
-    assert {type(k.signature[1]) for k in fm.kernels} == {SplitSignature}
+    sigs = [k.signature[1] for k in fm.kernels]
+    assert all(isinstance(sig, SplitSignature) for sig in sigs)
+    column = {isinstance(sig.base, ColumnSignature) for sig in sigs}  # type: ignore[union-attr]
+    assert column == {shape.startswith("col")}
 
 
 def test_nan_and_inf_propagate(interpret: None) -> None:
@@ -131,7 +139,8 @@ def test_new_size_in_a_bucket_reuses_both_kernels(interpret: None) -> None:
         assert nvfuse.stats()["compiles"] == (2 if n == 2100 else 0)
 
 
-@pytest.mark.parametrize("name", ["softmax", "argmax", "many_rows", "short_rows", "column"])
+@pytest.mark.parametrize("name", ["softmax", "argmax", "many_rows", "short_rows",
+                                  "column_softmax"])
 def test_unsplit_fusions_stay_one_kernel(name: str, interpret: None) -> None:
     x = _make((2, 1500), f32, name)
     fn: Callable[..., object] = {
@@ -139,13 +148,13 @@ def test_unsplit_fusions_stay_one_kernel(name: str, interpret: None) -> None:
         "argmax": lambda x: x.argmax(-1),                # (value, index) pairs stay one kernel
         "many_rows": lambda x: x.sum(-1),                # rows >= SMs (below)
         "short_rows": lambda x: x.sum(-1),               # rows under SPLIT_MIN_NUMEL
-        "column": lambda x: x.sum(0),                    # column schedule
+        "column_softmax": lambda x: torch.softmax(x, 0),  # full-size, column schedule
     }[name]
     if name == "many_rows":
         x = _make((140, 600), f32, name)
     if name == "short_rows":
         x = _make((2, 300), f32, name)
-    if name == "column":
+    if name == "column_softmax":
         x = _make((1500, 2), f32, name)
     _run(fn, (x,), f32, (1e-4, 1e-5), launches=1)
 

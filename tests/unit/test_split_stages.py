@@ -16,7 +16,7 @@ from nvfuse.interpret.machine import run_kernel
 from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.schedule import split
-from nvfuse.schedule.reduction import plan_launch
+from nvfuse.schedule.reduction import ColumnSignature, column_block_for, plan_launch
 from nvfuse.schedule.split import (
     MAX_SPLITS, SplitSignature, choose_splits, parts, plan_split, splittable, workspace_dtypes,
 )
@@ -77,6 +77,18 @@ def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
     assert hash(s1) != hash(s2) and s1.base == s2.base
     monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 1 << 16)
     assert plan_split(ir, launch, CPU) is None
+
+
+def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1 << 12, 40)  # 40 kept columns: 2 column blocks, 4096 * 32 "elements"
+    ir = _ir(lambda x: x.sum(0), x)
+    launch = plan_launch(ir, [x], [torch.empty(40)], "sm_90")
+    assert isinstance(launch.signature, ColumnSignature) and launch.grid == 2
+    plan = plan_split(ir, launch, CPU)
+    assert plan is not None and plan.splits == 32  # 2^17 // 4096
+    (s1, p1, g1), (s2, _, g2) = plan.stages
+    assert (g1, g2) == (64, 40) and s1.block == column_block_for(128) == 256
+    assert plan.workspaces == ((DType.FLOAT32, 40 * 32),)
 
 
 def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
