@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_cb7447bb3b1c(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_i0) {
+nvfuse_red_428781f94535(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_i0) {
   int tx = (((int)threadIdx.x) % 32);
   int ty = (((int)threadIdx.x) / 32);
   int row = ((((int)blockIdx.x) * 32) + tx);
