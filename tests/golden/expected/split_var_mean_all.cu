@@ -1,8 +1,9 @@
 extern "C" __global__ void __launch_bounds__(512)
 nvfuse_split1_c7fa6188ceba(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ ws0, float* __restrict__ ws1, float* __restrict__ ws2, float* __restrict__ ws3, int rows, int row_numel, int splits, int chunk_len) {
-  int part = ((int)blockIdx.x);
-  int row = (part / splits);
-  int col_begin = ((part % splits) * chunk_len);
+  int chunk = (((int)blockIdx.x) % splits);
+  int row = (((int)blockIdx.x) / splits);
+  int part = ((row * splits) + chunk);
+  int col_begin = (chunk * chunk_len);
   int col_end = ((((col_begin + chunk_len) < row_numel)) ? ((col_begin + chunk_len)) : (row_numel));
   int ro_in0 = 0;
   int ro_out0 = 0;
