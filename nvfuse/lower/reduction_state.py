@@ -97,6 +97,9 @@ class RowLowering:
         self.persist = sig.persist
         self.cached = cached_inputs(ir, sig.inputs, sig.outer_rank) if sig.persist else ()
         self.slot: Var | None = None
+        # where the column loops stop (None: row_numel); a split reduction's chunk end
+        # (nvfuse/lower/split.py)
+        self.col_end: Expr | None = None
 
     # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
     def row_index(self, out: list[Stmt]) -> Expr:
@@ -240,12 +243,13 @@ class RowLowering:
         (start 0, step row_numel visits column 0 alone, and only when the row is not empty)."""
         idx = self.idx
         col = Var("col", idx)
-        if self.persist and start is None and step is None:
+        if self.persist and start is None and step is None and self.col_end is None:
             return self._persistent_loop(body)
         stmts: list[Stmt] = []
         offsets, inner = self._offsets(col, stmts)
         stmts.extend(body(offsets, inner))
-        return self.guarded(For(col, start if start is not None else self.lane, self.numel,
+        stop = self.col_end if self.col_end is not None else self.numel
+        return self.guarded(For(col, start if start is not None else self.lane, stop,
                                 step if step is not None else self.lane_step, tuple(stmts)))
 
     def _offsets(self, col: Var, out: list[Stmt]) -> tuple[list[Expr], list[Expr]]:

@@ -8,6 +8,8 @@ stream (or runs its kernel IR on the CPU under NVFUSE_INTERPRET=1).  A fusion wi
 `reduce_ndim` > 0 takes a reduction schedule (row or column, picked by strides) and lowering,
 one with concatenations the concat schedule (nvfuse.schedule.concat), any other the pointwise
 ones.
+A reduction with few long rows may run as two kernels (nvfuse/schedule/split.py: partials into
+torch-allocated workspaces, then the combine and epilogue), launched in order on one stream.
 Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
 kernel (sums give 0, products 1, means NaN, as eager) except amax / amin / argmax / argmin,
 which eager refuses: those run eagerly so that eager raises its own error.  Any failure runs
@@ -30,7 +32,7 @@ from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import concat, pointwise, reduction
+from nvfuse.schedule import concat, pointwise, reduction, split
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -115,21 +117,23 @@ class FusionGroup(torch.nn.Module):
         if POISON_OUTPUTS:
             for o in outputs:
                 o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)
-        kernel = ready.kernel
-        if "launch" in cfg.dump:
-            dump("launch", kernel.name, f"grid={ready.grid} block={kernel.params.block} "
-                 f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
-        tensors = [*inputs, *outputs]
+        # a split reduction's workspaces: torch's caching allocator, the same device / stream
+        tensors = [*inputs, *outputs, *(torch.empty(n, dtype=d.torch, device=ready.device)
+                                        for d, n in ready.workspaces)]
         scalars = ready.scalars
         if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        if ready.gpu:
-            _launch_gpu(kernel, ready.device, ready.grid, tensors, scalars)
-        else:
-            from nvfuse.interpret.machine import run_kernel
+        for kernel, grid in ready.stages or ((ready.kernel, ready.grid),):
+            if "launch" in cfg.dump:
+                dump("launch", kernel.name, f"grid={grid} block={kernel.params.block} "
+                     f"scalars={scalars} shapes={[tuple(t.shape) for t in inputs]}")
+            if ready.gpu:
+                _launch_gpu(kernel, ready.device, grid, tensors, scalars)
+            else:
+                from nvfuse.interpret.machine import run_kernel
 
-            run_kernel(kernel.kernel_ir, tensors, scalars, ready.grid)
-        counters.bump("launches")
+                run_kernel(kernel.kernel_ir, tensors, scalars, grid)
+            counters.bump("launches")
         return outputs
 
     def _prepare(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
@@ -156,10 +160,21 @@ class FusionGroup(torch.nn.Module):
             launch = schedule.plan_launch(ir, inputs, outputs, arch)
         except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-        kernel = kernels.get_kernel(ir, self._key, launch.signature, launch.params, gpu)
+        plan = (split.plan_split(ir, launch, device)
+                if isinstance(launch, reduction.ReductionLaunch) else None)
+        if plan is not None:
+            stages = tuple((self._kernel(ir, sig, params, gpu), grid)
+                           for sig, params, grid in plan.stages)
+            return _Ready(device, gpu, out_shapes, stages[0][0], stages[0][1], plan.scalars,
+                          stages, plan.workspaces)
+        kernel = self._kernel(ir, launch.signature, launch.params, gpu)
+        return _Ready(device, gpu, out_shapes, kernel, launch.grid, launch.scalar_args)
+
+    def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
+        kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
         if all(k is not kernel for k in self._built):
             self._built.append(kernel)
-        return _Ready(device, gpu, out_shapes, kernel, launch.grid, launch.scalar_args)
+        return kernel
 
 
 @dataclass(frozen=True)
@@ -172,6 +187,9 @@ class _Ready:
     kernel: kernels.CompiledKernel | None  # None: zero-size outputs, no launch
     grid: int
     scalars: tuple[int, ...]
+    # a split reduction: (kernel, grid) run in order, and its workspaces (dtype, numel)
+    stages: tuple[tuple[kernels.CompiledKernel, int], ...] = ()
+    workspaces: tuple[tuple[Any, int], ...] = ()
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:

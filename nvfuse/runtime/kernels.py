@@ -18,13 +18,16 @@ from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.lower import kir
 from nvfuse.lower.pointwise import lower_pointwise
 from nvfuse.lower.reduction import lower_reduction
+from nvfuse.lower.split import lower_split
 from nvfuse.runtime.dump import dump
 from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
 from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
+from nvfuse.schedule.split import SplitSignature
 
 # A pointwise fusion (reduce_ndim 0) has a pointwise signature, a reduction fusion a reduction one
 # (a ColumnSignature, its subclass, for the column schedule).
-Signature = PointwiseSignature | ReductionSignature
+# A split reduction's two kernels have SplitSignatures (nvfuse/schedule/split.py).
+Signature = PointwiseSignature | ReductionSignature | SplitSignature
 Params = PointwiseParams | ReductionParams
 
 
@@ -73,7 +76,9 @@ def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
 
 
 def _build(ir: FusionIR, key: str, sig: Signature, params: Params) -> CompiledKernel:
-    if isinstance(sig, ReductionSignature):
+    if isinstance(sig, SplitSignature):
+        kernel_ir = lower_split(ir, sig)
+    elif isinstance(sig, ReductionSignature):
         kernel_ir = lower_reduction(ir, sig, params.block)
     else:
         kernel_ir = lower_pointwise(ir, sig, params.block)

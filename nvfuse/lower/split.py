@@ -1,0 +1,209 @@
+"""Lower a split reduction: (FusionIR, SplitSignature) -> the kernel IR of one of its two
+kernels (nvfuse/schedule/split.py says when and why a reduction splits).
+
+Both kernels take the same arguments: the row lowering's tensors (inputs, then outputs), then
+one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements,
+partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len`.
+Kernel 1 reads only the inputs and writes only the workspaces; kernel 2 the reverse.
+
+Kernel 1 (stage 1) is the row lowering (`RowLowering`) with block b working on row b / splits
+and its columns [chunk * chunk_len, min(row_numel, (chunk + 1) * chunk_len)) (the `lane` and
+`col_end` hooks), so prologues, broadcast operands and multi-dim rows work as in one block per
+row.  A Welford M2 keeps its pivot (the row's first element, the same in every chunk), so the
+stored shifted means of a row's chunks combine directly.  Empty chunks store the identity (a
+Welford count of 0).
+A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s layout
+instead: block b owns rows (b / splits) * COLUMN_X + tx, its thread rows ty stride over chunk
+b % splits; the ty == 0 thread of each live row stores.
+Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits loads partial t of
+row r (at most one: splits <= block), the block reduction combines them (BlockReduce with the
+reduction's own op, WelfordReduce's Chan update for M2), then the epilogue (`row_phase`,
+ROW_NUMEL = the original row length) and thread 0 stores the row outputs.
+"""
+
+from __future__ import annotations
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.prims import Prim
+from nvfuse.lower import kir
+from nvfuse.lower.kir import (
+    Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param,
+    ReduceOp, ReduceScope, Special, Stmt, Store, Var, WelfordReduce,
+)
+from nvfuse.lower.column import ColumnLowering
+from nvfuse.lower.pointwise import content_name
+from nvfuse.lower.reduction import _OPS, _store, identity
+from nvfuse.lower.reduction_state import RowLowering
+from nvfuse.lower.welford import lower_m2
+from nvfuse.schedule.reduction import COLUMN_X, ColumnSignature
+from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
+
+
+def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
+    """Kernel `sig.stage` of the split form of `ir` (module docstring)."""
+    column = sig.stage == 1 and isinstance(sig.base, ColumnSignature)
+    lo = ColumnLowering(ir, sig.base, sig.block) if column else RowLowering(ir, sig.base)
+    idx = lo.idx
+    dtypes = workspace_dtypes(ir)
+    spaces = [f"ws{k}" for k in range(len(dtypes))]
+    lo.tensors = lo.tensors + tuple(kir.TensorParam(n, d, True, d.itemsize)
+                                    for n, d in zip(spaces, dtypes))
+    width = sig.base.outer_rank + sig.base.inner_rank
+    lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
+    splits, chunk_len = Param("splits", idx), Param("chunk_len", idx)
+    lo.scalars.extend([splits, chunk_len])
+    body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
+        _stage2(lo, sig, spaces, splits)
+    grid = IndexOp("*", lo.grid(), splits, idx) if sig.stage == 1 else lo.rows
+    return kir.Kernel(content_name(f"nvfuse_split{sig.stage}", ir, sig), lo.tensors,
+                      tuple(lo.scalars), tuple(body), sig.block, grid, idx)
+
+
+def _rows_and_offsets(lo: RowLowering, row: Expr, body: list[Stmt]) -> list[Expr]:
+    outer = lo.split(row, lo.outer_sizes, lo.sig.outer_rank, "i", body)
+    for k, t in enumerate(lo.tensors):
+        body.append(Declare(f"ro_{t.name}", lo.idx,
+                            init=lo.offset(k, outer, range(lo.sig.outer_rank))))
+    return outer
+
+
+def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Param,
+            chunk_len: Param) -> list[Stmt]:
+    idx, ir = lo.idx, lo.ir
+    body: list[Stmt] = []
+    block = Special("blockIdx.x", idx)
+    chunk = Var("chunk", idx)
+    body.append(Declare(chunk.name, idx, init=IndexOp("%", block, splits, idx)))
+    group = IndexOp("/", block, splits, idx)
+    if isinstance(lo, ColumnLowering):  # COLUMN_X rows per block, thread rows along the chunk
+        tid, x = Special("threadIdx.x", idx), Const(COLUMN_X, idx)
+        body.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
+        body.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
+        first_row = IndexOp("*", group, x, idx)
+        body.append(Declare("row", idx, init=IndexOp("+", first_row, lo.tx, idx)))
+        lane: Expr = lo.ty
+    else:
+        body.append(Declare("row", idx, init=group))
+        lane = Special("threadIdx.x", idx)
+    part = Var("part", idx)  # this row's partial: row * splits + chunk
+    body.append(Declare(part.name, idx, init=IndexOp(
+        "+", IndexOp("*", Var("row", idx), splits, idx), chunk, idx)))
+    body.append(Declare("col_begin", idx, init=IndexOp("*", chunk, chunk_len, idx)))
+    end = IndexOp("+", Var("col_begin", idx), chunk_len, idx)
+    body.append(Declare("col_end", idx, init=Compute(
+        Prim.WHERE, (IndexOp("<", end, lo.numel, DType.BOOL), end, lo.numel), idx)))
+    lo.lane = IndexOp("+", Var("col_begin", idx), lane, idx)
+    lo.col_end = Var("col_end", idx)
+    _rows_and_offsets(lo, Var("row", idx), body)
+    lo.hoist_row_invariant_loads(body)
+    declared: set[DType] = set()
+    results: list[Expr] = []
+    for p in parts(ir):
+        dtype = ir.nodes[p.node].dtype
+        if (not p.welford or p.sums) and dtype not in declared:
+            lo.declare_scratch(dtype, sig.block, body)
+            declared.add(dtype)
+        if p.welford:
+            body.extend(lower_m2(lo, p.node, sig.block, p.sums))
+            results.extend(Var(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
+            results.extend(lo.row_exprs[s] for s in p.sums)
+            continue
+        acc = Var(f"acc{p.node}", dtype)
+        body.append(Declare(acc.name, dtype, init=identity(ir.nodes[p.node].op, dtype)))
+        operand, op = ir.nodes[p.node].args[0], _OPS[ir.nodes[p.node].op]
+
+        def combine(offsets: list[Expr], inner: list[Expr], operand: int = operand,
+                    acc: Var = acc, op: ReduceOp = op) -> list[Stmt]:
+            stmts: list[Stmt] = []
+            value = lo.column_values([operand], offsets, stmts)[operand]
+            stmts.append(Assign(acc, Compute(kir.combine_prim(op), (acc, value), acc.dtype)))
+            return stmts
+
+        body.append(lo.column_loop(combine))
+        result = Var(f"v{p.node}", dtype)
+        body.append(Declare(result.name, dtype))
+        body.extend(lo.allreduce(result, acc, op, dtype))
+        results.append(result)
+    stores: list[Stmt] = []
+    for name, value in zip(spaces, results):
+        stores.extend(_put(name, value, part))
+    body.append(If(lo.first_thread(), tuple(stores)))
+    return body
+
+
+def _put(tensor: str, value: Expr, at: Expr) -> list[Stmt]:
+    reg = f"r_{tensor}"
+    return [Declare(reg, value.dtype, lanes=1),
+            Assign(Elem(reg, Const(0, DType.INT32), value.dtype), value),
+            Store(tensor, value.dtype, at, reg, 1, vector=False)]
+
+
+def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
+            splits: Param) -> list[Stmt]:
+    idx, ir = lo.idx, lo.ir
+    body: list[Stmt] = []
+    row = Var("row", idx)
+    body.append(Declare(row.name, idx, init=Special("blockIdx.x", idx)))
+    outer = _rows_and_offsets(lo, row, body)
+    first = IndexOp("*", row, splits, idx)
+    t = Var("t", idx)  # this thread's partial (at most one: splits <= block)
+    at = IndexOp("+", first, t, idx)
+    declared: set[DType] = set()
+    done: set[int] = set()
+    queue = iter(spaces)
+
+    def read(name: str, dst: Var, fold: ReduceOp | None) -> list[Stmt]:
+        """dst = (dst op) workspace `name` at this thread's partial."""
+        value: Expr = Elem(f"r_{name}", Const(0, DType.INT32), dst.dtype)
+        if fold is not None:
+            value = Compute(kir.combine_prim(fold), (dst, value), dst.dtype)
+        return [Declare(f"r_{name}", dst.dtype, lanes=1),
+                Load(f"r_{name}", dst.dtype, name, at, 1, False), Assign(dst, value)]
+
+    def loop(stmts: list[Stmt]) -> Stmt:
+        return For(t, Special("threadIdx.x", idx), splits, Special("blockDim.x", idx),
+                   tuple(stmts))
+
+    def plain(node: int, dtype: DType, op: ReduceOp) -> None:
+        if dtype not in declared:
+            lo.declare_scratch(dtype, sig.block, body)
+            declared.add(dtype)
+        acc = Var(f"acc{node}", dtype)
+        body.append(Declare(acc.name, dtype, init=Const(kir.identity_value(op, dtype), dtype)))
+        body.append(loop(read(next(queue), acc, op)))
+        result = Var(f"v{node}", dtype)
+        body.append(Declare(result.name, dtype))
+        body.extend(lo.allreduce(result, acc, op, dtype))
+        lo.row_exprs[node] = result
+
+    for p in parts(ir):
+        dtype = ir.nodes[p.node].dtype
+        if p.welford:
+            state = [Var(f"w{w}{p.node}", dtype) for w in ("mean", "m2", "n")]
+            for v in state:
+                body.append(Declare(v.name, dtype, init=Const(0.0, dtype)))
+            body.append(loop([s for v in state for s in read(next(queue), v, None)]))
+            res = [Var(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n")]
+            scratch = f"wel_{dtype.c_type}{p.node}"
+            body.append(kir.Shared(scratch, dtype, 3 * max(1, sig.block // 32)))
+            body.extend(Declare(v.name, dtype) for v in res)
+            body.append(WelfordReduce(res[0], res[1], res[2], state[0], state[1], state[2],
+                                      ReduceScope.BLOCK, scratch))
+            body.append(Declare(f"v{p.node}", dtype, init=res[1]))
+            lo.row_exprs[p.node] = Var(f"v{p.node}", dtype)
+            for s in p.sums:
+                plain(s, dtype, ReduceOp.SUM)
+        else:
+            plain(p.node, dtype, _OPS[ir.nodes[p.node].op])
+        done.update([p.node, *p.sums])
+        lo.row_phase(done, body)
+    n_in = len(ir.inputs)
+    stores: list[Stmt] = []
+    for j, o in enumerate(ir.outputs):
+        k = n_in + j
+        stores.extend(_store(o, lo.row_exprs[o.value], Var(f"ro_{o.name}", idx),
+                             lo.guard(k, outer, range(sig.base.outer_rank))))
+    body.append(If(lo.first_thread(), tuple(stores)))
+    return body
+

@@ -1,0 +1,192 @@
+"""Split ("grid") reduction schedule: (FusionIR, its row `ReductionLaunch`, device) ->
+`SplitLaunch` or None.
+
+A row schedule runs one block per row, so a fusion with few rows (`x.sum()`: one row) and
+long rows uses a handful of the device's SMs.  When the rows are fewer than the SMs and the
+row is long, each row is cut into S chunks of `chunk_len` consecutive columns and the group
+runs two kernels (nvfuse/lower/split.py):
+
+1. grid rows * S: block b reduces chunk b % S of row b / S (with the group's prologue) and
+   thread 0 stores the chunk's partial state into float32 / float64 / int64 workspaces of
+   rows * S elements (the reduction's own accumulator dtype; a Welford M2 stores three:
+   shifted mean, m2, count);
+2. grid rows: block r combines the S partials of row r (Chan's update for Welford), runs the
+   epilogue on the row values and stores the outputs.
+
+No atomics: the same input gives the same bits.  Only fusions whose outputs are all row values
+qualify (a softmax's normalized output needs the whole row in one block), with plain or
+Welford reductions whose operands do not depend on another reduction; argmax / argmin pairs,
+and random numbers keep the one-kernel schedule.
+
+The column schedule (kept dims innermost: `[1M, 8].sum(0)`) splits the same way: kernel 1's
+block b covers COLUMN_X kept elements (b / S) and chunk b % S of the reduced extent, with the
+column lowering's thread layout; kernel 2 is the same row combine.  Its "rows" in the
+heuristic are its blocks (ceil(rows / COLUMN_X)) and its row length the reduced extent times
+COLUMN_X (the elements one block reads per reduced index), so the thresholds mean the same
+bytes per block; kernel 1's block is the `column_block_for` bucket of chunk_len.
+
+Heuristics (numbers, and why):
+- split when the one-kernel grid has fewer blocks than the device has SMs and row_numel >=
+  SPLIT_MIN_NUMEL (64Ki: below that one block per row finishes in a few microseconds and the
+  second launch would cost more than it saves);
+- S = the largest power of two <= min(ceil(WAVES * SMs / blocks), row_numel / MIN_CHUNK,
+  MAX_SPLITS): about two blocks per SM, every block at least MIN_CHUNK = 4096 elements (four
+  per thread of a 1024-thread block), and at most MAX_SPLITS = STAGE2_BLOCK = 256 partials per
+  row so that kernel 2's threads hold at most one partial each.
+S and chunk_len are kernel arguments and only kernel 1's block (the `block_for` bucket of
+chunk_len) is in the signature, so a new size recompiles only across a block bucket.
+Tests monkeypatch SPLIT_MIN_NUMEL and MIN_CHUNK so that interpreter-sized tensors split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from nvfuse.dtypes import DType
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
+from nvfuse.schedule.reduction import (
+    COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
+    column_block_for,
+)
+
+SPLIT_MIN_NUMEL = 1 << 16
+MIN_CHUNK = 4096
+WAVES = 2
+STAGE2_BLOCK = 256
+MAX_SPLITS = STAGE2_BLOCK
+DEFAULT_SM_COUNT = 132  # an H100 SXM / H200; used with no GPU (the interpreter, tests)
+PARTIAL_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
+
+
+@functools.cache
+def sm_count(device_index: int | None = None) -> int:
+    """Streaming multiprocessors of CUDA device `device_index`, DEFAULT_SM_COUNT without one."""
+    if device_index is None or not torch.cuda.is_available():
+        return DEFAULT_SM_COUNT
+    return int(torch.cuda.get_device_properties(device_index).multi_processor_count)
+
+
+@dataclass(frozen=True)
+class SplitSignature:
+    """One of the two kernels of a split reduction (hashable; part of the cache key): `base`
+    is the row signature of the fusion (kernel 1's block = the bucket of chunk_len), `stage`
+    1 (partials) or 2 (combine and epilogue)."""
+
+    base: ReductionSignature
+    stage: int
+    block: int
+
+    @property
+    def arch(self) -> str:
+        return self.base.arch
+
+    @property
+    def index(self) -> DType:
+        return self.base.index
+
+
+@dataclass(frozen=True)
+class Part:
+    """One reduction of kernel 1: a plain one (`node`), or a Welford M2 (`node`) with the
+    float sums of the same operand that ride its loop (`sums`)."""
+
+    node: int
+    welford: bool = False
+    sums: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitLaunch:
+    stages: tuple[tuple[SplitSignature, ReductionParams, int], ...]  # (signature, params, grid)
+    scalars: tuple[int, ...]          # the row launch's scalars, then splits, chunk_len
+    workspaces: tuple[tuple[DType, int], ...]  # dtype, element count
+    splits: int
+
+
+def parts(ir: FusionIR) -> list[Part]:
+    """The fusion's reductions grouped as kernel 1 computes them (both kernels use this)."""
+    out: list[Part] = []
+    done: set[int] = set()
+    for i, n in enumerate(ir.nodes):
+        if n.op is not Prim.REDUCE_M2:
+            continue
+        sums = tuple(j for j, m in enumerate(ir.nodes) if m.op is Prim.REDUCE_SUM
+                     and m.args == n.args and m.dtype is n.dtype)
+        out.append(Part(i, True, sums))
+        done.update([i, *sums])
+    out.extend(Part(i) for i, n in enumerate(ir.nodes) if n.op in REDUCTIONS and i not in done)
+    return sorted(out, key=lambda p: p.node)
+
+
+def workspace_dtypes(ir: FusionIR) -> list[DType]:
+    """One workspace per partial, in kernel order: per part its value(s), then its sums."""
+    result: list[DType] = []
+    for p in parts(ir):
+        dtype = ir.nodes[p.node].dtype
+        result.extend([dtype] * (3 if p.welford else 1))
+        result.extend(ir.nodes[s].dtype for s in p.sums)
+    return result
+
+
+def splittable(ir: FusionIR) -> bool:
+    """Whether the two-kernel form computes this fusion (module docstring)."""
+    if ir.random or any(not o.shape.is_row for o in ir.outputs):
+        return False
+    if any(n.op in ARG_REDUCTIONS or n.op in (Prim.RAND, Prim.PIECE_LOAD, Prim.IN_PIECE)
+           for n in ir.nodes):
+        return False
+    reduced: set[int] = set()  # nodes with a reduction among their ancestors (or one)
+    for i, n in enumerate(ir.nodes):
+        if any(a in reduced for a in n.args):
+            if n.op in REDUCTIONS:
+                return False  # a reduction of a row value: needs the first's full result
+            reduced.add(i)
+        if n.op in REDUCTIONS:
+            if n.dtype not in PARTIAL_DTYPES:
+                return False
+            reduced.add(i)
+    return True
+
+
+def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
+    """S for a one-kernel grid of `blocks` blocks over rows of `row_numel` elements (a column
+    schedule passes its reduced extent times COLUMN_X) on `sms` SMs; 1: do not split."""
+    if blocks >= sms or row_numel < SPLIT_MIN_NUMEL:
+        return 1
+    want = min(-(-WAVES * sms // blocks), row_numel // MIN_CHUNK, MAX_SPLITS)
+    return 1 << (want.bit_length() - 1) if want >= 2 else 1
+
+
+def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> SplitLaunch | None:
+    """The split form of `launch`, or None when the one-kernel schedule stays."""
+    sig = launch.signature
+    if not splittable(ir):
+        return None
+    index = device.index if device.type == "cuda" else None
+    if device.type == "cuda" and index is None:
+        index = torch.cuda.current_device()
+    column = isinstance(sig, ColumnSignature)
+    # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
+    # at a COLUMN_X times shorter extent
+    scale = COLUMN_X if column else 1
+    splits = choose_splits(launch.grid, launch.row_numel * scale, sm_count(index))
+    if splits < 2:
+        return None
+    chunk = -(-launch.row_numel // splits)
+    block1 = column_block_for(chunk) if column else block_for(chunk)
+    if launch.row_numel + block1 + chunk > (1 << 31) - 1:
+        sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
+    base = dataclasses.replace(sig, block=block1)
+    stage1 = SplitSignature(base, 1, block1)
+    stage2 = SplitSignature(base, 2, STAGE2_BLOCK)
+    n = launch.rows * splits
+    return SplitLaunch(
+        ((stage1, ReductionParams(block1, base.index), launch.grid * splits),
+         (stage2, ReductionParams(STAGE2_BLOCK, base.index), launch.rows)),
+        (*launch.scalar_args, splits, chunk),
+        tuple((d, n) for d in workspace_dtypes(ir)), splits)

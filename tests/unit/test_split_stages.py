@@ -1,0 +1,112 @@
+"""Split reductions stage by stage: the heuristic's numbers (`choose_splits`), which fusions
+qualify (`splittable`), the launch plan (grids, scalars, workspaces, signatures), both kernel
+IRs (verifier, printer, arguments) and running them by hand through the interpreter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nvfuse.dtypes import DType
+from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.fusion.build import build_fusion
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.partition import partition
+from nvfuse.interpret.machine import run_kernel
+from nvfuse.lower.split import lower_split
+from nvfuse.lower.verify import verify_kernel
+from nvfuse.schedule import split
+from nvfuse.schedule.reduction import ColumnSignature, column_block_for, plan_launch
+from nvfuse.schedule.split import (
+    MAX_SPLITS, SplitSignature, choose_splits, parts, plan_split, splittable, workspace_dtypes,
+)
+
+CPU = torch.device("cpu")
+
+
+def _ir(fn, *inputs: torch.Tensor) -> FusionIR:  # type: ignore[no-untyped-def]
+    gm, names = partition(trace_to_aten(fn, inputs))
+    (name,) = names
+    return build_fusion(name, getattr(gm, name))
+
+
+def test_choose_splits_numbers() -> None:
+    assert split.DEFAULT_SM_COUNT == 132 and split.sm_count() == 132  # no GPU here
+    # one row of 2^26: two waves of 132 SMs want 264 chunks, capped at 256
+    assert choose_splits(1, 1 << 26, 132) == MAX_SPLITS == 256
+    # 8 rows: ceil(264 / 8) = 33 -> 32 (powers of two)
+    assert choose_splits(8, 1 << 24, 132) == 32
+    # below SPLIT_MIN_NUMEL one block per row stays; at it, chunks of MIN_CHUNK
+    assert choose_splits(1, split.SPLIT_MIN_NUMEL - 1, 132) == 1
+    assert choose_splits(1, 1 << 16, 132) == 16  # 65536 / 4096
+    assert choose_splits(132, 1 << 26, 132) == 1  # a row per SM already
+    assert choose_splits(100, 1 << 20, 132) == 2  # ceil(264 / 100) = 3 -> 2
+
+
+def test_which_fusions_split() -> None:
+    x = torch.randn(4, 64)
+    assert splittable(_ir(lambda x: x.sum(), x))
+    assert splittable(_ir(lambda x: torch.var_mean(x, -1), x))
+    assert splittable(_ir(lambda x: (x * x).amax(-1), x))
+    assert not splittable(_ir(lambda x: torch.softmax(x, -1), x))  # full-size output
+    assert not splittable(_ir(lambda x: x.argmax(-1), x))
+    assert not splittable(_ir(lambda x: (x - x.mean(-1, keepdim=True)).abs().sum(-1), x))
+
+
+def test_parts_group_welford_with_its_sums() -> None:
+    ir = _ir(lambda x: torch.var_mean(x, -1), torch.randn(4, 64))
+    (p,) = parts(ir)
+    assert p.welford and len(p.sums) == 1
+    assert workspace_dtypes(ir) == [DType.FLOAT32] * 4  # mean, m2, n, then the sum
+
+
+def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 512)
+    monkeypatch.setattr(split, "MIN_CHUNK", 128)
+    x = torch.randn(3, 1000)
+    ir = _ir(lambda x: x.sum(-1), x)
+    out = torch.empty(3)
+    launch = plan_launch(ir, [x], [out], "sm_90")
+    plan = plan_split(ir, launch, CPU)
+    assert plan is not None and plan.splits == 4  # 1000 // 128 = 7 -> 4
+    (s1, p1, g1), (s2, p2, g2) = plan.stages
+    assert (g1, g2) == (12, 3) and (s1.stage, s2.stage) == (1, 2)
+    assert s1.block == p1.block == 128 and s2.block == p2.block == split.STAGE2_BLOCK
+    assert plan.scalars == (*launch.scalar_args, 4, 250)
+    assert plan.workspaces == ((DType.FLOAT32, 12),)
+    assert hash(s1) != hash(s2) and s1.base == s2.base
+    monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 1 << 16)
+    assert plan_split(ir, launch, CPU) is None
+
+
+def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1 << 12, 40)  # 40 kept columns: 2 column blocks, 4096 * 32 "elements"
+    ir = _ir(lambda x: x.sum(0), x)
+    launch = plan_launch(ir, [x], [torch.empty(40)], "sm_90")
+    assert isinstance(launch.signature, ColumnSignature) and launch.grid == 2
+    plan = plan_split(ir, launch, CPU)
+    assert plan is not None and plan.splits == 32  # 2^17 // 4096
+    (s1, p1, g1), (s2, _, g2) = plan.stages
+    assert (g1, g2) == (64, 40) and s1.block == column_block_for(128) == 256
+    assert plan.workspaces == ((DType.FLOAT32, 40 * 32),)
+
+
+def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 1000, dtype=torch.float64)
+    ir = _ir(lambda x: x.var(-1), x)
+    out = torch.empty(2, dtype=torch.float64)
+    launch = plan_launch(ir, [x], [out], "sm_90")
+    base = launch.signature
+    k1 = verify_kernel(lower_split(ir, SplitSignature(base, 1, 128)))
+    k2 = verify_kernel(lower_split(ir, SplitSignature(base, 2, 256)))
+    assert k1.name.startswith("nvfuse_split1_") and k2.name.startswith("nvfuse_split2_")
+    assert [t.name for t in k1.tensors] == [t.name for t in k2.tensors]
+    assert [p.name for p in k1.scalars][-2:] == ["splits", "chunk_len"]
+    assert "col_end" in str(k1) and "welford" in str(k2).lower()
+    splits, chunk = 5, 200
+    ws = [torch.empty(2 * splits, dtype=torch.float64) for _ in workspace_dtypes(ir)]
+    scalars = (*launch.scalar_args, splits, chunk)
+    run_kernel(k1, [x, out, *ws], scalars, 2 * splits)
+    assert torch.allclose(ws[2], torch.full((10,), 200.0, dtype=torch.float64))  # counts
+    run_kernel(k2, [x, out, *ws], scalars, 2)
+    torch.testing.assert_close(out, x.var(-1))
