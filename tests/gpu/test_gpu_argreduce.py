@@ -5,41 +5,21 @@ block) full of ties and NaNs, where the cross-warp combine decides the index."""
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
+compare = numerics("cases").compare
+A = numerics("test_argreduce")
+N = numerics("test_vector_norm")
 
-
-compare = _numerics("cases").compare
-A = _numerics("test_argreduce")
-N = _numerics("test_vector_norm")
-
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 
 def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype,

@@ -5,41 +5,20 @@ extents); training batch norm (running stats included) and group norm."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
-
-
-compare = _numerics("cases").compare
-C = _numerics("test_column_reductions")
+compare = numerics("cases").compare
+C = numerics("test_column_reductions")
 FUSED, PATTERNS, REDUCE_PARAMS, OPS = C.FUSED, C.PATTERNS, C.REDUCE_PARAMS, C.REDUCE_OPS
 BN_SHAPES, _make, _tol = C.BN_SHAPES, C._make, C._tol
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 
 @pytest.mark.parametrize(("op", "dtype", "pattern", "keep"), REDUCE_PARAMS)

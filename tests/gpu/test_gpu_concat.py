@@ -4,42 +4,22 @@ block, outputs poisoned, checked against eager CUDA, one kernel each."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
-
-
-compare = _numerics("cases").compare
-C = _numerics("test_concat")
+compare = numerics("cases").compare
+C = numerics("test_concat")
 _make, _rotate_half, A, END = C._make, C._rotate_half, C.A, C.END
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 
 PATTERNS: dict[str, tuple[Callable[..., torch.Tensor], tuple[tuple[int, ...], ...]]] = {

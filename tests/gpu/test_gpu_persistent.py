@@ -6,41 +6,20 @@ them, every float dtype, vector lanes on sliced rows, NaN / inf rows, and online
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
+compare = numerics("cases").compare
+T = numerics("test_persistent")
+_make = numerics("test_reductions")._make
 
-
-compare = _numerics("cases").compare
-T = _numerics("test_persistent")
-_make = _numerics("test_reductions")._make
-
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
 
 
 def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:

@@ -12,24 +12,14 @@ import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "numerics"))
 from cases import CASES, OpCase, compare
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 PARAMS = [pytest.param(case, dtype, id=f"{case.name}-{str(dtype).split('.')[-1]}")
           for case in CASES for dtype in case.dtypes]
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
 
 
 def _cuda(inputs: tuple) -> tuple:

@@ -4,41 +4,20 @@ against eager CUDA, plus large rows (several passes of the block) and row-count 
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
-
-
-compare = _numerics("cases").compare
-R = _numerics("test_reductions")
+compare = numerics("cases").compare
+R = numerics("test_reductions")
 FUSED, PATTERNS, REDUCE_PARAMS, SOFTMAX_OPS = R.FUSED, R.PATTERNS, R.REDUCE_PARAMS, R.SOFTMAX_OPS
 OPS, _make, _rmsnorm, _tol = R.REDUCE_OPS, R._make, R._rmsnorm, R._tol
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 
 @pytest.mark.parametrize(("op", "dtype", "pattern", "keep"), REDUCE_PARAMS)

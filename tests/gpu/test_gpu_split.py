@@ -9,18 +9,8 @@ import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 
 
 CASES = {

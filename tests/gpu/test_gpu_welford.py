@@ -5,42 +5,21 @@ than several block passes and the large-mean cancellation case."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import nvfuse
-from nvfuse import config
-from nvfuse.runtime import executor
+
+from gpu_support import numerics
 
 
-def _numerics(name: str) -> ModuleType:
-    """A module of tests/numerics (its cases and helpers are shared with this tier)."""
-    folder = str(Path(__file__).resolve().parents[1] / "numerics")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module(name)
-
-
-compare = _numerics("cases").compare
-W = _numerics("test_welford")
+compare = numerics("cases").compare
+W = numerics("test_welford")
 _make, VAR_OPS, VAR_PARAMS, PATTERNS, _tol = W._make, W.VAR_OPS, W.VAR_PARAMS, W.PATTERNS, W._tol
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 f16, bf16, f32 = torch.float16, torch.bfloat16, torch.float32
-
-
-@pytest.fixture(autouse=True)
-def _strict_poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-    monkeypatch.setenv("NVFUSE_STRICT", "1")
-    monkeypatch.delenv("NVFUSE_INTERPRET", raising=False)
-    config.reload()
 
 
 def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype,
