@@ -107,7 +107,7 @@ def _training_graphs(fn: Callable[..., Any], inputs: Sequence[Any]) -> list[Grap
     """Run one training step through torch.compile with AOTAutograd exactly as the nvfuse
     backend does, recording every forward and backward graph instead of fusing it."""
     import torch._dynamo
-    from functorch.compile import make_boxed_func
+    from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
 
     from nvfuse.frontend.dynamo import aot_backend
 

@@ -18,7 +18,7 @@ import torch.fx as fx
 
 
 def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
-    from functorch.compile import make_boxed_func
+    from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
 
     from nvfuse.api import FusedModule
 

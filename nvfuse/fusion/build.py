@@ -83,8 +83,8 @@ def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
 
 def _rows(b: Builder) -> frozenset[int]:
     """The row values among the nodes built so far."""
-    return row_values(FusionIR(b.name, tuple(b.inputs), tuple(b.nodes), (), (), b.reduce_ndim,
-                               b.reduce_dims))
+    return row_values(FusionIR(b.name, tuple(b.inputs), tuple(b.nodes), (), (),
+                               reduce_ndim=b.reduce_ndim, reduce_dims=b.reduce_dims))
 
 
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:

@@ -398,7 +398,9 @@ def _partition_round(gm: fx.GraphModule, taken: frozenset[fx.Node],
         if not drop:  # every invalid group has only pointwise trouble: it stays eager
             break
         for problem in problems:  # explain reports why these run eagerly
-            for n in problem[1] if problem is not None else ():
+            if problem is None:
+                continue
+            for n in problem[1]:
                 n.meta[EAGER_REASON] = problem[0]
         excluded |= drop
     return [set(p.nodes) for p, problem in zip(proposed, problems) if problem is None]

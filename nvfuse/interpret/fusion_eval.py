@@ -25,12 +25,13 @@ from nvfuse.fusion.ir import FusionIR, Node, OutputShape, Scalar, reduced_positi
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.interpret.prims_np import apply_prim, cast
 
-_NUMPY_REDUCE = {Prim.REDUCE_SUM: np.sum, Prim.REDUCE_PROD: np.prod, Prim.REDUCE_MAX: np.max,
-                 Prim.REDUCE_MIN: np.min, Prim.REDUCE_M2: lambda a, axis, keepdims: np.sum(
-                     (a - np.mean(a, axis=axis, keepdims=True)) ** 2, axis=axis,
-                     keepdims=keepdims),
-                 Prim.REDUCE_ARGMAX: lambda a, axis, keepdims: _arg(np.argmax, a, axis),
-                 Prim.REDUCE_ARGMIN: lambda a, axis, keepdims: _arg(np.argmin, a, axis)}
+_NUMPY_REDUCE: dict[Prim, Any] = {
+    Prim.REDUCE_SUM: np.sum, Prim.REDUCE_PROD: np.prod, Prim.REDUCE_MAX: np.max,
+    Prim.REDUCE_MIN: np.min,
+    Prim.REDUCE_M2: lambda a, axis, keepdims: np.sum(
+        (a - np.mean(a, axis=axis, keepdims=True)) ** 2, axis=axis, keepdims=keepdims),
+    Prim.REDUCE_ARGMAX: lambda a, axis, keepdims: _arg(np.argmax, a, axis),
+    Prim.REDUCE_ARGMIN: lambda a, axis, keepdims: _arg(np.argmin, a, axis)}
 
 
 def _arg(fn: Any, a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

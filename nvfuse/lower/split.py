@@ -42,8 +42,10 @@ from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
 
 def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     """Kernel `sig.stage` of the split form of `ir` (module docstring)."""
-    column = sig.stage == 1 and isinstance(sig.base, ColumnSignature)
-    lo = ColumnLowering(ir, sig.base, sig.block) if column else RowLowering(ir, sig.base)
+    base = sig.base
+    column = sig.stage == 1 and isinstance(base, ColumnSignature)
+    lo = (ColumnLowering(ir, base, sig.block) if isinstance(base, ColumnSignature) and column
+          else RowLowering(ir, base))
     idx = lo.idx
     dtypes = workspace_dtypes(ir)
     spaces = [f"ws{k}" for k in range(len(dtypes))]

@@ -116,7 +116,7 @@ class FusionGroup(torch.nn.Module):
             return outputs
         if POISON_OUTPUTS:
             for o in outputs:
-                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)
+                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
         # a split reduction's workspaces: torch's caching allocator, the same device / stream
         tensors = [*inputs, *outputs, *(torch.empty(n, dtype=d.torch, device=ready.device)
                                         for d, n in ready.workspaces)]

@@ -61,8 +61,8 @@ class LoadedKernel:
     """One kernel function of a loaded cubin module on one device."""
 
     def __init__(self, function: Any, name: str, device_index: int) -> None:
-        import cupy
-        from cupy_backends.cuda.api import driver, runtime
+        import cupy  # type: ignore[import-untyped]
+        from cupy_backends.cuda.api import driver, runtime  # type: ignore[import-untyped]
 
         self.name = name
         self.device_index = device_index

@@ -32,7 +32,7 @@ _ARCH = re.compile(r"^(sm|compute)_(\d+)([a-z]?)$")
 
 def _nvrtc() -> Any:  # the cupy_backends nvrtc module (untyped)
     try:
-        from cupy_backends.cuda.libs import nvrtc
+        from cupy_backends.cuda.libs import nvrtc  # type: ignore[import-untyped]
     except ImportError as e:  # CuPy missing or built without NVRTC
         raise CompileError(
             f"NVRTC is unavailable ({e}); install CuPy for your CUDA version "
