@@ -181,7 +181,9 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> S
     block1 = column_block_for(chunk) if column else block_for(chunk)
     if launch.row_numel + block1 + chunk > (1 << 31) - 1:
         sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
-    base = dataclasses.replace(sig, block=block1)
+    # chunks loop over global memory: no register-resident row, no vector width (both depend
+    # on the row length, which would make a new size recompile for nothing)
+    base = dataclasses.replace(sig, block=block1, persist=0, lanes=1)
     stage1 = SplitSignature(base, 1, block1)
     stage2 = SplitSignature(base, 2, STAGE2_BLOCK)
     n = launch.rows * splits
