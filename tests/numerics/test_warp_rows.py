@@ -34,7 +34,7 @@ def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _ln(x: torch.Tensor) -> torch.Tensor:
-    w = torch.linspace(0.5, 1.5, x.shape[-1], dtype=x.dtype)
+    w = torch.linspace(0.5, 1.5, x.shape[-1], dtype=x.dtype, device=x.device)
     return F.layer_norm(x, (x.shape[-1],), w, w - 1)
 
 
