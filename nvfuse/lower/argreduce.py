@@ -103,13 +103,17 @@ def lower_arg(lo: _Lowering, index: int, block: int, done: set[int]) -> list[Stm
         return stmts
 
     out.append(lo.column_loop(update))
-    scratch, index_scratch = f"argv{index}", f"argi{index}"
-    out.append(Shared(scratch, dtype, max(1, block // 32)))
-    out.append(Shared(index_scratch, I64, max(1, block // 32)))
     value, row_index = Var(f"rv{index}", dtype), Var(f"v{index}", I64)
-    out += [Declare(value.name, dtype), Declare(row_index.name, I64)]
-    out.append(ArgReduce(value, row_index, acc, acci, op, ReduceScope.BLOCK, scratch,
-                         index_scratch))
+    if lo.warp_rows:  # one warp per row (nvfuse/lower/warp.py): shuffles
+        out += [Declare(value.name, dtype), Declare(row_index.name, I64)]
+        out.append(ArgReduce(value, row_index, acc, acci, op, ReduceScope.WARP))
+    else:
+        scratch, index_scratch = f"argv{index}", f"argi{index}"
+        out.append(Shared(scratch, dtype, max(1, block // 32)))
+        out.append(Shared(index_scratch, I64, max(1, block // 32)))
+        out += [Declare(value.name, dtype), Declare(row_index.name, I64)]
+        out.append(ArgReduce(value, row_index, acc, acci, op, ReduceScope.BLOCK, scratch,
+                             index_scratch))
     lo.row_exprs[index] = row_index
     for v in values:
         out.append(Declare(f"v{v}", dtype, init=value))

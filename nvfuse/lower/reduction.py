@@ -2,7 +2,8 @@
 
 Row schedule: one block per row (row = blockIdx.x, grid = rows); the column schedule
 (ColumnSignature) overrides the thread layout hooks of `RowLowering`
-(nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py.
+(nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py, and warp rows (WarpSignature:
+one warp per short row, 4 rows per block) in nvfuse/lower/warp.py.
 The row index is split into the merged outer dims, the column index into the merged inner
 dims, and each operand's offset is formed from its strides (`nvfuse.schedule.reduction`).
 Inputs that do not vary along the row (a scalar, a (rows, 1) mask) are loaded once per row up
@@ -57,8 +58,9 @@ from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.online_softmax import lower_online, online_partner
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction_state import RowLowering
+from nvfuse.lower.warp import WarpLowering
 from nvfuse.lower.welford import lower_m2, welford_partner
-from nvfuse.schedule.reduction import ColumnSignature, ReductionSignature
+from nvfuse.schedule.reduction import ColumnSignature, ReductionSignature, WarpSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
@@ -172,9 +174,12 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
 
 
 def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:
-    """The row schedule's lowering state, or the column schedule's for a ColumnSignature."""
+    """The row schedule's lowering state, or the column schedule's for a ColumnSignature, or
+    the warp rows' for a WarpSignature."""
     if isinstance(sig, ColumnSignature):
         return ColumnLowering(ir, sig, block)
+    if isinstance(sig, WarpSignature):
+        return WarpLowering(ir, sig, block)
     return RowLowering(ir, sig)
 
 

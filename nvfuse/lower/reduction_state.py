@@ -61,6 +61,10 @@ SCRATCH = {DType.FLOAT32: "red_f32", DType.FLOAT64: "red_f64", DType.INT64: "red
 class RowLowering:
     """State of one kernel's lowering: parameters, offsets and the row values computed so far."""
 
+    # whether the threads of a row are exactly one warp (nvfuse/lower/warp.py): cross-thread
+    # combines are then warp-scope, with no shared memory
+    warp_rows = False
+
     def __init__(self, ir: FusionIR, sig: ReductionSignature) -> None:
         self.ir, self.sig, self.idx = ir, sig, sig.index
         idx = self.idx

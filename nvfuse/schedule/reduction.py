@@ -10,6 +10,9 @@ schedule is picked by strides, not by dim numbers (`is_column`):
 
 - row schedule (the reduced dims innermost in memory, or neither): one block per row
   (grid = rows), its threads stride over the row's columns;
+- warp rows (a row schedule with C <= WARP_ROW_MAX = 64): one warp per row, WARP_ROWS = 4
+  rows per 128-thread block, grid = ceil(rows / 4), warp-shuffle combines only.  See
+  nvfuse/lower/warp.py;
 - column schedule (the kept dims innermost, e.g. [M, N] summed over M with N contiguous, or a
   permuted input): COLUMN_X consecutive rows per block, one per thread of a warp (coalesced),
   the block's thread rows split the columns; grid = ceil(rows / COLUMN_X).  See
@@ -151,6 +154,16 @@ def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
     return 1
 
 
+# Warp rows (`WarpSignature`, nvfuse/lower/warp.py): a row schedule whose rows have at most
+# WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
+# of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
+# warp shuffles only (no shared memory, no barrier); grid = ceil(rows / WARP_ROWS).  Not
+# persistent: a row is at most two columns per lane, which L1 serves on a re-read.
+WARP_ROW_MAX = 64
+WARP_ROWS = 4
+WARP_BLOCK = 32 * WARP_ROWS
+
+
 def block_for(row_numel: int) -> int:
     """Threads per row for a row of `row_numel` elements (the documented bucket)."""
     for limit, block in BLOCK_BUCKETS:
@@ -178,6 +191,13 @@ class ReductionSignature:
 class ColumnSignature(ReductionSignature):
     """A reduction whose kept dims are innermost in memory: the column schedule (module
     docstring).  Same fields; a distinct type, so it never shares a kernel with a row one."""
+
+
+@dataclass(frozen=True)
+class WarpSignature(ReductionSignature):
+    """A row reduction over rows of at most WARP_ROW_MAX elements: one warp per row, WARP_ROWS
+    rows per block (module docstring).  Same fields (block = WARP_BLOCK, persist 0); a distinct
+    type, so it never shares a kernel with a block-per-row one."""
 
 
 @dataclass(frozen=True)
@@ -283,8 +303,11 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
         n.op in ARG_REDUCTIONS for n in ir.nodes)
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     persist, lanes = 0, 1
+    warp = not column and row_numel <= WARP_ROW_MAX
     if column:
         block = column_block_for(row_numel)
+    elif warp:
+        block = WARP_BLOCK
     else:
         cached = cached_inputs(ir, classes, len(outer_sizes))
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
@@ -296,12 +319,12 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
               and row_numel + block <= INT32_LIMIT)
     index = DType.INT32 if fits32 else DType.INT64
     n_in = len(inputs)
-    kind = ColumnSignature if column else ReductionSignature
+    kind = ColumnSignature if column else WarpSignature if warp else ReductionSignature
     signature = kind(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                      tuple(classes[n_in:]), block, index, arch, persist, lanes)
     general = [s for o, i, c in zip(outer, inner, classes) for s, kind_ in zip(o + i, c)
                if kind_ == "s"]
     scalars = (rows, row_numel, *outer_sizes[1:], *inner_sizes[1:], *general)
-    grid = -(-rows // COLUMN_X) if column else rows
+    grid = -(-rows // COLUMN_X) if column else -(-rows // WARP_ROWS) if warp else rows
     return ReductionLaunch(signature, ReductionParams(block, index, persist), rows, row_numel,
                            scalars, grid=grid)

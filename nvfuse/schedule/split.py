@@ -50,8 +50,8 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.reduction import (
-    COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
-    column_block_for,
+    COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature,
+    WarpSignature, block_for, column_block_for,
 )
 
 SPLIT_MIN_NUMEL = 1 << 16
@@ -165,7 +165,7 @@ def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
 def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> SplitLaunch | None:
     """The split form of `launch`, or None when the one-kernel schedule stays."""
     sig = launch.signature
-    if not splittable(ir):
+    if not splittable(ir) or isinstance(sig, WarpSignature):  # warp rows are short rows
         return None
     index = device.index if device.type == "cuda" else None
     if device.type == "cuda" and index is None:

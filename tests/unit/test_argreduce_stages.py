@@ -87,11 +87,13 @@ def test_pairing_never_makes_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not any("aten::amax" in g.ops and "aten::argmax" in g.ops for g in fm.fusion_groups)
 
 
-def test_max_dim_is_one_pair_reduction(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("width", "scope"), [(100, "block"), (50, "warp")])  # warp rows: C <= 64
+def test_max_dim_is_one_pair_reduction(monkeypatch: pytest.MonkeyPatch, width: int,
+                                       scope: str) -> None:
     monkeypatch.setenv("NVFUSE_INTERPRET", "1")
     monkeypatch.setenv("NVFUSE_STRICT", "1")
     nvfuse.config.reload()
-    x = torch.randn(6, 50)
+    x = torch.randn(6, width)
     fm = nvfuse.fuse(lambda x: torch.min(x + 1, -1), (x,))
     fm(x)
     (kernel,) = fm.kernels
@@ -99,4 +101,4 @@ def test_max_dim_is_one_pair_reduction(monkeypatch: pytest.MonkeyPatch) -> None:
     verify_kernel(kernel.kernel_ir)
     assert sum(isinstance(s, kir.ArgReduce) for s in body) == 1
     assert not any(isinstance(s, kir.BlockReduce) for s in body)
-    assert "block_argmin" in str(kernel.kernel_ir)
+    assert f"{scope}_argmin" in str(kernel.kernel_ir)

@@ -22,7 +22,8 @@ from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.schedule.reduction import (
-    COLUMN_X, ColumnSignature, ReductionSignature, column_block_for, output_shapes, plan_launch,
+    COLUMN_X, WARP_ROW_MAX, WARP_ROWS, ColumnSignature, ReductionSignature, WarpSignature,
+    column_block_for, output_shapes, plan_launch,
 )
 
 F32 = DType.FLOAT32
@@ -59,7 +60,8 @@ def test_fusion_ir_prints_and_evaluates_reduce_dims() -> None:
 
 @pytest.mark.parametrize(("shape", "dims", "transpose", "column"), [
     ((64, 32), (0,), False, True),      # bias gradient: kept dim contiguous
-    ((64, 32), (1,), False, False),     # the classic row reduction
+    ((64, 32), (1,), False, False),     # the classic row reduction (short: warp rows)
+    ((8, 100), (1,), False, False),     # rows past WARP_ROW_MAX: a block per row
     ((64, 32), (1,), True, True),       # a row reduction of a transposed view
     ((4, 8, 16), (0, 2), False, False),  # batch norm NCHW: rows of contiguous runs
     ((4, 8, 16), (0, 1), False, True),
@@ -75,7 +77,11 @@ def test_schedule_is_chosen_by_strides(shape: tuple[int, ...], dims: tuple[int, 
     assert isinstance(launch.signature, ColumnSignature) is column
     kept = x.numel() // launch.row_numel
     assert launch.rows == kept
-    assert launch.grid == (-(-kept // COLUMN_X) if column else kept)
+    # a row schedule over rows of at most WARP_ROW_MAX: warp rows, WARP_ROWS rows a block
+    warp = not column and launch.row_numel <= WARP_ROW_MAX
+    assert isinstance(launch.signature, WarpSignature) is warp
+    assert launch.grid == (-(-kept // COLUMN_X) if column else
+                           -(-kept // WARP_ROWS) if warp else kept)
 
 
 def test_column_signature_never_equals_a_row_signature() -> None:

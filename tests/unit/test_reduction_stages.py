@@ -17,7 +17,9 @@ from nvfuse.fusion.partition import partition
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
-from nvfuse.schedule.reduction import block_for, output_shapes, plan_launch
+from nvfuse.schedule.reduction import (
+    WARP_ROW_MAX, ReductionSignature, WarpSignature, block_for, output_shapes, plan_launch,
+)
 
 F32, I64 = DType.FLOAT32, DType.INT64
 
@@ -101,19 +103,41 @@ def test_block_buckets() -> None:
 
 
 def test_signature_ignores_row_count_and_strides_are_arguments() -> None:
-    (ir,) = _group(lambda x, w: x * w / x.sum(-1, keepdim=True), torch.randn(4, 8),
-                   torch.randn(8))
+    (ir,) = _group(lambda x, w: x * w / x.sum(-1, keepdim=True), torch.randn(4, 100),
+                   torch.randn(100))
     sigs = []
     for rows in (4, 100):
-        x, w = torch.randn(rows, 8), torch.randn(8)
-        outs = [torch.empty(rows, 8)]
+        x, w = torch.randn(rows, 100), torch.randn(100)
+        outs = [torch.empty(rows, 100)]
         launch = plan_launch(ir, [x, w], outs, "sm_90")
         sigs.append(launch.signature)
-        assert launch.grid == rows and launch.scalar_args[:2] == (rows, 8)
+        assert launch.grid == rows and launch.scalar_args[:2] == (rows, 100)
     assert sigs[0] == sigs[1]
     assert sigs[0].inputs == ("s1", "01")  # the weight broadcasts across rows
     kernel = lower_reduction(ir, sigs[0], sigs[0].block)
     assert sum(isinstance(s, kir.BlockReduce) for s in kernel.body) == 1
+
+
+def test_short_rows_get_a_warp_each() -> None:
+    """C <= WARP_ROW_MAX: WarpSignature, 4 rows a block (grid ceil(rows / 4)), one warp
+    allreduce and no shared memory or barrier; C = WARP_ROW_MAX + 1: a block per row."""
+    (ir,) = _group(lambda x, w: x * w / x.sum(-1, keepdim=True), torch.randn(4, 8),
+                   torch.randn(8))
+    sigs = []
+    for rows, grid in ((4, 1), (5, 2), (100, 25)):
+        x, w = torch.randn(rows, 8), torch.randn(8)
+        launch = plan_launch(ir, [x, w], [torch.empty(rows, 8)], "sm_90")
+        sigs.append(launch.signature)
+        assert launch.grid == grid and launch.scalar_args[:2] == (rows, 8)
+    assert sigs[0] == sigs[1] == sigs[2]
+    sig = sigs[0]
+    assert isinstance(sig, WarpSignature) and sig.block == 128 and sig.persist == 0
+    kernel = lower_reduction(ir, sig, sig.block)
+    assert sum(isinstance(s, kir.WarpReduce) for s in kernel.body) == 1
+    assert not any(isinstance(s, (kir.BlockReduce, kir.Shared, kir.Sync)) for s in kernel.body)
+    c = WARP_ROW_MAX + 1
+    launch = plan_launch(ir, [torch.randn(4, c), torch.randn(c)], [torch.empty(4, c)], "sm_90")
+    assert type(launch.signature) is ReductionSignature and launch.grid == 4
 
 
 def test_reduction_over_a_broadcast_operand_is_refused_at_run_time() -> None:

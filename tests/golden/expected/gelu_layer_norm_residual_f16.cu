@@ -1,55 +1,40 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_red_7ed75c8c6c93(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, nvf_half* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_in1_o0, int stride_out0_o0) {
-  int row = ((int)blockIdx.x);
+nvfuse_red_20a86faa0238(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, nvf_half* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_in1_o0, int stride_out0_o0) {
+  int wl = (((int)threadIdx.x) % 32);
+  int wq = (((int)threadIdx.x) / 32);
+  int row = ((((int)blockIdx.x) * 4) + wq);
   int ro_in0 = (row * stride_in0_o0);
   int ro_in1 = (row * stride_in1_o0);
   int ro_in2 = 0;
   int ro_in3 = 0;
   int ro_out0 = (row * stride_out0_o0);
-  nvf_half p_in0[4];
-  nvf_half p_in1[4];
-  #pragma unroll
-  for (int pk = 0; pk < 1; pk += 1) {
-    int col = ((((int)threadIdx.x) + (pk * ((int)blockDim.x))) * 4);
-    if ((col < row_numel)) {
-      nvf_half r_in0[4];
-      nvf_load_vector<nvf_half, 4>(r_in0, in0 + (ro_in0 + col));
-      p_in0[((pk * 4) + 0)] = r_in0[0];
-      p_in0[((pk * 4) + 1)] = r_in0[1];
-      p_in0[((pk * 4) + 2)] = r_in0[2];
-      p_in0[((pk * 4) + 3)] = r_in0[3];
-      nvf_half r_in1[4];
-      nvf_load_vector<nvf_half, 4>(r_in1, in1 + (ro_in1 + col));
-      p_in1[((pk * 4) + 0)] = r_in1[0];
-      p_in1[((pk * 4) + 1)] = r_in1[1];
-      p_in1[((pk * 4) + 2)] = r_in1[2];
-      p_in1[((pk * 4) + 3)] = r_in1[3];
-    }
-  }
-  __shared__ float red_f32[4];
   float wpivot7 = 0.0f;
-  for (int col = 0; col < row_numel; col += row_numel) {
-    nvf_half r_in0[1];
-    nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
-    nvf_half r_in1[1];
-    nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
-    float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
-    float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
-    float v4 = ((v2) + (v3));
-    nvf_half v5 = nvf_cast<nvf_half, float>(v4);
-    float v6 = nvf_cast<float, nvf_half>(v5);
-    wpivot7 = v6;
+  if ((row < rows)) {
+    for (int col = 0; col < row_numel; col += row_numel) {
+      nvf_half r_in0[1];
+      nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
+      nvf_half r_in1[1];
+      nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
+      float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
+      float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
+      float v4 = ((v2) + (v3));
+      nvf_half v5 = nvf_cast<nvf_half, float>(v4);
+      float v6 = nvf_cast<float, nvf_half>(v5);
+      wpivot7 = v6;
+    }
   }
   float wn7 = 0.0f;
   float wmean7 = 0.0f;
   float wm27 = 0.0f;
   float acc14 = 0.0f;
-  #pragma unroll
-  for (int pk = 0; pk < 4; pk += 1) {
-    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
-    if ((col < row_numel)) {
-      float v2 = nvf_cast<float, nvf_half>(p_in0[pk]);
-      float v3 = nvf_cast<float, nvf_half>(p_in1[pk]);
+  if ((row < rows)) {
+    for (int col = wl; col < row_numel; col += 32) {
+      nvf_half r_in0[1];
+      nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
+      nvf_half r_in1[1];
+      nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
+      float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
+      float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
       float v4 = ((v2) + (v3));
       nvf_half v5 = nvf_cast<nvf_half, float>(v4);
       float v6 = nvf_cast<float, nvf_half>(v5);
@@ -61,24 +46,25 @@ nvfuse_red_7ed75c8c6c93(const nvf_half* __restrict__ in0, const nvf_half* __rest
       acc14 = ((acc14) + (v6));
     }
   }
-  __shared__ float wel_float7[12];
   float wmean_row7;
   float wm2_row7;
   float wn_row7;
-  nvf_block_welford<float>(wmean_row7, wm2_row7, wn_row7, wmean7, wm27, wn7, wel_float7);
+  nvf_warp_welford<float>(wmean_row7, wm2_row7, wn_row7, wmean7, wm27, wn7);
   float v7 = wm2_row7;
   float v14;
-  v14 = nvf_block_allreduce<nvf_op_sum, float>(acc14, red_f32);
+  v14 = nvf_warp_allreduce<nvf_op_sum, float>(acc14);
   float v13 = ((v7) / (nvf_maximum<float>(((nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))) - (0.0f)), 0.0f)));
   float v15 = ((v14) / (nvf_cast<float, long long>(nvf_cast<long long, int>(row_numel))));
   float v17 = ((v13) + (1e-05f));
   float v18 = nvf_rsqrt<float>(v17);
-  #pragma unroll
-  for (int pk = 0; pk < 4; pk += 1) {
-    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
-    if ((col < row_numel)) {
-      float v2 = nvf_cast<float, nvf_half>(p_in0[pk]);
-      float v3 = nvf_cast<float, nvf_half>(p_in1[pk]);
+  if ((row < rows)) {
+    for (int col = wl; col < row_numel; col += 32) {
+      nvf_half r_in0[1];
+      nvf_load<nvf_half, 1>(r_in0, in0 + (ro_in0 + col));
+      nvf_half r_in1[1];
+      nvf_load<nvf_half, 1>(r_in1, in1 + (ro_in1 + col));
+      float v2 = nvf_cast<float, nvf_half>(r_in0[0]);
+      float v3 = nvf_cast<float, nvf_half>(r_in1[0]);
       float v4 = ((v2) + (v3));
       nvf_half v5 = nvf_cast<nvf_half, float>(v4);
       float v6 = nvf_cast<float, nvf_half>(v5);
