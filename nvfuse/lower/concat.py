@@ -22,6 +22,7 @@ from nvfuse.fusion.ir import FusionIR, piece_operands
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Stmt, Var,
+    stride_exprs,
 )
 from nvfuse.schedule.concat import ConcatSignature
 
@@ -38,15 +39,8 @@ def piece_params(ir: FusionIR, sig: ConcatSignature, idx: DType) -> tuple[
     strides: list[list[Expr]] = []
     scalars: list[Param] = []
     for (i, c, k), classes in zip(piece_operands(ir), sig.pieces):
-        row: list[Expr] = []
-        for d, cls in enumerate(classes):
-            if cls == "s":
-                p = Param(f"stride_{ir.inputs[i].name}_c{c}p{k}_{d}", idx)
-                scalars.append(p)
-                row.append(p)
-            else:
-                row.append(Const(int(cls), idx))
-        strides.append(row)
+        name = f"stride_{ir.inputs[i].name}_c{c}p{k}_{{d}}"
+        strides.append(stride_exprs(classes, name, idx, scalars))
     for c, cat in enumerate(ir.concats):
         scalars += [Param(f"cat{c}_end{k}", idx) for k in range(len(cat.segments))]
         scalars += [Param(f"cat{c}_shift{k}", idx) for k, s in enumerate(cat.segments)

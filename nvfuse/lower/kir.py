@@ -118,6 +118,20 @@ class Random:
 
 Expr = Const | Var | Param | Special | Elem | SharedElem | IndexOp | Compute | Random
 
+
+def stride_exprs(classes: str, name: str, idx: DType, scalars: list[Param]) -> list[Expr]:
+    """One operand's stride per dim from its signature's stride classes: the literal for "0"
+    and "1", else a new kernel argument named `name.format(d=dim)`, appended to `scalars`."""
+    row: list[Expr] = []
+    for d, c in enumerate(classes):
+        if c == "s":
+            p = Param(name.format(d=d), idx)
+            scalars.append(p)
+            row.append(p)
+        else:
+            row.append(Const(int(c), idx))
+    return row
+
 SPECIALS = ("threadIdx.x", "blockIdx.x", "blockDim.x", "gridDim.x")
 INDEX_OPS = ("+", "-", "*", "/", "%", "<", "<=", "==", "!=", "&&", "||")
 

@@ -71,15 +71,7 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     strides: list[list[Expr]] = []  # per operand, per dim
     scalars: list[Param] = [numel, *sizes]
     for t, classes in zip(tensors, sig.inputs + sig.outputs):
-        row: list[Expr] = []
-        for d, c in enumerate(classes):
-            if c == "s":
-                p = Param(f"stride_{t.name}_{d}", idx)
-                scalars.append(p)
-                row.append(p)
-            else:
-                row.append(Const(int(c), idx))
-        strides.append(row)
+        strides.append(kir.stride_exprs(classes, f"stride_{t.name}_{{d}}", idx, scalars))
     piece_strides: list[list[Expr]] = []
     if isinstance(sig, ConcatSignature):
         piece_strides, piece_scalars = piece_params(ir, sig, idx)

@@ -49,6 +49,7 @@ from nvfuse.lower.kir import (
     Stmt,
     Var,
     WelfordReduce,
+    stride_exprs,
 )
 from nvfuse.schedule.reduction import ReductionSignature, cached_inputs
 
@@ -79,16 +80,10 @@ class RowLowering:
         self.seed = Param("seed", DType.INT64)  # appended last when the kernel draws randoms
         self.strides: list[list[Expr]] = []  # per operand: outer dims, then inner dims
         for t, classes in zip(self.tensors, sig.inputs + sig.outputs):
-            row: list[Expr] = []
-            for d, c in enumerate(classes):
-                if c == "s":
-                    where = f"o{d}" if d < sig.outer_rank else f"i{d - sig.outer_rank}"
-                    p = Param(f"stride_{t.name}_{where}", idx)
-                    self.scalars.append(p)
-                    row.append(p)
-                else:
-                    row.append(Const(int(c), idx))
-            self.strides.append(row)
+            outer, inner = classes[:sig.outer_rank], classes[sig.outer_rank:]
+            self.strides.append(
+                stride_exprs(outer, f"stride_{t.name}_o{{d}}", idx, self.scalars)
+                + stride_exprs(inner, f"stride_{t.name}_i{{d}}", idx, self.scalars))
         # values available before the column loops: row values and row-invariant loads
         self.row_exprs: dict[int, Expr] = {}
         # the schedule's hooks (nvfuse/lower/column.py overrides them): which column a thread
