@@ -112,7 +112,7 @@ class FusionGroup(torch.nn.Module):
             counters.bump("memory_hits")
         outputs = tuple(_allocate(s, o, ready.device)
                         for s, o in zip(ready.out_shapes, self.fusion_ir.outputs))
-        if ready.kernel is None:  # zero-size outputs: nothing to compute
+        if not ready.stages:  # zero-size outputs: nothing to compute
             return outputs
         if POISON_OUTPUTS:
             for o in outputs:
@@ -123,7 +123,7 @@ class FusionGroup(torch.nn.Module):
         scalars = ready.scalars
         if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        for kernel, grid in ready.stages or ((ready.kernel, ready.grid),):
+        for kernel, grid in ready.stages:
             if "launch" in cfg.dump:
                 dump("launch", kernel.name, f"grid={grid} block={kernel.params.block} "
                      f"scalars={scalars} shapes={[tuple(t.shape) for t in inputs]}")
@@ -154,7 +154,7 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
         outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
         if _nothing_to_do(ir, shapes, outputs):
-            return _Ready(device, gpu, out_shapes, None, 0, ())
+            return _Ready(device, gpu, out_shapes, (), ())
         arch = _arch(device) if gpu else cfg.arch
         try:
             launch = schedule.plan_launch(ir, inputs, outputs, arch)
@@ -165,10 +165,9 @@ class FusionGroup(torch.nn.Module):
         if plan is not None:
             stages = tuple((self._kernel(ir, sig, params, gpu), grid)
                            for sig, params, grid in plan.stages)
-            return _Ready(device, gpu, out_shapes, stages[0][0], stages[0][1], plan.scalars,
-                          stages, plan.workspaces)
+            return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces)
         kernel = self._kernel(ir, launch.signature, launch.params, gpu)
-        return _Ready(device, gpu, out_shapes, kernel, launch.grid, launch.scalar_args)
+        return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args)
 
     def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
         kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
@@ -184,12 +183,11 @@ class _Ready:
     device: torch.device
     gpu: bool
     out_shapes: list[torch.Size]
-    kernel: kernels.CompiledKernel | None  # None: zero-size outputs, no launch
-    grid: int
+    # the kernels to run in order with their grids: one, two for a split reduction, none for
+    # zero-size outputs
+    stages: tuple[tuple[kernels.CompiledKernel, int], ...]
     scalars: tuple[int, ...]
-    # a split reduction: (kernel, grid) run in order, and its workspaces (dtype, numel)
-    stages: tuple[tuple[kernels.CompiledKernel, int], ...] = ()
-    workspaces: tuple[tuple[Any, int], ...] = ()
+    workspaces: tuple[tuple[Any, int], ...] = ()  # a split reduction's (dtype, numel)
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:
