@@ -8,7 +8,6 @@ and sm_90."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +16,7 @@ from cases import compare
 
 import nvfuse
 from nvrtc_batch import compile_all
+from test_reductions import _make
 from nvfuse.runtime import executor
 from nvfuse.schedule.reduction import ColumnSignature
 
@@ -30,22 +30,6 @@ _generated: dict[str, str] = {}  # kernel name -> source
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
-
-
-def _make(shape: tuple[int, ...], dtype: torch.dtype, seed: str, *, near_one: bool = False,
-          transposed: bool = False) -> torch.Tensor:
-    """Random values (never zeros); `transposed` lays the last two dims out swapped in memory."""
-    g = torch.Generator().manual_seed(zlib.crc32(seed.encode()))
-    if dtype.is_floating_point:
-        x = (torch.rand(shape, generator=g, dtype=f64) * 0.2 + 0.9 if near_one
-             else torch.randn(shape, generator=g, dtype=f64) * 2)
-    else:
-        lo, hi = (-3, 4) if near_one else (-1000, 1000)
-        x = torch.randint(lo, hi, shape, generator=g, dtype=i64)
-    x = x.to(dtype)
-    if transposed:
-        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    return x
 
 
 def _tol(op: str, dtype: torch.dtype, n: int) -> tuple[float, float] | None:

@@ -29,7 +29,9 @@ def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _make(shape: tuple[int, ...], dtype: torch.dtype, seed: str, *, near_one: bool = False,
-          permuted: bool = False) -> torch.Tensor:
+          permuted: bool = False, transposed: bool = False) -> torch.Tensor:
+    """Random values (never zeros); `permuted` lays the first two dims out swapped in memory,
+    `transposed` the last two."""
     g = torch.Generator().manual_seed(zlib.crc32(seed.encode()))
     if dtype.is_floating_point:
         x = (torch.rand(shape, generator=g, dtype=f64) * 0.2 + 0.9 if near_one
@@ -40,6 +42,8 @@ def _make(shape: tuple[int, ...], dtype: torch.dtype, seed: str, *, near_one: bo
     x = x.to(dtype)
     if permuted:  # same values, outer dims transposed in memory
         x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    if transposed:
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
     return x
 
 
