@@ -160,7 +160,7 @@ class FusionGroup(torch.nn.Module):
             launch = schedule.plan_launch(ir, inputs, outputs, arch)
         except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-        plan = (split.plan_split(ir, launch, device)
+        plan = (split.plan_split(ir, launch)
                 if isinstance(launch, reduction.ReductionLaunch) else None)
         if plan is not None:
             stages = tuple((self._kernel(ir, sig, params, gpu), grid)

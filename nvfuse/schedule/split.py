@@ -1,5 +1,5 @@
-"""Split ("grid") reduction schedule: (FusionIR, its row `ReductionLaunch`, device) ->
-`SplitLaunch` or None.
+"""Split ("grid") reduction schedule: (FusionIR, its row `ReductionLaunch`) -> `SplitLaunch`
+or None (the SM count from nvfuse.schedule.device for the signature's arch).
 
 A row schedule runs one block per row, so a fusion with few rows (`x.sum()`: one row) and
 long rows uses a handful of the device's SMs.  When the rows are fewer than the SMs and the
@@ -41,14 +41,13 @@ Tests monkeypatch SPLIT_MIN_NUMEL and MIN_CHUNK so that interpreter-sized tensor
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
-import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
+from nvfuse.schedule.device import device_props
 from nvfuse.schedule.reduction import (
     COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature,
     WarpSignature, block_for, column_block_for,
@@ -59,16 +58,7 @@ MIN_CHUNK = 4096
 WAVES = 2
 STAGE2_BLOCK = 256
 MAX_SPLITS = STAGE2_BLOCK
-DEFAULT_SM_COUNT = 132  # an H100 SXM / H200; used with no GPU (the interpreter, tests)
 PARTIAL_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
-
-
-@functools.cache
-def sm_count(device_index: int | None = None) -> int:
-    """Streaming multiprocessors of CUDA device `device_index`, DEFAULT_SM_COUNT without one."""
-    if device_index is None or not torch.cuda.is_available():
-        return DEFAULT_SM_COUNT
-    return int(torch.cuda.get_device_properties(device_index).multi_processor_count)
 
 
 @dataclass(frozen=True)
@@ -162,19 +152,16 @@ def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
     return 1 << (want.bit_length() - 1) if want >= 2 else 1
 
 
-def plan_split(ir: FusionIR, launch: ReductionLaunch, device: torch.device) -> SplitLaunch | None:
+def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     """The split form of `launch`, or None when the one-kernel schedule stays."""
     sig = launch.signature
     if not splittable(ir) or isinstance(sig, WarpSignature):  # warp rows are short rows
         return None
-    index = device.index if device.type == "cuda" else None
-    if device.type == "cuda" and index is None:
-        index = torch.cuda.current_device()
     column = isinstance(sig, ColumnSignature)
     # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
     # at a COLUMN_X times shorter extent
     scale = COLUMN_X if column else 1
-    splits = choose_splits(launch.grid, launch.row_numel * scale, sm_count(index))
+    splits = choose_splits(launch.grid, launch.row_numel * scale, device_props(sig.arch).sm_count)
     if splits < 2:
         return None
     chunk = -(-launch.row_numel // splits)

@@ -16,12 +16,12 @@ from nvfuse.interpret.machine import run_kernel
 from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.schedule import split
+from nvfuse.schedule.device import device_props
 from nvfuse.schedule.reduction import ColumnSignature, column_block_for, plan_launch
 from nvfuse.schedule.split import (
     MAX_SPLITS, SplitSignature, choose_splits, parts, plan_split, splittable, workspace_dtypes,
 )
 
-CPU = torch.device("cpu")
 
 
 def _ir(fn, *inputs: torch.Tensor) -> FusionIR:  # type: ignore[no-untyped-def]
@@ -31,7 +31,7 @@ def _ir(fn, *inputs: torch.Tensor) -> FusionIR:  # type: ignore[no-untyped-def]
 
 
 def test_choose_splits_numbers() -> None:
-    assert split.DEFAULT_SM_COUNT == 132 and split.sm_count() == 132  # no GPU here
+    assert device_props("sm_90").sm_count == 132  # no GPU here: the H100 / H200 default
     # one row of 2^26: two waves of 132 SMs want 264 chunks, capped at 256
     assert choose_splits(1, 1 << 26, 132) == MAX_SPLITS == 256
     # 8 rows: ceil(264 / 8) = 33 -> 32 (powers of two)
@@ -67,7 +67,7 @@ def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
     ir = _ir(lambda x: x.sum(-1), x)
     out = torch.empty(3)
     launch = plan_launch(ir, [x], [out], "sm_90")
-    plan = plan_split(ir, launch, CPU)
+    plan = plan_split(ir, launch)
     assert plan is not None and plan.splits == 4  # 1000 // 128 = 7 -> 4
     (s1, p1, g1), (s2, p2, g2) = plan.stages
     assert (g1, g2) == (12, 3) and (s1.stage, s2.stage) == (1, 2)
@@ -76,7 +76,7 @@ def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plan.workspaces == ((DType.FLOAT32, 12),)
     assert hash(s1) != hash(s2) and s1.base == s2.base
     monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 1 << 16)
-    assert plan_split(ir, launch, CPU) is None
+    assert plan_split(ir, launch) is None
 
 
 def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +84,7 @@ def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
     ir = _ir(lambda x: x.sum(0), x)
     launch = plan_launch(ir, [x], [torch.empty(40)], "sm_90")
     assert isinstance(launch.signature, ColumnSignature) and launch.grid == 2
-    plan = plan_split(ir, launch, CPU)
+    plan = plan_split(ir, launch)
     assert plan is not None and plan.splits == 32  # 2^17 // 4096
     (s1, p1, g1), (s2, _, g2) = plan.stages
     assert (g1, g2) == (64, 40) and s1.block == column_block_for(128) == 256
