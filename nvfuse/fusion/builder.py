@@ -26,6 +26,7 @@ from nvfuse.fusion.ir import (
     OutputShape,
     Scalar,
     TensorInput,
+    needed_nodes,
     verify_fusion,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, BINARY_PRED, UNARY_PRED, Prim
@@ -199,13 +200,7 @@ class Builder:
 def _prune(nodes: tuple[Node, ...],
            outputs: tuple[Output, ...]) -> tuple[tuple[Node, ...], tuple[Output, ...]]:
     """The nodes the outputs need, renumbered in their order, and the outputs renumbered."""
-    live: set[int] = set()
-    stack = [o.value for o in outputs]
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(nodes[n].args)
+    live = needed_nodes(nodes, outputs)
     new = {old: i for i, old in enumerate(sorted(live))}
     kept = tuple(replace(nodes[n], args=tuple(new[a] for a in nodes[n].args))
                  for n in sorted(live))

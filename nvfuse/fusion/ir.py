@@ -365,6 +365,18 @@ def dropped_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, .
 _REDUCE_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
 
 
+def needed_nodes(nodes: tuple[Node, ...], outputs: tuple[Output, ...]) -> set[int]:
+    """The nodes the outputs depend on (the outputs' own values included)."""
+    live: set[int] = set()
+    stack = [o.value for o in outputs]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(nodes[n].args)
+    return live
+
+
 def row_values(ir: FusionIR) -> frozenset[int]:
     """The nodes that are row values: reductions, and nodes whose arguments are all row values
     or leaves that do not vary along the reduced dims (literals, ROW_NUMEL), with at least one

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, content_key
+from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.concat import input_aligns, lower_pieces, piece_params
@@ -175,7 +175,7 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
     """One lane's computation: every node the outputs need, in order, as registers.
     `element` is the lane's linear index in the iteration space (what RAND draws for);
     `leaves` holds the expressions of the concatenation leaves."""
-    live = _live_nodes(ir)
+    live = needed_nodes(ir.nodes, ir.outputs)
     exprs: dict[int, Expr] = {}
     stmts: list[Stmt] = []
     for index, node in enumerate(ir.nodes):
@@ -207,12 +207,3 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
     return stmts
 
 
-def _live_nodes(ir: FusionIR) -> set[int]:
-    live: set[int] = set()
-    stack = [o.value for o in ir.outputs]
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(ir.nodes[n].args)
-    return live

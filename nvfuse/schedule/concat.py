@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import Concat, FusionIR, Segment, piece_operands
+from nvfuse.fusion.ir import Concat, FusionIR, Segment, needed_nodes, piece_operands
 from nvfuse.fusion.prims import Prim
 from nvfuse.schedule.pointwise import (
     BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
@@ -99,13 +99,7 @@ def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size
 
 def plain_inputs(ir: FusionIR) -> set[int]:
     """The inputs read by LOAD nodes that an output needs (the others only through pieces)."""
-    live: set[int] = set()
-    stack = [o.value for o in ir.outputs]
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(ir.nodes[n].args)
+    live = needed_nodes(ir.nodes, ir.outputs)
     return {int(ir.nodes[n].attr) for n in live if ir.nodes[n].op is Prim.LOAD}  # type: ignore
 
 
