@@ -156,6 +156,12 @@ def _same_literal(a: Any, b: Any) -> bool:
 
 
 _VALUE_AND_INDEX = value_and_index_ops()
+# Composite overloads TorchScript keeps whole and make_fx turns into their implementation: spelled
+# as the FX frontend spells them, so the op table and the passes see one op, whatever the frontend.
+_AS_TRACED = {
+    torch.ops.aten.min.other: torch.ops.aten.minimum.default,
+    torch.ops.aten.max.other: torch.ops.aten.maximum.default,
+}
 
 
 def _known_non_bool(node: torch._C.Node) -> bool:
@@ -291,6 +297,7 @@ class _Converter:
     # -- aten (and other schema'd) operators --------------------------------------------------
     def _convert_op(self, node: torch._C.Node) -> None:
         op = _lookup_overload(node)
+        op = _AS_TRACED.get(op, op)
         schema_args = op._schema.arguments
         ts_inputs = list(node.inputs())
         if len(ts_inputs) > len(schema_args):
