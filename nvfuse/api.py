@@ -16,15 +16,10 @@ import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
 
-from nvfuse import config
+from nvfuse import config, pipeline
 from nvfuse.errors import NvfuseError
-from nvfuse.frontend.fx import trace_to_aten
-from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
-from nvfuse.fusion.build import build_fusion, dim_order
-from nvfuse.fusion.partition import partition
-from nvfuse.graph.passes import annotate, run_passes
-from nvfuse.graph.views import SIZED
-from nvfuse.runtime.dump import dump
+from nvfuse.frontend.protocol import Untraceable, frontend_for
+from nvfuse.fusion.build import dim_order
 from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
 
@@ -59,24 +54,8 @@ class FusedModule:
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._autograd: Callable[..., Any] | None = None
-        self._script_gm: fx.GraphModule | None = None
-        self._is_script = is_torchscript(obj)
-        if self._is_script:
-            self._arity = _script_arity(obj)
-            try:
-                self._script_gm = graph_module_from_script(obj, example_inputs)
-            except NvfuseError:
-                pass  # some scripts need input types (x.dtype): converted per plan instead
-        else:
-            if not callable(obj):
-                raise TypeError(
-                    f"nvfuse.fuse: expected a TorchScript function or module, an fx.GraphModule, "
-                    f"an nn.Module or a callable of tensors; got {type(obj).__name__}")
-            if example_inputs is None:
-                raise ValueError(
-                    "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
-                    "callable (nvfuse traces it with them); pass a tuple of example tensors")
-            self._arity = len(tuple(example_inputs))
+        self._frontend = frontend_for(obj, example_inputs)
+        self._arity = self._frontend.arity
         if example_inputs is not None:
             example_inputs = tuple(example_inputs)
             self._check_arity(example_inputs)
@@ -103,19 +82,18 @@ class FusedModule:
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
-        through AOTAutograd (the torch.compile path): forward and backward both fused.  A
-        TorchScript function goes there as its converted aten graph, which shares the script's
-        parameters and buffers, so gradients and running statistics land on the user's.  So
-        does any call of a callable make_fx cannot trace (`Plan.compiled`)."""
+        through AOTAutograd (the torch.compile path): forward and backward both fused, on the
+        frontend's `autograd_target` (a TorchScript function's converted aten graph, which
+        shares the script's parameters and buffers, so gradients and running statistics land on
+        the user's).  So does any call of a callable make_fx cannot trace (`Plan.compiled`)."""
         if self._autograd is None:
             from nvfuse.frontend.dynamo import nvfuse_backend
 
-            if self._is_script and self._script_gm is None:
-                # converted per plan only (its graph depends on the inputs' dtypes)
+            target = self._frontend.autograd_target()
+            if target is None:
                 warn_once("nvfuse: this TorchScript function runs unfused when gradients are "
                           "needed (use torch.compile(model, backend='nvfuse') to train fused)")
                 return self._original(*inputs)
-            target = self._script_gm if self._is_script else self._original
             self._autograd = torch.compile(target, backend=nvfuse_backend)
         return self._autograd(*inputs)
 
@@ -131,7 +109,7 @@ class FusedModule:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._make_plan(inputs)
-            if plan.sized and self._is_script and key is generic:
+            if plan.sized and self._frontend.size_generic and key is generic:
                 # a size-generic TorchScript key, but the plan moved views using these sizes
                 self._sized.add(generic)
                 key = (*generic, _sizes(inputs))
@@ -143,40 +121,26 @@ class FusedModule:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
         in (make_fx; TorchScript graphs stay size-generic, so only ranks there)."""
-        return tuple(_input_key(t, self._is_script) for t in inputs)
+        return tuple(_input_key(t, self._frontend.size_generic) for t in inputs)
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
-        if self._is_script:
-            try:
-                script_gm = self._script_gm or graph_module_from_script(self._original, inputs)
-            except NvfuseError as e:
-                if config.get().strict:
-                    raise
-                warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
-                return Plan(None, [])
-            gm = annotate(script_gm, list(inputs))
-        else:
-            try:
-                gm = trace_to_aten(self._original, list(inputs))
-            except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
-                warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); it runs "
-                          "through torch.compile(backend='nvfuse') instead")
-                return Plan(None, [], compiled=True)
-        gm = run_passes(gm)
-        if "graph" in config.get().dump:
-            dump("graph", type(self._original).__name__, str(gm.graph))
-        fused, names = partition(gm)
+        try:
+            gm = self._frontend.trace(inputs)
+        except Untraceable as e:
+            warn_once(f"nvfuse: {e}; it runs through torch.compile(backend='nvfuse') instead")
+            return Plan(None, [], compiled=True)
+        except NvfuseError as e:
+            if config.get().strict:
+                raise
+            warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
+            return Plan(None, [])
+        planned = pipeline.plan(gm, type(self._original).__name__)
         groups = []
-        for name in names:
-            sub = getattr(fused, name)
-            ir = build_fusion(name, sub)
-            if "fusion_ir" in config.get().dump:
-                dump("fusion_ir", name, str(ir))
-            group = FusionGroup(ir, sub, self.kernels)
-            setattr(fused, name, group)
+        for g in planned.groups:
+            group = FusionGroup(g.ir, g.eager, self.kernels)
+            setattr(planned.fused, g.name, group)
             groups.append(group)
-        return Plan(fused, groups, _reads_trainable_tensor(gm), bool(gm.meta.get(SIZED)))
+        return Plan(planned.fused, groups, _reads_trainable_tensor(planned.graph), planned.sized)
 
 
 def _input_key(value: Any, script: bool) -> Any:
@@ -210,14 +174,6 @@ def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
             if isinstance(value, torch.Tensor) and value.requires_grad:
                 return True
     return False
-
-
-def _script_arity(obj: Any) -> int | None:
-    try:
-        n = len(list(obj.graph.inputs()))
-    except (AttributeError, RuntimeError):
-        return None
-    return n - 1 if isinstance(obj, torch.jit.ScriptModule) else n
 
 
 def fuse(obj: Callable[..., Any], example_inputs: Sequence[Any] | None = None) -> FusedModule:

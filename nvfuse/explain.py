@@ -9,18 +9,21 @@ every op left to eager with the reason.  `str(report)` prints it as a table.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 from torch import fx
 
-from nvfuse.frontend.fx import trace_to_aten
+from nvfuse import pipeline
+from nvfuse.errors import NvfuseError
+from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
-from nvfuse.fusion.partition import EAGER_REASON, FUSED_PREFIX, partition, why_unfusible
-from nvfuse.graph.passes import run_passes
+from nvfuse.fusion.partition import EAGER_REASON, why_unfusible
 
 # Ops that only reinterpret metadata (views) or move no data: eager runs them without a kernel.
 _NO_KERNEL = frozenset({
@@ -67,17 +70,15 @@ class ExplainReport:
         return "\n".join(lines)
 
 
-def explain_graph(name: str, gm: fx.GraphModule) -> GraphReport:
-    """Report on one annotated aten graph: partition it the way a fused module would."""
-    gm = run_passes(gm)
-    fused, names = partition(gm)
-    groups = [[op_name(n.target) for n in getattr(fused, g).graph.nodes
-               if n.op == "call_function"] for g in names]
+def explain_plan(name: str, plan: pipeline.Plan) -> GraphReport:
+    """Report on one planned graph: its groups and the ops it leaves to eager, and why."""
+    groups = [[op_name(n.target) for n in g.eager.graph.nodes if n.op == "call_function"]
+              for g in plan.groups]
     eager: list[tuple[str, str]] = []
     views = 0
-    aten_ops = sum(1 for n in gm.graph.nodes if n.op == "call_function"
+    aten_ops = sum(1 for n in plan.graph.graph.nodes if n.op == "call_function"
                    and isinstance(n.target, torch._ops.OpOverload))
-    for node in fused.graph.nodes:
+    for node in plan.fused.graph.nodes:
         if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
             continue
         op = op_name(node.target)
@@ -86,46 +87,94 @@ def explain_graph(name: str, gm: fx.GraphModule) -> GraphReport:
         else:
             eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
                           or "not merged into a group"))
-    assert all(n.startswith(FUSED_PREFIX) for n in names)
     return GraphReport(name, aten_ops, groups, eager, views)
 
 
 def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> ExplainReport:
     """Explain how nvfuse fuses `fn(*inputs)` (forward; with training=True also backward).
-    Where make_fx cannot trace `fn` (data-dependent control flow), it reports the graphs
-    torch.compile captures between graph breaks, as `nvfuse.fuse` then runs them."""
-    if not training:
+    It plans exactly as `nvfuse.fuse(fn, inputs)` does (same frontend, same pipeline).  Where
+    make_fx cannot trace `fn` (data-dependent control flow), it reports the graphs
+    torch.compile captures between graph breaks, as `nvfuse.fuse` then runs them.  Nothing of
+    the caller's changes: parameters, buffers (running statistics), gradients and the random
+    generators are as they were before."""
+    frontend = frontend_for(fn, inputs)
+    with _unchanged(fn, inputs):
+        if training:
+            return ExplainReport(_training_graphs(frontend, inputs))
         try:
-            return ExplainReport([explain_graph("forward", trace_to_aten(fn, inputs))])
-        except Exception:  # nvfuse.fuse then runs it through torch.compile (api.Plan.compiled)
+            graph = frontend.trace(inputs)
+        except Untraceable:
             with torch.no_grad():
-                return ExplainReport(_training_graphs(fn, inputs))
-    return ExplainReport(_training_graphs(fn, inputs))
+                return ExplainReport(_training_graphs(frontend, inputs))
+        except NvfuseError as e:  # a TorchScript graph nvfuse cannot convert runs unfused
+            return ExplainReport([GraphReport("forward", 0, [], [("<whole function>", str(e))],
+                                              0)])
+        return ExplainReport([explain_plan("forward", pipeline.plan(graph, "forward"))])
 
 
-def _training_graphs(fn: Callable[..., Any], inputs: Sequence[Any]) -> list[GraphReport]:
-    """Run one training step through torch.compile with AOTAutograd exactly as the nvfuse
-    backend does, recording every forward and backward graph instead of fusing it."""
+@contextlib.contextmanager
+def _unchanged(fn: Any, inputs: Sequence[Any]) -> Iterator[None]:
+    """Put back, after the body, every parameter and buffer of the modules `fn` holds (values
+    and `.grad`), the `.grad` of the input tensors and the random generators' states."""
+    tensors: dict[int, torch.Tensor] = {}
+    for module in _modules(fn):
+        for t in [*module.parameters(), *module.buffers()]:
+            tensors[id(t)] = t
+    for t in pytree.tree_leaves(list(inputs)):
+        if isinstance(t, torch.Tensor):
+            tensors[id(t)] = t
+    saved = [(t, t.detach().clone(), t.grad if t.is_leaf else None) for t in tensors.values()]
+    for t, _, grad in saved:
+        if grad is not None:
+            t.grad = None  # a backward then fills a fresh one, and the caller's stays untouched
+    devices = sorted({t.device.index or 0 for t in tensors.values() if t.is_cuda})
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        with torch.no_grad():
+            for t, value, grad in saved:
+                if not torch.equal(t, value):  # copy only what changed: no version bump else
+                    t.copy_(value)
+                if t.is_leaf:
+                    t.grad = grad
+
+
+def _modules(fn: Any) -> list[torch.nn.Module]:
+    """The nn.Modules behind `fn`: itself, or the owner of a bound method."""
+    owner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    return [owner] if isinstance(owner, torch.nn.Module) else []
+
+
+def _training_graphs(frontend: Frontend, inputs: Sequence[Any]) -> list[GraphReport]:
+    """Run one training step through torch.compile with AOTAutograd exactly as a fused module
+    needing gradients does (`FusedModule._call_with_autograd`), recording every forward and
+    backward graph, planned by the same pipeline, instead of fusing it."""
     import torch._dynamo
     from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
 
     from nvfuse.frontend.dynamo import aot_backend
 
+    target = frontend.autograd_target()
+    if target is None:
+        return [GraphReport("forward", 0, [], [("<whole function>", "runs unfused when "
+                                                "gradients are needed")], 0)]
     recorded: list[GraphReport] = []
 
     def record(kind: str) -> Callable[[fx.GraphModule, Sequence[Any]], Any]:
         def compiler(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
             def run(*args: Any) -> Any:
-                # as the backend's FusedModule does: trace the graph on its real inputs with
-                # nvfuse's decompositions, then partition (here: report) it
-                recorded.append(explain_graph(kind, trace_to_aten(gm, list(args))))
+                # as the backend's FusedModule does: trace the graph on its real inputs, then
+                # plan (here: report) it
+                recorded.append(explain_plan(kind, pipeline.plan(
+                    TracedFrontend(gm, args).trace(args), kind)))
                 return gm(*args)
             return make_boxed_func(run)
         return compiler
 
     backend = aot_backend(record("forward"), record("backward"))
     torch._dynamo.reset()
-    out = torch.compile(fn, backend=backend)(*inputs)
+    out = torch.compile(target, backend=backend)(*inputs)
     grads = [o for o in _tensors(out) if o.requires_grad]
     if grads:
         torch.autograd.backward([o.float().sum() for o in grads])

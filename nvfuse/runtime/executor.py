@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import fx
 
-from nvfuse import config, counters
+from nvfuse import config, counters, pipeline
 from nvfuse.errors import NvfuseError
 from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import concat, pointwise, reduction, split
+from nvfuse.schedule import reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -146,10 +146,8 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         shapes = [t.shape for t in inputs]
-        schedule = (reduction if ir.reduce_ndim else concat if ir.concats
-                    else pointwise)
         try:
-            out_shapes = schedule.output_shapes(ir, shapes)
+            out_shapes = pipeline.output_shapes(ir, shapes)
         except RuntimeError as e:
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
         outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
@@ -157,20 +155,15 @@ class FusionGroup(torch.nn.Module):
             return _Ready(device, gpu, out_shapes, (), ())
         arch = _arch(device) if gpu else cfg.arch
         try:
-            launch = schedule.plan_launch(ir, inputs, outputs, arch)
+            launch = pipeline.schedule(ir, inputs, outputs, arch)
         except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-        plan = (split.plan_split(ir, launch)
-                if isinstance(launch, reduction.ReductionLaunch) else None)
-        if plan is not None:
-            stages = tuple((self._kernel(ir, sig, params, gpu), grid)
-                           for sig, params, grid in plan.stages)
-            return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces)
-        kernel = self._kernel(ir, launch.signature, launch.params, gpu)
-        return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args)
+        stages = tuple((self._kernel(ir, sig, params, gpu), grid)
+                       for sig, params, grid in launch.stages)
+        return _Ready(device, gpu, out_shapes, stages, launch.scalars, launch.workspaces)
 
     def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
-        kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
+        kernel = pipeline.build(ir, self._key, sig, params, gpu)
         if all(k is not kernel for k in self._built):
             self._built.append(kernel)
         return kernel

@@ -1,9 +1,8 @@
-"""Specializations: (FusionIR, signature) -> CompiledKernel, built once and kept in memory.
+"""Specializations: the process-wide memory cache of built kernels.
 
-Input: a fusion group's IR and the signature of one call (`plan_launch`).  Output: a
-`CompiledKernel` holding the kernel IR, the CUDA source and (for the GPU) the cubin, shared by
-every group anywhere in the process whose IR and signature are equal.  Building runs the rest of
-the pipeline -- lower, emit, NVRTC (through the disk cache) -- and dumps each stage asked for.
+A `CompiledKernel` holds the kernel IR, the CUDA source and (for the GPU) the cubin of one fusion
+for one signature; it is shared by every group anywhere in the process whose IR and signature are
+equal, keyed by (`fusion_key(ir)`, signature).  nvfuse/pipeline.py builds them (`build`).
 """
 
 from __future__ import annotations
@@ -12,14 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from nvfuse import config, counters
-from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.lower import kir
-from nvfuse.lower.pointwise import lower_pointwise
-from nvfuse.lower.reduction import lower_reduction
-from nvfuse.lower.split import lower_split
-from nvfuse.runtime.dump import dump
 from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
 from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
 from nvfuse.schedule.split import SplitSignature
@@ -56,40 +49,15 @@ def fusion_key(ir: FusionIR) -> str:
     return content_key(ir)
 
 
-def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
-               gpu: bool) -> CompiledKernel:
-    """The specialization of `ir` for `sig`, built on first use (counts compiles/memory_hits)."""
+def lookup(key: str, sig: Signature) -> CompiledKernel | None:
+    """The kernel built for (fusion key, signature), if any."""
     with _lock:
-        found = _cache.get((key, sig))
-    if found is not None and (found.cubin is not None or not gpu):
-        counters.bump("memory_hits")
-        return found
-    kernel = found or _build(ir, key, sig, params)
-    # the GPU needs the cubin; NVFUSE_DUMP=ptx asks NVRTC for PTX even when interpreting
-    if kernel.cubin is None and (gpu or "ptx" in config.get().dump):
-        from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily
+        return _cache.get((key, sig))
 
-        kernel.cubin = compile_source(kernel.source, sig.arch)
+
+def store(key: str, sig: Signature, kernel: CompiledKernel) -> None:
     with _lock:
         _cache[(key, sig)] = kernel
-    return kernel
-
-
-def _build(ir: FusionIR, key: str, sig: Signature, params: Params) -> CompiledKernel:
-    if isinstance(sig, SplitSignature):
-        kernel_ir = lower_split(ir, sig)
-    elif isinstance(sig, ReductionSignature):
-        kernel_ir = lower_reduction(ir, sig, params.block)
-    else:
-        kernel_ir = lower_pointwise(ir, sig, params.block)
-    source = emit_cuda(kernel_ir)
-    counters.bump("compiles")
-    stages = config.get().dump
-    if "kernel_ir" in stages:
-        dump("kernel_ir", kernel_ir.name, str(kernel_ir))
-    if "cuda" in stages:
-        dump("cuda", kernel_ir.name, source)
-    return CompiledKernel(kernel_ir.name, source, (key, sig), kernel_ir, params)
 
 
 def clear() -> None:

@@ -1,0 +1,116 @@
+"""Frontends as one protocol: a user's object -> annotated aten graphs, whatever its kind.
+
+Input: the object given to `nvfuse.fuse` / `nvfuse.explain` and its example inputs (if any).
+Output: a `Frontend` (`frontend_for`), which
+
+- `trace(inputs)`: returns the aten `fx.GraphModule` for these inputs, every node annotated
+  (meta["val"]), ready for `pipeline.plan`; raises `Untraceable` where make_fx refuses the
+  callable (it then runs through torch.compile with the nvfuse backend), `NvfuseError` where a
+  TorchScript graph cannot be converted (it then runs unfused);
+- `autograd_target()`: the callable torch.compile traces when a call needs gradients (None: that
+  object runs unfused then);
+- `size_generic`: whether one trace serves every input size of the same ranks (TorchScript
+  graphs do; make_fx bakes sizes into views, so its traces are per size);
+- `arity`: how many inputs the object takes, where known.
+
+Two frontends exist: `ScriptFrontend` (traced or scripted TorchScript, nvfuse/frontend/
+torchscript.py) and `TracedFrontend` (nn.Module, fx.GraphModule or any callable, through make_fx,
+nvfuse/frontend/fx.py).  The dynamo backend hands its graphs to a `TracedFrontend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import fx
+
+from nvfuse.errors import NvfuseError
+from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
+from nvfuse.graph.annotate import annotate
+
+
+class Untraceable(NvfuseError):
+    """make_fx cannot trace the callable (data-dependent control flow, outputs it cannot
+    represent): it runs through torch.compile, whose graph breaks leave such code to Python."""
+
+
+class Frontend(Protocol):
+    obj: Any
+    arity: int | None
+    size_generic: bool
+
+    def trace(self, inputs: Sequence[Any]) -> fx.GraphModule: ...
+
+    def autograd_target(self) -> Callable[..., Any] | None: ...
+
+
+class ScriptFrontend:
+    """A traced or scripted TorchScript function or module.  Its graph is converted once when
+    the example inputs allow (a scripted graph reading `x.dtype` needs them), else per trace."""
+
+    size_generic = True
+
+    def __init__(self, obj: Any, example_inputs: Sequence[Any] | None) -> None:
+        self.obj = obj
+        self.arity = _script_arity(obj)
+        self._converted: fx.GraphModule | None = None
+        try:
+            self._converted = graph_module_from_script(obj, example_inputs)
+        except NvfuseError:
+            pass  # some scripts need input types (x.dtype): converted per trace instead
+
+    def trace(self, inputs: Sequence[Any]) -> fx.GraphModule:
+        converted = self._converted or graph_module_from_script(self.obj, inputs)
+        return annotate(converted, list(inputs))
+
+    def autograd_target(self) -> Callable[..., Any] | None:
+        # the converted aten graph shares the script's parameters and buffers, so gradients and
+        # running statistics land on the user's; one converted per trace only has no single graph
+        return self._converted
+
+
+class TracedFrontend:
+    """An nn.Module, fx.GraphModule or callable of tensors, traced by make_fx per input shape."""
+
+    size_generic = False
+
+    def __init__(self, obj: Any, example_inputs: Sequence[Any] | None) -> None:
+        if not callable(obj):
+            raise TypeError(
+                f"nvfuse.fuse: expected a TorchScript function or module, an fx.GraphModule, "
+                f"an nn.Module or a callable of tensors; got {type(obj).__name__}")
+        if example_inputs is None:
+            raise ValueError(
+                "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
+                "callable (nvfuse traces it with them); pass a tuple of example tensors")
+        self.obj = obj
+        self.arity: int | None = len(tuple(example_inputs))
+
+    def trace(self, inputs: Sequence[Any]) -> fx.GraphModule:
+        try:
+            return trace_to_aten(self.obj, list(inputs))
+        except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
+            raise Untraceable(
+                f"make_fx cannot trace {type(self.obj).__name__} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
+
+    def autograd_target(self) -> Callable[..., Any] | None:
+        return self.obj  # type: ignore[no-any-return]
+
+
+def frontend_for(obj: Any, example_inputs: Sequence[Any] | None) -> Frontend:
+    """The frontend that reads `obj` (TypeError / ValueError: nothing can)."""
+    if is_torchscript(obj):
+        return ScriptFrontend(obj, example_inputs)
+    return TracedFrontend(obj, example_inputs)
+
+
+def _script_arity(obj: Any) -> int | None:
+    try:
+        n = len(list(obj.graph.inputs()))
+    except (AttributeError, RuntimeError):
+        return None
+    return n - 1 if isinstance(obj, torch.jit.ScriptModule) else n
