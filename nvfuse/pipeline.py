@@ -4,6 +4,7 @@
     plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR)
     output_shapes(ir, shapes)     -> eager's output shapes for one call
     schedule(ir, ins, outs, arch) -> Launch: the kernels' signatures, params, grids, scalars
+                                     (the schedule registry, nvfuse/schedules.py, picks the kind)
     build(ir, key, sig, params)   -> CompiledKernel: BUILD_STAGES (lower, verify, emit), then
                                      NVRTC when a GPU (or NVFUSE_DUMP=ptx) needs the cubin
 
@@ -20,10 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import fx
 
-from nvfuse import config, counters
+from nvfuse import config, counters, schedules
 from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.build import build_fusion
 from nvfuse.fusion.ir import FusionIR
@@ -31,15 +31,9 @@ from nvfuse.fusion.partition import partition
 from nvfuse.graph.passes import run_passes
 from nvfuse.graph.views import SIZED
 from nvfuse.lower import kir
-from nvfuse.lower.pointwise import lower_pointwise
-from nvfuse.lower.reduction import lower_reduction
-from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump, enabled
-from nvfuse.schedule import concat, pointwise, reduction, split
-from nvfuse.schedule.reduction import ReductionSignature
-from nvfuse.schedule.split import SplitSignature
 
 
 @dataclass(frozen=True)
@@ -123,37 +117,10 @@ def plan(graph: fx.GraphModule, label: str = "graph") -> Plan:
 
 
 # -- schedule: one call's shapes -> kernel signatures and arguments -----------------------------
-def _schedule_module(ir: FusionIR) -> Any:
-    """The schedule family of a fusion: reduction, concat or pointwise."""
-    return reduction if ir.reduce_ndim else concat if ir.concats else pointwise
-
-
-def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's output shapes for inputs of these shapes (RuntimeError: they do not broadcast)."""
-    result: list[torch.Size] = _schedule_module(ir).output_shapes(ir, shapes)
-    return result
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One call's kernels in launch order as (signature, params, grid), the scalar arguments
-    every stage receives, and the workspaces (dtype, numel) a split reduction needs."""
-
-    stages: tuple[tuple[Any, Any, int], ...]
-    scalars: tuple[int, ...]
-    workspaces: tuple[tuple[Any, int], ...] = ()
-
-
-def schedule(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
-             arch: str) -> Launch:
-    """Signature, params and arguments of the kernel(s) that compute `outputs` from `inputs`
-    (RuntimeError / ValueError: shapes the schedule cannot run)."""
-    launch = _schedule_module(ir).plan_launch(ir, inputs, outputs, arch)
-    if isinstance(launch, reduction.ReductionLaunch):
-        two = split.plan_split(ir, launch)
-        if two is not None:
-            return Launch(two.stages, two.scalars, two.workspaces)
-    return Launch(((launch.signature, launch.params, launch.grid),), launch.scalar_args)
+# The schedule registry (nvfuse/schedules.py) chooses the kind, in one place, and plans it.
+output_shapes = schedules.output_shapes
+schedule = schedules.schedule
+Launch = schedules.Launch
 
 
 # -- build: one signature -> a compiled kernel --------------------------------------------------
@@ -164,12 +131,7 @@ class _Emitted:
 
 
 def _lower(job: tuple[FusionIR, Any, Any]) -> kir.Kernel:
-    ir, sig, params = job
-    if isinstance(sig, SplitSignature):
-        return lower_split(ir, sig)
-    if isinstance(sig, ReductionSignature):
-        return lower_reduction(ir, sig, params.block)
-    return lower_pointwise(ir, sig, params.block)
+    return schedules.lower(*job)  # by the signature's kind
 
 
 def _emit(kernel_ir: kir.Kernel) -> _Emitted:

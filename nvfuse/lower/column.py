@@ -1,6 +1,7 @@
-"""The column schedule's lowering hooks: (FusionIR, ColumnSignature, block) -> the lowering
-state `nvfuse.lower.reduction.lower_reduction` drives, so that the same phases (reductions,
-row values, full outputs, row outputs) run with threads laid out across rows, not along them.
+"""The column schedule's lowering hooks: (FusionIR, ReductionSignature of kind COLUMN, block)
+-> the lowering state `nvfuse.lower.reduction.lower_reduction` drives, so that the same phases
+(reductions, row values, full outputs, row outputs) run with threads laid out across rows, not
+along them.
 
 When the kept dims are innermost in memory (`x.sum(0)` of a contiguous [M, N]: a bias
 gradient; a permuted input), one block per row would read one element per row per warp, 32
@@ -43,7 +44,7 @@ from nvfuse.lower.kir import (
     identity_value,
 )
 from nvfuse.lower.reduction_state import RowLowering
-from nvfuse.schedule.reduction import COLUMN_X, ColumnSignature
+from nvfuse.schedule.reduction import COLUMN_X, ReductionSignature
 
 P = Prim
 
@@ -51,7 +52,7 @@ P = Prim
 class ColumnLowering(RowLowering):
     """`RowLowering` with the column schedule's thread layout (see the module docstring)."""
 
-    def __init__(self, ir: FusionIR, sig: ColumnSignature, block: int) -> None:
+    def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int) -> None:
         super().__init__(ir, sig)
         if block % COLUMN_X or block > 1024:
             raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}")

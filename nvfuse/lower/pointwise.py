@@ -19,6 +19,7 @@ load of inputs it reads only through pieces (their plain offset would lie outsid
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
@@ -30,6 +31,7 @@ from nvfuse.lower.kir import (
     Stmt, Store, Var,
 )
 from nvfuse.schedule.concat import ConcatSignature, plain_inputs
+from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import PointwiseSignature
 
 
@@ -57,8 +59,8 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     idx = sig.index
     lanes = sig.lanes
     n_in = len(ir.inputs)
-    concat = isinstance(sig, ConcatSignature)
-    piece_align = input_aligns(ir, sig) if isinstance(sig, ConcatSignature) else {}
+    cat = cast(ConcatSignature, sig) if sig.kind is ScheduleKind.CONCAT else None
+    piece_align = input_aligns(ir, cat) if cat is not None else {}
     tensors = tuple(
         [kir.TensorParam(i.name, i.dtype, False,
                          max(_align(i.dtype, c, lanes), piece_align.get(k, 1)))
@@ -73,10 +75,10 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     for t, classes in zip(tensors, sig.inputs + sig.outputs):
         strides.append(kir.stride_exprs(classes, f"stride_{t.name}_{{d}}", idx, scalars))
     piece_strides: list[list[Expr]] = []
-    if isinstance(sig, ConcatSignature):
-        piece_strides, piece_scalars = piece_params(ir, sig, idx)
+    if cat is not None:
+        piece_strides, piece_scalars = piece_params(ir, cat, idx)
         scalars += piece_scalars
-    plain = plain_inputs(ir) if concat else set(range(n_in))
+    plain = plain_inputs(ir) if cat is not None else set(range(n_in))
 
     body: list[Stmt] = []
     base = Var("base", idx)
@@ -109,8 +111,8 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
         inner.append(Load(f"r_{t.name}", t.dtype, t.name, offsets[k], n, vector=n > 1))
     lane = Var("lane", DType.INT32)
     leaves: dict[int, Expr] = {}
-    if isinstance(sig, ConcatSignature):
-        stmts, leaves = lower_pieces(ir, sig, index_vars, piece_strides, idx, lane)
+    if cat is not None:
+        stmts, leaves = lower_pieces(ir, cat, index_vars, piece_strides, idx, lane)
         inner += stmts
     for t in tensors[n_in:]:
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))

@@ -1,8 +1,8 @@
 """Lower a reduction fusion: (FusionIR with reduce_ndim > 0, ReductionSignature) -> kernel IR.
 
-Row schedule: one block per row (row = blockIdx.x, grid = rows); the column schedule
-(ColumnSignature) overrides the thread layout hooks of `RowLowering`
-(nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py, and warp rows (WarpSignature:
+Row schedule (kind ROW): one block per row (row = blockIdx.x, grid = rows); the column
+schedule (kind COLUMN) overrides the thread layout hooks of `RowLowering`
+(nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py, and warp rows (kind WARP_ROW:
 one warp per short row, 4 rows per block) in nvfuse/lower/warp.py.
 The row index is split into the merged outer dims, the column index into the merged inner
 dims, and each operand's offset is formed from its strides (`nvfuse.schedule.reduction`).
@@ -60,7 +60,8 @@ from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.warp import WarpLowering
 from nvfuse.lower.welford import lower_m2, welford_partner
-from nvfuse.schedule.reduction import ColumnSignature, ReductionSignature, WarpSignature
+from nvfuse.schedule.kind import ScheduleKind
+from nvfuse.schedule.reduction import ReductionSignature
 
 _OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
@@ -98,7 +99,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             body.extend(lower_arg(lo, arg, block, done))
             lo.row_phase(done, body)
             continue
-        online = None if lo.persist or isinstance(sig, ColumnSignature) else \
+        online = None if lo.persist or sig.kind is ScheduleKind.COLUMN else \
             online_partner(ir, index)
         if online is not None:  # softmax's max and sum of exp in one looped pass
             if dtype not in declared:
@@ -174,11 +175,10 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
 
 
 def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:
-    """The row schedule's lowering state, or the column schedule's for a ColumnSignature, or
-    the warp rows' for a WarpSignature."""
-    if isinstance(sig, ColumnSignature):
+    """The lowering state of the signature's kind: its thread layout hooks."""
+    if sig.kind is ScheduleKind.COLUMN:
         return ColumnLowering(ir, sig, block)
-    if isinstance(sig, WarpSignature):
+    if sig.kind is ScheduleKind.WARP_ROW:
         return WarpLowering(ir, sig, block)
     return RowLowering(ir, sig)
 

@@ -36,16 +36,18 @@ from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction import _OPS, _store, identity
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
-from nvfuse.schedule.reduction import COLUMN_X, ColumnSignature
+from nvfuse.schedule.kind import ScheduleKind
+from nvfuse.schedule.reduction import COLUMN_X
 from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
 
 
 def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     """Kernel `sig.stage` of the split form of `ir` (module docstring)."""
     base = sig.base
-    column = sig.stage == 1 and isinstance(base, ColumnSignature)
-    lo = (ColumnLowering(ir, base, sig.block) if isinstance(base, ColumnSignature) and column
-          else RowLowering(ir, base))
+    # kernel 1 reads the rows with the base kind's layout; kernel 2 reads one partial per
+    # split, a short row whatever the base kind
+    column = sig.stage == 1 and base.kind is ScheduleKind.COLUMN
+    lo = ColumnLowering(ir, base, sig.block) if column else RowLowering(ir, base)
     idx = lo.idx
     dtypes = workspace_dtypes(ir)
     spaces = [f"ws{k}" for k in range(len(dtypes))]

@@ -1,5 +1,6 @@
-"""The warp-rows schedule's lowering hooks: (FusionIR, WarpSignature) -> the lowering state
-`nvfuse.lower.reduction.lower_reduction` drives, with one warp per row instead of one block.
+"""The warp-rows schedule's lowering hooks: (FusionIR, ReductionSignature of kind WARP_ROW)
+-> the lowering state `nvfuse.lower.reduction.lower_reduction` drives, with one warp per row
+instead of one block.
 
 For short rows (C <= WARP_ROW_MAX, nvfuse/schedule/reduction.py) a block per row leaves most
 of its threads idle.  Here a block of WARP_BLOCK = 32 * WARP_ROWS threads owns WARP_ROWS
@@ -34,7 +35,7 @@ from nvfuse.lower.kir import (
     WelfordReduce,
 )
 from nvfuse.lower.reduction_state import RowLowering
-from nvfuse.schedule.reduction import WARP_BLOCK, WARP_ROWS, WarpSignature
+from nvfuse.schedule.reduction import WARP_BLOCK, WARP_ROWS, ReductionSignature
 
 WARP = 32
 
@@ -44,7 +45,7 @@ class WarpLowering(RowLowering):
 
     warp_rows = True
 
-    def __init__(self, ir: FusionIR, sig: WarpSignature, block: int) -> None:
+    def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int) -> None:
         super().__init__(ir, sig)
         if block != WARP_BLOCK or sig.persist:
             raise ValueError(f"warp rows: block {block} (want {WARP_BLOCK}), "

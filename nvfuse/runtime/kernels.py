@@ -17,9 +17,7 @@ from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
 from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
 from nvfuse.schedule.split import SplitSignature
 
-# A pointwise fusion (reduce_ndim 0) has a pointwise signature, a reduction fusion a reduction one
-# (a ColumnSignature, its subclass, for the column schedule).
-# A split reduction's two kernels have SplitSignatures (nvfuse/schedule/split.py).
+# Every signature names its schedule kind (`sig.kind`, nvfuse/schedule/kind.py).
 Signature = PointwiseSignature | ReductionSignature | SplitSignature
 Params = PointwiseParams | ReductionParams
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import Concat, FusionIR, Segment, needed_nodes, piece_operands
 from nvfuse.fusion.prims import Prim
+from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
     BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
     _pick_lanes, aligned_strides, broadcast_shape, classify,
@@ -42,6 +44,7 @@ class ConcatSignature(PointwiseSignature):
     """A pointwise signature plus the merged positions of the cat dims (per concatenation) and
     the stride classes of the piece operands (in `piece_operands` order)."""
 
+    kind: ClassVar[ScheduleKind] = ScheduleKind.CONCAT
     cat_dims: tuple[int, ...] = ()
     pieces: tuple[str, ...] = ()
 

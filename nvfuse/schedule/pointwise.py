@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 from collections.abc import Sequence
 
 import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
+from nvfuse.schedule.kind import ScheduleKind
 
 VECTOR_BYTES = 16  # widest global load/store a thread issues (LDG.128 / STG.128)
 BLOCK = 128        # threads per block; a memory-bound kernel needs only enough warps in flight
@@ -39,6 +41,7 @@ INT32_LIMIT = 2**31 - 1
 class PointwiseSignature:
     """What a pointwise kernel is specialized on (hashable; part of the cache key)."""
 
+    kind: ClassVar[ScheduleKind] = ScheduleKind.POINTWISE
     rank: int
     inputs: tuple[str, ...]   # per input: one stride class per merged dim, e.g. "s1", "01"
     outputs: tuple[str, ...]  # per output, likewise

@@ -1,5 +1,5 @@
 """Reduction schedules: (FusionIR with reduce_ndim k > 0, actual tensors) ->
-(ReductionSignature or ColumnSignature, ReductionParams, launch arguments).
+(ReductionSignature of kind ROW, WARP_ROW or COLUMN, ReductionParams, launch arguments).
 
 The iteration space S is the broadcast of the inputs' shapes, permuted so that the reduced
 dims (`FusionIR.reduce_axes`) come last: the kept ("outer") dims in order, then the reduced
@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -60,6 +60,7 @@ from nvfuse.fusion.ir import (
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
+from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
     INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
 )
@@ -154,7 +155,7 @@ def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
     return 1
 
 
-# Warp rows (`WarpSignature`, nvfuse/lower/warp.py): a row schedule whose rows have at most
+# Warp rows (kind WARP_ROW, nvfuse/lower/warp.py): a row schedule whose rows have at most
 # WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
 # of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
 # warp shuffles only (no shared memory, no barrier); grid = ceil(rows / WARP_ROWS).  Not
@@ -174,7 +175,9 @@ def block_for(row_numel: int) -> int:
 
 @dataclass(frozen=True)
 class ReductionSignature:
-    """What a row-reduction kernel is specialized on (hashable; part of the cache key)."""
+    """What a reduction kernel is specialized on (hashable; part of the cache key).  `kind`:
+    ROW, WARP_ROW (block = WARP_BLOCK, persist 0) or COLUMN (module docstring); signatures of
+    different kinds never share a kernel."""
 
     outer_rank: int
     inner_rank: int
@@ -185,19 +188,17 @@ class ReductionSignature:
     arch: str
     persist: int = 0          # columns per thread held in registers (0: looped schedule)
     lanes: int = 1            # columns per vector load of a persistent row
+    kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
+
+    def __repr__(self) -> str:
+        # Kernel names hash this text (lower/pointwise.py content_name): it spells the kind as
+        # a name of its own, so names, goldens and disk-cache entries stay stable.
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"{_SPELLING[self.kind]}({shown})"
 
 
-@dataclass(frozen=True)
-class ColumnSignature(ReductionSignature):
-    """A reduction whose kept dims are innermost in memory: the column schedule (module
-    docstring).  Same fields; a distinct type, so it never shares a kernel with a row one."""
-
-
-@dataclass(frozen=True)
-class WarpSignature(ReductionSignature):
-    """A row reduction over rows of at most WARP_ROW_MAX elements: one warp per row, WARP_ROWS
-    rows per block (module docstring).  Same fields (block = WARP_BLOCK, persist 0); a distinct
-    type, so it never shares a kernel with a block-per-row one."""
+_SPELLING = {ScheduleKind.ROW: "ReductionSignature", ScheduleKind.COLUMN: "ColumnSignature",
+             ScheduleKind.WARP_ROW: "WarpSignature"}
 
 
 @dataclass(frozen=True)
@@ -280,9 +281,23 @@ def is_column(outer: list[list[int]], inner: list[list[int]], n_inputs: int) -> 
             and any(outer[i][-1] == 1 for i in spanning))
 
 
-def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor],
-                arch: str) -> ReductionLaunch:
-    """Signature, schedule and arguments for running `ir` on these tensors."""
+@dataclass(frozen=True)
+class RowLayout:
+    """A call's iteration space with the reduced dims last, outer and inner dims merged: the
+    facts every reduction kind is chosen by and planned from (module docstring)."""
+
+    outer_sizes: list[int]
+    inner_sizes: list[int]
+    outer: list[list[int]]  # per operand (inputs, then outputs), its merged outer strides
+    inner: list[list[int]]  # and its merged inner strides
+    rows: int
+    row_numel: int
+
+
+def row_layout(ir: FusionIR, inputs: Sequence[torch.Tensor],
+               outputs: Sequence[torch.Tensor]) -> RowLayout:
+    """The layout of running `ir` on these tensors (ValueError: a reduction's operand does not
+    span the reduced dims)."""
     axes = ir.reduce_axes
     space = iteration_space([t.shape for t in inputs])
     check_reductions(ir, [t.shape for t in inputs])
@@ -297,13 +312,31 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     split = len(space) - len(reduced)
     outer_sizes, outer = merge_dims(space[:split], [s[:split] for s in aligned])
     inner_sizes, inner = merge_dims(space[split:], [s[split:] for s in aligned])
-    rows, row_numel = math.prod(outer_sizes), math.prod(inner_sizes)
-    # the column lowering has no (value, index) pair reductions: argmax reads rows strided
-    column = is_column(outer, inner, len(inputs)) and not any(
+    return RowLayout(outer_sizes, inner_sizes, outer, inner, math.prod(outer_sizes),
+                     math.prod(inner_sizes))
+
+
+def column_applies(ir: FusionIR, lay: RowLayout) -> bool:
+    """The column schedule fits: the kept dims are innermost (`is_column`), and no (value,
+    index) pair reduction (the column lowering has none: argmax reads rows strided)."""
+    return is_column(lay.outer, lay.inner, len(ir.inputs)) and not any(
         n.op in ARG_REDUCTIONS for n in ir.nodes)
+
+
+def warp_applies(lay: RowLayout) -> bool:
+    """Rows short enough for one warp each (WARP_ROW_MAX)."""
+    return lay.row_numel <= WARP_ROW_MAX
+
+
+def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, arch: str,
+                kind: ScheduleKind) -> ReductionLaunch:
+    """Signature, schedule and arguments for running `ir` on these inputs with the `kind`
+    schedule (ROW, WARP_ROW or COLUMN; nvfuse/schedules.py chooses it)."""
+    outer_sizes, inner_sizes, outer, inner = lay.outer_sizes, lay.inner_sizes, lay.outer, lay.inner
+    rows, row_numel = lay.rows, lay.row_numel
+    column, warp = kind is ScheduleKind.COLUMN, kind is ScheduleKind.WARP_ROW
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     persist, lanes = 0, 1
-    warp = not column and row_numel <= WARP_ROW_MAX
     if column:
         block = column_block_for(row_numel)
     elif warp:
@@ -319,9 +352,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
               and row_numel + block <= INT32_LIMIT)
     index = DType.INT32 if fits32 else DType.INT64
     n_in = len(inputs)
-    kind = ColumnSignature if column else WarpSignature if warp else ReductionSignature
-    signature = kind(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
-                     tuple(classes[n_in:]), block, index, arch, persist, lanes)
+    signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
+                                   tuple(classes[n_in:]), block, index, arch, persist, lanes,
+                                   kind)
     general = [s for o, i, c in zip(outer, inner, classes) for s, kind_ in zip(o + i, c)
                if kind_ == "s"]
     scalars = (rows, row_numel, *outer_sizes[1:], *inner_sizes[1:], *general)

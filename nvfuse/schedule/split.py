@@ -42,15 +42,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import device_props
+from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import (
-    COLUMN_X, ColumnSignature, ReductionLaunch, ReductionParams, ReductionSignature,
-    WarpSignature, block_for, column_block_for,
+    COLUMN_X, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
+    column_block_for,
 )
 
 SPLIT_MIN_NUMEL = 1 << 16
@@ -67,6 +69,7 @@ class SplitSignature:
     is the row signature of the fusion (kernel 1's block = the bucket of chunk_len), `stage`
     1 (partials) or 2 (combine and epilogue)."""
 
+    kind: ClassVar[ScheduleKind] = ScheduleKind.SPLIT
     base: ReductionSignature
     stage: int
     block: int
@@ -153,11 +156,12 @@ def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
 
 
 def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
-    """The split form of `launch`, or None when the one-kernel schedule stays."""
+    """The split form of a ROW or COLUMN `launch` (nvfuse/schedules.py), or None when the
+    one-kernel schedule stays."""
     sig = launch.signature
-    if not splittable(ir) or isinstance(sig, WarpSignature):  # warp rows are short rows
+    if not splittable(ir):
         return None
-    column = isinstance(sig, ColumnSignature)
+    column = sig.kind is ScheduleKind.COLUMN
     # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
     # at a COLUMN_X times shorter extent
     scale = COLUMN_X if column else 1

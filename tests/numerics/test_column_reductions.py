@@ -18,7 +18,7 @@ import nvfuse
 from nvrtc_batch import compile_all
 from test_reductions import _make
 from nvfuse.runtime import executor
-from nvfuse.schedule.reduction import ColumnSignature
+from nvfuse.schedule.kind import ScheduleKind
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 i32, i64 = torch.int32, torch.int64
@@ -58,7 +58,7 @@ def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: tor
 
 
 def _schedules(fm: nvfuse.FusedModule) -> set[str]:
-    return {"column" if isinstance(k.signature[1], ColumnSignature) else "row"
+    return {"column" if k.signature[1].kind is ScheduleKind.COLUMN else "row"
             for k in fm.kernels}
 
 

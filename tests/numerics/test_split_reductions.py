@@ -19,7 +19,7 @@ import nvfuse
 from nvrtc_batch import compile_all
 from nvfuse.runtime import executor, kernels
 from nvfuse.schedule import split
-from nvfuse.schedule.reduction import ColumnSignature
+from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.split import SplitSignature
 
 f16, bf16, f32, f64, i64 = torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64
@@ -96,7 +96,7 @@ def test_split_reduction(op: str, dtype: torch.dtype, shape: str, interpret: Non
     fm = _run(lambda x: fn(x, dims), (x,), dtype, tol)
     sigs = [k.signature[1] for k in fm.kernels]
     assert all(isinstance(sig, SplitSignature) for sig in sigs)
-    column = {isinstance(sig.base, ColumnSignature) for sig in sigs}  # type: ignore[union-attr]
+    column = {sig.base.kind is ScheduleKind.COLUMN for sig in sigs}  # type: ignore[union-attr]
     assert column == {shape.startswith("col")}
 
 

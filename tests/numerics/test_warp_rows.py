@@ -3,7 +3,7 @@ the interpreter (strict, outputs poisoned, the race and barrier checks on), agai
 row reduction kind (sum, mean, amax, amin, prod, softmax, log_softmax, var, layer norm, argmax)
 over row lengths 1 to 64 (below, at and past a warp) and row counts that fill 1 to 3 blocks of
 4 rows, the last one partial; every float dtype; NaN / inf rows; the schedule each shape gets
-(WarpSignature, 4 rows a block, no shared memory or barrier in the kernel); and every generated
+(kind WARP_ROW, 4 rows a block, no shared memory or barrier in the kernel); and every generated
 kernel compiled by NVRTC for sm_80 and sm_90."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from nvrtc_batch import compile_all
 from nvfuse.lower import kir
 from nvfuse.runtime import executor
 from nvfuse.schedule.reduction import (
-    WARP_BLOCK, WARP_ROW_MAX, ColumnSignature, ReductionSignature, WarpSignature,
+    WARP_BLOCK, WARP_ROW_MAX,
 )
+from nvfuse.schedule.kind import ScheduleKind
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 INF, NAN = float("inf"), float("nan")
@@ -69,7 +70,7 @@ def _check(fm: object, rows: int) -> None:
     assert kernels
     for k in kernels:
         sig = k.signature[1]
-        assert isinstance(sig, WarpSignature), sig
+        assert sig.kind is ScheduleKind.WARP_ROW, sig
         assert sig.block == WARP_BLOCK == 128 and sig.persist == 0
         ir = k.kernel_ir
         assert ir.block == 128
@@ -123,14 +124,14 @@ def test_schedule_rule(interpret: None) -> None:
     """C <= WARP_ROW_MAX: warp rows; one more: a block per row; the kept dims innermost: the
     column schedule.  A kernel serves every row count and every C from 2 to WARP_ROW_MAX
     (C = 1 changes the stride classes)."""
-    def kind(shape: tuple[int, ...], dim: int = -1) -> type:
+    def kind(shape: tuple[int, ...], dim: int = -1) -> ScheduleKind:
         x = _make(shape, f32, "rule")
         fm = _run(lambda x: x.sum(dim), (x,), f32)
-        return type(fm.kernels[0].signature[1])
+        return fm.kernels[0].signature[1].kind  # type: ignore[no-any-return]
 
-    assert kind((3, WARP_ROW_MAX)) is WarpSignature
-    assert kind((3, WARP_ROW_MAX + 1)) is ReductionSignature
-    assert kind((64, 3), 0) is ColumnSignature
+    assert kind((3, WARP_ROW_MAX)) is ScheduleKind.WARP_ROW
+    assert kind((3, WARP_ROW_MAX + 1)) is ScheduleKind.ROW
+    assert kind((64, 3), 0) is ScheduleKind.COLUMN
     import nvfuse
 
     fm = nvfuse.fuse(lambda x: torch.softmax(x, -1), (_make((3, 7), f32, "a"),))

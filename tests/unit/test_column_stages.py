@@ -22,9 +22,10 @@ from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.schedule.reduction import (
-    COLUMN_X, WARP_ROW_MAX, WARP_ROWS, ColumnSignature, ReductionSignature, WarpSignature,
-    column_block_for, output_shapes, plan_launch,
+    COLUMN_X, WARP_ROW_MAX, WARP_ROWS, ReductionSignature, column_block_for, output_shapes,
 )
+from nvfuse.schedule.kind import ScheduleKind
+from nvfuse.schedules import plan_launch
 
 F32 = DType.FLOAT32
 
@@ -74,19 +75,19 @@ def test_schedule_is_chosen_by_strides(shape: tuple[int, ...], dims: tuple[int, 
     ir = _ir(lambda x: x.sum(dims), x)
     out = torch.empty(output_shapes(ir, [x.shape])[0])
     launch = plan_launch(ir, [x], [out], "sm_90")
-    assert isinstance(launch.signature, ColumnSignature) is column
+    assert (launch.signature.kind is ScheduleKind.COLUMN) is column
     kept = x.numel() // launch.row_numel
     assert launch.rows == kept
     # a row schedule over rows of at most WARP_ROW_MAX: warp rows, WARP_ROWS rows a block
     warp = not column and launch.row_numel <= WARP_ROW_MAX
-    assert isinstance(launch.signature, WarpSignature) is warp
+    assert (launch.signature.kind is ScheduleKind.WARP_ROW) is warp
     assert launch.grid == (-(-kept // COLUMN_X) if column else
                            -(-kept // WARP_ROWS) if warp else kept)
 
 
 def test_column_signature_never_equals_a_row_signature() -> None:
     fields = (1, 1, ("1s",), ("1",), 128, DType.INT32, "sm_90")
-    assert ColumnSignature(*fields) != ReductionSignature(*fields)
+    assert ReductionSignature(*fields, kind=ScheduleKind.COLUMN) != ReductionSignature(*fields)
     assert column_block_for(10) == 128 and column_block_for(5000) == 512
 
 
@@ -94,7 +95,7 @@ def _column_kernel(x: torch.Tensor, fn=lambda x: x.sum(0)):  # type: ignore[no-u
     ir = _ir(fn, x)
     out = torch.empty(output_shapes(ir, [x.shape])[0], dtype=x.dtype)
     launch = plan_launch(ir, [x], [out], "sm_90")
-    assert isinstance(launch.signature, ColumnSignature)
+    assert launch.signature.kind is ScheduleKind.COLUMN
     kernel = lower_reduction(ir, launch.signature, launch.params.block)
     return kernel, launch, out
 

@@ -18,8 +18,10 @@ from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.schedule.reduction import (
-    WARP_ROW_MAX, ReductionSignature, WarpSignature, block_for, output_shapes, plan_launch,
+    WARP_ROW_MAX, block_for, output_shapes,
 )
+from nvfuse.schedule.kind import ScheduleKind
+from nvfuse.schedules import plan_launch
 
 F32, I64 = DType.FLOAT32, DType.INT64
 
@@ -119,7 +121,7 @@ def test_signature_ignores_row_count_and_strides_are_arguments() -> None:
 
 
 def test_short_rows_get_a_warp_each() -> None:
-    """C <= WARP_ROW_MAX: WarpSignature, 4 rows a block (grid ceil(rows / 4)), one warp
+    """C <= WARP_ROW_MAX: kind WARP_ROW, 4 rows a block (grid ceil(rows / 4)), one warp
     allreduce and no shared memory or barrier; C = WARP_ROW_MAX + 1: a block per row."""
     (ir,) = _group(lambda x, w: x * w / x.sum(-1, keepdim=True), torch.randn(4, 8),
                    torch.randn(8))
@@ -131,13 +133,13 @@ def test_short_rows_get_a_warp_each() -> None:
         assert launch.grid == grid and launch.scalar_args[:2] == (rows, 8)
     assert sigs[0] == sigs[1] == sigs[2]
     sig = sigs[0]
-    assert isinstance(sig, WarpSignature) and sig.block == 128 and sig.persist == 0
+    assert sig.kind is ScheduleKind.WARP_ROW and sig.block == 128 and sig.persist == 0
     kernel = lower_reduction(ir, sig, sig.block)
     assert sum(isinstance(s, kir.WarpReduce) for s in kernel.body) == 1
     assert not any(isinstance(s, (kir.BlockReduce, kir.Shared, kir.Sync)) for s in kernel.body)
     c = WARP_ROW_MAX + 1
     launch = plan_launch(ir, [torch.randn(4, c), torch.randn(c)], [torch.empty(4, c)], "sm_90")
-    assert type(launch.signature) is ReductionSignature and launch.grid == 4
+    assert launch.signature.kind is ScheduleKind.ROW and launch.grid == 4
 
 
 def test_reduction_over_a_broadcast_operand_is_refused_at_run_time() -> None:

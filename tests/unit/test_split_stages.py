@@ -17,7 +17,9 @@ from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.schedule import split
 from nvfuse.schedule.device import device_props
-from nvfuse.schedule.reduction import ColumnSignature, column_block_for, plan_launch
+from nvfuse.schedule.kind import ScheduleKind
+from nvfuse.schedule.reduction import column_block_for
+from nvfuse.schedules import plan_launch
 from nvfuse.schedule.split import (
     MAX_SPLITS, SplitSignature, choose_splits, parts, plan_split, splittable, workspace_dtypes,
 )
@@ -83,7 +85,7 @@ def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(1 << 12, 40)  # 40 kept columns: 2 column blocks, 4096 * 32 "elements"
     ir = _ir(lambda x: x.sum(0), x)
     launch = plan_launch(ir, [x], [torch.empty(40)], "sm_90")
-    assert isinstance(launch.signature, ColumnSignature) and launch.grid == 2
+    assert launch.signature.kind is ScheduleKind.COLUMN and launch.grid == 2
     plan = plan_split(ir, launch)
     assert plan is not None and plan.splits == 32  # 2^17 // 4096
     (s1, p1, g1), (s2, _, g2) = plan.stages

@@ -20,7 +20,7 @@ from nvfuse.interpret.fusion_eval import evaluate
 from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.lower.verify import verify_kernel
-from nvfuse.schedule.reduction import plan_launch
+from nvfuse.schedules import plan_launch
 
 F32, I64 = DType.FLOAT32, DType.INT64
 
