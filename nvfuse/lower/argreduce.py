@@ -21,11 +21,11 @@ Statements produced (T = the operand's dtype, float32 / float64 / int64):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR
-from nvfuse.fusion.prims import ARG_REDUCTIONS, Prim
+from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
     ARG_NO_INDEX,
     ArgReduce,
@@ -47,19 +47,6 @@ if TYPE_CHECKING:
 
 P = Prim
 BOOL, I64 = DType.BOOL, DType.INT64
-_VALUE_OF = {P.REDUCE_ARGMAX: P.REDUCE_MAX, P.REDUCE_ARGMIN: P.REDUCE_MIN}
-
-
-def arg_partner(ir: FusionIR, index: int) -> int | None:
-    """The arg reduction lowered together with reduction `index`: itself when it is one, the
-    argmax (argmin) of the same operand when `index` is a REDUCE_MAX (REDUCE_MIN), else None."""
-    node = ir.nodes[index]
-    if node.op in ARG_REDUCTIONS:
-        return index
-    return next((i for i, n in enumerate(ir.nodes) if n.op in ARG_REDUCTIONS
-                 and _VALUE_OF[n.op] is node.op and n.args == node.args), None)
-
-
 def _p(prim: Prim, *args: Expr, dtype: DType = BOOL) -> Compute:
     return Compute(prim, args, dtype)
 
@@ -77,16 +64,15 @@ def prefers(a: Expr, ia: Expr, b: Expr, ib: Expr, is_max: bool) -> Expr:
     return _p(P.WHERE, _p(P.BITWISE_OR, a_nan, b_nan), nan_rule, numbers)
 
 
-def lower_arg(lo: _Lowering, index: int, block: int, done: set[int]) -> list[Stmt]:
-    """The statements of arg reduction `index` and its value partners (module docstring)."""
+def lower_arg(lo: _Lowering, index: int, values: Sequence[int], block: int) -> list[Stmt]:
+    """The statements of arg reduction `index` and its value partners `values` (the max / min
+    of the same operand; nvfuse/fusion/phases.py), module docstring."""
     ir = lo.ir
     node = ir.nodes[index]
     operand = node.args[0]
     dtype = ir.nodes[operand].dtype
     is_max = node.op is P.REDUCE_ARGMAX
     op = ReduceOp.MAX if is_max else ReduceOp.MIN
-    values = [i for i, n in enumerate(ir.nodes) if i not in done
-              and n.op is _VALUE_OF[node.op] and n.args == node.args]
     acc, acci = Var(f"acc{index}", dtype), Var(f"acci{index}", I64)
     out: list[Stmt] = [Declare(acc.name, dtype, init=Const(identity_value(op, dtype), dtype)),
                        Declare(acci.name, I64, init=Const(ARG_NO_INDEX, I64))]
@@ -118,5 +104,4 @@ def lower_arg(lo: _Lowering, index: int, block: int, done: set[int]) -> list[Stm
     for v in values:
         out.append(Declare(f"v{v}", dtype, init=value))
         lo.row_exprs[v] = Var(f"v{v}", dtype)
-    done.update([index, *values])
     return out

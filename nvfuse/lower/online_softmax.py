@@ -3,8 +3,8 @@ column loop (`lower_online`), for looped rows (too long to stay in registers), s
 log_softmax read the row twice (this loop, then normalize) instead of three times.
 
 Input: the lowering state (nvfuse/lower/reduction_state.py), the REDUCE_MAX node index and its
-REDUCE_SUM partner (`online_partner`).  Output: statements leaving the row values v{max} and
-v{sum} in `lo.row_exprs`.
+REDUCE_SUM partner (an ONLINE phase, nvfuse/fusion/phases.py).  Output: statements leaving the
+row values v{max} and v{sum} in `lo.row_exprs`.
 
 Per thread, a running (m, s) over its columns:
     m' = maximum(m, x);  s = s * (m == m' ? 1 : exp(m - m')) + (x == -inf ? 0 : exp(x - m'))
@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import Assign, Compute, Const, Declare, Expr, ReduceOp, Stmt, Var
 
@@ -31,25 +30,6 @@ if TYPE_CHECKING:
     from nvfuse.lower.reduction_state import RowLowering
 
 P = Prim
-
-
-def online_partner(ir: FusionIR, index: int) -> int | None:
-    """The REDUCE_SUM of exp(a - M) for REDUCE_MAX node `index` (M = max(a)) of a float
-    dtype, or None."""
-    node = ir.nodes[index]
-    if node.op is not P.REDUCE_MAX or node.dtype not in (DType.FLOAT32, DType.FLOAT64):
-        return None
-    for i in range(index + 1, len(ir.nodes)):
-        s = ir.nodes[i]
-        if s.op is not P.REDUCE_SUM or s.dtype is not node.dtype:
-            continue
-        e = ir.nodes[s.args[0]]
-        if e.op is not P.EXP or e.dtype is not node.dtype:
-            continue
-        d = ir.nodes[e.args[0]]
-        if d.op is P.SUB and d.dtype is node.dtype and d.args == (node.args[0], index):
-            return i
-    return None
 
 
 def _factor(m: Expr, top: Expr, dtype: DType) -> Expr:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, Output
-from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.fusion.phases import PhaseKind, reduction_phases
+from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     combine_prim,
@@ -53,17 +54,17 @@ from nvfuse.lower.kir import (
     Store,
     Var,
 )
-from nvfuse.lower.argreduce import arg_partner, lower_arg
+from nvfuse.lower.argreduce import lower_arg
 from nvfuse.lower.column import ColumnLowering
-from nvfuse.lower.online_softmax import lower_online, online_partner
+from nvfuse.lower.online_softmax import lower_online
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.warp import WarpLowering
-from nvfuse.lower.welford import lower_m2, welford_partner
+from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import ReductionSignature
 
-_OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
+REDUCE_OPS = {Prim.REDUCE_SUM: ReduceOp.SUM, Prim.REDUCE_PROD: ReduceOp.PROD,
         Prim.REDUCE_MAX: ReduceOp.MAX, Prim.REDUCE_MIN: ReduceOp.MIN}
 
 
@@ -73,7 +74,7 @@ def kernel_name(ir: FusionIR, signature: object) -> str:
 
 def identity(prim: Prim, dtype: DType) -> Const:
     """What a thread with no data contributes to reduction `prim` (kir's contract)."""
-    return Const(identity_value(_OPS[prim], dtype), dtype)
+    return Const(identity_value(REDUCE_OPS[prim], dtype), dtype)
 
 
 def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Kernel:
@@ -90,60 +91,29 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     lo.load_persistent(body)
     declared: set[DType] = set()
     done: set[int] = set()
-    for index, node in enumerate(ir.nodes):
-        if node.op not in REDUCTIONS or index in done:
-            continue
-        dtype = node.dtype
-        arg = arg_partner(ir, index)
-        if arg is not None:  # argmax / argmin, with the max / min of the same operand
-            body.extend(lower_arg(lo, arg, block, done))
-            lo.row_phase(done, body)
-            continue
-        online = None if lo.persist or sig.kind is ScheduleKind.COLUMN else \
-            online_partner(ir, index)
-        if online is not None:  # softmax's max and sum of exp in one looped pass
-            if dtype not in declared:
-                lo.declare_scratch(dtype, block, body)
-                declared.add(dtype)
-            body.extend(lower_online(lo, index, online))
-            done.update([index, online])
-            lo.row_phase(done, body)
-            continue
-        m2 = welford_partner(ir, index)
-        if m2 is not None:
-            # one column loop for the M2 and the sums of its operand (layer norm's mean): the
-            # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
-            sums = [i for i, n in enumerate(ir.nodes) if i not in done and
-                    n.op is Prim.REDUCE_SUM and n.args == ir.nodes[m2].args
-                    and n.dtype is ir.nodes[m2].dtype]
-            if sums and dtype not in declared:
-                lo.declare_scratch(dtype, block, body)
-                declared.add(dtype)
-            body.extend(lower_m2(lo, m2, block, sums))
-            done.update([m2, *sums])
-            lo.row_phase(done, body)
-            continue
-        if dtype not in declared:
+    online = not lo.persist and sig.kind is not ScheduleKind.COLUMN  # a looped row
+    for phase in reduction_phases(ir, online):
+        dtype = ir.nodes[phase.node].dtype
+        # block-wide combines share one scratch per dtype (the arg pair and the M2 bring
+        # their own; an M2's sums use it)
+        scratch = phase.kind in (PhaseKind.ONLINE, PhaseKind.PLAIN) or (
+            phase.kind is PhaseKind.WELFORD and bool(phase.partners))
+        if scratch and dtype not in declared:
             lo.declare_scratch(dtype, block, body)
             declared.add(dtype)
-        acc = Var(f"acc{index}", dtype)
-        body.append(Declare(acc.name, dtype, init=identity(node.op, dtype)))
-        operand = node.args[0]
-
-        def combine(offsets: list[Expr], inner: list[Expr], operand: int = operand,
-                    acc: Var = acc, op: Prim = node.op) -> list[Stmt]:
-            stmts: list[Stmt] = []
-            exprs = lo.column_values([operand], offsets, stmts)
-            value = Compute(combine_prim(_OPS[op]), (acc, exprs[operand]), acc.dtype)
-            stmts.append(Assign(acc, value))
-            return stmts
-
-        body.append(lo.column_loop(combine))
-        result = Var(f"v{index}", dtype)
-        body.append(Declare(result.name, dtype))
-        body.extend(lo.allreduce(result, acc, _OPS[node.op], dtype))
-        lo.row_exprs[index] = result
-        done.add(index)
+        if phase.kind is PhaseKind.ARG:  # argmax / argmin, with the max / min of the operand
+            body.extend(lower_arg(lo, phase.node, phase.partners, block))
+        elif phase.kind is PhaseKind.ONLINE:  # softmax's max and sum of exp in one pass
+            body.extend(lower_online(lo, phase.node, phase.partners[0]))
+        elif phase.kind is PhaseKind.WELFORD:
+            # one column loop for the M2 and the sums of its operand (layer norm's mean): the
+            # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
+            body.extend(lower_m2(lo, phase.node, block, phase.partners))
+        else:
+            stmts, result = lower_plain(lo, phase.node)
+            body.extend(stmts)
+            lo.row_exprs[phase.node] = result
+        done.update(phase.nodes)
         lo.row_phase(done, body)
 
     n_in = len(ir.inputs)
@@ -156,7 +126,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             stmts: list[Stmt] = []
             exprs = lo.column_values([o.value for _, o in full], offsets, stmts)
             for k, o in full:
-                stmts.extend(_store(o, exprs[o.value], offsets[k],
+                stmts.extend(store_output(o, exprs[o.value], offsets[k],
                                     _and(lo.guard(k, outer, outer_dims),
                                          lo.guard(k, inner, inner_dims))))
             return stmts
@@ -166,12 +136,34 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         stores: list[Stmt] = []
         for k, o in rows_out:
             at = Var(f"ro_{lo.tensors[k].name}", idx)
-            stores.extend(_store(o, lo.row_exprs[o.value], at, lo.guard(k, outer, outer_dims)))
+            stores.extend(store_output(o, lo.row_exprs[o.value], at,
+                                       lo.guard(k, outer, outer_dims)))
         body.append(If(lo.first_thread(), tuple(stores)))
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
                       lo.grid(), idx)
+
+
+def lower_plain(lo: RowLowering, index: int) -> tuple[list[Stmt], Var]:
+    """A PLAIN phase: reduction `index`'s accumulator, column loop and block combine; returns
+    the statements and the register holding the row's result."""
+    node = lo.ir.nodes[index]
+    dtype, operand, op = node.dtype, node.args[0], REDUCE_OPS[node.op]
+    acc = Var(f"acc{index}", dtype)
+    body: list[Stmt] = [Declare(acc.name, dtype, init=identity(node.op, dtype))]
+
+    def combine(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        value = lo.column_values([operand], offsets, stmts)[operand]
+        stmts.append(Assign(acc, Compute(combine_prim(op), (acc, value), dtype)))
+        return stmts
+
+    body.append(lo.column_loop(combine))
+    result = Var(f"v{index}", dtype)
+    body.append(Declare(result.name, dtype))
+    body.extend(lo.allreduce(result, acc, op, dtype))
+    return body, result
 
 
 def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:
@@ -189,7 +181,7 @@ def _and(a: Expr | None, b: Expr | None) -> Expr | None:
     return IndexOp("&&", a, b, DType.BOOL)
 
 
-def _store(out: Output, value: Expr, offset: Expr, guard: Expr | None) -> list[Stmt]:
+def store_output(out: Output, value: Expr, offset: Expr, guard: Expr | None) -> list[Stmt]:
     """Round `value` to the output's dtype into a one-element register and store it."""
     name, dtype = out.name, out.dtype
     if value.dtype is not dtype:

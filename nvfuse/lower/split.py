@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.phases import PhaseKind
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
@@ -33,7 +34,7 @@ from nvfuse.lower.kir import (
 )
 from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.pointwise import content_name
-from nvfuse.lower.reduction import _OPS, _store, identity
+from nvfuse.lower.reduction import REDUCE_OPS, lower_plain, store_output
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule.kind import ScheduleKind
@@ -105,29 +106,17 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
     results: list[Expr] = []
     for p in parts(ir):
         dtype = ir.nodes[p.node].dtype
-        if (not p.welford or p.sums) and dtype not in declared:
+        welford = p.kind is PhaseKind.WELFORD
+        if (not welford or p.partners) and dtype not in declared:
             lo.declare_scratch(dtype, sig.block, body)
             declared.add(dtype)
-        if p.welford:
-            body.extend(lower_m2(lo, p.node, sig.block, p.sums))
+        if welford:
+            body.extend(lower_m2(lo, p.node, sig.block, p.partners))
             results.extend(Var(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
-            results.extend(lo.row_exprs[s] for s in p.sums)
+            results.extend(lo.row_exprs[s] for s in p.partners)
             continue
-        acc = Var(f"acc{p.node}", dtype)
-        body.append(Declare(acc.name, dtype, init=identity(ir.nodes[p.node].op, dtype)))
-        operand, op = ir.nodes[p.node].args[0], _OPS[ir.nodes[p.node].op]
-
-        def combine(offsets: list[Expr], inner: list[Expr], operand: int = operand,
-                    acc: Var = acc, op: ReduceOp = op) -> list[Stmt]:
-            stmts: list[Stmt] = []
-            value = lo.column_values([operand], offsets, stmts)[operand]
-            stmts.append(Assign(acc, Compute(kir.combine_prim(op), (acc, value), acc.dtype)))
-            return stmts
-
-        body.append(lo.column_loop(combine))
-        result = Var(f"v{p.node}", dtype)
-        body.append(Declare(result.name, dtype))
-        body.extend(lo.allreduce(result, acc, op, dtype))
+        stmts, result = lower_plain(lo, p.node)
+        body.extend(stmts)
         results.append(result)
     stores: list[Stmt] = []
     for name, value in zip(spaces, results):
@@ -183,7 +172,7 @@ def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
 
     for p in parts(ir):
         dtype = ir.nodes[p.node].dtype
-        if p.welford:
+        if p.kind is PhaseKind.WELFORD:
             state = [Var(f"w{w}{p.node}", dtype) for w in ("mean", "m2", "n")]
             for v in state:
                 body.append(Declare(v.name, dtype, init=Const(0.0, dtype)))
@@ -196,17 +185,17 @@ def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
                                       ReduceScope.BLOCK, scratch))
             body.append(Declare(f"v{p.node}", dtype, init=res[1]))
             lo.row_exprs[p.node] = Var(f"v{p.node}", dtype)
-            for s in p.sums:
+            for s in p.partners:
                 plain(s, dtype, ReduceOp.SUM)
         else:
-            plain(p.node, dtype, _OPS[ir.nodes[p.node].op])
-        done.update([p.node, *p.sums])
+            plain(p.node, dtype, REDUCE_OPS[ir.nodes[p.node].op])
+        done.update(p.nodes)
         lo.row_phase(done, body)
     n_in = len(ir.inputs)
     stores: list[Stmt] = []
     for j, o in enumerate(ir.outputs):
         k = n_in + j
-        stores.extend(_store(o, lo.row_exprs[o.value], Var(f"ro_{o.name}", idx),
+        stores.extend(store_output(o, lo.row_exprs[o.value], Var(f"ro_{o.name}", idx),
                              lo.guard(k, outer, range(sig.base.outer_rank))))
     body.append(If(lo.first_thread(), tuple(stores)))
     return body

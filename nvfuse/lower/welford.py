@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
     Assign,
@@ -101,15 +100,3 @@ def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) 
         out.extend(lo.allreduce(total, acc, ReduceOp.SUM, dtype))
         lo.row_exprs[s] = total
     return out
-
-
-def welford_partner(ir: FusionIR, index: int) -> int | None:
-    """The REDUCE_M2 node lowered together with reduction `index`: itself when it is one, the
-    M2 of the same operand when `index` is a float sum of it, else None."""
-    node = ir.nodes[index]
-    if node.op is Prim.REDUCE_M2:
-        return index
-    if node.op is not Prim.REDUCE_SUM or not node.dtype.is_float:
-        return None
-    return next((i for i, n in enumerate(ir.nodes) if n.op is Prim.REDUCE_M2
-                 and n.args == node.args and n.dtype is node.dtype), None)

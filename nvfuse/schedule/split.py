@@ -47,6 +47,7 @@ from typing import ClassVar
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.phases import Phase, PhaseKind, reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import device_props
 from nvfuse.schedule.kind import ScheduleKind
@@ -84,16 +85,6 @@ class SplitSignature:
 
 
 @dataclass(frozen=True)
-class Part:
-    """One reduction of kernel 1: a plain one (`node`), or a Welford M2 (`node`) with the
-    float sums of the same operand that ride its loop (`sums`)."""
-
-    node: int
-    welford: bool = False
-    sums: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
 class SplitLaunch:
     stages: tuple[tuple[SplitSignature, ReductionParams, int], ...]  # (signature, params, grid)
     scalars: tuple[int, ...]          # the row launch's scalars, then splits, chunk_len
@@ -101,19 +92,10 @@ class SplitLaunch:
     splits: int
 
 
-def parts(ir: FusionIR) -> list[Part]:
-    """The fusion's reductions grouped as kernel 1 computes them (both kernels use this)."""
-    out: list[Part] = []
-    done: set[int] = set()
-    for i, n in enumerate(ir.nodes):
-        if n.op is not Prim.REDUCE_M2:
-            continue
-        sums = tuple(j for j, m in enumerate(ir.nodes) if m.op is Prim.REDUCE_SUM
-                     and m.args == n.args and m.dtype is n.dtype)
-        out.append(Part(i, True, sums))
-        done.update([i, *sums])
-    out.extend(Part(i) for i, n in enumerate(ir.nodes) if n.op in REDUCTIONS and i not in done)
-    return sorted(out, key=lambda p: p.node)
+def parts(ir: FusionIR) -> list[Phase]:
+    """The fusion's reductions grouped as kernel 1 computes them (both kernels use this): the
+    reduction phases of a looped row, which for a splittable fusion are WELFORD and PLAIN."""
+    return reduction_phases(ir, online=False)
 
 
 def workspace_dtypes(ir: FusionIR) -> list[DType]:
@@ -121,8 +103,8 @@ def workspace_dtypes(ir: FusionIR) -> list[DType]:
     result: list[DType] = []
     for p in parts(ir):
         dtype = ir.nodes[p.node].dtype
-        result.extend([dtype] * (3 if p.welford else 1))
-        result.extend(ir.nodes[s].dtype for s in p.sums)
+        result.extend([dtype] * (3 if p.kind is PhaseKind.WELFORD else 1))
+        result.extend(ir.nodes[s].dtype for s in p.partners)
     return result
 
 

@@ -15,6 +15,7 @@ from nvfuse.fusion.partition import partition
 from nvfuse.interpret.machine import run_kernel
 from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
+from nvfuse.fusion.phases import PhaseKind
 from nvfuse.schedule import split
 from nvfuse.schedule.device import device_props
 from nvfuse.schedule.kind import ScheduleKind
@@ -58,7 +59,7 @@ def test_which_fusions_split() -> None:
 def test_parts_group_welford_with_its_sums() -> None:
     ir = _ir(lambda x: torch.var_mean(x, -1), torch.randn(4, 64))
     (p,) = parts(ir)
-    assert p.welford and len(p.sums) == 1
+    assert p.kind is PhaseKind.WELFORD and len(p.partners) == 1
     assert workspace_dtypes(ir) == [DType.FLOAT32] * 4  # mean, m2, n, then the sum
 
 
