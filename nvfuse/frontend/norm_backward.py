@@ -14,15 +14,16 @@ without them every layer norm and log_softmax backward runs eagerly.
       grad_weight = sum(g * xhat) over the leading dims, grad_bias = sum(g) over them
   grad_input has x's dtype (and, as every result here, is contiguous as eager's), grad_weight /
   grad_bias the weight's / bias's dtype.  The leading-dim
-  sums are column reductions: eager until the reduction schedule handles them (the g * xhat
-  product still fuses with the grad_input kernel).  With no leading dims there is nothing to
-  sum: the gradients are the products themselves.
+  sums are column reductions (kind COLUMN), fused with the g * xhat product; a partition round
+  of their own, since they reduce other dims than grad_input's row means.  With no leading dims
+  there is nothing to sum: the gradients are the products themselves.
 - _softmax_backward_data(g, y, dim, input_dtype) = y * (g - sum(g * y, dim, keepdim)) (computed
   as g * y - y * sum(g * y), which reuses the product) and
   _log_softmax_backward_data(g, y, dim, input_dtype) = g - exp(y) * sum(g, dim, keepdim), in
   float32 for halves, result in input_dtype (eager's rule: the forward may have upcast with
   softmax(x, dtype=...)).  Over the last dim each is one row-reduction kernel; over another dim
-  the sum is a column reduction, eager for now, and the elementwise work around it fuses.
+  the sum is a reduction over that dim (the column schedule when the strides say so), fused
+  with the elementwise work around it.
 """
 
 from __future__ import annotations

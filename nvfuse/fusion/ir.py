@@ -21,7 +21,7 @@ buffers.  The space is then the broadcast of the concatenations' shapes and of t
 loaded plainly; along d a concatenation is cut into `Segment`s, each a piece of its result: a
 value piece, whose inputs are read through PIECE_LOAD leaves shifted into the segment, or a
 constant piece (pad).  An output records the concatenations its shape comes from
-(`from_concats`).  A fusion without one prints as it always did.
+(`from_concats`).  The printer shows concatenations only where a fusion has some.
 
 Reductions over other dims (`x.sum(0)`, batch norm's (N, H, W)): `reduce_dims` lists the
 reduced dims, negative and right-aligned to the iteration space (as broadcasting aligns
@@ -148,7 +148,7 @@ class FusionIR:
     reduce_ndim: int = 0  # trailing dims reduced by the REDUCE_* nodes; 0 = pointwise
     concats: tuple[Concat, ...] = ()  # cat / stack / pad inside the group (module docstring)
     # the reduced dims (negative, right-aligned, sorted) when they are not the trailing
-    # reduce_ndim dims; None for trailing reductions (which print as they always did)
+    # reduce_ndim dims; None for trailing reductions (the printer then shows reduce_ndim only)
     reduce_dims: tuple[int, ...] | None = None
 
     def __str__(self) -> str:

@@ -23,10 +23,9 @@ Row outputs (a reduction's result, keepdim or not) are viewed with their reduced
 (size 1, stride 0 in S).
 
 Block size is a bucket of C, documented in `block_for` / `column_block_for` and part of the
-signature: a new row
-count never recompiles, a new row length recompiles only when it crosses a bucket edge.  The
-index width is the pointwise rule (every offset, the row count and C + block fit in 31 bits).
-Accesses are scalar in this slice (no vector width).
+signature: a new row count never recompiles, a new row length recompiles only when it crosses a
+bucket edge.  The index width is the pointwise rule (every offset, the row count and C + block
+fit in 31 bits).  Accesses are scalar, except a persistent row's loads (`lanes`, below).
 
 Persistent rows (`persistent_for`): when a row schedule's C fits a persistent bucket, each
 thread loads its `persist` columns (threadIdx.x + k * block, k < persist) of every input the
@@ -75,7 +74,7 @@ MAX_BLOCK = 1024
 # consecutive kept elements (one coalesced 32-wide access per warp), the block's
 # block / COLUMN_X thread rows split the reduced extent.  (largest reduced extent, block):
 # short columns need few thread rows, long ones up to 16.  A column reduction with few kept
-# elements and a long reduced extent gets few blocks (no split across blocks yet).
+# elements and a long reduced extent gets few blocks: nvfuse/schedule/split.py splits it.
 COLUMN_X = 32
 COLUMN_BUCKETS = ((64, 128), (1024, 256))
 COLUMN_MAX_BLOCK = 512
