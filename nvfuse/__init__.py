@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from nvfuse import counters as _counters
 from nvfuse.api import FusedModule, fuse
 from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
 from nvfuse.explain import ExplainReport, explain
+from nvfuse.version import __version__
 
 
 def compile_source(src: str, arch: str | None = None) -> bytes:

@@ -87,8 +87,6 @@ class FusedModule:
         shares the script's parameters and buffers, so gradients and running statistics land on
         the user's).  So does any call of a callable make_fx cannot trace (`Plan.compiled`)."""
         if self._autograd is None:
-            from nvfuse.frontend.dynamo import nvfuse_backend
-
             target = self._frontend.autograd_target()
             if target is None:
                 warn_once("nvfuse: this TorchScript function runs unfused when gradients are "
@@ -174,6 +172,29 @@ def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
             if isinstance(value, torch.Tensor) and value.requires_grad:
                 return True
     return False
+
+
+def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]) -> Any:
+    """AOTAutograd as nvfuse uses it (explain builds the same, so its report matches what
+    runs): the min-cut partitioner and no AOT-level decompositions; the graphs keep whole aten
+    ops (native_layer_norm_backward, _softmax_backward_data) and nvfuse's own table
+    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
+                        partition_fn=min_cut_rematerialization_partition)
+
+
+def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+    from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
+
+    return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False))  # type: ignore[no-any-return]
+
+
+def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """The `torch.compile(model, backend="nvfuse")` backend (nvfuse/frontend/dynamo.py)."""
+    return aot_backend(_fuse_graph, _fuse_graph)(gm, example_inputs, **kwargs)
 
 
 def fuse(obj: Callable[..., Any], example_inputs: Sequence[Any] | None = None) -> FusedModule:

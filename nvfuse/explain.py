@@ -20,6 +20,7 @@ import torch.utils._pytree as pytree
 from torch import fx
 
 from nvfuse import pipeline
+from nvfuse.api import aot_backend
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
@@ -152,8 +153,6 @@ def _training_graphs(frontend: Frontend, inputs: Sequence[Any]) -> list[GraphRep
     backward graph, planned by the same pipeline, instead of fusing it."""
     import torch._dynamo
     from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
-
-    from nvfuse.frontend.dynamo import aot_backend
 
     target = frontend.autograd_target()
     if target is None:

@@ -7,35 +7,13 @@ into aten-level forward and backward graphs, split by the min-cut rematerializat
 graph like any other callable.  AOTAutograd passes fake example inputs, so each FusedModule
 traces on its first real call, once per input shape; kernels are shared through the signature
 cache, so a new batch size costs a retrace, never a recompile.
+
+The backend is defined beside `FusedModule` (nvfuse/api.py), which also uses it for calls that
+need gradients; this module is the entry point's stable name for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from collections.abc import Callable, Sequence
+from nvfuse.api import aot_backend, nvfuse_backend
 
-import torch.fx as fx
-
-
-def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
-    from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
-
-    from nvfuse.api import FusedModule
-
-    return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False))
-
-
-def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]) -> Any:
-    """AOTAutograd as nvfuse uses it (explain builds the same, so its report matches what
-    runs): the min-cut partitioner and no AOT-level decompositions; the graphs keep whole aten
-    ops (native_layer_norm_backward, _softmax_backward_data) and nvfuse's own table
-    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced."""
-    from torch._dynamo.backends.common import aot_autograd
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
-
-    return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-                        partition_fn=min_cut_rematerialization_partition)
-
-
-def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
-    return aot_backend(_fuse_graph, _fuse_graph)(gm, example_inputs, **kwargs)
+__all__ = ["aot_backend", "nvfuse_backend"]

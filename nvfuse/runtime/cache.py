@@ -28,7 +28,7 @@ import tempfile
 import threading
 import warnings
 
-from nvfuse import config
+from nvfuse import config, version
 from nvfuse.runtime import nvrtc
 from nvfuse.runtime.dump import dump, enabled
 from nvfuse.counters import bump
@@ -70,10 +70,8 @@ def compile_source(src: str, arch: str | None = None, *, name: str | None = None
 
 def cache_key(src: str, arch: str) -> str:
     """Hex sha256 naming the cubin of `src` for `arch` with this NVRTC, nvfuse and options."""
-    import nvfuse  # at call time: nvfuse/__init__ may import this module while it is loading
-
     h = hashlib.sha256()
-    parts = (src, arch, nvrtc.nvrtc_version(), nvfuse.__version__, *nvrtc.COMPILE_OPTIONS)
+    parts = (src, arch, nvrtc.nvrtc_version(), version.__version__, *nvrtc.COMPILE_OPTIONS)
     for part in parts:
         # Length-prefix each part so no two different part lists hash the same byte stream.
         data = part.encode("utf-8")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import nvfuse
-from nvfuse import config
+from nvfuse import config, version
 from nvfuse.dtypes import DType
 from nvfuse.errors import CompileError, LaunchError
 from nvfuse.runtime import cache, nvrtc
@@ -168,7 +168,7 @@ def test_key_covers_every_input(env: pytest.MonkeyPatch) -> None:
     assert cache.cache_key(COPY, "sm_80") != base
     assert cache.cache_key(COPY + " ", "sm_90") != base
     changes = [
-        (nvfuse, "__version__", "999.0"),
+        (version, "__version__", "999.0"),
         (nvrtc, "COMPILE_OPTIONS", ("-std=c++20",)),
         (nvrtc, "nvrtc_version", lambda: "99.9"),
     ]
