@@ -211,18 +211,16 @@ def _eval_dropout(node: torch.fx.Node) -> torch.fx.Node | None:
 
 
 def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
-    """x for expand(x, sizes) when every user is an op-table op that broadcasts x to the same
-    shape without it (decompositions of lerp and logaddexp emit these).  Keeps the consumers
-    fusible: a pointwise kernel broadcasts for free."""
-    from nvfuse.graph.optable import has_lowering  # the op table decides what is pointwise
-
+    """x for expand(x, sizes) when every user is a pointwise op (torch's `pointwise` tag) that
+    broadcasts x to the same shape without it (decompositions of lerp and logaddexp emit
+    these).  Keeps the consumers fusible: a pointwise kernel broadcasts for free."""
     x = node.args[0] if node.target is _aten.expand.default else None
     val_x = meta_val(x)
     if not isinstance(x, torch.fx.Node) or not isinstance(val_x, torch.Tensor):
         return None
     for user in node.users:
         out = meta_val(user)
-        if user.op != "call_function" or not has_lowering(user.target) or not isinstance(
+        if user.op != "call_function" or not _pointwise(user.target) or not isinstance(
                 out, torch.Tensor):
             return None
         vals = [val_x if a is node else meta_val(a) for a in user.all_input_nodes]
@@ -235,6 +233,10 @@ def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
         if tuple(shape) != tuple(out.shape):
             return None
     return x
+
+
+def _pointwise(target: object) -> bool:
+    return isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags
 
 
 _VALUE_RULES: tuple[Callable[[torch.nn.Module, torch.fx.Node], torch.fx.Node | None], ...] = (

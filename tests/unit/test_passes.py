@@ -332,3 +332,16 @@ def test_training_norms_and_dropout() -> None:
     torch.testing.assert_close(result(x_, m1, v1), gm(x_, m2, v2))
     torch.testing.assert_close((m1, v1), (m2, v2))
     assert not torch.equal(m1, mean_)
+
+
+def test_expand_feeding_a_reduction_is_kept(interpret: None) -> None:
+    """The broadcast-expand peephole drops an expand only before pointwise ops: a reduction
+    over the expanded dim needs it (issue 10 item 6), a pointwise consumer does not."""
+    import nvfuse
+
+    x, y = torch.randn(3), torch.randn(4, 3)
+    for fn in (lambda x, y: x.expand(4, -1).sum(-1) + y.sum(-1),
+               lambda x, y: x.expand(4, -1).sum(0) * y[0],
+               lambda x, y: x.expand(4, -1) * y):
+        fm = nvfuse.fuse(fn, (x, y))
+        torch.testing.assert_close(fm(x, y), fn(x, y))
