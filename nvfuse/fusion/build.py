@@ -5,7 +5,7 @@ inputs, one output node returning a tuple of the group's outputs), every node an
 `meta["val"]` (a FakeTensor).  Output: a verified `FusionIR` whose inputs are the tensor
 placeholders in order and whose outputs are the returned values in order.
 
-Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
+Each aten node is lowered by the op table (`nvfuse.fusion.optable.lower_op`); its result is typed
 as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on:
 directly (`shape_from`) or through a reduction (`reduced_from`: the result of an op whose value
 is a row value takes its operands' shapes with the reduced dims set to 1), and, in a reduction
@@ -26,7 +26,7 @@ from nvfuse.errors import LoweringError
 from nvfuse.fusion import concat
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
-from nvfuse.graph import optable
+from nvfuse.fusion import optable
 
 
 def op_name(target: Any) -> str:

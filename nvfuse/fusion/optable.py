@@ -13,10 +13,10 @@ Contract:
     has_lowering(target) -> bool
     supported_ops() -> list[str]        sorted op overload names, for docs
 
-The lowerings live in `nvfuse.graph.ops` (arithmetic, math_ops, activations, compare,
+The lowerings live in `nvfuse.fusion.ops` (arithmetic, math_ops, activations, compare,
 conversions, random, reductions, variance, argminmax, vector_norm), which register into
-`nvfuse.graph.ops.registry.TABLE`; importing this module imports them all, so the table is
-complete once `nvfuse.graph.optable` is imported.
+`nvfuse.fusion.ops.registry.TABLE`; importing this module imports them all, so the table is
+complete once `nvfuse.fusion.optable` is imported.
 
 Numerics follow eager PyTorch's CUDA kernels (aten/src/ATen/native/cuda/*.cu), cited per op:
 - Operands are brought to the op's common dtype as TensorIterator does: a tensor of another
@@ -35,7 +35,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 
 # Importing the lowering modules registers their lowerings in TABLE.
-from nvfuse.graph.ops import (  # noqa: F401
+from nvfuse.fusion.ops import (  # noqa: F401
     activations,
     argminmax,
     arithmetic,
@@ -47,7 +47,7 @@ from nvfuse.graph.ops import (  # noqa: F401
     variance,
     vector_norm,
 )
-from nvfuse.graph.ops.registry import TABLE, Call, Lowering, register
+from nvfuse.fusion.ops.registry import TABLE, Call, Lowering, register
 
 __all__ = ["Call", "Lowering", "has_lowering", "lower_op", "register", "supported_ops"]
 

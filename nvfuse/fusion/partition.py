@@ -59,7 +59,7 @@ from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
-from nvfuse.graph import optable
+from nvfuse.fusion import optable
 
 FUSED_PREFIX = "fused_"
 EAGER_REASON = "nvfuse_eager_reason"  # node.meta key: why a fusible reduction was left eager

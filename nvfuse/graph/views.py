@@ -42,7 +42,7 @@ import torch
 import torch.fx
 from torch.fx.node import map_arg
 
-from nvfuse.graph import optable
+from nvfuse.fusion import optable
 from nvfuse.graph.rewrite import (
     FakeMeta, emit, output_vals, repropagate, same_layout, same_outputs,
 )

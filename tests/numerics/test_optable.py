@@ -21,7 +21,7 @@ from nvfuse import dtypes
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 from nvfuse.fusion.ir import FusionIR
-from nvfuse.graph import optable
+from nvfuse.fusion import optable
 from nvfuse.interpret.fusion_eval import evaluate
 
 PARAMS = [pytest.param(case, dtype, id=f"{case.name}-{str(dtype).split('.')[-1]}")

@@ -1,1 +1,1 @@
-"""Lowerings of aten ops to prims, one module per op family; see `nvfuse.graph.optable`."""
+"""Lowerings of aten ops to prims, one module per op family; see `nvfuse.fusion.optable`."""

@@ -3,7 +3,7 @@ relu), sigmoid, logit, leaky_relu, elu / selu / celu, gelu, silu, mish, softplus
 hardswish, threshold, hardshrink and softshrink -> prims.
 
 Contract: importing this module registers each lowering in the op table
-(`nvfuse.graph.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
+(`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
 `Unsupported` where eager raises or where it cannot be exact.  Coefficients are held as eager's
 kernels hold them (opmath, or float where the kernel says float), cited per op.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
-from nvfuse.graph.ops.registry import (
+from nvfuse.fusion.ops.registry import (
     BOOL,
     F64,
     Call,

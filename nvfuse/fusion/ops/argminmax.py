@@ -6,7 +6,7 @@ reductions do (`reductions.reduced_dims`); pair reductions always take the row s
 torch.max(x, dim) / torch.min(x, dim) reach the graph as (amax, argmax) / (amin, argmin) pairs
 (nvfuse/frontend/norms.py, and TorchScript's converter), which one kernel computes from one
 (value, index) pair reduction (nvfuse/lower/argreduce.py); torch.max(x) / torch.min(x) are the
-amax / amin of every element (nvfuse.graph.ops.reductions registers them).
+amax / amin of every element (nvfuse.fusion.ops.reductions registers them).
 
 Numerics are eager's: values are compared exactly in their accumulator dtype (float32 holds
 every float16 / bfloat16, int64 every integer and bool) as eager holds them (a float16 /
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from nvfuse.fusion.builder import Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, reduced_dims
-from nvfuse.graph.ops.registry import Call, held, op, register
+from nvfuse.fusion.ops.reductions import accumulator, reduced_dims
+from nvfuse.fusion.ops.registry import Call, held, op, register
 
 
 def _arg(c: Call, prim: Prim) -> Val:

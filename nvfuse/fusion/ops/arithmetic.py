@@ -2,7 +2,7 @@
 fmod, atan2, hypot, copysign, maximum / minimum / fmax / fmin, pow and square -> prims.
 
 Contract: importing this module registers each lowering in the op table
-(`nvfuse.graph.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
+(`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
 `Unsupported` where eager raises or where it cannot be exact.  Rounding and scalar-divisor rules
 follow eager's CUDA kernels, cited per op.
 """
@@ -16,7 +16,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.ir import Scalar
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import (
+from nvfuse.fusion.ops.registry import (
     BOOL,
     F64,
     Call,

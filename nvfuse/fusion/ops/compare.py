@@ -3,7 +3,7 @@ bitwise and / or / xor / shifts / not, float predicates (isnan, isinf, isfinite,
 isneginf, signbit), where and masked_fill -> prims.
 
 Contract: importing this module registers each lowering in the op table
-(`nvfuse.graph.ops.registry.TABLE`); each takes a `Call` and returns the result `Val` (bool for
+(`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val` (bool for
 comparisons, predicates and logical ops), raising `Unsupported` where eager raises.
 """
 
@@ -13,7 +13,7 @@ import math
 
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import (
+from nvfuse.fusion.ops.registry import (
     BOOL,
     Call,
     Lowering,

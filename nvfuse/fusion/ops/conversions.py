@@ -3,7 +3,7 @@ prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_
 zeros_like / ones_like / full_like, and 0-dim constants (scalar_tensor, full) -> prims.
 
 Contract: importing this module registers each lowering in the op table
-(`nvfuse.graph.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
+(`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
 `Unsupported` for a device change, a layout, pin_memory or memory format it cannot honour, or a
 `full()` whose shape is not taken from an input.
 """
@@ -17,7 +17,7 @@ import torch
 from nvfuse import dtypes
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.ir import Scalar
-from nvfuse.graph.ops.registry import Call, aten, op, register
+from nvfuse.fusion.ops.registry import Call, aten, op, register
 
 
 # -- copies -----------------------------------------------------------------------------------

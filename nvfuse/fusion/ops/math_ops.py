@@ -3,7 +3,7 @@ trunc, round, frac), abs / neg / sign, and composite math (nan_to_num, lerp, add
 logaddexp, xlogy, deg2rad / rad2deg, sinc) -> prims.
 
 Contract: importing this module registers each lowering in the op table
-(`nvfuse.graph.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
+(`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
 `Unsupported` where eager raises or where it cannot be exact.
 """
 
@@ -16,7 +16,7 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import (
+from nvfuse.fusion.ops.registry import (
     BOOL,
     Call,
     Lowering,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import Call, aten, register
+from nvfuse.fusion.ops.registry import Call, aten, register
 
 # Mantissa bits (with the implicit one) of each float dtype: a uniform drawn for a narrower
 # dtype keeps only that many bits, so rounding to it can never produce 1.0.

@@ -29,7 +29,7 @@ from typing import Any
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.registry import F32, F64, Call, held, op, ops, register
+from nvfuse.fusion.ops.registry import F32, F64, Call, held, op, ops, register
 
 P = Prim
 

@@ -4,12 +4,12 @@ Contract:
     register(*targets)(fn)      fn: Call -> Val becomes the lowering of each OpOverload target
                                 (None targets, ops this torch lacks, are skipped)
     TABLE                       OpOverload -> lowering, filled by importing the lowering modules
-                                (`nvfuse.graph.optable` imports them all)
+                                (`nvfuse.fusion.optable` imports them all)
     op(name, overload, ns) / ops(name, *overloads)   OpOverloads by name, None where missing
     Call                        one op application: builder, arguments by schema name, eager's
                                 result dtype, and the operand / compute helpers lowerings share
 Plus the numeric helpers more than one lowering module uses (literal, const_of, held,
-binary_same, float_input).  Operand conversion follows eager as `nvfuse.graph.optable`'s
+binary_same, float_input).  Operand conversion follows eager as `nvfuse.fusion.optable`'s
 docstring describes.
 """
 

@@ -14,7 +14,7 @@ y = (x - mean) * rsqrt(var(correction=0) + eps) [* weight] [+ bias] over the tra
 normalized dims, in float32 for halves, mean and var from one Welford pass over the row.
 
 var_mean / std_mean return two tensors; nvfuse/frontend/fx.py decomposes them into var (or
-std) and mean calls, which land here and in nvfuse/graph/ops/reductions.py.
+std) and mean calls, which land here and in nvfuse/fusion/ops/reductions.py.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, reduced_dims
-from nvfuse.graph.ops.registry import Call, op, register
+from nvfuse.fusion.ops.reductions import accumulator, reduced_dims
+from nvfuse.fusion.ops.registry import Call, op, register
 
 P = Prim
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from nvfuse.fusion.builder import Unsupported, Val
 from nvfuse.fusion.prims import Prim
-from nvfuse.graph.ops.reductions import accumulator, reduced_dims
-from nvfuse.graph.ops.registry import F64, Call, const_of, literal, op, register
+from nvfuse.fusion.ops.reductions import accumulator, reduced_dims
+from nvfuse.fusion.ops.registry import F64, Call, const_of, literal, op, register
 
 P = Prim
 
