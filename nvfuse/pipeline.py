@@ -28,6 +28,7 @@ from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.build import build_fusion
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.partition import partition
+from nvfuse.fusion import shapes
 from nvfuse.graph.passes import run_passes
 from nvfuse.graph.views import SIZED
 from nvfuse.lower import kir
@@ -118,7 +119,7 @@ def plan(graph: fx.GraphModule, label: str = "graph") -> Plan:
 
 # -- schedule: one call's shapes -> kernel signatures and arguments -----------------------------
 # The schedule registry (nvfuse/schedules.py) chooses the kind, in one place, and plans it.
-output_shapes = schedules.output_shapes
+output_shapes = shapes.output_shapes  # eager's rules, beside the fusion IR
 schedule = schedules.schedule
 Launch = schedules.Launch
 

@@ -126,13 +126,6 @@ def schedule(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[tor
     return Launch(((one.signature, one.params, one.grid),), one.scalar_args)
 
 
-def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's output shapes for inputs of these shapes (RuntimeError: they do not broadcast)."""
-    family = reduction if ir.reduce_ndim else concat if ir.concats else pointwise
-    result: list[torch.Size] = family.output_shapes(ir, shapes)
-    return result
-
-
 def lower(ir: FusionIR, sig: Any, params: Any) -> kir.Kernel:
     """The kernel IR of `ir` for `sig`, by its kind's lowering."""
     return _LOWER[sig.kind](ir, sig, params)

@@ -10,7 +10,7 @@ evaluator and the kernel-IR machine share one definition of every operation.  In
 fusion (reduce_ndim k > 0) a REDUCE_* node combines its operand, broadcast to the iteration
 space, over the reduced axes (`FusionIR.reduce_axes`, kept with size 1; argmax / argmin index
 them flattened), ROW_NUMEL is the product of those sizes, and outputs take the shapes
-`nvfuse.schedule.reduction.output_shapes` gives them.
+`nvfuse.fusion.shapes.output_shapes` gives them.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def evaluate(ir: FusionIR, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     if ir.reduce_ndim:
         import torch
 
-        from nvfuse.schedule.reduction import output_shapes
+        from nvfuse.fusion.shapes import output_shapes
 
         shapes = [tuple(s) for s in output_shapes(ir, [torch.Size(a.shape) for a in arrays])]
     else:

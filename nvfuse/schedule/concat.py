@@ -32,6 +32,7 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import Concat, FusionIR, Segment, needed_nodes, piece_operands
 from nvfuse.fusion.prims import Prim
+from nvfuse.fusion.shapes import layout
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
     BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
@@ -48,56 +49,6 @@ class ConcatSignature(PointwiseSignature):
     cat_dims: tuple[int, ...] = ()
     pieces: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True)
-class Layout:
-    """A concatenation's shape for given input shapes, and its per-segment scalars."""
-
-    shape: torch.Size
-    ends: tuple[int, ...]
-    shifts: tuple[int, ...]  # value segments only, in order
-
-
-def layout(cat: Concat, shapes: Sequence[Sequence[int]]) -> Layout:
-    """Raises RuntimeError when the pieces disagree off the cat dim (eager's cat raises too)
-    or a negative pad trims more than a piece holds."""
-    d = cat.dim
-    other: list[int] | None = None
-    ends: list[int] = []
-    shifts: list[int] = []
-    start = 0
-    for seg in cat.segments:
-        if seg.length is not None:
-            extent = seg.length
-        else:
-            rank = cat.ndim - 1 if seg.stacked else cat.ndim
-            piece = list(broadcast_shape([shapes[i] for i in seg.shape_from]))
-            piece = [1] * (rank - len(piece)) + piece
-            if seg.stacked:
-                piece.insert(d, 1)
-            extent = 1 if seg.stacked else piece[d] - seg.trim[0] - seg.trim[1]
-            if seg.keep is not None:
-                extent = seg.keep if seg.keep <= extent else -1
-            if extent < 0:
-                raise RuntimeError(f"cutting {seg.trim} (keeping {seg.keep}) from a piece of "
-                                   f"{piece[d]}")
-            rest = piece[:d] + piece[d + 1:]
-            if other is not None and rest != other:
-                raise RuntimeError(f"concatenated pieces differ off dim {d}: {other}, {rest}")
-            other = rest
-            shifts.append(seg.trim[0] - start)
-        start += extent
-        ends.append(start)
-    assert other is not None  # every concatenation has a value piece
-    return Layout(torch.Size([*other[:d], start, *other[d:]]), tuple(ends), tuple(shifts))
-
-
-def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's shape of every output: the broadcast of its inputs and the concatenations it is
-    computed from."""
-    cats = [layout(c, shapes).shape for c in ir.concats]
-    return [broadcast_shape([shapes[i] for i in out.shape_from]
-                            + [cats[c] for c in out.from_concats]) for out in ir.outputs]
 
 
 def plain_inputs(ir: FusionIR) -> set[int]:

@@ -30,6 +30,7 @@ import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.shapes import broadcast_shape
 from nvfuse.schedule.kind import ScheduleKind
 
 VECTOR_BYTES = 16  # widest global load/store a thread issues (LDG.128 / STG.128)
@@ -71,24 +72,6 @@ class PointwiseLaunch:
     grid: int
 
 
-def broadcast_shape(shapes: Sequence[Sequence[int]]) -> torch.Size:
-    """torch's broadcasting of `shapes` (raises RuntimeError naming them when they don't).
-    Plain Python: torch.broadcast_shapes costs ~45 us a call, too much for the launch path."""
-    ndim = max((len(s) for s in shapes), default=0)
-    result = [1] * ndim
-    for shape in shapes:
-        for d, n in enumerate(shape, ndim - len(shape)):
-            if n != 1:
-                if result[d] == 1:
-                    result[d] = n
-                elif result[d] != n:
-                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
-    return torch.Size(result)
-
-
-def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's shape of every output: the broadcast of the inputs it depends on."""
-    return [broadcast_shape([shapes[i] for i in out.shape_from]) for out in ir.outputs]
 
 
 def aligned_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:

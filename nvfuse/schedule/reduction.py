@@ -55,7 +55,7 @@ import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
-    FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
+    FusionIR, OutputShape, reduced_positions,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
@@ -222,21 +222,6 @@ class ReductionLaunch:
 def iteration_space(shapes: Sequence[torch.Size]) -> torch.Size:
     return broadcast_shape(shapes)
 
-
-def output_shapes(ir: FusionIR, shapes: Sequence[torch.Size]) -> list[torch.Size]:
-    """Eager's shape of every output: the broadcast of the shapes of the inputs it depends on,
-    those it depends on through a reduction with the reduced dims set to 1 (dropped, for a
-    FULL_DROPPED output); a row output whose reduced dims are dropped then drops them."""
-    axes = ir.reduce_axes
-    result = []
-    for out in ir.outputs:
-        through = dropped_shape if out.shape is OutputShape.FULL_DROPPED else keepdim_shape
-        shape = iteration_space([shapes[i] for i in out.shape_from] + [
-            torch.Size(through(tuple(shapes[i]), axes)) for i in out.reduced_from])
-        if out.shape is OutputShape.ROW_DROPPED:
-            shape = torch.Size(dropped_shape(tuple(shape), axes))
-        result.append(shape)
-    return result
 
 
 def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:

@@ -21,8 +21,9 @@ from nvfuse.interpret.machine import InterpretError, run_kernel
 from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.lower.verify import verify_kernel
+from nvfuse.fusion.shapes import output_shapes
 from nvfuse.schedule.reduction import (
-    COLUMN_X, WARP_ROW_MAX, WARP_ROWS, ReductionSignature, column_block_for, output_shapes,
+    COLUMN_X, WARP_ROW_MAX, WARP_ROWS, ReductionSignature, column_block_for,
 )
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedules import plan_launch

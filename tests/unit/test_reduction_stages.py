@@ -14,11 +14,12 @@ from nvfuse.fusion.build import build_fusion
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.fusion.ir import FusionIR, FusionIRError, Node, OutputShape, row_values, verify_fusion
 from nvfuse.fusion.partition import partition
+from nvfuse.fusion.shapes import output_shapes
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.reduction import lower_reduction
 from nvfuse.schedule.reduction import (
-    WARP_ROW_MAX, block_for, output_shapes,
+    WARP_ROW_MAX, block_for,
 )
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedules import plan_launch

@@ -7,7 +7,8 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder
 from nvfuse.fusion.prims import Prim
-from nvfuse.schedule.pointwise import merge_dims, output_shapes, plan_launch
+from nvfuse.fusion.shapes import output_shapes
+from nvfuse.schedule.pointwise import merge_dims, plan_launch
 
 
 def _add_ir(a_dtype: DType, a_ndim: int, b_dtype: DType, b_ndim: int, out: DType):
