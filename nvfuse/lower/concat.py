@@ -20,6 +20,7 @@ from __future__ import annotations
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, piece_operands
 from nvfuse.fusion.prims import Prim
+from nvfuse.lower.index import offset
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Stmt, Var,
     stride_exprs,
@@ -83,16 +84,10 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
                                                             _zero(t.dtype)),), unroll=True))
         shifted = Var(f"j_{tag}", idx)
         coords = [shifted if d == sig.cat_dims[c] else v for d, v in enumerate(index_vars)]
-        offset: Expr = Const(0, idx)
-        for v, s in zip(coords, row):
-            if isinstance(s, Const) and s.value == 0:
-                continue
-            term = v if isinstance(s, Const) and s.value == 1 else IndexOp("*", v, s, idx)
-            offset = term if offset == Const(0, idx) else IndexOp("+", offset, term, idx)
         off = Var(f"off_{tag}", idx)
         load = (Declare(shifted.name, idx,
                         init=IndexOp("+", j, Param(f"cat{c}_shift{k}", idx), idx)),
-                Declare(off.name, idx, init=offset),
+                Declare(off.name, idx, init=offset(coords, row, idx)),
                 Load(reg, t.dtype, t.name, off, n, vector=n > 1))
         stmts.append(If(_in_segment(j, c, k, idx), load))
     exprs: dict[int, Expr] = {}

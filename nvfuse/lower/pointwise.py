@@ -25,6 +25,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
+from nvfuse.lower.index import broadcast_guard, offset, split_index
 from nvfuse.lower.concat import input_aligns, lower_pieces, piece_params
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
@@ -86,19 +87,14 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
                   Special("threadIdx.x", idx), idx)
     body.append(Declare(base.name, idx, init=_mul(thread, Const(lanes, idx), idx)))
     inner: list[Stmt] = []
-    index_vars = _split_index(base, sizes, sig.rank, idx, inner)
+    index_vars = split_index(base, sizes, sig.rank, idx, inner)
     offsets: list[Var] = []
     for k, (t, row) in enumerate(zip(tensors, strides)):
         off = Var(f"off_{t.name}", idx)
         offsets.append(off)
         if k < n_in and k not in plain:
             continue  # read only through its pieces
-        terms = [_mul(i, s, idx) if not (isinstance(s, Const) and s.value == 1) else i
-                 for i, s in zip(index_vars, row) if not (isinstance(s, Const) and s.value == 0)]
-        expr: Expr = Const(0, idx)
-        for term in terms:
-            expr = term if expr == Const(0, idx) else _add(expr, term, idx)
-        inner.append(Declare(off.name, idx, init=expr))
+        inner.append(Declare(off.name, idx, init=offset(index_vars, row, idx)))
 
     # loads: a register array per input (one element when it broadcasts along the inner dim)
     in_lanes = []
@@ -128,7 +124,7 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
         store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
                             vector=lanes > 1)
-        guard = _broadcast_guard(classes, index_vars, idx)
+        guard = broadcast_guard(classes, index_vars, idx)
         inner.append(If(guard, (store,)) if guard is not None else store)
     body.append(If(IndexOp("<", base, numel, DType.BOOL), tuple(inner)))
     grid = IndexOp("/", _add(numel, Const(block * lanes - 1, idx), idx),
@@ -140,36 +136,6 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
 def _align(dtype: DType, classes: str, lanes: int) -> int:
     vector = lanes > 1 and bool(classes) and classes[-1] == "1"
     return dtype.itemsize * lanes if vector else dtype.itemsize
-
-
-def _split_index(base: Var, inner_sizes: list[Param], rank: int, idx: DType,
-                 out: list[Stmt]) -> list[Expr]:
-    """Per-dim indices of linear index `base`, innermost dim fastest (`inner_sizes` are the
-    sizes of dims 1..rank-1)."""
-    if rank == 0:
-        return []
-    indices: list[Expr] = [Const(0, idx)] * rank
-    rest: Expr = base
-    for d in range(rank - 1, 0, -1):
-        i = Var(f"i{d}", idx)
-        size = inner_sizes[d - 1]
-        out.append(Declare(i.name, idx, init=IndexOp("%", rest, size, idx)))
-        indices[d] = i
-        nxt = Var(f"q{d}", idx)
-        out.append(Declare(nxt.name, idx, init=IndexOp("/", rest, size, idx)))
-        rest = nxt
-    indices[0] = rest
-    return indices
-
-
-def _broadcast_guard(classes: str, index_vars: list[Expr], idx: DType) -> Expr | None:
-    """Store only where the indices along an output's broadcast dims are all 0."""
-    cond: Expr | None = None
-    for c, i in zip(classes, index_vars):
-        if c == "0":
-            term = IndexOp("==", i, Const(0, idx), DType.BOOL)
-            cond = term if cond is None else IndexOp("&&", cond, term, DType.BOOL)
-    return cond
 
 
 def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,

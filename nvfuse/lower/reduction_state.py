@@ -28,6 +28,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
+from nvfuse.lower.index import broadcast_guard, offset, split_index
 from nvfuse.lower.kir import (
     Assign,
     BlockReduce,
@@ -140,41 +141,16 @@ class RowLowering:
     def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
               out: list[Stmt]) -> list[Expr]:
         """Per-dim indices of `linear`, innermost fastest (`sizes` = dims 1..rank-1)."""
-        if rank == 0:
-            return []
-        idx = self.idx
-        indices: list[Expr] = [Const(0, idx)] * rank
-        rest = linear
-        for d in range(rank - 1, 0, -1):
-            size = sizes[d - 1]
-            out.append(Declare(f"{prefix}{d}", idx, init=IndexOp("%", rest, size, idx)))
-            indices[d] = Var(f"{prefix}{d}", idx)
-            out.append(Declare(f"{prefix}q{d}", idx, init=IndexOp("/", rest, size, idx)))
-            rest = Var(f"{prefix}q{d}", idx)
-        indices[0] = rest
-        return indices
+        return split_index(linear, sizes, rank, self.idx, out, prefix, f"{prefix}q")
 
     def offset(self, operand: int, indices: list[Expr], dims: range) -> Expr:
         """sum(index * stride) over `dims` of operand `operand` (strides 0 skipped)."""
-        idx = self.idx
-        expr: Expr | None = None
-        for i, d in zip(indices, dims):
-            s = self.strides[operand][d]
-            if isinstance(s, Const) and s.value == 0:
-                continue
-            term = i if isinstance(s, Const) and s.value == 1 else IndexOp("*", i, s, idx)
-            expr = term if expr is None else IndexOp("+", expr, term, idx)
-        return expr if expr is not None else Const(0, idx)
+        return offset(indices, [self.strides[operand][d] for d in dims], self.idx)
 
     def guard(self, operand: int, indices: list[Expr], dims: range) -> Expr | None:
         """Where an operand that broadcasts along some of `dims` is stored: index 0 there."""
-        cond: Expr | None = None
         classes = (self.sig.inputs + self.sig.outputs)[operand]
-        for i, d in zip(indices, dims):
-            if classes[d] == "0":
-                term = IndexOp("==", i, Const(0, self.idx), DType.BOOL)
-                cond = term if cond is None else IndexOp("&&", cond, term, DType.BOOL)
-        return cond
+        return broadcast_guard([classes[d] for d in dims], indices, self.idx)
 
     # -- values --------------------------------------------------------------------------------
     def leaf(self, index: int) -> Expr | None:
