@@ -18,8 +18,9 @@ def _eval(e: Expr, env: dict[str, int]) -> int:
         return env[e.name]
     assert isinstance(e, IndexOp)
     a, b = _eval(e.a, env), _eval(e.b, env)
-    return {"+": a + b, "*": a * b, "%": a % b, "/": a // b, "==": int(a == b),
-            "&&": int(bool(a) and bool(b))}[e.op]
+    ops = {"+": lambda: a + b, "*": lambda: a * b, "%": lambda: a % b, "/": lambda: a // b,
+           "==": lambda: int(a == b), "&&": lambda: int(bool(a) and bool(b))}
+    return ops[e.op]()
 
 
 def test_split_offset_and_guard_agree_with_row_major_indexing() -> None:
