@@ -31,7 +31,7 @@ from torch import fx
 from nvfuse import dtypes
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Builder, Unsupported, Val
-from nvfuse.fusion.ir import Concat, Node, Scalar, Segment
+from nvfuse.fusion.ir import Concat, Node, Scalar, Segment, ancestors
 from nvfuse.fusion.prims import LEAVES, REDUCTIONS, Prim
 
 aten = torch.ops.aten
@@ -230,13 +230,7 @@ def lower_concat(b: Builder, node: fx.Node, env: dict[fx.Node, Val],
 def _clone(b: Builder, root: int, cat: int, segment: int) -> int:
     """A copy of node `root` and its ancestors with every LOAD read as the piece of segment
     `segment` of concatenation `cat` (CONSTs are shared).  Iterative: chains can be deep."""
-    needed: set[int] = set()
-    stack = [root]
-    while stack:
-        n = stack.pop()
-        if n not in needed:
-            needed.add(n)
-            stack.extend(b.nodes[n].args)
+    needed = ancestors(b.nodes, [root])
     copies: dict[int, int] = {}
     for n in sorted(needed):  # nodes are in topological order
         node = b.nodes[n]

@@ -34,6 +34,7 @@ lowering for both cases and lets strides, not dim numbers, pick the row or colum
 from __future__ import annotations
 
 import enum
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
@@ -365,16 +366,23 @@ def dropped_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, .
 _REDUCE_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
 
 
-def needed_nodes(nodes: tuple[Node, ...], outputs: tuple[Output, ...]) -> set[int]:
-    """The nodes the outputs depend on (the outputs' own values included)."""
-    live: set[int] = set()
-    stack = [o.value for o in outputs]
+def ancestors(nodes: Sequence[Node], roots: Iterable[int],
+              stop: Container[int] = ()) -> set[int]:
+    """`roots` and every node they depend on, not walking into (nor including) `stop`: the one
+    dependency walk of the fusion IR (iterative: chains can be deep)."""
+    found: set[int] = set()
+    stack = list(roots)
     while stack:
         n = stack.pop()
-        if n not in live:
-            live.add(n)
+        if n not in found and n not in stop:
+            found.add(n)
             stack.extend(nodes[n].args)
-    return live
+    return found
+
+
+def needed_nodes(nodes: Sequence[Node], outputs: Sequence[Output]) -> set[int]:
+    """The nodes the outputs depend on (the outputs' own values included)."""
+    return ancestors(nodes, (o.value for o in outputs))
 
 
 def row_values(ir: FusionIR) -> frozenset[int]:

@@ -26,6 +26,7 @@ from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.index import broadcast_guard, offset, split_index
+from nvfuse.lower.values import node_values
 from nvfuse.lower.concat import input_aligns, lower_pieces, piece_params
 from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
@@ -143,30 +144,22 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
     """One lane's computation: every node the outputs need, in order, as registers.
     `element` is the lane's linear index in the iteration space (what RAND draws for);
     `leaves` holds the expressions of the concatenation leaves."""
-    live = needed_nodes(ir.nodes, ir.outputs)
-    exprs: dict[int, Expr] = {}
-    stmts: list[Stmt] = []
-    for index, node in enumerate(ir.nodes):
-        if index not in live:
-            continue
+    def leaf(index: int, out: list[Stmt]) -> Expr | None:
+        node = ir.nodes[index]
         if index in leaves:
-            exprs[index] = leaves[index]
-        elif node.op is Prim.LOAD:
+            return leaves[index]
+        if node.op is Prim.LOAD:
             k = int(node.attr)  # type: ignore[arg-type]
             at: Expr = lane if in_lanes[k] > 1 else Const(0, DType.INT32)
-            exprs[index] = Elem(f"r_{ir.inputs[k].name}", at, node.dtype)
-        elif node.op is Prim.CONST:
-            exprs[index] = Const(node.attr, node.dtype)  # type: ignore[arg-type]
-        elif node.op is Prim.RAND:
-            name = f"v{index}"
-            stmts.append(Declare(name, node.dtype,
-                                 init=Random(element, seed, int(node.attr))))  # type: ignore
-            exprs[index] = Var(name, node.dtype)
-        else:
-            computed = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
-            name = f"v{index}"
-            stmts.append(Declare(name, node.dtype, init=computed))
-            exprs[index] = Var(name, node.dtype)
+            return Elem(f"r_{ir.inputs[k].name}", at, node.dtype)
+        if node.op is Prim.RAND:
+            out.append(Declare(f"v{index}", node.dtype,
+                               init=Random(element, seed, int(node.attr))))  # type: ignore
+            return Var(f"v{index}", node.dtype)
+        return None
+
+    stmts: list[Stmt] = []
+    exprs = node_values(ir, sorted(needed_nodes(ir.nodes, ir.outputs)), {}, stmts, leaf)
     for out in ir.outputs:
         value = exprs[out.value]
         if value.dtype is not out.dtype:

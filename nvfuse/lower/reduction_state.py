@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, row_values
+from nvfuse.fusion.ir import FusionIR, ancestors, row_values
 from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.index import broadcast_guard, offset, split_index
+from nvfuse.lower.values import node_values
 from nvfuse.lower.kir import (
     Assign,
     BlockReduce,
@@ -174,42 +175,31 @@ class RowLowering:
         """Statements computing the full values `roots` need at one column (loads at
         `offsets`, one per input); row values are read from their registers."""
         exprs: dict[int, Expr] = dict(self.row_exprs)
-        needed: set[int] = set()
-        stack = list(roots)
-        while stack:
-            n = stack.pop()
-            if n in needed or n in exprs:
-                continue
-            needed.add(n)
-            stack.extend(self.ir.nodes[n].args)
-        for index in sorted(needed):
+        needed = ancestors(self.ir.nodes, roots, stop=exprs)
+        def leaf(index: int, out: list[Stmt]) -> Expr | None:
             node = self.ir.nodes[index]
-            leaf = self.leaf(index)
-            if leaf is not None:
-                exprs[index] = leaf
-            elif node.op is Prim.RAND:
+            uniform = self.leaf(index)
+            if uniform is not None:
+                return uniform
+            if node.op is Prim.RAND:
                 # element (row, col) of the iteration space: the same value in every phase
                 element = IndexOp("+", IndexOp("*", Var("row", self.idx), self.numel, self.idx),
                                   Var("col", self.idx), self.idx)
                 out.append(Declare(f"v{index}", node.dtype, init=Random(
                     Compute(Prim.CAST, (element,), DType.INT64), self.seed,
                     int(node.attr))))  # type: ignore[arg-type]
-                exprs[index] = Var(f"v{index}", node.dtype)
-            elif node.op is Prim.LOAD and self.slot is not None and \
-                    int(node.attr) in self.cached:  # type: ignore[arg-type]
-                name = f"p_{self.ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
-                exprs[index] = Elem(name, self.slot, node.dtype)
-            elif node.op is Prim.LOAD:
-                k = int(node.attr)  # type: ignore[arg-type]
-                name = f"r_{self.ir.inputs[k].name}"
-                out.append(Declare(name, node.dtype, lanes=1))
-                out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
-                exprs[index] = Elem(name, Const(0, DType.INT32), node.dtype)
-            else:
-                value = Compute(node.op, tuple(exprs[a] for a in node.args), node.dtype)
-                out.append(Declare(f"v{index}", node.dtype, init=value))
-                exprs[index] = Var(f"v{index}", node.dtype)
-        return exprs
+                return Var(f"v{index}", node.dtype)
+            if node.op is not Prim.LOAD:
+                return None
+            k = int(node.attr)  # type: ignore[arg-type]
+            if self.slot is not None and k in self.cached:
+                return Elem(f"p_{self.ir.inputs[k].name}", self.slot, node.dtype)
+            name = f"r_{self.ir.inputs[k].name}"
+            out.append(Declare(name, node.dtype, lanes=1))
+            out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
+            return Elem(name, Const(0, DType.INT32), node.dtype)
+
+        return node_values(self.ir, sorted(needed), exprs, out, leaf)
 
     def column_loop(self, body: Body, start: Expr | None = None,
                     step: Expr | None = None) -> Stmt:
