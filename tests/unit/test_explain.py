@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import nvfuse
@@ -94,3 +95,22 @@ def test_explain_has_no_side_effects() -> None:
         assert all(p.grad is g for p, g in zip(model.parameters(), grads))
         assert torch.equal(rng, torch.get_rng_state())
         assert int(model.bn.num_batches_tracked) == (1 if with_grads else 0)
+
+
+def test_explain_reports_a_script_nvfuse_runs_unfused() -> None:
+    """A scripted function with control flow runs unfused (the TorchScript frontend converts
+    straight-line graphs only); explain says so instead of planning another graph."""
+
+    def branchy(x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > 0):
+            return x * 2
+        return x + 1
+
+    scripted = torch.jit.script(branchy)
+    x = torch.randn(4)
+    (graph,) = nvfuse.explain(scripted, x).graphs
+    assert graph.groups == [] and graph.eager[0][0] == "<whole function>"
+    with pytest.warns(RuntimeWarning, match="runs unfused"):
+        fm = nvfuse.fuse(scripted, (x,))
+    torch.testing.assert_close(fm(x), branchy(x))
+    assert fm.fusion_groups == []
