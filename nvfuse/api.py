@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from nvfuse import config
 from nvfuse.errors import NvfuseError
-from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.frontend.functional import Unfunctionalizable
+from nvfuse.frontend.fx import raises_eagerly, trace_to_aten
 from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
 from nvfuse.fusion.build import build_fusion, dim_order
 from nvfuse.fusion.partition import partition
@@ -34,15 +36,21 @@ class Plan:
     `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight).
     `compiled`: make_fx could not trace the callable (data-dependent control flow, outputs it
     cannot represent), so it runs through torch.compile with the nvfuse backend, whose graph
-    breaks leave such code to Python and fuse the graphs between them."""
+    breaks leave such code to Python and fuse the graphs between them.  `eager`: the callable
+    runs as it is, always (it raises eager's own error on these inputs, or it does what a
+    traced graph cannot reproduce).  `mutates_inputs`: the graph writes into an input, which is
+    exact only while no two inputs share memory."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
-                 grad_params: bool = False, sized: bool = False, compiled: bool = False) -> None:
+                 grad_params: bool = False, sized: bool = False, compiled: bool = False,
+                 eager: bool = False) -> None:
         self.gm = gm
         self.groups = groups
         self.grad_params = grad_params
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
+        self.eager = eager
+        self.mutates_inputs = gm is not None and _writes_placeholder(gm)
 
 
 class FusedModule:
@@ -52,8 +60,9 @@ class FusedModule:
     for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`)."""
 
     def __init__(self, obj: Any, example_inputs: Sequence[Any] | None = None,
-                 trace_now: bool = True) -> None:
+                 trace_now: bool = True, compile_fallback: bool = True) -> None:
         self._original = obj
+        self._compile_fallback = compile_fallback
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
         self._latest: Plan | None = None
@@ -93,6 +102,8 @@ class FusedModule:
         if config.get().disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
+        if plan.eager or plan.mutates_inputs and _share_memory(inputs):
+            return self._original(*inputs)
         if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
                 isinstance(t, torch.Tensor) and t.requires_grad
                 for t in pytree.tree_leaves(list(inputs)))):
@@ -139,6 +150,19 @@ class FusedModule:
         self._latest = plan
         return plan
 
+    def _untraceable(self, inputs: Sequence[Any], error: Exception) -> Plan:
+        """The plan for a callable make_fx refused.  Where the program itself raises on these
+        inputs (an op refusing its dtype), a call runs it eagerly so the caller gets eager's
+        own error.  Otherwise it goes through torch.compile with the nvfuse backend, except for
+        a graph that backend handed over (`compile_fallback` False): compiling that again
+        would recurse, so it runs as it is."""
+        if not self._compile_fallback or raises_eagerly(self._original, inputs):
+            return Plan(None, [], eager=True)
+        warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
+                  f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                  "through torch.compile(backend='nvfuse') instead")
+        return Plan(None, [], compiled=True)
+
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
@@ -158,11 +182,11 @@ class FusedModule:
         else:
             try:
                 gm = trace_to_aten(self._original, list(inputs))
+            except Unfunctionalizable as e:
+                warn_once(f"nvfuse: {e}; {type(self._original).__name__} runs eagerly")
+                return Plan(None, [], eager=True)
             except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
-                warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); it runs "
-                          "through torch.compile(backend='nvfuse') instead")
-                return Plan(None, [], compiled=True)
+                return self._untraceable(inputs, e)
         gm = run_passes(gm)
         if "graph" in config.get().dump:
             dump("graph", type(self._original).__name__, str(gm.graph))
@@ -177,6 +201,31 @@ class FusedModule:
             setattr(fused, name, group)
             groups.append(group)
         return Plan(fused, groups, _reads_trainable_tensor(gm), bool(gm.meta.get(SIZED)))
+
+
+def _writes_placeholder(gm: fx.GraphModule) -> bool:
+    """Whether an op of `gm` writes into one of its inputs (functionalization's copy_ back)."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) \
+                and target._schema.is_mutable:
+            for arg, value in zip(target._schema.arguments, node.args):
+                if arg.alias_info is not None and arg.alias_info.is_write and isinstance(
+                        value, fx.Node) and value.op == "placeholder":
+                    return True
+    return False
+
+
+def _share_memory(inputs: Sequence[Any]) -> bool:
+    """Whether two tensors among `inputs` share a storage."""
+    seen = set()
+    for t in pytree.tree_leaves(list(inputs)):
+        if isinstance(t, torch.Tensor):
+            key = StorageWeakRef(t.untyped_storage())
+            if key in seen:
+                return True
+            seen.add(key)
+    return False
 
 
 def _input_key(value: Any, script: bool) -> Any:

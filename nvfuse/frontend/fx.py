@@ -9,15 +9,18 @@ shape; kernels are still shared across shapes through the signature cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.fx as fx
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils._python_dispatch import _disable_current_modes
 
+from nvfuse.frontend.functional import functionalize, twins
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
 from nvfuse.graph.annotate import rng_preserved
@@ -70,25 +73,46 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
 
     # functionalize (mutations only, views kept): in-place ops on temporaries become their
     # functional forms (eager's CPU dropout is bernoulli_ on an empty tensor), mutated inputs
-    # get an explicit copy_ back
-    functional = torch.func.functionalize(call, remove="mutations")
-    # tracing runs the ops for real: a module's buffers (batch norm's running statistics) are
-    # written once by the trace itself, so they are put back as they were (and the random
-    # generator, by rng_preserved)
+    # get an explicit copy_ back.  Raises Unfunctionalizable where that would change eager's
+    # meaning (writes through overlapping views).
+    functional = functionalize(call)
+    with _state_preserved(fn, inputs):
+        # on copies: tracing runs the program, which must not write the caller's tensors
+        gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
+                     tracing_mode="real")(*twins(inputs))
+    _functional_temporaries(gm)
+    _shape_only_buffers(gm)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def raises_eagerly(fn: Callable[..., Any], inputs: Sequence[Any]) -> bool:
+    """Whether running `fn` eagerly on copies of `inputs` raises (then a call raises eager's
+    own error).  Leaves the inputs, a module's buffers and the random generators unchanged."""
+    try:
+        with _state_preserved(fn, inputs):
+            fn(*twins(inputs))
+    except Exception:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _state_preserved(fn: Callable[..., Any], inputs: Sequence[Any]) -> Iterator[None]:
+    """Run `fn` for real (to trace it) without grad and without lasting effects on a module's
+    buffers (batch norm's running statistics) or the random generators (`rng_preserved`)."""
     buffers = list(fn.buffers()) if isinstance(fn, torch.nn.Module) else []
     saved = [b.clone() for b in buffers]
     try:
-        with torch.no_grad(), rng_preserved(inputs):
-            gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
-                         tracing_mode="real")(*inputs)
+        # the caller's dispatch modes (AOTAutograd's runtime checks run the first call of a
+        # compiled graph under one) would see functionalization's tensors without its mode
+        with torch.no_grad(), rng_preserved(inputs), _disable_current_modes():
+            yield
     finally:
         with torch.no_grad():
             for b, value in zip(buffers, saved):
                 b.copy_(value)
-    _functional_temporaries(gm)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    return gm
 
 
 def _functional_temporaries(gm: fx.GraphModule) -> None:
@@ -113,3 +137,34 @@ def _functional_temporaries(gm: fx.GraphModule) -> None:
         if functional is None or functional._schema.is_mutable:
             continue
         node.target = functional
+
+
+# Functional ops whose result depends on their tensor operand's sizes, dtype and device only
+# (the functional forms of eager's in-place random fills).
+_IGNORE_VALUES = frozenset({
+    torch.ops.aten.bernoulli.p, torch.ops.aten.uniform.default,
+    torch.ops.aten.exponential.default, torch.ops.aten.fill.Scalar})
+
+
+def _shape_only_buffers(gm: fx.GraphModule) -> None:
+    """`empty_like(x)` read only for its shape (eager's CPU dropout draws its mask with
+    `empty_like(x).bernoulli_(p)`) -> a 0-dim `empty` expanded to x's shape: it no longer
+    depends on x (a mask after a softmax joins the softmax's kernel) and a kernel reads it
+    through stride 0 instead of a whole uninitialised tensor."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.empty_like.default \
+                or not node.users or any(u.target not in _IGNORE_VALUES or u.args[0] is not node
+                                         for u in node.users):
+            continue
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        with gm.graph.inserting_before(node):
+            empty = gm.graph.call_function(
+                torch.ops.aten.empty.memory_format, ([],),
+                {"dtype": val.dtype, "layout": torch.strided, "device": val.device})
+            expand = gm.graph.call_function(torch.ops.aten.expand.default,
+                                            (empty, list(val.shape)))
+        empty.meta["val"] = val.new_empty(())
+        expand.meta["val"] = empty.meta["val"].expand(val.shape)
+        node.replace_all_uses_with(expand)

@@ -1,0 +1,182 @@
+"""Regressions in the FX frontend and the public API found by a differential fuzzer (issue 10):
+mutations through aliases, eager's errors, output layouts, example inputs, dump file names.
+Every case is compared with eager on random inputs, mutated inputs included."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import nvfuse
+
+
+def _same_layout_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy of t with its own storage and the same sizes, strides and offset."""
+    out = torch.empty(0, dtype=t.dtype)
+    out.set_(t.untyped_storage().clone(), t.storage_offset(), t.shape, t.stride())
+    return out
+
+
+def _check_against_eager(fn: Callable[..., Any], *inputs: torch.Tensor) -> None:
+    """fn through nvfuse (traced on other copies) matches eager: outputs, or eager's error,
+    and the inputs as fn leaves them."""
+    eager_in = [_same_layout_copy(t) for t in inputs]
+    fused_in = [_same_layout_copy(t) for t in inputs]
+    try:
+        expected = fn(*eager_in)
+    except Exception as e:  # eager refuses: nvfuse must raise the same error
+        with pytest.raises(type(e)) as info:
+            nvfuse.fuse(fn, [_same_layout_copy(t) for t in inputs])(*fused_in)
+        assert str(info.value) == str(e)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an eager fallback may warn
+        got = nvfuse.fuse(fn, [_same_layout_copy(t) for t in inputs])(*fused_in)
+    torch.testing.assert_close(got, expected, equal_nan=True)
+    for a, b in zip(fused_in, eager_in):
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
+# -- item 8: in-place writes through aliases ----------------------------------------------------
+def test_fill_through_an_expanded_view_writes_each_location_once(interpret: None) -> None:
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t.expand(3, -1, -1).fill_(1.5)
+        return t * 2
+
+    _check_against_eager(fn, torch.randn(1, 4, 5))
+
+
+@pytest.mark.parametrize("alias", ["type_as", "to", "to_dtype", "contiguous", "view_as"])
+def test_in_place_op_on_a_non_view_alias_writes_the_input(interpret: None, alias: str) -> None:
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        u = {"type_as": lambda: t.type_as(t), "to": lambda: t.to(t.device),
+             "to_dtype": lambda: t.to(torch.float32), "contiguous": lambda: t.contiguous(),
+             "view_as": lambda: t.view_as(t)}[alias]()
+        u.add_(1)
+        return t * 2
+
+    _check_against_eager(fn, torch.randn(3, 4))
+
+
+def test_first_call_at_a_new_shape_writes_the_input_once(interpret: None) -> None:
+    """Tracing runs the program: it used to write the caller's tensors on top of the run."""
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t.add_(1)
+        return t * 2
+
+    x = torch.randn(3)
+    before = x.clone()
+    fm = nvfuse.fuse(fn, (x,))
+    torch.testing.assert_close(x, before)  # fuse() itself leaves its example alone
+    for n in (4, 4, 5):
+        y = torch.randn(n)
+        expected_y = y + 1
+        torch.testing.assert_close(fm(y), expected_y * 2)
+        torch.testing.assert_close(y, expected_y)
+
+
+def test_output_that_is_the_written_input_aliases_it(interpret: None) -> None:
+    def fn(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t.mul_(2), t[1].add_(1)
+
+    x = torch.randn(3, 4)
+    expected = fn(x.clone())
+    got = nvfuse.fuse(fn, (x.clone(),))(x)
+    torch.testing.assert_close(got, expected)
+    assert got[0] is x  # eager returns the input itself
+    assert got[1].untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+
+def test_write_into_an_input_that_shares_memory_with_another(interpret: None) -> None:
+    def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a.add_(1)
+        return b * 2
+
+    base = torch.randn(4, 5)
+    fm = nvfuse.fuse(fn, (torch.randn(4, 5), torch.randn(4, 5)))
+    expected_base = base.clone()
+    expected = fn(expected_base, expected_base)
+    got = fm(base, base)  # planned on separate tensors, called with one
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(base, expected_base)
+    _check_against_eager(lambda a: fn(a, a[1:]), torch.randn(4, 5))
+
+
+_VIEWS: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
+    ("itself", lambda t: t),
+    ("row", lambda t: t[1]),
+    ("column_slice", lambda t: t[:, 1:3]),
+    ("transpose", lambda t: t.t()),
+    ("flat", lambda t: t.reshape(-1)),
+    ("diagonal", lambda t: t.diagonal()),
+    ("expand", lambda t: t.unsqueeze(0).expand(2, -1, -1)),
+    ("expand_col", lambda t: t[:, :1].expand(-1, 3)),
+    ("unfold", lambda t: t.unfold(1, 2, 1)),
+    ("type_as", lambda t: t.type_as(t)),
+    ("to_same", lambda t: t.to(t.dtype)),
+    ("strided", lambda t: t[::2, ::2]),
+    ("as_strided_overlap", lambda t: t.as_strided((3, 3), (1, 1))),
+]
+_WRITES: list[tuple[str, Callable[[torch.Tensor], Any]]] = [
+    ("add_", lambda v: v.add_(1.5)),
+    ("mul_", lambda v: v.mul_(-2)),
+    ("fill_", lambda v: v.fill_(0.25)),
+    ("zero_", lambda v: v.zero_()),
+    ("clamp_", lambda v: v.clamp_(-0.5, 0.5)),
+    ("sigmoid_", lambda v: v.sigmoid_()),
+    ("masked_fill_", lambda v: v.masked_fill_(v > 0, 3.0)),
+    ("copy_", lambda v: v.copy_(torch.ones_like(v) * 0.75)),
+    ("twice", lambda v: v.add_(1).mul_(3)),
+]
+_RESULTS: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], Any]]] = [
+    ("input", lambda t, v: t * 2 + 1),
+    ("view", lambda t, v: v * 3),
+    ("sum", lambda t, v: t.sum(-1)),
+    ("both", lambda t, v: (t.exp(), v - 1)),
+]
+_LAYOUTS: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
+    ("contiguous", lambda x: x),
+    ("transposed", lambda x: x.t().contiguous().t()),
+    ("sliced", lambda x: torch.randn(x.shape[0], x.shape[1] + 2)[:, 1:-1].copy_(x)),
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_in_place_programs_through_views_match_eager(interpret: None, seed: int) -> None:
+    """A differential test: random (layout, view, in-place op, result) programs, outputs and
+    the written input against eager (eager's own error where eager refuses)."""
+    rng = random.Random(seed)
+    layout = rng.choice(_LAYOUTS)[1]
+    view = rng.choice(_VIEWS)[1]
+    writes = rng.sample(_WRITES, 2)
+    result = rng.choice(_RESULTS)[1]
+    gen = torch.Generator().manual_seed(seed)
+    x = layout(torch.randn(rng.choice([3, 4]), rng.choice([4, 5]), generator=gen))
+
+    def fn(t: torch.Tensor) -> Any:
+        v = view(t)
+        for _, write in writes:
+            write(v)
+        return result(t, v)
+
+    _check_against_eager(fn, x)
+
+
+# -- item 10: eager's own errors, never a recursion ----------------------------------------------
+@pytest.mark.parametrize("case", ["relu_bool", "relu_complex", "rshift_bool", "addcmul_uint8",
+                                  "sigmoid_int_inplace"])
+def test_program_eager_refuses_raises_eagers_error(interpret: None, case: str) -> None:
+    fn, x = {
+        "relu_bool": (torch.relu, torch.randn(3, 4) > 0),
+        "relu_complex": (torch.relu, torch.randn(3, 4, dtype=torch.complex64)),
+        "rshift_bool": (lambda t: t >> 1, torch.randn(3, 4) > 0),
+        "addcmul_uint8": (lambda t: torch.addcmul(t, t, t, value=0.5),
+                          torch.randint(0, 9, (3, 4), dtype=torch.uint8)),
+        "sigmoid_int_inplace": (lambda t: t.sigmoid_(), torch.randint(0, 9, (3, 4))),
+    }[case]
+    _check_against_eager(fn, x)
