@@ -61,13 +61,43 @@ def _refuse_overlapping_writes(func: Any, args: Any, kwargs: dict[str, Any]) -> 
                     f"{t.stride()}, whose elements overlap in memory")
 
 
+def _functional_variant(func: Any) -> Any:
+    """`add.Tensor` for `add_.Tensor`: the out-of-place overload of an in-place op that writes
+    its first argument (None for other ops, and for metadata ops like `t_`, whose out-of-place
+    forms are views)."""
+    schema = func._schema
+    name = schema.name.split("::")[-1]
+    if not name.endswith("_") or name.endswith("__") or not schema.arguments \
+            or not schema.arguments[0].alias_info or not schema.arguments[0].alias_info.is_write:
+        return None
+    packet = getattr(torch.ops.aten, name[:-1], None)
+    functional = getattr(packet, func._overloadname, None) if packet is not None else None
+    if functional is None or functional._schema.is_mutable or functional.is_view:
+        return None
+    return functional
+
+
 class _Functionalization(FunctionalTensorMode):
     """torch's functionalization, refusing writes through overlapping elements first (it sees
-    the program's own in-place ops)."""
+    the program's own in-place ops).  An in-place op becomes its out-of-place form and a
+    `copy_` into the written tensor: eager's in-place result keeps the written tensor's
+    memory layout, which the out-of-place form may not (`masked_fill` is contiguous); the
+    trace's cleanup drops the copy where the layouts agree."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
                            ) -> Any:
-        _refuse_overlapping_writes(func, args, kwargs or {})
+        kwargs = kwargs or {}
+        _refuse_overlapping_writes(func, args, kwargs)
+        functional = _functional_variant(func)
+        if functional is not None and args and isinstance(args[0], FunctionalTensor):
+            written = args[0]
+            out = super().__torch_dispatch__(functional, types, args, kwargs)
+            if isinstance(out, torch.Tensor) and out.dtype == written.dtype \
+                    and out.shape == written.shape:
+                return super().__torch_dispatch__(torch.ops.aten.copy_.default, types,
+                                                  (written, out), {})
+            # eager refuses the in-place op (a result dtype it cannot cast to, a broadcast to
+            # a larger shape): let it say so
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 

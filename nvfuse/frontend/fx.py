@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
@@ -62,7 +63,66 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
-    return table
+    return {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+
+
+def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[..., Any]:
+    """`decomposition` whose tensor results have the memory layout of `op`'s own (a layer
+    norm's output is contiguous whatever its input's layout; its elementwise decomposition
+    would follow the input's).  The op's layout comes from its meta kernel."""
+    @functools.wraps(decomposition)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        out = decomposition(*args, **kwargs)
+        try:
+            with _disable_current_modes():
+                meta_args, meta_kwargs = pytree.tree_map_only(torch.Tensor, _meta_twin,
+                                                              (args, kwargs))
+                expected = op(*meta_args, **meta_kwargs)
+        except Exception:  # no meta kernel: keep the decomposition's layout
+            return out
+        if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor):
+            return _restrided(out, expected)
+        if isinstance(out, (tuple, list)) and isinstance(expected, (tuple, list)) \
+                and len(out) == len(expected):
+            return type(out)(_restrided(o, e) for o, e in zip(out, expected))
+        return out
+    return run
+
+
+def _meta_twin(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+
+
+def _dim_order(t: torch.Tensor) -> list[int]:
+    """t's dims from outermost to innermost in memory (size-1 dims, which any stride fits,
+    left out)."""
+    dims = [d for d in range(t.dim()) if t.shape[d] != 1]
+    return sorted(dims, key=lambda d: (-t.stride()[d], d))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill a block of memory exactly, in some dim order."""
+    span = 1
+    for d in reversed(_dim_order(t)):
+        if t.stride()[d] != span:
+            return False
+        span *= t.shape[d]
+    return True
+
+
+def _restrided(out: Any, expected: Any) -> Any:
+    """`out` with `expected`'s dim order where both are dense tensors of one shape whose
+    orders differ."""
+    if not isinstance(out, torch.Tensor) or not isinstance(expected, torch.Tensor) \
+            or out.shape != expected.shape or out.dtype != expected.dtype \
+            or _dim_order(out) == _dim_order(expected) \
+            or not _dense(expected):
+        return out
+    if expected.is_contiguous():
+        return out.contiguous()
+    order = sorted(range(expected.dim()), key=lambda d: (-expected.stride()[d], d))
+    fresh = torch.empty_permuted(out.shape, order, dtype=out.dtype, device=out.device)
+    return torch.ops.aten.copy.default(fresh, out)
 
 
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
@@ -81,6 +141,7 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
         gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
                      tracing_mode="real")(*twins(inputs))
     _functional_temporaries(gm)
+    _same_layout_copies(gm)
     _shape_only_buffers(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
@@ -113,6 +174,21 @@ def _state_preserved(fn: Callable[..., Any], inputs: Sequence[Any]) -> Iterator[
         with torch.no_grad():
             for b, value in zip(buffers, saved):
                 b.copy_(value)
+
+
+def _same_layout_copies(gm: fx.GraphModule) -> None:
+    """`copy(a, b)` -> b where a and b have the same dtype, sizes and strides: the copy only
+    gives b's values a's layout (functionalization writes each in-place result that way)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.copy.default:
+            continue
+        a, b = node.args[0], node.args[1]
+        va, vb = (x.meta.get("val") if isinstance(x, fx.Node) else None for x in (a, b))
+        if isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) \
+                and va.dtype == vb.dtype and va.shape == vb.shape \
+                and (va.stride() == vb.stride() or va.numel() <= 1):
+            node.replace_all_uses_with(b)
+            gm.graph.erase_node(node)
 
 
 def _functional_temporaries(gm: fx.GraphModule) -> None:

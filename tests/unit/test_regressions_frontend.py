@@ -180,3 +180,48 @@ def test_program_eager_refuses_raises_eagers_error(interpret: None, case: str) -
         "sigmoid_int_inplace": (lambda t: t.sigmoid_(), torch.randint(0, 9, (3, 4))),
     }[case]
     _check_against_eager(fn, x)
+
+
+# -- item 9: outputs in eager's memory layout -----------------------------------------------------
+_LAYOUT_OPS: dict[str, Callable[[torch.Tensor], Any]] = {
+    "layer_norm": lambda x: torch.nn.functional.layer_norm(x, (x.shape[-1],)),
+    "layer_norm_affine": lambda x: torch.nn.functional.layer_norm(
+        x, (x.shape[-1],), torch.linspace(0.5, 1.5, x.shape[-1]),
+        torch.linspace(-0.1, 0.1, x.shape[-1])),
+    "masked_fill_on_clone": lambda x: x.float().clone().masked_fill_(x > 0, 2.0),
+    "masked_fill": lambda x: x.masked_fill(x > 0, 2.0),
+    "in_place_chain": lambda x: x.clone().add_(1).mul_(x),
+    "softmax": lambda x: torch.softmax(x * 2, -1),
+    "var_mean": lambda x: torch.var_mean(x, -1),
+    "where": lambda x: torch.where(x > 0, x, 0.5),
+    "contiguous": lambda x: (x * 2).contiguous(),
+    "minus_amax": lambda x: x - x.amax(-1, keepdim=True),
+    "lerp": lambda x: torch.lerp(x, x * 2, 0.3),
+    "half": lambda x: x.to(torch.float16) * 2,
+}
+_LAYOUT_INPUTS: dict[str, Callable[[], torch.Tensor]] = {
+    "permuted": lambda: torch.randn(4, 6, 8).permute(0, 2, 1),
+    "permuted_outer": lambda: torch.randn(4, 6, 8).permute(2, 0, 1),
+    "channels_last": lambda: torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last),
+    "sliced": lambda: torch.randn(4, 10)[:, 2:8],
+    "transposed": lambda: torch.randn(5, 7).t(),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_LAYOUT_INPUTS))
+@pytest.mark.parametrize("op", sorted(_LAYOUT_OPS))
+def test_outputs_have_eagers_strides(interpret: None, op: str, layout: str) -> None:
+    fn, x = _LAYOUT_OPS[op], _LAYOUT_INPUTS[layout]()
+    expected = fn(x)
+    got = nvfuse.fuse(fn, (x,))(x)
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(*((t,) if isinstance(t, torch.Tensor) else t for t in (got, expected))):
+        assert g.stride() == e.stride()
+
+
+def test_layer_norm_of_a_permuted_input_stays_one_kernel(interpret: None) -> None:
+    x = torch.randn(4, 6, 8).permute(0, 2, 1)
+    fm = nvfuse.fuse(lambda t: torch.nn.functional.layer_norm(t, (6,)) * 2, (x,))
+    out = fm(x)
+    assert out.is_contiguous() and len(fm.kernels) == 1
+    torch.testing.assert_close(out, torch.nn.functional.layer_norm(x, (6,)) * 2)
