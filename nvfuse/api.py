@@ -9,6 +9,7 @@ batch size costs a retrace at most, never a recompile.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -70,8 +71,12 @@ class FusedModule:
         self._autograd: Callable[..., Any] | None = None
         self._script_gm: fx.GraphModule | None = None
         self._is_script = is_torchscript(obj)
+        if isinstance(example_inputs, torch.Tensor):
+            example_inputs = (example_inputs,)  # one input, not a sequence of its rows
+        self._arity: tuple[int, int | None] | None  # (least, most) positional inputs
         if self._is_script:
-            self._arity = _script_arity(obj)
+            n = _script_arity(obj)
+            self._arity = None if n is None else (n, n)
             try:
                 self._script_gm = graph_module_from_script(obj, example_inputs)
             except NvfuseError:
@@ -85,10 +90,11 @@ class FusedModule:
                 raise ValueError(
                     "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
                     "callable (nvfuse traces it with them); pass a tuple of example tensors")
-            self._arity = len(tuple(example_inputs))
+            example_inputs = tuple(example_inputs)
+            self._arity = _positional_range(obj) or (len(example_inputs), len(example_inputs))
         if example_inputs is not None:
             example_inputs = tuple(example_inputs)
-            self._check_arity(example_inputs)
+            self._check_arity(example_inputs, " example input(s)")
             if trace_now and not config.get().disable:
                 self._plan_for(example_inputs)
 
@@ -131,10 +137,16 @@ class FusedModule:
         return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
-    def _check_arity(self, inputs: Sequence[Any]) -> None:
-        if self._arity is not None and len(inputs) != self._arity:
-            raise TypeError(f"nvfuse: the fused function takes {self._arity} input(s), "
-                            f"got {len(inputs)}")
+    def _check_arity(self, inputs: Sequence[Any], what: str = "") -> None:
+        if self._arity is None:
+            return
+        least, most = self._arity
+        if least <= len(inputs) and (most is None or len(inputs) <= most):
+            return
+        expected = (f"at least {least}" if most is None else str(least) if least == most
+                    else f"{least} to {most}")
+        name = getattr(self._original, "__name__", type(self._original).__name__)
+        raise TypeError(f"nvfuse: {name} takes {expected} input(s), got {len(inputs)}{what}")
 
     def _plan_for(self, inputs: Sequence[Any]) -> Plan:
         generic = self._key(inputs)
@@ -259,6 +271,28 @@ def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
             if isinstance(value, torch.Tensor) and value.requires_grad:
                 return True
     return False
+
+
+def _positional_range(obj: Any) -> tuple[int, int | None] | None:
+    """(least, most) positional arguments `obj` (a callable, or an nn.Module's forward) takes,
+    most None for *args; None when its signature cannot be read or it needs a keyword-only
+    argument (then the example inputs' count is the arity)."""
+    target = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    least, most = 0, 0
+    var = False
+    for p in parameters:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            least += p.default is p.empty
+        elif p.kind is p.VAR_POSITIONAL:
+            var = True
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return least, None if var else most
 
 
 def _script_arity(obj: Any) -> int | None:

@@ -225,3 +225,46 @@ def test_layer_norm_of_a_permuted_input_stays_one_kernel(interpret: None) -> Non
     out = fm(x)
     assert out.is_contiguous() and len(fm.kernels) == 1
     torch.testing.assert_close(out, torch.nn.functional.layer_norm(x, (6,)) * 2)
+
+
+# -- item 15: example inputs ----------------------------------------------------------------------
+def test_a_bare_tensor_is_one_example_input(interpret: None) -> None:
+    x = torch.randn(4, 6)
+    fm = nvfuse.fuse(lambda t: torch.sigmoid(t) * 2, x)
+    torch.testing.assert_close(fm(x), torch.sigmoid(x) * 2)
+    assert len(fm.kernels) == 1 and nvfuse.stats()["fallbacks"] == 0
+
+
+def _two(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a * b + 1
+
+
+def test_wrong_count_of_example_inputs_is_a_type_error(interpret: None) -> None:
+    x = torch.randn(4, 6)
+    with pytest.raises(TypeError, match=r"_two takes 2 input\(s\), got 1 example input\(s\)"):
+        nvfuse.fuse(_two, (x,))
+    with pytest.raises(TypeError, match=r"_two takes 2 input\(s\), got 3 example input\(s\)"):
+        nvfuse.fuse(_two, (x, x, x))
+    with pytest.raises(TypeError, match=r"Linear takes 1 input\(s\), got 2"):
+        nvfuse.fuse(torch.nn.Linear(6, 3), (x, x))
+
+
+def test_wrong_count_of_call_arguments_is_a_type_error(interpret: None) -> None:
+    x = torch.randn(4, 6)
+    fm = nvfuse.fuse(_two, (x, x))
+    with pytest.raises(TypeError, match=r"_two takes 2 input\(s\), got 1$"):
+        fm(x)
+    with pytest.raises(TypeError, match=r"_two takes 2 input\(s\), got 3$"):
+        fm(x, x, x)
+
+
+def test_defaulted_parameters_may_be_given_or_not(interpret: None) -> None:
+    def scaled(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        return a * 2 if b is None else a * b
+
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    fm = nvfuse.fuse(scaled, (x,))
+    torch.testing.assert_close(fm(x), x * 2)
+    torch.testing.assert_close(fm(x, y), x * y)
+    with pytest.raises(TypeError, match=r"scaled takes 1 to 2 input\(s\), got 3$"):
+        fm(x, y, y)
