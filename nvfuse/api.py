@@ -10,6 +10,7 @@ batch size costs a retrace at most, never a recompile.
 from __future__ import annotations
 
 import inspect
+import itertools
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -30,6 +31,9 @@ from nvfuse.graph.views import SIZED
 from nvfuse.runtime.dump import dump
 from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
+
+
+_GRAPH_IDS = itertools.count()
 
 
 class Plan:
@@ -200,15 +204,18 @@ class FusedModule:
             except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
                 return self._untraceable(inputs, e)
         gm = run_passes(gm)
+        # dump file names: one per graph (a per-process count) and per group of that graph
+        graph_id = f"g{next(_GRAPH_IDS)}_" \
+            f"{getattr(self._original, '__name__', type(self._original).__name__)}"
         if "graph" in config.get().dump:
-            dump("graph", type(self._original).__name__, str(gm.graph))
+            dump("graph", graph_id, str(gm.graph))
         fused, names = partition(gm)
         groups = []
         for name in names:
             sub = getattr(fused, name)
             ir = build_fusion(name, sub)
             if "fusion_ir" in config.get().dump:
-                dump("fusion_ir", name, str(ir))
+                dump("fusion_ir", f"{graph_id}.{name}", str(ir))
             group = FusionGroup(ir, sub, self.kernels)
             setattr(fused, name, group)
             groups.append(group)

@@ -268,3 +268,43 @@ def test_defaulted_parameters_may_be_given_or_not(interpret: None) -> None:
     torch.testing.assert_close(fm(x, y), x * y)
     with pytest.raises(TypeError, match=r"scaled takes 1 to 2 input\(s\), got 3$"):
         fm(x, y, y)
+
+
+# -- item 16: dump files, one per graph, group and kernel -----------------------------------------
+def test_dump_dir_keeps_every_graph_group_and_kernel(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any, interpret: None) -> None:
+    from nvfuse import config
+    from nvfuse.runtime import kernels
+
+    monkeypatch.setenv("NVFUSE_DUMP", "graph,fusion_ir,cuda,ptx")
+    monkeypatch.setenv("NVFUSE_DUMP_DIR", str(tmp_path))
+    config.reload()
+    kernels.clear()
+
+    def two_groups(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.relu(torch.sigmoid(x) @ w) * 3  # the matmul splits two groups
+
+    x, w = torch.randn(8, 16), torch.randn(16, 4)
+    fm = nvfuse.fuse(two_groups, (x, w))
+    fm(x, w)
+    nvfuse.fuse(lambda t: torch.tanh(t) - 1, (x,))(x)  # a second graph
+    assert len(fm.fusion_groups) == 2
+    names = sorted(p.name for p in tmp_path.iterdir())
+    graphs = [n for n in names if n.endswith(".graph.txt")]
+    groups = [n for n in names if n.endswith(".fusion_ir.txt")]
+    sources = [n for n in names if n.endswith(".cuda.txt")]
+    ptx = [n for n in names if n.endswith(".ptx.txt")]
+    assert len(graphs) == 2 and len(groups) == 3 and len(sources) == 3 and len(ptx) == 3
+    assert not any("launch_bounds" in n for n in names)
+    for kernel in fm.kernels:  # each kernel's files carry its own name
+        assert (tmp_path / f"{kernel.name}.cuda.txt").read_text().rstrip("\n") == \
+            kernel.source.rstrip("\n")
+        assert ".entry " + kernel.name in (tmp_path / f"{kernel.name}.ptx.txt").read_text()
+
+
+def test_compile_error_names_the_kernel_of_emitted_source() -> None:
+    bad = ('extern "C" __global__ void __launch_bounds__(128)\n'
+           'nvfuse_pw_bad(float* x) {\n  x[0] = undefined_name;\n}\n')
+    with pytest.raises(nvfuse.CompileError) as info:
+        nvfuse.compile_source(bad, "sm_90")
+    assert "nvfuse_pw_bad" in str(info.value) and "__launch_bounds__.cu" not in str(info.value)
