@@ -308,3 +308,21 @@ def test_compile_error_names_the_kernel_of_emitted_source() -> None:
     with pytest.raises(nvfuse.CompileError) as info:
         nvfuse.compile_source(bad, "sm_90")
     assert "nvfuse_pw_bad" in str(info.value) and "__launch_bounds__.cu" not in str(info.value)
+
+
+# -- item 11: a reshape that needs a copy stays a copy --------------------------------------------
+@pytest.mark.parametrize("case", range(4))
+def test_reshape_of_an_expanded_input_is_not_moved_as_a_view(interpret: None, case: int) -> None:
+    """FakeTensor's `view` accepts a stride-0 dim next to a size-1 dim of stride 1, which
+    eager's refuses: the view pass moved such a view onto the input, and the plan crashed."""
+    x, fn = [
+        (torch.randn(4, 1, 1).expand(4, 1, 3).transpose(0, -1),
+         lambda t: torch.exp(t).reshape(-1).view(-1)[::2] * 2),
+        (torch.randn(4, 1, 1).expand(4, 1, 3).transpose(0, -1),
+         lambda t: (t * 2).reshape(-1) + 1),
+        (torch.randn(1, 1, 5).expand(3, 1, 5).transpose(0, 1).transpose(1, 2),
+         lambda t: torch.sigmoid(t).reshape(-1, 1) * t.reshape(1, -1)),
+        (torch.randn(2, 1, 4).expand(2, 3, 4).transpose(1, 2)[:, :, :1],
+         lambda t: torch.exp(t).reshape(-1) - 1),
+    ][case]
+    _check_against_eager(fn, x)
