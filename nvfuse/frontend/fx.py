@@ -18,6 +18,7 @@ import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
 from torch._decomp import core_aten_decompositions
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
 
@@ -69,16 +70,22 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
 def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[..., Any]:
     """`decomposition` whose tensor results have the memory layout of `op`'s own (a layer
     norm's output is contiguous whatever its input's layout; its elementwise decomposition
-    would follow the input's).  The op's layout comes from its meta kernel."""
+    would follow the input's).  Tracing runs on real tensors, so the op itself runs once on
+    them to say (meta kernels do not always agree with eager's layouts); not for in-place or
+    random ops (their results follow `self`, or must not draw twice)."""
+    if op._schema.is_mutable or torch.Tag.nondeterministic_seeded in op.tags:
+        return decomposition
+
     @functools.wraps(decomposition)
     def run(*args: Any, **kwargs: Any) -> Any:
         out = decomposition(*args, **kwargs)
+        if any(isinstance(t, torch.Tensor) and (t.is_meta or isinstance(t, FakeTensor))
+               for t in pytree.tree_leaves((args, kwargs))):
+            return out  # not a real trace: nothing to ask
         try:
-            with _disable_current_modes():
-                meta_args, meta_kwargs = pytree.tree_map_only(torch.Tensor, _meta_twin,
-                                                              (args, kwargs))
-                expected = op(*meta_args, **meta_kwargs)
-        except Exception:  # no meta kernel: keep the decomposition's layout
+            with _disable_current_modes(), torch.no_grad():
+                expected = op(*args, **kwargs)
+        except Exception:  # eager refuses what the decomposition took: keep its result
             return out
         if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor):
             return _restrided(out, expected)
@@ -87,10 +94,6 @@ def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[...
             return type(out)(_restrided(o, e) for o, e in zip(out, expected))
         return out
     return run
-
-
-def _meta_twin(t: torch.Tensor) -> torch.Tensor:
-    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
 
 
 def _dim_order(t: torch.Tensor) -> list[int]:
