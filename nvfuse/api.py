@@ -172,7 +172,12 @@ class FusedModule:
         own error.  Otherwise it goes through torch.compile with the nvfuse backend, except for
         a graph that backend handed over (`compile_fallback` False): compiling that again
         would recurse, so it runs as it is."""
-        if not self._compile_fallback or raises_eagerly(self._original, inputs):
+        if raises_eagerly(self._original, inputs):
+            return Plan(None, [], eager=True)
+        if not self._compile_fallback:
+            warn_once(f"nvfuse: make_fx cannot trace a graph torch.compile handed over "
+                      f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                      "eagerly")
             return Plan(None, [], eager=True)
         warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
                   f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
