@@ -180,12 +180,16 @@ def _state_preserved(fn: Callable[..., Any], inputs: Sequence[Any]) -> Iterator[
 
 
 def _same_layout_copies(gm: fx.GraphModule) -> None:
-    """`copy(a, b)` -> b where a and b have the same dtype, sizes and strides: the copy only
-    gives b's values a's layout (functionalization writes each in-place result that way)."""
+    """`copy(a, b)` -> b where a and b have the same dtype, sizes and strides and b is a fresh
+    result of this graph (not an input or a view): the copy only gives b's values a's layout
+    (functionalization writes each in-place result that way)."""
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target is not torch.ops.aten.copy.default:
             continue
         a, b = node.args[0], node.args[1]
+        if not isinstance(b, fx.Node) or b.op != "call_function" or not isinstance(
+                b.target, torch._ops.OpOverload) or b.target.is_view:
+            continue  # b may be an input or share one's memory: the copy is a fresh tensor
         va, vb = (x.meta.get("val") if isinstance(x, fx.Node) else None for x in (a, b))
         if isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) \
                 and va.dtype == vb.dtype and va.shape == vb.shape \

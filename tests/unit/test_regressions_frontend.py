@@ -326,3 +326,16 @@ def test_reshape_of_an_expanded_input_is_not_moved_as_a_view(interpret: None, ca
          lambda t: torch.exp(t).reshape(-1) - 1),
     ][case]
     _check_against_eager(fn, x)
+
+
+def test_copy_into_a_temporary_does_not_alias_the_source(interpret: None) -> None:
+    def fn(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        u = t.clone()
+        u.copy_(x)
+        return u * 1 if t.dim() == 0 else u
+
+    t, x = torch.randn(3, 4), torch.randn(3, 4)
+    out = nvfuse.fuse(fn, (t, x))(t, x)
+    torch.testing.assert_close(out, x)
+    assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+    _check_against_eager(lambda a: a.clone().copy_(a[1:2]).t(), torch.randn(3, 4))
