@@ -20,7 +20,7 @@ reproduce, which the caller then runs eagerly:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -151,25 +151,3 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _unwrap(f: FunctionalTensor) -> torch.Tensor:
     torch._sync(f)
     return torch._from_functional_tensor(f.elem)  # type: ignore[attr-defined]
-
-
-def twins(inputs: Sequence[Any]) -> list[Any]:
-    """Copies of `inputs` to trace on: the same sizes, strides, storage offsets and sharing of
-    memory among them, so tracing (which runs the ops) never writes the caller's tensors."""
-    copies: dict[StorageWeakRef, torch.UntypedStorage] = {}
-
-    def twin(t: Any) -> Any:
-        if not isinstance(t, torch.Tensor) or t.is_sparse or t.layout != torch.strided:
-            return t
-        key = _storage(t)
-        if key not in copies:
-            copies[key] = t.untyped_storage().clone()
-        out = torch.empty(0, dtype=t.dtype, device=t.device)
-        out.set_(copies[key], t.storage_offset(), t.shape, t.stride())
-        if t.is_conj():  # a lazily conjugated or negated view reads the same bytes differently
-            out = out.conj()
-        if t.is_neg():
-            out = out._neg_view()
-        return out
-
-    return [pytree.tree_map(twin, x) for x in inputs]

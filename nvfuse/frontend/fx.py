@@ -22,10 +22,10 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
 
-from nvfuse.frontend.functional import functionalize, twins
+from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
-from nvfuse.graph.annotate import rng_preserved
+from nvfuse.graph.annotate import rng_preserved, twins
 
 
 # Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation

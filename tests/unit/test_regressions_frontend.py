@@ -339,3 +339,18 @@ def test_copy_into_a_temporary_does_not_alias_the_source(interpret: None) -> Non
     torch.testing.assert_close(out, x)
     assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
     _check_against_eager(lambda a: a.clone().copy_(a[1:2]).t(), torch.randn(3, 4))
+
+
+def test_script_with_data_dependent_values_writes_its_input_once(interpret: None) -> None:
+    """Annotating such a graph runs it for real: on copies, or the input is written twice."""
+    def fn(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t.add_(1)
+        idx = torch.nonzero(t > 1.5)
+        return t * 2, idx.shape[0] * torch.ones(1)
+
+    x = torch.randn(3, 4)
+    expected_x = x.clone()
+    expected = fn(expected_x)
+    got = nvfuse.fuse(torch.jit.script(fn))(x)
+    torch.testing.assert_close(x, expected_x)
+    torch.testing.assert_close(got, expected)
