@@ -9,19 +9,26 @@ batch size costs a retrace at most, never a recompile.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from nvfuse import config, pipeline
 from nvfuse.errors import NvfuseError
+from nvfuse.frontend.functional import Unfunctionalizable
+from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Untraceable, frontend_for
 from nvfuse.fusion.build import dim_order
 from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
+
+
+_GRAPH_IDS = itertools.count()
 
 
 class Plan:
@@ -29,15 +36,21 @@ class Plan:
     `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight).
     `compiled`: make_fx could not trace the callable (data-dependent control flow, outputs it
     cannot represent), so it runs through torch.compile with the nvfuse backend, whose graph
-    breaks leave such code to Python and fuse the graphs between them."""
+    breaks leave such code to Python and fuse the graphs between them.  `eager`: the callable
+    runs as it is, always (it raises eager's own error on these inputs, or it does what a
+    traced graph cannot reproduce).  `mutates_inputs`: the graph writes into an input, which is
+    exact only while no two inputs share memory."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
-                 grad_params: bool = False, sized: bool = False, compiled: bool = False) -> None:
+                 grad_params: bool = False, sized: bool = False, compiled: bool = False,
+                 eager: bool = False) -> None:
         self.gm = gm
         self.groups = groups
         self.grad_params = grad_params
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
+        self.eager = eager
+        self.mutates_inputs = gm is not None and _writes_placeholder(gm)
 
 
 class FusedModule:
@@ -47,18 +60,21 @@ class FusedModule:
     for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`)."""
 
     def __init__(self, obj: Any, example_inputs: Sequence[Any] | None = None,
-                 trace_now: bool = True) -> None:
+                 trace_now: bool = True, compile_fallback: bool = True) -> None:
         self._original = obj
+        self._compile_fallback = compile_fallback
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._autograd: Callable[..., Any] | None = None
+        if isinstance(example_inputs, torch.Tensor):
+            example_inputs = (example_inputs,)  # one input, not a sequence of its rows
         self._frontend = frontend_for(obj, example_inputs)
-        self._arity = self._frontend.arity
+        self._arity = self._frontend.arity  # (least, most) positional inputs, where known
         if example_inputs is not None:
             example_inputs = tuple(example_inputs)
-            self._check_arity(example_inputs)
+            self._check_arity(example_inputs, " example input(s)")
             if trace_now and not config.get().disable:
                 self._plan_for(example_inputs)
 
@@ -72,6 +88,8 @@ class FusedModule:
         if config.get().disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
+        if plan.eager or plan.mutates_inputs and _share_memory(inputs):
+            return self._original(*inputs)
         if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
                 isinstance(t, torch.Tensor) and t.requires_grad
                 for t in pytree.tree_leaves(list(inputs)))):
@@ -96,10 +114,16 @@ class FusedModule:
         return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
-    def _check_arity(self, inputs: Sequence[Any]) -> None:
-        if self._arity is not None and len(inputs) != self._arity:
-            raise TypeError(f"nvfuse: the fused function takes {self._arity} input(s), "
-                            f"got {len(inputs)}")
+    def _check_arity(self, inputs: Sequence[Any], what: str = "") -> None:
+        if self._arity is None:
+            return
+        least, most = self._arity
+        if least <= len(inputs) and (most is None or len(inputs) <= most):
+            return
+        expected = (f"at least {least}" if most is None else str(least) if least == most
+                    else f"{least} to {most}")
+        name = getattr(self._original, "__name__", type(self._original).__name__)
+        raise TypeError(f"nvfuse: {name} takes {expected} input(s), got {len(inputs)}{what}")
 
     def _plan_for(self, inputs: Sequence[Any]) -> Plan:
         generic = self._key(inputs)
@@ -115,6 +139,24 @@ class FusedModule:
         self._latest = plan
         return plan
 
+    def _untraceable(self, inputs: Sequence[Any], error: Exception) -> Plan:
+        """The plan for a callable make_fx refused.  Where the program itself raises on these
+        inputs (an op refusing its dtype), a call runs it eagerly so the caller gets eager's
+        own error.  Otherwise it goes through torch.compile with the nvfuse backend, except for
+        a graph that backend handed over (`compile_fallback` False): compiling that again
+        would recurse, so it runs as it is."""
+        if raises_eagerly(self._original, inputs):
+            return Plan(None, [], eager=True)
+        if not self._compile_fallback:
+            warn_once(f"nvfuse: make_fx cannot trace a graph torch.compile handed over "
+                      f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                      "eagerly")
+            return Plan(None, [], eager=True)
+        warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
+                  f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                  "through torch.compile(backend='nvfuse') instead")
+        return Plan(None, [], compiled=True)
+
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
@@ -124,21 +166,52 @@ class FusedModule:
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
         try:
             gm = self._frontend.trace(inputs)
+        except Unfunctionalizable as e:
+            warn_once(f"nvfuse: {e}; {type(self._original).__name__} runs eagerly")
+            return Plan(None, [], eager=True)
         except Untraceable as e:
-            warn_once(f"nvfuse: {e}; it runs through torch.compile(backend='nvfuse') instead")
-            return Plan(None, [], compiled=True)
+            return self._untraceable(inputs, e.__cause__ if isinstance(e.__cause__, Exception)
+                                     else e)
         except NvfuseError as e:
             if config.get().strict:
                 raise
             warn_once(f"nvfuse: {e}; the TorchScript function runs unfused")
             return Plan(None, [])
-        planned = pipeline.plan(gm, type(self._original).__name__)
+        # dump file names: one per graph (a per-process count) and per group of that graph
+        graph_id = f"g{next(_GRAPH_IDS)}_" \
+            f"{getattr(self._original, '__name__', type(self._original).__name__)}"
+        planned = pipeline.plan(gm, graph_id)
         groups = []
         for g in planned.groups:
             group = FusionGroup(g.ir, g.eager, self.kernels)
             setattr(planned.fused, g.name, group)
             groups.append(group)
         return Plan(planned.fused, groups, _reads_trainable_tensor(planned.graph), planned.sized)
+
+
+def _writes_placeholder(gm: fx.GraphModule) -> bool:
+    """Whether an op of `gm` writes into one of its inputs (functionalization's copy_ back)."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) \
+                and target._schema.is_mutable:
+            for arg, value in zip(target._schema.arguments, node.args):
+                if arg.alias_info is not None and arg.alias_info.is_write and isinstance(
+                        value, fx.Node) and value.op == "placeholder":
+                    return True
+    return False
+
+
+def _share_memory(inputs: Sequence[Any]) -> bool:
+    """Whether two tensors among `inputs` share a storage."""
+    seen = set()
+    for t in pytree.tree_leaves(list(inputs)):
+        if isinstance(t, torch.Tensor):
+            key = StorageWeakRef(t.untyped_storage())
+            if key in seen:
+                return True
+            seen.add(key)
+    return False
 
 
 def _input_key(value: Any, script: bool) -> Any:
@@ -189,7 +262,8 @@ def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]
 def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
     from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
 
-    return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False))  # type: ignore[no-any-return]
+    fused = FusedModule(gm, list(example_inputs), trace_now=False, compile_fallback=False)
+    return make_boxed_func(fused)  # type: ignore[no-any-return]
 
 
 def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:

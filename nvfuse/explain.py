@@ -22,6 +22,8 @@ from torch import fx
 from nvfuse import pipeline
 from nvfuse.api import aot_backend
 from nvfuse.errors import NvfuseError
+from nvfuse.frontend.functional import Unfunctionalizable
+from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
 from nvfuse.fusion.partition import EAGER_REASON, why_unfusible
@@ -102,15 +104,23 @@ def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> Exp
     with _unchanged(fn, inputs):
         if training:
             return ExplainReport(_training_graphs(frontend, inputs))
+        # the decisions of FusedModule._make_plan, in its order
         try:
             graph = frontend.trace(inputs)
+        except Unfunctionalizable as e:
+            return _unfused(f"runs eagerly: {e}")
         except Untraceable:
+            if raises_eagerly(fn, inputs):
+                return _unfused("runs eagerly: eager raises on these inputs")
             with torch.no_grad():
                 return ExplainReport(_training_graphs(frontend, inputs))
         except NvfuseError as e:  # a TorchScript graph nvfuse cannot convert runs unfused
-            return ExplainReport([GraphReport("forward", 0, [], [("<whole function>", str(e))],
-                                              0)])
+            return _unfused(str(e))
         return ExplainReport([explain_plan("forward", pipeline.plan(graph, "forward"))])
+
+
+def _unfused(why: str) -> ExplainReport:
+    return ExplainReport([GraphReport("forward", 0, [], [("<whole function>", why)], 0)])
 
 
 @contextlib.contextmanager

@@ -105,8 +105,8 @@ def _fusion_ir(p: _Partitioned) -> Plan:
 PLAN_STAGES: tuple[Stage, ...] = (
     Stage("graph", run_passes, lambda gm, label: iter([(label, str(gm.graph))])),
     Stage("partition", _partition),
-    Stage("fusion_ir", _fusion_ir,
-          lambda plan, _: ((g.name, str(g.ir)) for g in plan.groups)),
+    Stage("fusion_ir", _fusion_ir,  # one dump per group, named after its graph's
+          lambda plan, label: ((f"{label}.{g.name}", str(g.ir)) for g in plan.groups)),
 )
 
 

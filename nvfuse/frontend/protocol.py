@@ -11,7 +11,8 @@ Output: a `Frontend` (`frontend_for`), which
   object runs unfused then);
 - `size_generic`: whether one trace serves every input size of the same ranks (TorchScript
   graphs do; make_fx bakes sizes into views, so its traces are per size);
-- `arity`: how many inputs the object takes, where known.
+- `arity`: (least, most) positional inputs the object takes (most None for *args), where
+  known.
 
 Two frontends exist: `ScriptFrontend` (traced or scripted TorchScript, nvfuse/frontend/
 torchscript.py) and `TracedFrontend` (nn.Module, fx.GraphModule or any callable, through make_fx,
@@ -20,6 +21,7 @@ nvfuse/frontend/fx.py).  The dynamo backend hands its graphs to a `TracedFronten
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +29,7 @@ import torch
 from torch import fx
 
 from nvfuse.errors import NvfuseError
+from nvfuse.frontend.functional import Unfunctionalizable
 from nvfuse.frontend.fx import trace_to_aten
 from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
 from nvfuse.graph.annotate import annotate
@@ -39,7 +42,7 @@ class Untraceable(NvfuseError):
 
 class Frontend(Protocol):
     obj: Any
-    arity: int | None
+    arity: tuple[int, int | None] | None
     size_generic: bool
 
     def trace(self, inputs: Sequence[Any]) -> fx.GraphModule: ...
@@ -55,7 +58,8 @@ class ScriptFrontend:
 
     def __init__(self, obj: Any, example_inputs: Sequence[Any] | None) -> None:
         self.obj = obj
-        self.arity = _script_arity(obj)
+        n = _script_arity(obj)
+        self.arity: tuple[int, int | None] | None = None if n is None else (n, n)
         self._converted: fx.GraphModule | None = None
         try:
             self._converted = graph_module_from_script(obj, example_inputs)
@@ -87,11 +91,14 @@ class TracedFrontend:
                 "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
                 "callable (nvfuse traces it with them); pass a tuple of example tensors")
         self.obj = obj
-        self.arity: int | None = len(tuple(example_inputs))
+        n = len(tuple(example_inputs))
+        self.arity: tuple[int, int | None] | None = _positional_range(obj) or (n, n)
 
     def trace(self, inputs: Sequence[Any]) -> fx.GraphModule:
         try:
             return trace_to_aten(self.obj, list(inputs))
+        except Unfunctionalizable:
+            raise  # traceable, but not exactly: the caller runs it eagerly
         except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
             raise Untraceable(
                 f"make_fx cannot trace {type(self.obj).__name__} ({type(e).__name__}: "
@@ -106,6 +113,28 @@ def frontend_for(obj: Any, example_inputs: Sequence[Any] | None) -> Frontend:
     if is_torchscript(obj):
         return ScriptFrontend(obj, example_inputs)
     return TracedFrontend(obj, example_inputs)
+
+
+def _positional_range(obj: Any) -> tuple[int, int | None] | None:
+    """(least, most) positional arguments `obj` (a callable, or an nn.Module's forward) takes,
+    most None for *args; None when its signature cannot be read or it needs a keyword-only
+    argument (then the example inputs' count is the arity)."""
+    target = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    least, most = 0, 0
+    var = False
+    for p in parameters:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            least += p.default is p.empty
+        elif p.kind is p.VAR_POSITIONAL:
+            var = True
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return least, None if var else most
 
 
 def _script_arity(obj: Any) -> int | None:
