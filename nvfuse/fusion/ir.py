@@ -182,8 +182,14 @@ def format_scalar(value: Scalar) -> str:
 
 
 def content_key(ir: FusionIR) -> str:
-    """What a fusion computes: its printed form without the group's own name."""
-    return print_fusion(ir).split("\n", 1)[1]
+    """What a fusion computes: its printed form without the group's own name.  Its nodes name
+    the dtype of every input they read; an input no node reads (a shape source only: the
+    `x` of `zeros_like(x)`) is listed with its dtype, which the kernel's parameters carry."""
+    read = {n.attr if n.op is Prim.LOAD else n.attr[0]  # type: ignore[index]
+            for n in ir.nodes if n.op in (Prim.LOAD, Prim.PIECE_LOAD)}
+    unread = "".join(f"\n  unread %{i.name}: {i.dtype}" for k, i in enumerate(ir.inputs)
+                     if k not in read)
+    return print_fusion(ir).split("\n", 1)[1] + unread
 
 
 def print_fusion(ir: FusionIR) -> str:

@@ -234,10 +234,11 @@ def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size]) -> bool:
     """Whether a fusion whose outputs all have elements has an empty iteration space (the
     caller then cannot run it as a kernel).  Raises CannotRun for a reduction eager refuses
     (see the module docstring)."""
-    space = (reduction.iteration_space(shapes) if ir.reduce_ndim
-             else pointwise.broadcast_shape(shapes))
+    if ir.concats:  # the space is the concatenations' shape, hence an output's
+        return False
     if not ir.reduce_ndim:
-        return 0 in space and not ir.concats
+        return 0 in pointwise.broadcast_shape(shapes)
+    space = reduction.iteration_space(shapes)
     reduced = reduced_positions(ir.reduce_axes, len(space))
     if any(n == 0 for d, n in enumerate(space) if d not in reduced):
         return True  # no rows

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import nvfuse
 from nvrtc_batch import compile_all
@@ -95,6 +96,29 @@ SCALAR_PROGRAMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def test_python_scalar_in_half_arithmetic(name: str, dtype: torch.dtype) -> None:
     x = torch.cat([torch.tensor([1.0, 1e-3, 3.0, -2.0, 0.7]), _rand(16, seed=3) * 100]).to(dtype)
     _check(SCALAR_PROGRAMS[name], x)
+
+
+# -- 3. every half op's result is rounded for every consumer ---------------------------------
+# (fn, exact): elementary arithmetic is correctly rounded in both, so chains match bit for bit
+HALF_ROUNDING_PROGRAMS: dict[str, tuple[Callable[[torch.Tensor], object], bool]] = {
+    "silu_of_direct": ((lambda x: (lambda v: v - F.silu(v))(torch.exp(x * 3))), False),
+    "direct_and_upcast": ((lambda x: (lambda v: v.float() - v)(x * 3 + 1)), True),
+    "arithmetic_chain": ((lambda x: ((x * 1.1) + 0.3) * 7 - x / 3), True),
+    "two_consumers": ((lambda x: (lambda v: (v * v, v.double() + 1))(x * 1.7 + 0.1)), True),
+    "row_sum_of_rounded": ((lambda x: (x * 1.3).sum(-1)), False),
+    "row_max_of_rounded": ((lambda x: (x * 1.3 + 0.7).amax(-1)), True),
+    "bias_gelu": ((lambda x: F.gelu(x + 0.3)), False),
+    "layer_norm_of_rounded": ((lambda x: F.layer_norm(x * 3 + 1, (x.shape[-1],))), False),
+    "softmax_of_rounded": ((lambda x: torch.softmax(x * 3 + 1, -1)), False),
+}
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("name", sorted(HALF_ROUNDING_PROGRAMS))
+def test_half_intermediate_rounded_for_every_consumer(name: str, dtype: torch.dtype) -> None:
+    fn, exact = HALF_ROUNDING_PROGRAMS[name]
+    x = (torch.randn(6, 64, generator=torch.Generator().manual_seed(5)) * 2).to(dtype)
+    _check(fn, x, exact=exact)
 
 
 # -- NVRTC ------------------------------------------------------------------------------------
