@@ -121,6 +121,45 @@ def test_half_intermediate_rounded_for_every_consumer(name: str, dtype: torch.dt
     _check(fn, x, exact=exact)
 
 
+# -- 4. a Welford combine with an empty side adds nothing (no inf * 0) ------------------------
+def _huge_rows(rows: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Random rows, two of them holding +-huge values whose squared deviations overflow."""
+    huge = 1e200 if dtype is torch.float64 else 1e20
+    x = torch.randn(rows, n, generator=torch.Generator().manual_seed(n), dtype=dtype)
+    x[0, 0], x[0, 1] = huge, -huge
+    x[1, n // 2], x[1, n - 1] = huge, -huge
+    return x
+
+
+WELFORD_PROGRAMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "var": lambda x: torch.var(x, -1),
+    "std": lambda x: torch.std(x, -1, correction=0),
+    "var_mean": lambda x: torch.var_mean(x, -1)[0],
+    "column_var": lambda x: torch.var(x.t(), 0),
+}
+
+
+# float64 data overflows float64 m2 on the CPU too (eager accumulates float32 in float64 on the
+# CPU, in float32 on CUDA; float64 is float64 on both): warp rows, block rows, column, split
+@pytest.mark.parametrize("n", [4, 40, 300, 3000], ids=str)
+@pytest.mark.parametrize("name", sorted(WELFORD_PROGRAMS))
+def test_welford_with_empty_partner_float64(name: str, n: int) -> None:
+    _check(WELFORD_PROGRAMS[name], _huge_rows(3, n, torch.float64))
+
+
+def test_welford_split_with_empty_partner() -> None:
+    x = torch.randn(1 << 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[5], x[-3] = 1e200, -1e200
+    fm = _check(lambda t: torch.var(t), x)  # (the mean of +-1e200 is rounding noise)
+    assert len(fm.kernels) == 2  # the split schedule: partials, then Chan's combine
+
+
+def test_welford_issue_examples() -> None:
+    x = torch.tensor([[1e20, -1e20, 1.0, 2.0]])
+    _check(lambda t: torch.var(t, -1), x)  # inf, not NaN
+    _check(lambda t: F.layer_norm(t, (4,)), x)  # 0, not NaN
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
