@@ -57,8 +57,11 @@ def _check(fn: Callable[..., object], *inputs: torch.Tensor, exact: bool = False
     return fm
 
 
+Program = tuple[Callable[..., object], tuple[tuple[int, ...], ...]]  # (fn, input shapes)
+
+
 # -- 1. empty outputs next to non-empty ones --------------------------------------------------
-EMPTY_OUTPUT_PROGRAMS: dict[str, tuple[Callable[..., object], tuple[tuple[int, ...], ...]]] = {
+EMPTY_OUTPUT_PROGRAMS: dict[str, Program] = {
     # a pointwise group: `a` does not depend on the empty `y`
     "pointwise": (lambda x, y: (x - 0.5 * x, y + (x - 0.5 * x)), ((8, 1), (0, 32, 8, 1))),
     # a row reduction next to an empty full output
@@ -158,6 +161,24 @@ def test_welford_issue_examples() -> None:
     x = torch.tensor([[1e20, -1e20, 1.0, 2.0]])
     _check(lambda t: torch.var(t, -1), x)  # inf, not NaN
     _check(lambda t: F.layer_norm(t, (4,)), x)  # 0, not NaN
+
+
+# -- 5. a concatenation of extent 1 along its dim broadcasts there ---------------------------
+BROADCAST_CAT_PROGRAMS: dict[str, Program] = {
+    "cat_empty_piece": (lambda a, y: torch.cat([a, a[:0]]) + y, ((1,), (4, 64))),
+    "cat_leading_dim": (lambda a, y: torch.cat([a[:0], a * 2], 0) + y, ((1, 8), (3, 8))),
+    "cat_other_dim_broadcast": (lambda a, y: torch.cat([a, a * 2], 1) + y, ((1, 4), (3, 8))),
+    "pad_zero": (lambda a, y: F.pad(a, (0, 0)) * y, ((1,), (3, 5))),
+    "pad_trimmed": (lambda a, y: F.pad(a * 3, (-1, -1)) + y, ((3,), (2, 6))),
+    "pad_constant_only": (lambda a, y: F.pad(a[:0], (1, 0), value=2.5) + y, ((4,), (3, 8))),
+    "stack_one": (lambda a, y: torch.stack([a - 1]) + y, ((8,), (5, 8))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROADCAST_CAT_PROGRAMS))
+def test_concatenation_of_extent_one_broadcasts(name: str) -> None:
+    fn, shapes = BROADCAST_CAT_PROGRAMS[name]
+    _check(fn, *(_rand(*s, seed=i) for i, s in enumerate(shapes)))
 
 
 # -- NVRTC ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_729e99710b04(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, const nvf_half* __restrict__ in4, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_in0_0, int stride_in0_1, int stride_in1_1, int stride_in4_1, int stride_out0_0, int stride_out0_1, int stride_in2_c0p0_0, int stride_in2_c0p0_1, int stride_in3_c0p1_0, int stride_in3_c0p1_1, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
+nvfuse_pw_91ab925ab07a(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, const nvf_half* __restrict__ in4, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_in0_0, int stride_in0_1, int stride_in1_1, int stride_in4_1, int stride_out0_0, int stride_out0_1, int stride_in2_c0p0_0, int stride_in2_c0p0_1, int stride_in3_c0p1_0, int stride_in3_c0p1_1, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 8);
   if ((base < numel)) {
     int i2 = (base % size2);
