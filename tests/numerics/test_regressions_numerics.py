@@ -181,6 +181,22 @@ def test_concatenation_of_extent_one_broadcasts(name: str) -> None:
     _check(fn, *(_rand(*s, seed=i) for i, s in enumerate(shapes)))
 
 
+# -- 6. an expand feeding a reduction is kept (the peephole drops it only for pointwise users) -
+EXPAND_REDUCTION_PROGRAMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sum_last": lambda x: x.expand(3, -1).sum(-1),
+    "sum_expanded_dim": lambda x: x.expand(3, -1).sum(-2),
+    "mean_two_dims": lambda x: x.expand(2, 3, -1).mean((0, 1)),
+    "var_expanded_dim": lambda x: x.expand(4, -1).var(0),
+    "amax_last": lambda x: x.expand(4, -1).amax(-1),
+    "pointwise_then_sum": lambda x: (x.expand(4, -1) + 1).sum(0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPAND_REDUCTION_PROGRAMS))
+def test_expand_feeding_a_reduction(name: str) -> None:
+    _check(EXPAND_REDUCTION_PROGRAMS[name], _rand(3))
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
