@@ -8,9 +8,10 @@ placeholders in order and whose outputs are the returned values in order.
 Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
 as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on:
 directly (`shape_from`) or through a reduction (`reduced_from`: the result of an op whose value
-is a row value takes its operands' shapes with the reduced dims set to 1), and, in a reduction
-group, whether it is a row value with the reduced dims kept or dropped (read off eager's rank of
-the output).
+is a row value takes its operands' shapes with the reduced dims set to 1, except for operands
+that are shape-only constants, whose shape stays direct), and, in a reduction group, whether it
+is a row value with the reduced dims kept or dropped (read off eager's rank of the output), or
+a full output (a row value with a direct shape is stored broadcast along the reduced dims).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nvfuse.errors import LoweringError
 from nvfuse.fusion import concat
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
+from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.graph import optable
 
 
@@ -87,6 +89,17 @@ def _rows(b: Builder) -> frozenset[int]:
                                reduce_ndim=b.reduce_ndim, reduce_dims=b.reduce_dims))
 
 
+def _uniform(b: Builder) -> frozenset[int]:
+    """The nodes built so far that are the same at every element: literals, row sizes and
+    what is computed only from them (shape-only constants such as `zeros_like(x)`)."""
+    uniform: set[int] = set()
+    for index, node in enumerate(b.nodes):
+        if node.op in (Prim.CONST, Prim.ROW_NUMEL) or (
+                node.args and node.op not in REDUCTIONS and all(a in uniform for a in node.args)):
+            uniform.add(index)
+    return frozenset(uniform)
+
+
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
     b = Builder(name)
@@ -119,7 +132,12 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
             if b.reduce_ndim and result.index in _rows(b):
-                direct, through = frozenset(), direct | through
+                # a row value has the reduced shape of what it reduces, but a shape-only
+                # constant among its operands (`zeros_like(x) + x.sum(0)`) keeps its full shape
+                uniform = _uniform(b)
+                direct, through = frozenset().union(*(
+                    deps[a] for a in node.all_input_nodes if env[a].index in uniform)), (
+                        direct | through)
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()
             deps[node], reduced[node] = direct, through
@@ -137,7 +155,7 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                 meta = meta_tensor(r)
                 shape = OutputShape.FULL
                 rank = max((b.inputs[i].ndim for i in deps[r] | reduced[r]), default=0)
-                if env[r].index in rows:
+                if env[r].index in rows and not deps[r]:
                     shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
                              else OutputShape.ROW_DROPPED)
                 elif meta.dim() < rank:  # a leading-dim keepdim=False reduction fed it

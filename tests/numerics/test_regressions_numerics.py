@@ -197,6 +197,28 @@ def test_expand_feeding_a_reduction(name: str) -> None:
     _check(EXPAND_REDUCTION_PROGRAMS[name], _rand(3))
 
 
+# -- 7. a shape-only constant gives a reduction's result its full shape ----------------------
+SHAPE_CONSTANT_PROGRAMS: dict[str, Program] = {
+    "zeros_like_plus_column_sum": (lambda x: torch.zeros_like(x) + x.sum(0), ((2, 7),)),
+    "ones_like_times_row_sum": (lambda x: torch.ones_like(x) * x.sum(-1, keepdim=True),
+                                ((3, 9),)),
+    "full_like_plus_mean": (lambda x: torch.full_like(x, 2.0) + x.mean(-1, keepdim=True),
+                            ((3, 5),)),
+    "zeros_like_plus_amax": (lambda x: torch.zeros_like(x) + x.amax(-1, keepdim=True), ((4, 6),)),
+    "ones_like_times_var": (lambda x: torch.ones_like(x) * x.var(-1, keepdim=True), ((3, 9),)),
+    "two_outputs": (lambda x: (torch.zeros_like(x) + x.sum(0), x.sum(0) * 2), ((2, 7),)),
+    "smaller_constant": (lambda x: torch.zeros_like(x[0]) + x.sum(0), ((2, 7),)),
+    "column_schedule": (lambda x: torch.zeros_like(x) + x.sum(0), ((600, 7),)),
+    "split_schedule": (lambda x: torch.zeros_like(x) + x.sum(-1, keepdim=True), ((2, 70000),)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_CONSTANT_PROGRAMS))
+def test_shape_only_constant_in_a_reduction_group(name: str) -> None:
+    fn, shapes = SHAPE_CONSTANT_PROGRAMS[name]
+    _check(fn, *(_rand(*s, seed=i) for i, s in enumerate(shapes)))
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
