@@ -89,6 +89,11 @@ def _rows(b: Builder) -> frozenset[int]:
                                reduce_ndim=b.reduce_ndim, reduce_dims=b.reduce_dims))
 
 
+def _elementwise(target: Any) -> bool:
+    """Whether the op's result is the broadcast of its operands (torch's pointwise tag)."""
+    return torch.Tag.pointwise in getattr(target, "tags", ())
+
+
 def _uniform(b: Builder) -> frozenset[int]:
     """The nodes built so far that are the same at every element: literals, row sizes and
     what is computed only from them (shape-only constants such as `zeros_like(x)`)."""
@@ -133,8 +138,9 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
             if b.reduce_ndim and result.index in _rows(b):
                 # a row value has the reduced shape of what it reduces, but a shape-only
-                # constant among its operands (`zeros_like(x) + x.sum(0)`) keeps its full shape
-                uniform = _uniform(b)
+                # constant operand of an elementwise op (`zeros_like(x) + x.sum(0)`) keeps its
+                # full shape (an elementwise result is the broadcast of its operands)
+                uniform = _uniform(b) if _elementwise(node.target) else frozenset()
                 direct, through = frozenset().union(*(
                     deps[a] for a in node.all_input_nodes if env[a].index in uniform)), (
                         direct | through)

@@ -56,7 +56,7 @@ import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
-    FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
+    FusionIR, OutputShape, dropped_shape, keepdim_shape, needed_nodes, reduced_positions,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
@@ -247,17 +247,33 @@ def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
     if len(space) < -min(axes):
         raise ValueError(f"iteration space {tuple(space)} has no dims {list(axes)}")
     reduced = reduced_positions(axes, len(space))
+
+    def spans(sources: frozenset[int]) -> tuple[int, ...] | None:
+        """The shape of the inputs `sources` broadcast, when it broadcasts along the space's
+        reduced dims; None when it spans them."""
+        own = iteration_space([shapes[i] for i in sources])
+        padded = (1,) * max(0, len(space) - len(own)) + tuple(own)
+        return tuple(own) if any(padded[d] != space[d] for d in reduced) else None
+
     deps: list[frozenset[int]] = []
-    for node in ir.nodes:
+    for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
             deps.append(frozenset({int(node.attr)}))  # type: ignore[arg-type]
         else:
             deps.append(frozenset().union(*(deps[a] for a in node.args)))
-        if node.op in REDUCTIONS:
-            own = iteration_space([shapes[i] for i in deps[-1]])
-            padded = (1,) * max(0, len(space) - len(own)) + tuple(own)
-            if any(padded[d] != space[d] for d in reduced):
-                raise ValueError(f"a reduction's operand of shape {tuple(own)} broadcasts along "
+        if node.op not in REDUCTIONS:
+            continue
+        if not deps[-1]:
+            # a constant operand (`isnan(x_int)`): its shape is that of the inputs the outputs
+            # depend on through the reduction (the build records shape-only dependencies there)
+            users = [o for o in ir.outputs if index in needed_nodes(ir.nodes, (o,))]
+            sources = [frozenset({i}) for o in users for i in o.reduced_from]
+        else:
+            sources = [deps[-1]]
+        for source in sources:
+            own = spans(source)
+            if own is not None:
+                raise ValueError(f"a reduction's operand of shape {own} broadcasts along "
                                  f"the reduced dims of {tuple(space)}")
 
 
