@@ -146,8 +146,15 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         lo.row_phase(done, body)
 
     n_in = len(ir.inputs)
-    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if not o.shape.is_row]
-    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape.is_row]
+    # A full output that does not vary along the row (every inner stride 0: `x.sum(-1) + y`
+    # with y of shape (rows,)) is stored with the row outputs, from the row's registers, not
+    # from the column loop at column 0, which an empty row (row_numel 0) never reaches.
+    row_like = {j for j, o in enumerate(ir.outputs) if not o.shape.is_row and all(
+        c == "0" for c in sig.outputs[j][sig.outer_rank:])}
+    full = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+            if not o.shape.is_row and j not in row_like]
+    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+                if o.shape.is_row or j in row_like]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
     if full:
@@ -163,9 +170,10 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         body.append(lo.column_loop(store_full))
     if rows_out:
         stores: list[Stmt] = []
+        offsets: list[Expr] = [Var(f"ro_{t.name}", idx) for t in lo.tensors]
+        values = lo.column_values([o.value for _, o in rows_out], offsets, stores)
         for k, o in rows_out:
-            at = Var(f"ro_{lo.tensors[k].name}", idx)
-            stores.extend(_store(o, lo.row_exprs[o.value], at, lo.guard(k, outer, outer_dims)))
+            stores.extend(_store(o, values[o.value], offsets[k], lo.guard(k, outer, outer_dims)))
         body.append(If(lo.first_thread(), tuple(stores)))
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator

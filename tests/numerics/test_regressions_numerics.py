@@ -219,6 +219,48 @@ def test_shape_only_constant_in_a_reduction_group(name: str) -> None:
     _check(fn, *(_rand(*s, seed=i) for i, s in enumerate(shapes)))
 
 
+# -- 12. constant reductions, empty rows, row-invariant outputs of empty rows ----------------
+CONSTANT_REDUCTION_PROGRAMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "isnan_sum": lambda x: torch.isnan(x).sum(1),
+    "isfinite_sum": lambda x: torch.isfinite(x).sum(1),
+    "isfinite_sum_leading": lambda x: torch.isfinite(x).sum(0),
+    "isfinite_prod": lambda x: torch.isfinite(x).prod(-1),
+    "isfinite_mean": lambda x: torch.isfinite(x).float().mean(-1),
+    "isfinite_amax": lambda x: torch.isfinite(x).amax(-1),
+    "isfinite_argmax": lambda x: torch.isfinite(x).int().argmax(-1),
+    "isinf_any": lambda x: torch.isinf(x).any(-1),
+}
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (3, 5000), (600, 7)], ids=str)
+@pytest.mark.parametrize("name", sorted(CONSTANT_REDUCTION_PROGRAMS))
+def test_reduction_of_a_constant_operand(name: str, shape: tuple[int, ...]) -> None:
+    _check(CONSTANT_REDUCTION_PROGRAMS[name], _rand(*shape, dtype=torch.int32))
+
+
+EMPTY_ROW_PROGRAMS: dict[str, Callable[..., object]] = {
+    "var": lambda x, y: torch.var(x, -1),
+    "std_keepdim": lambda x, y: torch.std(x, -1, keepdim=True) + 1,
+    "var_mean": lambda x, y: torch.var_mean(x, -1),
+    "sum_plus_row_operand": lambda x, y: x.sum(-1, keepdim=True) + y,
+    "var_times_row_operand": lambda x, y: x.var(-1, keepdim=True) * y,
+    "amax_of_sum_with_broadcast": lambda x, y: (x.sum(-1) + y.sum(-1)),
+    "mean_and_var": lambda x, y: (x.mean(-1), x.var(-1, keepdim=True) + y),
+}
+
+
+@pytest.mark.parametrize("shapes", [((3, 0), (3, 1)), ((40, 0), (1, 1)), ((2, 3, 0), (2, 3, 1))],
+                         ids=str)
+@pytest.mark.parametrize("name", sorted(EMPTY_ROW_PROGRAMS))
+def test_reduction_over_empty_rows(name: str, shapes: tuple[tuple[int, ...], ...]) -> None:
+    x, y = (_rand(*s, seed=i) for i, s in enumerate(shapes))
+    _check(EMPTY_ROW_PROGRAMS[name], x, y)
+
+
+def test_column_reduction_over_empty_dim_with_operand() -> None:
+    _check(lambda x, y: x.sum(0) + y[0], _rand(0, 4), _rand(1, 4, seed=1))
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
