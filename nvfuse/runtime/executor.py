@@ -128,7 +128,7 @@ class FusionGroup(torch.nn.Module):
                    *(torch.empty(n, dtype=d.torch, device=ready.device)
                      for d, n in ready.workspaces)]
         scalars = ready.scalars
-        if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+        if ready.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
         for kernel, grid in ready.stages:
             if "launch" in cfg.dump:
@@ -185,10 +185,10 @@ class FusionGroup(torch.nn.Module):
             stages = tuple((self._kernel(ir, key, sig, params, gpu), grid)
                            for sig, params, grid in plan.stages)
             return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces,
-                          operands)
+                          operands, ir.random)
         kernel = self._kernel(ir, key, launch.signature, launch.params, gpu)
         return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args,
-                      operands=operands)
+                      operands=operands, random=ir.random)
 
     def _kernel(self, ir: FusionIR, key: str, sig: Any, params: Any,
                 gpu: bool) -> kernels.CompiledKernel:
@@ -212,6 +212,7 @@ class _Ready:
     workspaces: tuple[tuple[Any, int], ...] = ()  # a split reduction's (dtype, numel)
     # (input indices, output indices) the kernels take when some outputs are empty; None: all
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    random: bool = False  # the kernels draw random numbers: each launch takes a fresh seed
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:

@@ -68,6 +68,9 @@ EMPTY_OUTPUT_PROGRAMS: dict[str, Program] = {
     "row_sum": (lambda x, y: ((x * 2).sum(-1), y + x * 2), ((8, 5), (0, 8, 5))),
     # a full output next to an empty reduction
     "empty_reduction": (lambda x, y: (x * 2, (y + x).sum(-1)), ((8, 5), (0, 8, 5))),
+    # the empty output is the one drawing random numbers: the rest takes no seed
+    "random_output_empty": (lambda x, y: (x * 2 + 1, F.dropout(y, 0.5, training=True) + x),
+                            ((8, 1), (0, 32, 8, 1))),
     # a full output next to a reduction over an empty dim (its rows are zeros)
     "empty_rows": (lambda x, y: (x * 2, (y * 3).sum(-1), y * 2), ((8, 5), (8, 0))),
 }
