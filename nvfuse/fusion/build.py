@@ -8,10 +8,12 @@ placeholders in order and whose outputs are the returned values in order.
 Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
 as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on:
 directly (`shape_from`) or through a reduction (`reduced_from`: the result of an op whose value
-is a row value takes its operands' shapes with the reduced dims set to 1, except for operands
-that are shape-only constants, whose shape stays direct), and, in a reduction group, whether it
-is a row value with the reduced dims kept or dropped (read off eager's rank of the output), or
-a full output (a row value with a direct shape is stored broadcast along the reduced dims).
+is a row value and that is not elementwise -- a reduction -- takes its operands' shapes with
+the reduced dims set to 1; an elementwise op broadcasts its operands' shapes as they are, so a
+shape-only constant such as `zeros_like(x)` keeps its full shape), and, in a reduction group,
+whether it is a row value with the reduced dims kept or dropped (read off eager's rank of the
+output), or a full output (a row value with a direct shape is stored broadcast along the
+reduced dims).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from nvfuse.errors import LoweringError
 from nvfuse.fusion import concat
 from nvfuse.fusion.builder import Builder, Unsupported, Val
 from nvfuse.fusion.ir import FusionIR, OutputShape, row_values
-from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.graph import optable
 
 
@@ -94,17 +95,6 @@ def _elementwise(target: Any) -> bool:
     return torch.Tag.pointwise in getattr(target, "tags", ())
 
 
-def _uniform(b: Builder) -> frozenset[int]:
-    """The nodes built so far that are the same at every element: literals, row sizes and
-    what is computed only from them (shape-only constants such as `zeros_like(x)`)."""
-    uniform: set[int] = set()
-    for index, node in enumerate(b.nodes):
-        if node.op in (Prim.CONST, Prim.ROW_NUMEL) or (
-                node.args and node.op not in REDUCTIONS and all(a in uniform for a in node.args)):
-            uniform.add(index)
-    return frozenset(uniform)
-
-
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
     b = Builder(name)
@@ -136,14 +126,11 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
-            if b.reduce_ndim and result.index in _rows(b):
-                # a row value has the reduced shape of what it reduces, but a shape-only
-                # constant operand of an elementwise op (`zeros_like(x) + x.sum(0)`) keeps its
-                # full shape (an elementwise result is the broadcast of its operands)
-                uniform = _uniform(b) if _elementwise(node.target) else frozenset()
-                direct, through = frozenset().union(*(
-                    deps[a] for a in node.all_input_nodes if env[a].index in uniform)), (
-                        direct | through)
+            if b.reduce_ndim and result.index in _rows(b) and not _elementwise(node.target):
+                # a row value has the reduced shape of what it reduces; an elementwise op's
+                # result is the broadcast of its operands (row values and literals), so a
+                # shape-only constant among them (`zeros_like(x) + x.sum(0)`) keeps its shape
+                direct, through = frozenset(), direct | through
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()
             deps[node], reduced[node] = direct, through

@@ -210,6 +210,10 @@ SHAPE_CONSTANT_PROGRAMS: dict[str, Program] = {
     "zeros_like_plus_amax": (lambda x: torch.zeros_like(x) + x.amax(-1, keepdim=True), ((4, 6),)),
     "ones_like_times_var": (lambda x: torch.ones_like(x) * x.var(-1, keepdim=True), ((3, 9),)),
     "two_outputs": (lambda x: (torch.zeros_like(x) + x.sum(0), x.sum(0) * 2), ((2, 7),)),
+    "elementwise_after": (lambda x: (torch.zeros_like(x) + x.sum(-1, keepdim=True)) * 2,
+                          ((3, 33),)),
+    "chain_with_operand": (lambda x, y: (torch.zeros_like(x + y) + (x + y).sum(
+        -1, keepdim=True)) * 2 + y, ((3, 33), (3, 1))),
     "smaller_constant": (lambda x: torch.zeros_like(x[0]) + x.sum(0), ((2, 7),)),
     "column_schedule": (lambda x: torch.zeros_like(x) + x.sum(0), ((600, 7),)),
     "split_schedule": (lambda x: torch.zeros_like(x) + x.sum(-1, keepdim=True), ((2, 70000),)),
