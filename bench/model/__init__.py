@@ -14,14 +14,19 @@ would launch (bench/model/plan.py: meta tensors, nothing runs), and each kernel 
   predicted_fraction      THE MODEL's fraction of copy bandwidth (formula in occupancy.py).
 
 Traffic model (per tensor, full size; `unique` = distinct bytes the kernel touches,
-`per_block` = distinct bytes per block summed over blocks, `requested` = sectors asked for):
+`per_block` = distinct bytes per block summed over blocks, `elements` = bytes of the elements
+accessed, summed over accesses):
     moved = unique
-          + (requested - per_block)  if a block's footprint (all tensors) > L1_REUSE_BYTES
-          + (per_block - unique)     if the tensor's footprint > L2_RESIDENT_BYTES
-i.e. re-reads inside a block hit L1 only while the block's data fits there, re-reads across
-blocks hit L2 only for tensors small enough to stay resident (a norm's weight); every other
-re-read (a looped row's second pass) goes to DRAM again.  A static model: it says where bytes
-and instructions are wasted; GPU timings (python -m bench) say what they cost.
+          + (elements - per_block)  if a block's footprint (all tensors) > L1_REUSE_BYTES
+          + (per_block - unique)    if the tensor's footprint > L2_RESIDENT_BYTES
+i.e. an element accessed again by the same block hits L1 only while the block's data fits
+there, one accessed by several blocks hits L2 only for tensors small enough to stay resident
+(a norm's weight); every other re-read (a looped row's second pass) goes to DRAM again.
+Sectors requested beyond the elements' bytes (a warp's scattered or strided access: each
+instruction touches more 32-byte sectors than it uses) are L1/L2 traffic, not DRAM traffic:
+they enter the prediction as `coalesce_eff` (bench/model/occupancy.py) and are flagged.
+A static model: it says where bytes and instructions are wasted; GPU timings (python -m bench)
+say what they cost.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ L1_REUSE_BYTES = 32 * 1024
 L2_RESIDENT_BYTES = 50 * 1024 * 1024 // 4
 BUDGETS = (1 << 19, 1 << 21, 1 << 23, 1 << 24)  # scaled-copy sizes tried, in elements
 MOVED_SLACK = 1.05
+NARROW_SHARE = 0.05  # flag a kernel moving more than this share of its bytes below 128 bits
 TARGET_OCCUPANCY = 0.5
 
 
@@ -76,19 +82,20 @@ def nbytes_reachable(t: torch.Tensor) -> int:
     return (1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))) * t.element_size()
 
 
-def moved_bytes(traffic: Traffic, grid: int) -> tuple[float, float]:
-    """(moved, requested) bytes by the traffic model (module docstring)."""
+def moved_bytes(traffic: Traffic, grid: int) -> tuple[float, float, float]:
+    """(moved, requested, element) bytes by the traffic model (module docstring)."""
     footprint = sum(traffic.per_block.values()) / max(grid, 1)
-    moved = requested = 0.0
+    moved = requested = elements = 0.0
     for name, unique in traffic.unique.items():
-        req, per_block = traffic.requested[name], traffic.per_block[name]
+        per_block = traffic.per_block[name]
         moved += unique
         if footprint > L1_REUSE_BYTES:
-            moved += max(0.0, req - per_block)
+            moved += max(0.0, traffic.elements[name] - per_block)
         if unique > L2_RESIDENT_BYTES:
             moved += max(0.0, per_block - unique)
-        requested += req
-    return moved, requested
+        requested += traffic.requested[name]
+        elements += traffic.elements[name]
+    return moved, requested, elements
 
 
 def _scaled(call: PlannedCall) -> ScaledCall | None:
@@ -111,6 +118,7 @@ def _full_traffic(stage_index: int, call: PlannedCall, copy: ScaledCall) -> Traf
         if name in t.unique:
             full.unique[name] = t.unique[name] * copy.unique[k]
             full.requested[name] = t.requested[name] * copy.requested[k]
+            full.elements[name] = t.elements[name] * copy.requested[k]
             full.per_block[name] = t.per_block[name] * copy.requested[k]
     total_req = sum(t.requested.values()) or 1.0
     scale = sum(full.requested.values()) / total_req
@@ -118,14 +126,15 @@ def _full_traffic(stage_index: int, call: PlannedCall, copy: ScaledCall) -> Traf
     return full
 
 
-def flags(row: dict[str, Any], narrow_ok: bool) -> list[str]:
-    """What is off the issue's targets."""
+def flags(row: dict[str, Any]) -> list[str]:
+    """What is off the targets (meta["targets"])."""
     out = []
     if row["moved_bytes"] is not None and row["moved_bytes"] > MOVED_SLACK * row["min_bytes"]:
         out.append(f"moved {row['moved_bytes'] / row['min_bytes']:.2f}x min")
-    if not narrow_ok and row["load_bits"] is not None and any(
-            b < 128 for b in row["load_bits"] + row["store_bits"]):
-        out.append("non-128-bit global access")
+    if row["narrow_share"] is not None and row["narrow_share"] > NARROW_SHARE:
+        out.append(f"{row['narrow_share']:.0%} of bytes in <128-bit accesses")
+    if row["sector_ratio"] is not None and row["sector_ratio"] > MOVED_SLACK:
+        out.append(f"sectors {row['sector_ratio']:.2f}x the bytes used")
     if row["spills"]:
         out.append("spills")
     if row["occupancy"] < TARGET_OCCUPANCY:
@@ -142,12 +151,12 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
     used = tensors_accessed(kir)
     min_b = sum(nbytes_reachable(t) for p, t in zip(kir.tensors, call.tensors)
                 if p.name in used)
-    moved = requested = None
+    moved = requested = elements = None
     widths: dict[int, float] = {}
     note = "no scaled copy with the same kernel: moved bytes unknown"
     if copy is not None:
         traffic = _full_traffic(index, call, copy)
-        moved, requested = moved_bytes(traffic, stage.grid)
+        moved, requested, elements = moved_bytes(traffic, stage.grid)
         widths = traffic.width_bytes
         rows = call.stages[index].grid / max(copy.call.stages[index].grid, 1)
         note = (f"interpreter on a scaled copy ({copy.call.stages[index].grid} of "
@@ -160,8 +169,13 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
         compiled[kernel.source] = (res, loads, stores)  # type: ignore[assignment]
     res, loads, stores = compiled[kernel.source]  # type: ignore[misc]
     blocks, occupancy = occ.occupancy(kir.block, res.regs, res.smem)
-    predicted = (occ.predicted_fraction(min_b, moved, widths, occupancy, stage.grid, blocks,
-                                        res.spills) if moved is not None else None)
+    predicted = narrow = sectors = None
+    if moved is not None and requested and elements is not None:
+        sectors = requested / max(elements, 1.0)
+        predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, stage.grid, blocks,
+                                           res.spills, sectors)
+        total = sum(widths.values()) or 1.0
+        narrow = sum(b for w, b in widths.items() if w < 128) / total
     row = {"case": case.name, "kernel": kernel.name, "stage": index + 1,
            "block": kir.block, "grid": stage.grid, "min_bytes": int(min_b),
            "moved_bytes": None if moved is None else int(moved),
@@ -169,6 +183,8 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
            "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
            "smem": res.smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
            "predicted_fraction": None if predicted is None else round(predicted, 4),
+           "narrow_share": None if narrow is None else round(narrow, 4),
+           "sector_ratio": None if sectors is None else round(sectors, 4),
            "moved_method": note}
     return row
 
@@ -180,8 +196,7 @@ def model_case(case: Case, disasm: Disasm,
         copy = _scaled(call)
         for index, stage in enumerate(call.stages):
             row = model_stage(case, call, index, stage, copy, disasm, compiled)
-            # a row reduction's per-row results are one value per row: no vector to store
-            row["flags"] = flags(row, narrow_ok=False)
+            row["flags"] = flags(row)
             rows.append(row)
     return rows
 
@@ -198,19 +213,25 @@ def meta(disasm: Disasm) -> dict[str, Any]:
         "torch": torch.__version__, "nvrtc": nvrtc_version(),
         "nvdisasm": disasm.path or "not found: load_bits / store_bits are null",
         "predicted_fraction": ("min(1, min_bytes / moved_bytes) x width_eff x occupancy_eff x "
-                               "wave_eff x spill_eff (bench/model/occupancy.py)"),
+                               "wave_eff x spill_eff x coalesce_eff "
+                               "(bench/model/occupancy.py)"),
+        "coalesce_eff": f"min(1, {occ.L2_HEADROOM} / sector_ratio), sector_ratio = requested "
+                        "sector bytes / accessed element bytes",
         "width_eff": {str(k): v for k, v in occ.WIDTH_EFF.items()},
         "occupancy_eff": "min(1, 0.25 + 1.5 x occupancy)",
         "wave_eff": "w = grid / (132 x blocks per SM); w <= 1: min(grid, 132) / 132; "
                     "else w / ceil(w)",
         "spill_eff": occ.SPILL_EFF,
-        "moved_bytes": ("per tensor: unique + (requested - per_block if a block's footprint > "
+        "moved_bytes": ("per tensor: unique + (elements - per_block if a block's footprint > "
                         f"{L1_REUSE_BYTES} B) + (per_block - unique if the tensor's footprint "
                         f"> {L2_RESIDENT_BYTES} B); counted by the interpreter on a scaled "
                         "copy of the call (fewer rows / outer elements, the same kernel "
                         "signature) and scaled per tensor (bench/model/__init__.py)"),
         "targets": {"moved_over_min": MOVED_SLACK, "access_bits": 128,
-                    "spills": 0, "occupancy": TARGET_OCCUPANCY},
+                    "narrow_share_flagged_over": NARROW_SHARE,
+                    "sector_ratio": MOVED_SLACK, "spills": 0, "occupancy": TARGET_OCCUPANCY},
+        "narrow_share": "share of the kernel's bytes moved by accesses narrower than 128 bits "
+                        "(the kernel IR's widths, weighted by the interpreter's counts)",
     }
 
 

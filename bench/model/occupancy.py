@@ -12,6 +12,7 @@ CUDA occupancy calculator's rules for sm_90:
 predicted_fraction(...) -- THE MODEL (a guess from static facts, not a measurement):
 
     predicted = (min_bytes / moved_bytes) x width_eff x occupancy_eff x wave_eff x spill_eff
+                x coalesce_eff
 
   width_eff      traffic-weighted over the kernel's global accesses by width:
                  128 bits 1.0, 64 bits 0.95, 32 bits 0.85, 16 bits 0.6, 8 bits 0.45 (narrow
@@ -20,7 +21,10 @@ predicted_fraction(...) -- THE MODEL (a guess from static facts, not a measureme
                  streaming kernel, below it the bytes in flight shrink;
   wave_eff       grid / (132 x blocks per SM) = w; w <= 1: min(grid, 132) / 132 (idle SMs);
                  w > 1: w / ceil(w) (the last wave's idle slots);
-  spill_eff      1.0 without spills, 0.7 with (local-memory traffic in the loop).
+  spill_eff      1.0 without spills, 0.7 with (local-memory traffic in the loop);
+  coalesce_eff   min(1, 2 / sector_ratio), sector_ratio = 32-byte sectors requested / bytes
+                 of the elements accessed: L2 serves about twice DRAM's bandwidth, so a kernel
+                 asking L2 for more than twice the bytes it uses is bound by L2 instead.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ SMEM_UNIT = 128
 
 WIDTH_EFF = {128: 1.0, 64: 0.95, 32: 0.85, 16: 0.6, 8: 0.45}
 SPILL_EFF = 0.7
+L2_HEADROOM = 2.0
 
 
 def occupancy(block: int, regs: int, smem: int) -> tuple[int, float]:
@@ -76,9 +81,11 @@ def wave_eff(grid: int, blocks_per_sm: int) -> float:
 
 
 def predicted_fraction(min_bytes: float, moved_bytes: float, width_bytes: Mapping[int, float],
-                       occ: float, grid: int, blocks_per_sm: int, spills: int) -> float:
+                       occ: float, grid: int, blocks_per_sm: int, spills: int,
+                       sector_ratio: float = 1.0) -> float:
     """The model's fraction of copy bandwidth (module docstring)."""
     if moved_bytes <= 0:
         return 0.0
     return (min(1.0, min_bytes / moved_bytes) * width_eff(width_bytes) * occupancy_eff(occ)
-            * wave_eff(grid, blocks_per_sm) * (SPILL_EFF if spills else 1.0))
+            * wave_eff(grid, blocks_per_sm) * (SPILL_EFF if spills else 1.0)
+            * min(1.0, L2_HEADROOM / max(sector_ratio, 1e-9)))

@@ -29,10 +29,11 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"- predicted = {meta['predicted_fraction']}; occupancy_eff = {meta['occupancy_eff']}; "
         f"wave_eff: {meta['wave_eff']}; width_eff by access bits {meta['width_eff']}; "
-        f"spill_eff {meta['spill_eff']}.",
+        f"spill_eff {meta['spill_eff']}; coalesce_eff = {meta['coalesce_eff']}.",
         f"- moved bytes: {meta['moved_bytes']}.",
-        "- flags: moved > 1.05x min, a global access narrower than 128 bits, spills, "
-        "occupancy < 50%.",
+        "- flags: moved > 1.05x min; over 5% of the bytes in accesses narrower than 128 bits "
+        "(the SASS columns list every global access width); sectors requested > 1.05x the "
+        "bytes used; spills; occupancy < 50%.",
         "",
         "| case | kernel | stage | block | grid | min MB | moved MB | moved/min | load bits "
         "| store bits | regs | spills | smem | occ | MODEL % copy bw | flags |",

@@ -5,6 +5,7 @@ bench/model/plan.py).  Output: `Traffic`, per tensor parameter:
   requested  bytes of the 32-byte sectors each warp-level access touches, summed over accesses
              (what the SM asks of L1/L2: a coalesced access costs its bytes, a scattered or
              warp-uniform one its sectors);
+  elements   bytes of the elements the active threads access, summed over accesses;
   unique     distinct bytes the whole kernel touches (its footprint);
   per_block  distinct bytes each block touches, summed over blocks;
 and `width_bytes`: bytes moved by each access width in bits (the IR's width: lanes x itemsize
@@ -45,6 +46,7 @@ def distinct(a: np.ndarray) -> np.ndarray:
 @dataclass
 class Traffic:
     requested: dict[str, float] = field(default_factory=dict)
+    elements: dict[str, float] = field(default_factory=dict)
     unique: dict[str, float] = field(default_factory=dict)
     per_block: dict[str, float] = field(default_factory=dict)
     width_bytes: dict[int, float] = field(default_factory=dict)
@@ -54,6 +56,7 @@ class Traffic:
 class _Recorder:
     block: int
     sectors: dict[str, int] = field(default_factory=dict)
+    elements: dict[str, int] = field(default_factory=dict)
     keys: dict[str, list[np.ndarray]] = field(default_factory=dict)  # block * span + element
     width_bytes: dict[int, float] = field(default_factory=dict)
 
@@ -75,6 +78,7 @@ class _Recorder:
         sector = (buf.pointer + elems.astype(np.int64) * itemsize) // SECTOR
         pairs = distinct(warps.astype(np.int64) * (1 << 40) + sector)
         self.sectors[s.tensor] = self.sectors.get(s.tensor, 0) + pairs.size
+        self.elements[s.tensor] = self.elements.get(s.tensor, 0) + elems.size
         span = max(buf.memory.shape[0], 1)
         blocks = np.broadcast_to(threads // self.block, elems.shape)
         key = distinct(blocks.astype(np.int64) * span + elems)
@@ -89,6 +93,7 @@ class _Recorder:
             span = max(buffers_span[p.name], 1)
             pairs = distinct(np.concatenate(keys))
             out.requested[p.name] = float(self.sectors[p.name] * SECTOR)
+            out.elements[p.name] = float(self.elements[p.name] * p.dtype.itemsize)
             out.per_block[p.name] = float(pairs.size * p.dtype.itemsize)
             out.unique[p.name] = float(distinct(pairs % span).size * p.dtype.itemsize)
         return out

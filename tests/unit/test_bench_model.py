@@ -81,6 +81,7 @@ def test_byte_counts_of_a_row_sum(interpret: None) -> None:
     assert tensors_accessed(kir) == {x_name, out_name}
     assert t.unique == {x_name: x.nbytes, out_name: out.nbytes}
     assert t.requested[x_name] == x.nbytes and t.per_block[x_name] == x.nbytes
+    assert t.elements == t.unique
     assert sum(t.width_bytes.values()) == x.nbytes + out.nbytes
 
 
@@ -95,18 +96,19 @@ def test_bias_reread_per_row_is_an_l2_hit(interpret: None) -> None:
     t = count_traffic(kir, call.tensors, call.scalars, grid)
     b_name = kir.tensors[1].name
     assert t.unique[b_name] == b.nbytes and t.requested[b_name] == 32 * b.nbytes
-    moved, requested = moved_bytes(t, grid)
+    moved, requested, elements = moved_bytes(t, grid)
     assert moved == x.nbytes + b.nbytes + out.nbytes
-    assert requested == 2 * x.nbytes + 32 * b.nbytes
+    assert requested == elements == 2 * x.nbytes + 32 * b.nbytes
 
 
 def test_traffic_model_counts_rereads_of_a_large_row() -> None:
-    """Re-reads inside a block whose footprint exceeds L1 go to DRAM again."""
+    """Re-reads inside a block whose footprint exceeds L1 go to DRAM again; extra sectors of
+    strided accesses are not DRAM bytes."""
     big = 4 * 1024 * 1024
-    t = Traffic(requested={"x": 2.0 * big}, unique={"x": float(big)},
+    t = Traffic(requested={"x": 16.0 * big}, elements={"x": 2.0 * big}, unique={"x": float(big)},
                 per_block={"x": float(big)})
-    assert moved_bytes(t, grid=4) == (2.0 * big, 2.0 * big)  # 1 MiB per block > L1
-    assert moved_bytes(t, grid=4096) == (float(big), 2.0 * big)  # 1 KiB per block: L1 hits
+    assert moved_bytes(t, grid=4) == (2.0 * big, 16.0 * big, 2.0 * big)  # 1 MiB per block > L1
+    assert moved_bytes(t, grid=4096)[0] == float(big)  # 1 KiB per block: L1 hits
 
 
 def test_occupancy_calculator_sm90() -> None:
@@ -128,6 +130,7 @@ def test_predicted_fraction_formula() -> None:
     assert full == 1.0
     assert predicted_fraction(100, 200, {128: 1.0}, 1.0, 2640, 2, 0) == 0.5
     assert predicted_fraction(100, 100, {128: 1.0}, 1.0, 2640, 2, 8) == 0.7
+    assert predicted_fraction(100, 100, {128: 1.0}, 1.0, 2640, 2, 0, 8.0) == 0.25
 
 
 def test_plan_case_at_full_size_on_meta() -> None:
