@@ -245,11 +245,17 @@ def run_model(only: str | None = None, out_dir: str = os.path.join("bench", "res
         print("note: nvdisasm not found (pip install nvidia-cuda-nvdisasm): no SASS widths")
     compiled: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     for case in CASES:
         if case.kind in ("overhead", "compile") or (only and only not in case.name):
             continue
         print(f"{case.name} ...", flush=True)
-        rows.extend(model_case(case, disasm, compiled))
-    results = {"meta": meta(disasm), "cases": rows}
+        try:
+            rows.extend(model_case(case, disasm, compiled))
+        except Exception as e:  # one case the model cannot plan never stops the report
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            print(f"  [{case.name}] not modeled: {why}", flush=True)
+            skipped[case.name] = why
+    results = {"meta": {**meta(disasm), "not_modeled": skipped}, "cases": rows}
     paths = report.write(results, out_dir)
     return results, paths

@@ -49,6 +49,8 @@ def render(results: dict[str, Any]) -> str:
             f"| {_bits(r['load_bits'])} | {_bits(r['store_bits'])} | {r['regs']} "
             f"| {r['spills']} | {r['smem']} | {100 * r['occupancy']:.0f}% | {pred} "
             f"| {'; '.join(r['flags'])} |")
+    for name, why in meta.get("not_modeled", {}).items():
+        lines.append(f"\nNot modeled: {name} ({why}).")
     return "\n".join(lines) + "\n"
 
 
