@@ -38,8 +38,11 @@ Vector row loads (`persistent_lanes`): a persistent row whose cached inputs all 
 stride along a single merged inner dim, with C, every outer stride and every data pointer a
 multiple of `lanes` elements, loads `lanes` consecutive columns (16 bytes of the widest
 cached dtype, at most `persist`) per access; thread t's slot k * lanes + l then holds column
-(t + k * block) * lanes + l.  `lanes` is in the signature (C % lanes decides it, as the
-pointwise schedule's `_pick_lanes`).
+(t + k * block) * lanes + l.  The epilogue then also reads the other unit-stride inputs (a
+norm's weight and bias) and writes the unit-stride full outputs `lanes` columns per access
+(where that is at most 16 bytes), so those operands must be aligned the same way.  `lanes` is
+in the signature (C % lanes and the alignments decide it, as the pointwise schedule's
+`_pick_lanes`).
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -138,17 +141,22 @@ VECTOR_BYTES = 16
 
 def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
                      inner: Sequence[Sequence[int]], outer: Sequence[Sequence[int]],
-                     inputs: Sequence[torch.Tensor]) -> int:
-    """Columns per vector load of the persistent row's cached inputs (module docstring), or 1."""
+                     operands: Sequence[torch.Tensor]) -> int:
+    """Columns per vector access of the persistent row (module docstring), or 1.  `operands`:
+    the inputs then the outputs (as `inner` / `outer`).  Besides the cached inputs, every
+    operand with one unit-stride inner dim whose vector fits 16 bytes must be aligned: the
+    epilogue reads and writes those `lanes` columns at a time (nvfuse/lower/reduction.py)."""
     if not cached or persist == 0 or any(len(inner[k]) != 1 or inner[k][0] != 1
                                          for k in cached):
         return 1
-    widest = max(inputs[k].element_size() for k in cached)
+    widest = max(operands[k].element_size() for k in cached)
     lanes = min(VECTOR_BYTES // widest, persist)
+    unit = [k for k in range(len(operands)) if list(inner[k]) == [1]]
     while lanes > 1:
         if row_numel % lanes == 0 and all(
-                inputs[k].data_ptr() % (lanes * inputs[k].element_size()) == 0
-                and all(s % lanes == 0 for s in outer[k]) for k in cached):
+                operands[k].data_ptr() % (lanes * operands[k].element_size()) == 0
+                and all(s % lanes == 0 for s in outer[k]) for k in unit
+                if k in cached or lanes * operands[k].element_size() <= VECTOR_BYTES):
             return lanes
         lanes //= 2
     return 1
@@ -312,7 +320,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
         cached = cached_inputs(ir, classes, len(outer_sizes))
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
         block, persist = persistent_for(row_numel, words, device_props(arch).persist_words)
-        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, inputs)
+        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, views)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT

@@ -168,6 +168,46 @@ def test_softmax_kernel_loads_each_element_once(interpret: None) -> None:
     assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 2
 
 
+def _vector_accesses(stmts: tuple, kind: str) -> dict[str, int]:
+    """tensor -> lanes of every vector Load / Store (`kind`) in a kernel IR body."""
+    found: dict[str, int] = {}
+    for s in stmts:
+        if type(s).__name__ == kind and s.vector:
+            found[s.tensor] = s.lanes
+        found.update(_vector_accesses(getattr(s, "body", ()), kind))
+    return found
+
+
+@pytest.mark.parametrize(("dtype", "width", "lanes"), [
+    (bf16, 4096, 8), (f16, 1024, 8), (bf16, 768, 8), (f32, 300, 4), (f32, 302, 2),
+])
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "softmax"])
+def test_epilogue_vector_accesses(interpret: None, op: str, dtype: torch.dtype, width: int,
+                                  lanes: int) -> None:
+    """A persistent row with vector loads also writes its full outputs and reads its weights
+    `lanes` columns per access (16 bytes for 16-bit rows), against eager."""
+    fm = _run(OPS[op][0], _inputs(op, width, dtype), dtype)
+    kir = fm.kernels[0].kernel_ir
+    assert fm.kernels[0].signature[1].lanes == lanes
+    n_in = OPS[op][1]
+    outputs = {t.name for t in kir.tensors if t.is_output}
+    assert _vector_accesses(kir.body, "Store") == dict.fromkeys(outputs, lanes)
+    weights = {t.name for t in kir.tensors[1:n_in]}
+    assert weights <= set(_vector_accesses(kir.body, "Load"))
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+def test_epilogue_misaligned_weight(interpret: None, offset: int) -> None:
+    """A weight whose data pointer is not 16-byte aligned lowers the vector width of the whole
+    row (the epilogue reads it `lanes` at a time): bf16, offset 1 -> 1 lane, 2 -> 2."""
+    x, w, b = _inputs("layer_norm", 1024, bf16)
+    base = _make((1024 + 8,), bf16, "misaligned-w")
+    fm = _run(OPS["layer_norm"][0], (x, base[offset:offset + 1024], b), bf16)
+    assert fm.kernels[0].signature[1].lanes == offset
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
 def _loads(stmts: tuple, tensor: str) -> int:
     count = 0
     for s in stmts:
