@@ -332,8 +332,9 @@ class RowLowering:
         """Whether operand `k` (an input, or an output at len(inputs) + j) is read or written
         `lanes` columns per access in the persistent epilogue (`vector_group_loop`): a
         persistent row with lanes > 1 whose operand has one inner dim of unit stride, elements
-        of at most 4 bytes and a vector of at most 16 bytes.  The schedule (`persistent_lanes`) chose lanes only where
-        every such operand is aligned to its vector."""
+        of at most 4 bytes and a vector of at most 16 bytes.  The schedule
+        (`persistent_lanes`) chose lanes only where every such operand is aligned to its
+        vector."""
         lanes = self.sig.lanes
         if not self.persist or lanes == 1 or self.col_end is not None:
             return False

@@ -91,27 +91,35 @@ def column_block_for(row_numel: int) -> int:
     return COLUMN_MAX_BLOCK
 
 
-# Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 16.
+# Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 32.
 # The register budget: the cached values take persist * words 32-bit registers per thread
 # (words: per column, one per cached input of at most 4 bytes, two for 8 bytes); at most the
 # device's `persist_words` (nvfuse/schedule/device.py: half of a thread's share at 1024
 # threads per SM, 32 of 64K registers), leaving room for the index math and the phases'
 # temporaries, so ptxas reports no spills (tests/numerics/test_persistent.py).  A bucket over
 # budget doubles its block (halving persist) up to MAX_BLOCK; if it still does not fit, or
-# C > 8192, the looped schedule.
-PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512))
+# C > 32768, the looped schedule.  The two 1024-thread buckets keep a 16K-wide bf16 norm with
+# its residual (2 words x 16) and a 32K-wide fp32 or 16-bit softmax (1 word x 32) in
+# registers: the row is read once instead of two or three times (bench --model).
+PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512), (16384, 1024), (32768, 1024))
 PERSIST_WORDS = DEFAULTS["sm_90"].persist_words
 
 
-def persistent_for(row_numel: int, words: int,
-                   budget: int = PERSIST_WORDS) -> tuple[int, int]:
+# Rows of several merged inner dims (group norm's channels x pixels) pay index math per
+# register slot: at most this many slots, or ptxas spills (tests/numerics/test_launch_bounds.py).
+MAX_PERSIST_MULTI_DIM = 16
+
+
+def persistent_for(row_numel: int, words: int, budget: int = PERSIST_WORDS,
+                   inner_rank: int = 1) -> tuple[int, int]:
     """(block, persist) of the persistent row schedule for rows of `row_numel` elements whose
     cached inputs take `words` registers per column, or (block_for(row_numel), 0): looped."""
+    most = MAX_PERSIST_MULTI_DIM if inner_rank > 1 else max(lim // b for lim, b in PERSIST_BUCKETS)
     if words > 0:
         for limit, block in PERSIST_BUCKETS:
             if row_numel <= limit:
                 while block <= MAX_BLOCK:
-                    if (limit // block) * words <= budget:
+                    if (limit // block) * words <= budget and limit // block <= most:
                         return block, limit // block
                     block *= 2
                 break
@@ -319,7 +327,8 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     else:
         cached = cached_inputs(ir, classes, len(outer_sizes))
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
-        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words)
+        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words,
+                                        len(inner_sizes))
         lanes = persistent_lanes(cached, persist, row_numel, inner, outer, views)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)

@@ -83,14 +83,14 @@ def test_widths_across_buckets(interpret: None, op: str, width: int) -> None:
 
 @pytest.mark.parametrize("op", sorted(OPS))
 @pytest.mark.parametrize("dtype", [f16, bf16, f64], ids=str)
-@pytest.mark.parametrize("width", [100, 2049, 8193])
+@pytest.mark.parametrize("width", [100, 2049, 8193, 32769])
 def test_dtypes(interpret: None, op: str, dtype: torch.dtype, width: int) -> None:
     fm = _run(OPS[op][0], _inputs(op, width, dtype, rows=2), dtype, groups=_groups(op))
     _generated.update((k.name, k.source) for k in fm.kernels)
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm", "sum"])
-@pytest.mark.parametrize("width", [300, 9000])
+@pytest.mark.parametrize("width", [300, 9000, 40000])
 def test_nan_and_inf_rows(interpret: None, op: str, width: int) -> None:
     """Row 0 all -inf, row 1 one +inf, row 2 one NaN, row 3 +inf and -inf, row 4 finite,
     row 5 its first half -inf (threads holding only -inf)."""
@@ -125,7 +125,13 @@ def test_schedule_per_width() -> None:
     assert persistent_for(8192, 2) == (512, 16)      # x and a residual, or one fp64 input
     assert persistent_for(8192, 3) == (1024, 8)      # over budget at 512: the block doubles
     assert persistent_for(8192, 5) == (512, 0)       # still over: looped (its block_for)
-    assert persistent_for(8193, 1) == (1024, 0)      # past the last bucket: looped
+    assert persistent_for(8193, 1) == (1024, 16)
+    assert persistent_for(16384, 2) == (1024, 16)    # a 16K-wide bf16 norm and its residual
+    assert persistent_for(16385, 2) == (1024, 0)     # 2 x 32 words: over budget, looped
+    assert persistent_for(32768, 1) == (1024, 32)    # a 32K-wide softmax
+    assert persistent_for(32769, 1) == (1024, 0)     # past the last bucket: looped
+    assert persistent_for(32768, 1, inner_rank=2) == (1024, 0)  # 32 slots of 2-d index math
+    assert persistent_for(16384, 1, inner_rank=2) == (1024, 16)
     assert persistent_for(100, 0) == (128, 0)        # nothing to cache (e.g. a row-invariant)
     assert persistent_for(8192, 2, budget=16) == (1024, 8)   # a device with half the registers
 
@@ -164,7 +170,7 @@ def test_softmax_kernel_loads_each_element_once(interpret: None) -> None:
     (kernel,) = fm.kernels
     assert kernel.signature[1].persist == 8
     assert _loads(kernel.kernel_ir.body, "in0") == 1
-    fm = _run(OPS["softmax"][0], _inputs("softmax", 9000, f32), f32)
+    fm = _run(OPS["softmax"][0], _inputs("softmax", 40000, f32), f32)
     assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 2
 
 
