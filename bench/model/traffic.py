@@ -5,7 +5,8 @@ bench/model/plan.py).  Output: `Traffic`, per tensor parameter:
   requested  bytes of the 32-byte sectors each warp-level access touches, summed over accesses
              (what the SM asks of L1/L2: a coalesced access costs its bytes, a scattered or
              warp-uniform one its sectors);
-  elements   bytes of the elements the active threads access, summed over accesses;
+  elements   bytes of the elements each warp-level access asks for (an element several threads
+             of a warp read counts once), summed over accesses;
   unique     distinct bytes the whole kernel touches (its footprint);
   per_block  distinct bytes each block touches, summed over blocks;
 and `width_bytes`: bytes moved by each access width in bits (the IR's width: lanes x itemsize
@@ -78,7 +79,9 @@ class _Recorder:
         sector = (buf.pointer + elems.astype(np.int64) * itemsize) // SECTOR
         pairs = distinct(warps.astype(np.int64) * (1 << 40) + sector)
         self.sectors[s.tensor] = self.sectors.get(s.tensor, 0) + pairs.size
-        self.elements[s.tensor] = self.elements.get(s.tensor, 0) + elems.size
+        # a warp asks once for an element several of its threads read (a uniform load)
+        per_warp = distinct(warps.astype(np.int64) * (1 << 40) + elems).size
+        self.elements[s.tensor] = self.elements.get(s.tensor, 0) + per_warp
         span = max(buf.memory.shape[0], 1)
         blocks = np.broadcast_to(threads // self.block, elems.shape)
         key = distinct(blocks.astype(np.int64) * span + elems)
