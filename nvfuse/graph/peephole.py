@@ -211,9 +211,11 @@ def _eval_dropout(node: torch.fx.Node) -> torch.fx.Node | None:
 
 
 def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
-    """x for expand(x, sizes) when every user is a pointwise op (torch's `pointwise` tag) that
-    broadcasts x to the same shape without it (decompositions of lerp and logaddexp emit
-    these).  Keeps the consumers fusible: a pointwise kernel broadcasts for free."""
+    """x for expand(x, sizes) when every user is an elementwise op (torch's pointwise tag: its
+    result is the broadcast of its operands) that broadcasts x to the same shape without it
+    (decompositions of lerp and logaddexp emit these).  Keeps the consumers fusible: a
+    pointwise kernel broadcasts for free.  Any other user (a reduction, a view) needs the
+    expanded shape itself, even where its result happens to match the broadcast."""
     x = node.args[0] if node.target is _aten.expand.default else None
     val_x = meta_val(x)
     if not isinstance(x, torch.fx.Node) or not isinstance(val_x, torch.Tensor):
