@@ -52,13 +52,13 @@ from typing import Any
 import torch
 from torch import fx
 from torch.fx.passes.operator_support import OperatorSupport
-from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from nvfuse import dtypes
 from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
+from nvfuse.fusion.outline import outline_groups
 from nvfuse.fusion.vertical import propose_groups
 from nvfuse.graph import optable
 
@@ -457,12 +457,4 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         n.meta.pop(EAGER_REASON, None)
     if not groups:
         return gm, []
-    position = {n: i for i, n in enumerate(gm.graph.nodes)}
-    ordered = sorted(groups, key=lambda p: min(position[n] for n in p))
-    fused = fuse_by_partitions(
-        gm, [dict.fromkeys(sorted(p, key=position.__getitem__)) for p in ordered],
-        prefix=FUSED_PREFIX, always_return_tuple=True,
-    )
-    names = [str(n.target) for n in fused.graph.nodes
-             if n.op == "call_module" and str(n.target).startswith(FUSED_PREFIX)]
-    return fused, names
+    return outline_groups(gm, groups, FUSED_PREFIX)

@@ -48,7 +48,7 @@ def _random_graph(seed: int, size: int = 24) -> fx.GraphModule:
 
 def _contracted_acyclic(gm: fx.GraphModule, groups: list[set[fx.Node]]) -> bool:
     owner = {n: i for i, g in enumerate(groups) for n in g}
-    key = lambda n: ("g", owner[n]) if n in owner else ("n", n.name)  # noqa: E731
+    key = lambda n: ("g", owner[n]) if n in owner else ("n", n.name)
     succ: dict[object, set[object]] = {}
     for n in gm.graph.nodes:
         for u in n.users:
@@ -148,3 +148,75 @@ def test_backend_registered_by_import_without_install(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def _diamond(compares_first: bool) -> fx.GraphModule:
+    """nan_to_num's shape: three compares of x feeding three nested selects; the two node
+    orders are the one torch 2.13 traces and the one torch 2.11 traces."""
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    aten = torch.ops.aten
+    if compares_first:
+        c1 = graph.call_function(aten.isnan.default, (x,))
+        c2 = graph.call_function(aten.eq.Scalar, (x, float("-inf")))
+        c3 = graph.call_function(aten.eq.Scalar, (x, float("inf")))
+        w1 = graph.call_function(aten.where.self, (c1, x, x))
+        w2 = graph.call_function(aten.where.self, (c2, x, w1))
+        w3 = graph.call_function(aten.where.self, (c3, x, w2))
+    else:
+        c1 = graph.call_function(aten.isnan.default, (x,))
+        w1 = graph.call_function(aten.where.self, (c1, x, x))
+        c2 = graph.call_function(aten.eq.Scalar, (x, float("-inf")))
+        w2 = graph.call_function(aten.where.self, (c2, x, w1))
+        c3 = graph.call_function(aten.eq.Scalar, (x, float("inf")))
+        w3 = graph.call_function(aten.where.self, (c3, x, w2))
+    graph.output(w3)
+    return fx.GraphModule(torch.nn.Module(), graph)
+
+
+def _targets(gm: fx.GraphModule) -> list[str]:
+    return [f"{n.op}:{n.target}:{[a.name for a in n.all_input_nodes]}" for n in gm.graph.nodes]
+
+
+def test_canonical_order_ignores_the_tracers_order() -> None:
+    from nvfuse.graph.order import order_nodes
+
+    a, b = order_nodes(_diamond(True)), order_nodes(_diamond(False))
+    assert [n.target for n in a.graph.nodes] == [n.target for n in b.graph.nodes]
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.5])
+    torch.testing.assert_close(a(x), _diamond(True)(x), equal_nan=True)
+
+
+def test_canonical_order_leaves_mutating_graphs_alone() -> None:
+    from nvfuse.graph.order import order_nodes
+
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    read = graph.call_function(torch.ops.aten.sin.default, (x,))
+    graph.call_function(torch.ops.aten.add_.Tensor, (x, 1.0))
+    graph.output(read)
+    gm = fx.GraphModule(torch.nn.Module(), graph)
+    assert _targets(order_nodes(gm)) == _targets(gm)
+
+
+def test_outlined_group_order_does_not_depend_on_torchs_topo_sort() -> None:
+    """torch < 2.13 copies a group's nodes breadth first; the outlined submodule must come out
+    as torch 2.13 builds it (graph order, inputs at first use, outputs in node order)."""
+    from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+
+    from nvfuse.fusion import outline
+
+    def make() -> tuple[fx.GraphModule, list[fx.Node]]:
+        gm = _diamond(False)
+        return gm, [n for n in gm.graph.nodes if n.op == "call_function"]
+
+    gm, group = make()
+    want, names = outline.outline_groups(gm, [set(group)], "fused_")
+    gm2, group2 = make()
+    position = {n.name: i for i, n in enumerate(gm2.graph.nodes)}
+    breadth_first = [group2[i] for i in (0, 2, 4, 1, 3, 5)]  # also a topological order
+    got = fuse_by_partitions(gm2, [dict.fromkeys(breadth_first)], prefix="fused_",
+                             always_return_tuple=True)
+    call = next(n for n in got.graph.nodes if n.op == "call_module")
+    outline._normalize(got, call, position)
+    assert _targets(getattr(got, names[0])) == _targets(getattr(want, names[0]))
