@@ -220,3 +220,30 @@ def test_outlined_group_order_does_not_depend_on_torchs_topo_sort() -> None:
     call = next(n for n in got.graph.nodes if n.op == "call_module")
     outline._normalize(got, call, position)
     assert _targets(getattr(got, names[0])) == _targets(getattr(want, names[0]))
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_clamp_one_nan_bound_follows_the_torch_semantics(keeps: bool, interpret: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.11 returns x for clamp(x, min=nan) where 2.13 returns NaN; nvfuse asks the
+    installed torch once (ONE_NAN_BOUND_KEEPS_INPUT) and lowers accordingly.  Both settings are
+    checked here against what that torch version returns, on any installed torch."""
+    import nvfuse
+    from nvfuse.graph.ops import activations
+
+    assert activations.ONE_NAN_BOUND_KEEPS_INPUT == (
+        not torch.clamp(torch.tensor([2.0]), min=float("nan")).isnan().item())
+    monkeypatch.setattr(activations, "ONE_NAN_BOUND_KEEPS_INPUT", keeps)
+    x = torch.randn(4, 8) * 3 + 0.5
+    x[0, 0] = float("nan")
+    nan = torch.full_like(x, float("nan"))
+    for fn in (lambda t: t.clamp(min=float("nan")) * 2, lambda t: t.clamp(max=float("nan")) * 2):
+        got = nvfuse.fuse(fn, (x,))(x)
+        torch.testing.assert_close(got, x * 2 if keeps else nan, equal_nan=True)
+    both = lambda t: t.clamp(float("nan"), 1.0) * 2  # two bounds: NaN on every torch
+    torch.testing.assert_close(nvfuse.fuse(both, (x,))(x), nan, equal_nan=True)
+    xi = torch.randint(-9, 9, (4, 8))
+    got = nvfuse.fuse(lambda t: t.clamp(min=float("nan")) + 1, (xi,))(xi)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, xi.float() + 1 if keeps else torch.full_like(got, torch.nan),
+                               equal_nan=True)
