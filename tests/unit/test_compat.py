@@ -247,3 +247,67 @@ def test_clamp_one_nan_bound_follows_the_torch_semantics(keeps: bool, interpret:
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, xi.float() + 1 if keeps else torch.full_like(got, torch.nan),
                                equal_nan=True)
+
+
+_SCALE = 'extern "C" __global__ void scale(float* x) { x[threadIdx.x] *= 2.0f; }'
+
+
+def _nvrtc_cubin_size(src: str, arch: str) -> int:
+    """nvrtcGetCUBINSize of `src`, asked of NVRTC directly (through CuPy's library)."""
+    import ctypes
+
+    from cupy_backends.cuda.libs import nvrtc as cupy_nvrtc  # type: ignore[import-untyped]
+
+    from nvfuse.runtime import nvrtc
+
+    prog = cupy_nvrtc.createProgram(src, "scale.cu", (), ())
+    try:
+        cupy_nvrtc.compileProgram(prog, (f"--gpu-architecture={arch}", *nvrtc.COMPILE_OPTIONS))
+        size = ctypes.c_size_t(0)
+        assert nvrtc._loaded_nvrtc().nvrtcGetCUBINSize(ctypes.c_void_p(prog),
+                                                       ctypes.byref(size)) == 0
+        return size.value
+    finally:
+        cupy_nvrtc.destroyProgram(prog)
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_cached_cubin_is_the_whole_image(arch: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """CuPy's getCUBIN drops the image's last byte; nvfuse stores and returns all of it."""
+    from nvfuse import config
+    from nvfuse.runtime import cache, nvrtc
+
+    monkeypatch.setenv("NVFUSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NVFUSE_CACHE", raising=False)
+    config.reload()
+    cache.clear_memory_cache()
+    try:
+        cubin = cache.compile_source(_SCALE, arch)
+        size = _nvrtc_cubin_size(_SCALE, arch)
+        assert len(cubin) == size
+        assert nvrtc.elf_end(cubin) == len(cubin)  # ends where its own headers say
+        stored = Path(cache.entry_path(cache.cache_key(_SCALE, arch))).read_bytes()
+        assert stored[cache._HEADER.size:] == cubin
+        cache.clear_memory_cache()
+        assert cache.compile_source(_SCALE, arch) == cubin  # read back whole from disk
+    finally:
+        cache.clear_memory_cache()
+
+
+def test_cubin_without_the_raw_library_is_repaired(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where nvfuse cannot reach NVRTC's size query, CuPy's short image gets its byte back."""
+    from nvfuse.runtime import nvrtc
+
+    whole = nvrtc.compile_to_cubin(_SCALE, "sm_90")
+    monkeypatch.setattr(nvrtc, "_loaded_nvrtc", lambda: None)
+    assert nvrtc.compile_to_cubin(_SCALE, "sm_90") == whole
+
+
+def test_cache_key_names_the_cubin_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries written before cubins were whole (CUBIN_KIND 1) are never looked up."""
+    from nvfuse.runtime import cache
+
+    new = cache.cache_key(_SCALE, "sm_90")
+    monkeypatch.setattr(cache, "CUBIN_KIND", "1")
+    assert cache.cache_key(_SCALE, "sm_90") != new
