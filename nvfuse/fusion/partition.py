@@ -100,7 +100,10 @@ def why_unfusible(node: fx.Node) -> str | None:
     tensors = [t for t in operands if t is not None]
     if any(not dtypes.is_supported(t.dtype) for t in tensors):
         return "an operand has an unsupported dtype"
-    if len({t.device.type for t in tensors} | {out.device.type}) > 1:
+    # a 0-dim CPU tensor is a scalar beside tensors of any device, as in eager (the executor
+    # copies it to the kernel's device: nvfuse.runtime.devices)
+    placed = {t.device.type for t in tensors if not (t.dim() == 0 and t.device.type == "cpu")}
+    if len(placed | {out.device.type}) > 1:
         return "operands on different devices"
     try:
         shape = torch.broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
