@@ -311,3 +311,19 @@ def test_cache_key_names_the_cubin_kind(monkeypatch: pytest.MonkeyPatch) -> None
     new = cache.cache_key(_SCALE, "sm_90")
     monkeypatch.setattr(cache, "CUBIN_KIND", "1")
     assert cache.cache_key(_SCALE, "sm_90") != new
+
+
+def test_side_effects_on_a_torch_whose_is_impure_takes_no_argument(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch releases before is_impure(impure_random=...) must not make every node impure."""
+    from nvfuse.graph.aliasing import has_side_effects
+
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    sin = graph.call_function(torch.ops.aten.sin.default, (x,))
+    write = graph.call_function(torch.ops.aten.add_.Tensor, (x, 1.0))
+    graph.output(sin)
+    real = fx.Node.is_impure
+    monkeypatch.setattr(fx.Node, "is_impure", lambda self: real(self))
+    assert not has_side_effects(sin)
+    assert has_side_effects(write)
