@@ -67,7 +67,7 @@ def _normalize(fused: fx.GraphModule, call: fx.Node, position: dict[str, int]) -
     call.args = tuple(arg_of[p] for p in inputs)
     index = {results.index(o): i for i, o in enumerate(outputs)}
     for user in list(call.users):
-        if user.target is operator.getitem:
+        if user.target is operator.getitem and isinstance(user.args[1], int):
             user.args = (call, index[user.args[1]])
     if "val" in call.meta and isinstance(call.meta["val"], tuple):
         call.meta["val"] = tuple(call.meta["val"][results.index(o)] for o in outputs)
