@@ -14,9 +14,9 @@ subprocess with its own time limit, every file written under OUTDIR:
    CPU workers with pytest-xdist where it is installed.  On its time limit pytest is
    interrupted (SIGINT), so the junit file still lists what ran.
 3. demo (`demo.txt`): `python -m nvfuse.demo`.
-4. bench (`bench/`, `bench.txt`): `python -m bench --only ...` on a few pointwise, reduction
-   and normalization cases: eager, torch.compile and nvfuse, with the copy-bandwidth roofline
-   (the bench's own JSON/markdown schema).
+4. bench (`bench/<subset>/`, `bench-<i>.txt`): `python -m bench --only <subset>` for a
+   pointwise and a normalization subset (`BENCH_SUBSETS`): eager, torch.compile and nvfuse,
+   with the copy-bandwidth roofline (the bench's own JSON/markdown schema).
 5. `summary.json` and `summary.md`: versions (Python, torch, CuPy, NVRTC, GPU, driver), the date,
    and per step its status (passed / failed / timeout / skipped / not run), duration and detail.
 
@@ -291,8 +291,9 @@ def check(out: Path, budget: float = DEFAULT_BUDGET_S,
         tests_step.files.append(junit.name)
     run(demo_step, [sys.executable, "-m", "nvfuse.demo"], "demo.txt", STEPS["demo"])
     for i, subset in enumerate(BENCH_SUBSETS):
+        # one directory per subset: the bench names its reports by date and GPU only
         run(bench_step, [sys.executable, "-m", "bench", "--only", subset,
-                         "--out", str(out / "bench")], f"bench-{i}.txt", STEPS["bench"])
+                         "--out", str(out / "bench" / subset)], f"bench-{i}.txt", STEPS["bench"])
     overall = "passed" if all(s.status == "passed" for s in steps) else "failed"
     _write_summary(out, overall, steps, versions())
     return 0 if overall == "passed" else 1

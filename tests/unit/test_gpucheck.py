@@ -73,7 +73,9 @@ def test_all_steps_pass(tmp_path: Path, gpu: None) -> None:
     assert tests_cmd[tests_cmd.index("-m", 3) + 1] == "gpu" and "-x" in tests_cmd
     assert "--maxfail=1" in tests_cmd
     bench_cmds = [c for c, log, _ in runner.calls if log.startswith("bench")]
-    assert all("--only" in c and str(tmp_path / "bench") in c for c in bench_cmds)
+    outs = [c[c.index("--out") + 1] for c in bench_cmds]
+    assert all("--only" in c for c in bench_cmds)
+    assert len(set(outs)) == 2 and all(o.startswith(str(tmp_path / "bench")) for o in outs)
     summary = _summary(tmp_path)
     assert summary["status"] == "passed"
     steps = {s["name"]: s for s in summary["steps"]}
