@@ -185,6 +185,16 @@ def pytest_command(junit: Path) -> list[str]:
     return command
 
 
+def _smoke_failures(path: Path) -> str:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    bad = [f"{r['name']}: {str(r['detail']).splitlines()[0][:200]}" for r in results
+           if not r.get("ok")]
+    return "; ".join(bad) if bad else "4 kernels match eager"
+
+
 def _junit_counts(path: Path) -> str:
     import xml.etree.ElementTree as ET
 
@@ -279,6 +289,8 @@ def check(out: Path, budget: float = DEFAULT_BUDGET_S,
     smoke_step, tests_step, demo_step, bench_step = steps
     run(smoke_step, [sys.executable, "-m", "nvfuse.gpucheck", "--smoke", str(out / "smoke.json")],
         "smoke.txt", STEPS["smoke"])
+    smoke_step.detail = "; ".join(filter(None, [_smoke_failures(out / "smoke.json"),
+                                                smoke_step.detail]))
     if smoke_step.status != "passed":
         for step in steps[1:]:
             step.detail = "not run: the launch smoke failed"
@@ -311,7 +323,10 @@ def _write_summary(out: Path, overall: str, steps: list[Step], info: dict[str, s
 
 
 def _smoke_main(result_path: Path) -> int:
-    results = smoke("cuda")
+    try:
+        results = smoke("cuda")
+    except Exception as e:  # inputs could not even be made: the device itself is unusable
+        results = [{"name": "setup", "ok": False, "detail": f"{type(e).__name__}: {e}"}]
     result_path.write_text(json.dumps(results, indent=2) + "\n")
     for r in results:
         print(f"{r['name']}: {'ok' if r['ok'] else 'FAILED'}: {r['detail']}")

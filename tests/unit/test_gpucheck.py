@@ -159,3 +159,24 @@ def test_dropout_check_catches_wrong_output() -> None:
     assert gpucheck._dropout_ok(torch.where(mask, kept, 0.0), None, (x,)) is None
     assert gpucheck._dropout_ok(kept, None, (x,)) is not None  # nothing dropped
     assert gpucheck._dropout_ok(torch.where(mask, x, 0.0), None, (x,)) is not None  # unscaled
+
+
+def test_real_smoke_subprocess_reports_into_the_summary(tmp_path: Path, gpu: None) -> None:
+    """The smoke step for real (a subprocess of `python -m nvfuse.gpucheck --smoke`); every later
+    step faked.  Without CUDA the smoke fails at its setup and says so in the summary."""
+    fake = FakeRunner({})
+
+    def runner(command: Sequence[str], log: Path, timeout: float
+               ) -> tuple[str, int | None, float]:
+        if log.name == "smoke.txt":
+            return gpucheck.run_command(command, log, timeout)
+        return fake(command, log, timeout)
+
+    rc = gpucheck.check(tmp_path, runner=runner)
+    smoke = {s["name"]: s for s in _summary(tmp_path)["steps"]}["smoke"]
+    assert (tmp_path / "smoke.json").exists()
+    if torch.cuda.is_available():
+        assert smoke["status"] == "passed" and rc == 0
+    else:
+        assert rc == 1 and smoke["status"] == "failed" and "setup" in smoke["detail"]
+        assert not fake.calls
