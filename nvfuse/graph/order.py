@@ -56,14 +56,14 @@ def canonical_order(graph: torch.fx.Graph) -> list[torch.fx.Node]:
 
 
 def order_nodes(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """`gm` with its nodes in canonical order (a copy; `gm` is unchanged)."""
-    if any(is_mutating(n) for n in gm.graph.nodes):
+    """`gm` with its nodes in canonical order: a copy, or `gm` itself where nothing moves."""
+    if (any(is_mutating(n) for n in gm.graph.nodes)
+            or canonical_order(gm.graph) == list(gm.graph.nodes)):
         return gm
     work = copy_graph(gm)
     order = canonical_order(work.graph)
-    if order != list(work.graph.nodes):
-        after = order[-1]  # the output
-        for node in reversed(order[:-1]):  # move each node right before its successor
-            after.prepend(node)
-            after = node
+    after = order[-1]  # the output
+    for node in reversed(order[:-1]):  # move each node right before its successor
+        after.prepend(node)
+        after = node
     return finish_graph(work)
