@@ -16,7 +16,7 @@ setup(
         "cupy-cuda13x",
         "nvidia-cuda-nvrtc",
     ],
-    extras_require={"test": ["pytest>=8", "ruff", "transformers"]},
+    extras_require={"test": ["pytest>=8", "ruff", "transformers", "nvidia-cuda-nvdisasm"]},
     entry_points={
         "torch_dynamo_backends": ["nvfuse = nvfuse.frontend.dynamo:nvfuse_backend"],
     },

@@ -25,7 +25,8 @@ def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[.
 
     from nvfuse.api import FusedModule
 
-    return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False))
+    return make_boxed_func(FusedModule(gm, list(example_inputs), trace_now=False,
+                                       compile_fallback=False))
 
 
 def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]) -> Any:

@@ -48,7 +48,10 @@ _ptx: dict[str, str] = {}
 _reported: set[str] = set()  # corrupt entries and broken directories already warned about
 _broken_dirs: set[str] = set()  # cache dirs found unwritable: memory-only from then on
 
-_KERNEL_NAME = re.compile(r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(\w+)")
+# The first __global__ function's name; __launch_bounds__(...) may stand before or after `void`
+# (nvfuse's emitter writes `__global__ void __launch_bounds__(N)\nname(`).
+_BOUNDS = r"(?:__launch_bounds__\s*\([^)]*\)\s*)?"
+_KERNEL_NAME = re.compile(rf"__global__\s+{_BOUNDS}void\s+{_BOUNDS}(\w+)\s*\(")
 
 
 def compile_source(src: str, arch: str | None = None, *, name: str | None = None) -> bytes:
