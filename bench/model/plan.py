@@ -69,7 +69,7 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
     schedule = _schedule(group)
     out_shapes = schedule.output_shapes(ir, shapes)
     outputs = tuple(executor._allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-    if executor._nothing_to_do(ir, shapes, outputs):
+    if all(o.numel() == 0 for o in outputs) or executor._nothing_to_do(ir, shapes):
         return None, outputs
     launch = schedule.plan_launch(ir, inputs, outputs, arch)
     splitted = (split.plan_split(ir, launch)
