@@ -11,7 +11,7 @@ setup(
     package_dir={"nvfuse._templates": "codegen_templates"},
     package_data={"nvfuse._templates": ["*.cuh"]},
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.9",  # 2.9 - 2.14 supported (README, Tests)
         "numpy",
         "cupy-cuda13x",
         "nvidia-cuda-nvrtc",

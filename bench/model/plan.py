@@ -64,7 +64,7 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
     shapes = [t.shape for t in inputs]
     out_shapes = pipeline.output_shapes(ir, shapes)
     outputs = tuple(executor._allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-    if any(o.numel() == 0 for o in outputs) or executor._nothing_to_do(ir, shapes):
+    if all(o.numel() == 0 for o in outputs) or executor._nothing_to_do(ir, shapes):
         return None, outputs
     launch = pipeline.schedule(ir, inputs, outputs, arch)
     stages = [Stage(pipeline.build(ir, group._key, sig, params, False), grid)

@@ -33,7 +33,7 @@ from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.fusion.shapes import broadcast_shape
 from nvfuse.fusion.subset import select_outputs
-from nvfuse.runtime import kernels
+from nvfuse.runtime import devices, kernels
 from nvfuse.runtime.dump import dump
 from nvfuse.schedule import reduction
 
@@ -80,6 +80,7 @@ class FusionGroup(torch.nn.Module):
         self._key = kernels.fusion_key(ir)
         self._built = built  # the owning FusedModule's kernel list
         self._launches: dict[tuple[Any, ...], _Ready] = {}  # launch key -> prepared call
+        self._recorded_device = devices.recorded_device(eager)  # for groups without inputs
 
     def __str__(self) -> str:
         return str(self.fusion_ir)
@@ -117,6 +118,7 @@ class FusionGroup(torch.nn.Module):
                         for s, o in zip(ready.out_shapes, self.fusion_ir.outputs))
         if not ready.stages:  # zero-size outputs: nothing to compute
             return outputs
+        inputs = devices.place_inputs(inputs, ready.device)  # 0-dim CPU tensors: to the GPU
         if POISON_OUTPUTS:
             for o in outputs:
                 o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
@@ -148,7 +150,7 @@ class FusionGroup(torch.nn.Module):
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
         ir = self.fusion_ir
         _check_inputs(ir, inputs)
-        device = inputs[0].device
+        device = devices.group_device(inputs, self._recorded_device)
         gpu = device.type == "cuda" and not cfg.interpret
         if not gpu and not (cfg.interpret and device.type == "cpu"):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
@@ -256,8 +258,6 @@ def _check_inputs(ir: FusionIR, inputs: tuple[Any, ...]) -> None:
         if t.dtype != spec.dtype.torch or t.dim() != spec.ndim:
             raise CannotRun(f"input {spec.name} is {t.dtype}[{t.dim()}d], the group was built "
                             f"for {spec.dtype}[{spec.ndim}d]")
-    if len({t.device for t in inputs}) > 1:
-        raise CannotRun("inputs on different devices")
 
 
 def _arch(device: torch.device) -> str:
