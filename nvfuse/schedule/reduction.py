@@ -61,7 +61,7 @@ from nvfuse.fusion.ir import (
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule.pointwise import (
-    INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
+    INT32_LIMIT, broadcast_shape, iteration_strides, classify, merge_dims,
 )
 
 # (largest C, block): about 4+ columns per thread before the block grows; 1024 is the most a
@@ -292,7 +292,13 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     # reduced dims last: kept dims in order, then reduced dims in order (the module docstring)
     reduced = reduced_positions(axes, len(space))
     order = [d for d in range(len(space)) if d not in reduced] + list(reduced)
-    aligned = [[s[d] for d in order] for s in (aligned_strides(t, space) for t in views)]
+    strides = [iteration_strides(t, space) for t in views]
+    for s, t in zip(strides[len(inputs):], views[len(inputs):]):
+        pad = len(space) - t.dim()
+        for d in reduced:  # a row output broadcasts along the reduced dims, even those of size 1
+            if d >= pad and t.shape[d - pad] == 1:
+                s[d] = 0
+    aligned = [[s[d] for d in order] for s in strides]
     space = torch.Size([space[d] for d in order])
     split = len(space) - len(reduced)
     outer_sizes, outer = merge_dims(space[:split], [s[:split] for s in aligned])
