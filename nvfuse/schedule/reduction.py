@@ -293,10 +293,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     reduced = reduced_positions(axes, len(space))
     order = [d for d in range(len(space)) if d not in reduced] + list(reduced)
     strides = [iteration_strides(t, space) for t in views]
-    for s, t in zip(strides[len(inputs):], views[len(inputs):]):
-        pad = len(space) - t.dim()
-        for d in reduced:  # a row output broadcasts along the reduced dims, even those of size 1
-            if d >= pad and t.shape[d - pad] == 1:
+    for s, out in zip(strides[len(inputs):], ir.outputs):
+        if out.shape.is_row:  # it broadcasts along the reduced dims, even along those of size 1
+            for d in reduced:
                 s[d] = 0
     aligned = [[s[d] for d in order] for s in strides]
     space = torch.Size([space[d] for d in order])
