@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from fuzzer import (
@@ -52,7 +53,7 @@ def test_compare_checks_values_nan_dtype_shape_layout() -> None:
     assert compare(r + 1e-6, r, "o") is None  # within float32's tolerance
 
 
-def test_minimise_finds_a_small_repro(monkeypatch) -> None:
+def test_minimise_finds_a_small_repro(monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted defect (every sigmoid off by one) shrinks to the one op on a small input."""
     import nvfuse.runtime.executor as executor
 
@@ -64,7 +65,7 @@ def test_minimise_finds_a_small_repro(monkeypatch) -> None:
         (5,))
     real = executor.FusionGroup.forward
 
-    def planted(self, *inputs):  # noqa: ANN001, ANN202
+    def planted(self: executor.FusionGroup, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = real(self, *inputs)
         if "aten::sigmoid" in self.ops:
             outs = tuple(o + 1 for o in outs)
