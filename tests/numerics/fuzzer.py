@@ -9,19 +9,24 @@ and kept only if eager accepts it, so shapes and dtypes need no model.  Ops: poi
 arithmetic and math, activations, comparisons, where, clamp, casts, Python scalars; reductions
 (sum, mean, amax, amin, prod, var, std, softmax, log_softmax, logsumexp, layer_norm, argmax,
 argmin, norm, any, all); views (view, reshape, permute, transpose, slice, narrow, select,
-expand, unsqueeze, squeeze, flatten); cat, stack, constant pad; in-place ops (on inputs, on
-clones, through views); a few ops nvfuse leaves to eager (cumsum, matmul).  Inputs: rank 0-4,
-sizes including 0 and 1, broadcasting shapes, permuted / sliced / offset / expanded layouts,
-float32/16, bfloat16, float64, int32/64, bool, and special values (nan, +-inf, -0, huge,
-subnormal).
+expand, unsqueeze, squeeze, flatten, flip); cat, stack, constant pad; in-place ops (on inputs,
+on clones, through views); a few ops nvfuse leaves to eager (cumsum, matmul, sort).  Inputs:
+rank 0-4, sizes including 0 and 1, broadcasting shapes, permuted / sliced / offset / expanded
+layouts, float32/16, bfloat16, float64, int32/64, bool, and special values (nan, +-inf, -0,
+huge, subnormal).
 
-Comparison.  Each output: dtype, shape, strides of dims longer than 1 (eager's layout), NaN
-positions, infinities, and finite values within a dtype tolerance (rtol = atol scaled by the
-output's largest finite magnitude: 1e-9 f64, 1e-4 f32, 1e-2 f16, 5e-2 bf16; exact for integers
-and bool).  The sign of zero is not compared.  Inputs are compared too (in-place ops mutate
-them).  Undefined behaviour in C++ is compared by CUDA's rules, which the interpreter models:
-a float -> integer cast truncates, gives 0 for NaN and saturates out-of-range values (uint8:
-through int64, then wraps) -- the reference evaluates `_to` casts that way instead of the
+Comparison.  Each output: dtype, shape, strides of dims longer than 1 (where eager's layout is
+dense and not empty), NaN positions, infinities, and finite values within the tolerance of the
+least precise dtype the program computes in (1e-9 f64, 1e-4 f32, 1e-2 f16, 5e-2 bf16; relative,
+plus that much of the output's largest finite magnitude), exact for integers and bool.  The
+sign of zero is not compared.  Inputs are compared too (in-place ops mutate them).  Where a
+value differs, eager runs again with every input and computed value nudged by a few ulps; the
+elements that move there (a floor, remainder or comparison at a boundary, a cancellation) are
+ill-conditioned and not compared.
+
+Undefined behaviour in C++ is compared by CUDA's rules, which the interpreter models: a float ->
+integer cast truncates, gives 0 for NaN and saturates out-of-range values (uint8: through
+int64, then wraps) -- the reference evaluates `_to` casts that way (`cuda_to`) instead of the
 CPU's; integer overflow wraps (as on the CPU); integer division by zero is never generated
 (divisors are made nonzero), nor are shifts.
 
@@ -36,7 +41,7 @@ Minimisation (`minimise`): drop statements, route a statement's uses to its oper
 outputs, shrink sizes (one size everywhere at once), simplify layouts and values, as long as the
 program keeps failing the same way; `repro` prints a standalone script.
 
-Known open defects (issue 10, items 1-16) are avoided by flags named after the item (`AVOID`),
+Known open defects (issue 10, items 1-16) are avoided by flags named after the item (`AVOID_ALL`),
 so the in-suite run stays green and each flag goes once its item is fixed; `--all` turns every
 flag off.  By hand:
 
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
 import os
 import random
@@ -863,8 +869,8 @@ def repro(p: Program, result: Result) -> str:
              "import os", "os.environ['NVFUSE_INTERPRET'] = '1'",
              "import torch", "import torch.nn.functional as F", "import nvfuse",
              "nan, inf = float('nan'), float('inf')", "",
-             "def _to(x, dtype):  # CUDA's float -> int rule for the eager reference: see fuzzer",
-             "    return x.to(dtype)", ""]
+             "def _to(x, dtype):", "    return x.to(dtype)", "",
+             inspect.getsource(cuda_to)]
     if any(s.layout in ("permuted", "sliced") for s in p.inputs):
         lines += ["def _strided(t, layout, perm):",
                   "    if layout == 'permuted':",
@@ -877,8 +883,10 @@ def repro(p: Program, result: Result) -> str:
         lines.append(f"a{k} = {s.source()}")
     args = ", ".join(f"a{k}" for k in range(len(p.inputs)))
     clones = ", ".join(f"a{k}.clone()" for k in range(len(p.inputs)))
-    lines += ["", f"expected = fn({clones})",
+    lines += ["", f"fresh = ({clones}{',' if len(p.inputs) == 1 else ''})",
               f"got = nvfuse.fuse(fn, ({clones}{',' if len(p.inputs) == 1 else ''}))({args})",
+              "_to = cuda_to  # the eager reference casts by CUDA's rule",
+              "expected = fn(*fresh)",
               "for e, g in zip(expected, got):",
               "    print(e.dtype, g.dtype, tuple(e.shape), tuple(g.shape))",
               "    print('eager ', e)", "    print('nvfuse', g)"]
