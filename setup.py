@@ -11,12 +11,12 @@ setup(
     package_dir={"nvfuse._templates": "codegen_templates"},
     package_data={"nvfuse._templates": ["*.cuh"]},
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.9",  # 2.9 - 2.14 supported (README, Tests)
         "numpy",
         "cupy-cuda13x",
         "nvidia-cuda-nvrtc",
     ],
-    extras_require={"test": ["pytest>=8", "ruff", "transformers"]},
+    extras_require={"test": ["pytest>=8", "ruff", "transformers", "nvidia-cuda-nvdisasm"]},
     entry_points={
         "torch_dynamo_backends": ["nvfuse = nvfuse.frontend.dynamo:nvfuse_backend"],
     },

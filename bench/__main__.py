@@ -3,6 +3,10 @@ every case of bench/cases.py, print the table, write bench/results/<date>-<gpu>.
 
     python -m bench [--size tiny|full] [--only SUBSTRING] [--out DIR] [--device cpu|cuda]
                     [--no-inductor]
+    python -m bench --model [--only SUBSTRING] [--out DIR]
+
+`--model` times nothing: it builds every case's kernels at the full size without running them
+and writes the static performance MODEL, <out>/model-<date>.{json,md} (bench/model/).
 
 Every case is first checked against eager (each compiled variant, at the size being timed); a
 variant that fails or mismatches records NaN and the reason is printed: one failure never stops
@@ -250,7 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available; cpu runs nvfuse's interpreter, tiny only")
     p.add_argument("--no-inductor", action="store_true", help="skip torch.compile (NaN)")
+    p.add_argument("--model", action="store_true",
+                   help="no timing: write the static performance MODEL of every kernel at the "
+                        "full size (no GPU needed) to <out>/model-<date>.json and .md")
     args = p.parse_args(argv)
+    if args.model:
+        from bench.model import run_model
+
+        _, paths = run_model(args.only, args.out)
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
     run, _ = run_suite(args.size, args.only, args.out, args.device,

@@ -120,6 +120,14 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target)
 
 
+def layer_norm_only(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, (x.shape[-1],), w, b)
+
+
+def rms_norm_only(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), w)
+
+
 def mlp_block(x: torch.Tensor, lw: torch.Tensor, lb: torch.Tensor, w1: torch.Tensor,
               b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     """GPT-2's MLP sub-block: x + c_proj(gelu_tanh(c_fc(ln_2(x))))."""
@@ -193,6 +201,27 @@ def _ce_inputs(size: str, device: str) -> Inputs:
     rows, vocab = (4096, 50304) if size == "full" else (8, 40)
     logits = _randn((rows, vocab), torch.bfloat16, device, 2.0)
     return (logits, torch.randint(0, vocab, (rows,), device=device))
+
+
+def _train_inputs(tiny: list[tuple[int, ...]], full: list[tuple[int, ...]], dtype: torch.dtype,
+                  grad: tuple[int, ...]) -> Callable[[str, str], Inputs]:
+    """Forward inputs (those at the positions in `grad` require grad; a 1-d one is a norm's
+    weight, near one) and the upstream gradient of the first input's shape."""
+
+    def make(size: str, device: str) -> Inputs:
+        torch.manual_seed(0)
+        shapes = full if size == "full" else tiny
+        fwd = [_randn(sh, dtype, device, 0.1, 1.0) if len(sh) == 1 else _randn(sh, dtype, device)
+               for sh in shapes]
+        fwd = [t.requires_grad_() if i in grad else t for i, t in enumerate(fwd)]
+        return (*fwd, _randn(shapes[0], dtype, device))
+
+    return make
+
+
+def _ce_train_inputs(size: str, device: str) -> Inputs:
+    logits, target = _ce_inputs(size, device)
+    return (logits.requires_grad_(), target, torch.randn((), device=device).to(logits.dtype))
 
 
 def _mlp_inputs(tokens: int, d: int, dtype: torch.dtype) -> Callable[[str, str], Inputs]:
@@ -280,6 +309,20 @@ CASES: list[Case] = [
          _ln_backward_inputs),
     Case("cross-entropy-v50k-bf16", "reduction", BF16, cross_entropy, _ce_inputs),
     Case("gpt2-mlp-fwd-bwd-bf16", "training", BF16, mlp_block, _mlp_inputs(8192, 768, BF16),
+         train=True),
+    # Long rows, backward passes and cross-entropy training (added after the cases above, which
+    # stay as they are so that GPU runs remain comparable).
+    Case("log-softmax-w128k-bf16", "reduction", BF16, log_softmax_last,
+         _randn_inputs([(8, 160)], [(4096, 131072)], BF16)),
+    Case("softmax-fwd-bwd-w32k-bf16", "training", BF16, softmax_last,
+         _train_inputs([(8, 64)], [(4096, 32768)], BF16, grad=(0,)), train=True),
+    Case("layer-norm-fwd-bwd-h4096-bf16", "training", BF16, layer_norm_only,
+         _train_inputs([(8, 32), (32,), (32,)], [(8192, 4096), (4096,), (4096,)], BF16,
+                       grad=(0, 1, 2)), train=True),
+    Case("rms-norm-fwd-bwd-h16384-bf16", "training", BF16, rms_norm_only,
+         _train_inputs([(8, 128), (128,)], [(8192, 16384), (16384,)], BF16, grad=(0, 1)),
+         train=True),
+    Case("cross-entropy-fwd-bwd-v50k-bf16", "training", BF16, cross_entropy, _ce_train_inputs,
          train=True),
     # Host overhead: one case per kind, always made with size "tiny" (bench/__main__.py).
     Case("overhead-pointwise", "overhead", F32, bias_gelu_residual,

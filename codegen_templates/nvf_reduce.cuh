@@ -101,11 +101,14 @@ struct nvf_welford {
 // Chan et al.: with delta = b.mean - a.mean and n = a.n + b.n,
 //   mean = a.mean + delta * (b.n / n),  m2 = a.m2 + b.m2 + delta^2 * a.n * (b.n / n).
 // Only differences of means enter m2, so a large common mean does not cancel.  An empty side
-// (n == 0) contributes nothing; two empty sides give the empty state (not 0 / 0).
+// (n == 0) contributes nothing: the other side is the result as it is (the update's
+// delta^2 * 0 would be inf * 0 = NaN for an overflowing delta), two empty sides the empty state.
 template <typename T>
 NVF_HD nvf_welford<T> nvf_welford_combine(nvf_welford<T> a, nvf_welford<T> b) {
+  if (a.n == static_cast<T>(0)) return b;
+  if (b.n == static_cast<T>(0)) return a;
   const T n = a.n + b.n;
-  const T b_share = n == static_cast<T>(0) ? static_cast<T>(0) : b.n / n;
+  const T b_share = b.n / n;
   const T delta = b.mean - a.mean;
   nvf_welford<T> r;
   r.mean = a.mean + delta * b_share;

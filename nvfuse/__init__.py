@@ -16,6 +16,9 @@ from nvfuse import counters as _counters
 from nvfuse.api import FusedModule, fuse
 from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
 from nvfuse.explain import ExplainReport, explain
+from nvfuse.frontend import dynamo as _dynamo
+
+_dynamo.register()  # torch.compile(backend="nvfuse") without an installed entry point
 
 
 def compile_source(src: str, arch: str | None = None) -> bytes:

@@ -9,16 +9,20 @@ batch size costs a retrace at most, never a recompile.
 
 from __future__ import annotations
 
+import inspect
+import itertools
 from typing import Any
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from nvfuse import config
 from nvfuse.errors import NvfuseError
-from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.frontend.functional import Unfunctionalizable
+from nvfuse.frontend.fx import raises_eagerly, trace_to_aten
 from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
 from nvfuse.fusion.build import build_fusion, dim_order
 from nvfuse.fusion.partition import partition
@@ -29,20 +33,29 @@ from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
 
 
+_GRAPH_IDS = itertools.count()
+
+
 class Plan:
     """One partitioned graph and its fusion groups (gm None: run the original, unfused).
     `grad_params`: the graph reads a tensor attribute that requires grad (a trainable weight).
     `compiled`: make_fx could not trace the callable (data-dependent control flow, outputs it
     cannot represent), so it runs through torch.compile with the nvfuse backend, whose graph
-    breaks leave such code to Python and fuse the graphs between them."""
+    breaks leave such code to Python and fuse the graphs between them.  `eager`: the callable
+    runs as it is, always (it raises eager's own error on these inputs, or it does what a
+    traced graph cannot reproduce).  `mutates_inputs`: the graph writes into an input, which is
+    exact only while no two inputs share memory."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
-                 grad_params: bool = False, sized: bool = False, compiled: bool = False) -> None:
+                 grad_params: bool = False, sized: bool = False, compiled: bool = False,
+                 eager: bool = False) -> None:
         self.gm = gm
         self.groups = groups
         self.grad_params = grad_params
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
+        self.eager = eager
+        self.mutates_inputs = gm is not None and _writes_placeholder(gm)
 
 
 class FusedModule:
@@ -52,8 +65,9 @@ class FusedModule:
     for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`)."""
 
     def __init__(self, obj: Any, example_inputs: Sequence[Any] | None = None,
-                 trace_now: bool = True) -> None:
+                 trace_now: bool = True, compile_fallback: bool = True) -> None:
         self._original = obj
+        self._compile_fallback = compile_fallback
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
         self._latest: Plan | None = None
@@ -61,8 +75,12 @@ class FusedModule:
         self._autograd: Callable[..., Any] | None = None
         self._script_gm: fx.GraphModule | None = None
         self._is_script = is_torchscript(obj)
+        if isinstance(example_inputs, torch.Tensor):
+            example_inputs = (example_inputs,)  # one input, not a sequence of its rows
+        self._arity: tuple[int, int | None] | None  # (least, most) positional inputs
         if self._is_script:
-            self._arity = _script_arity(obj)
+            n = _script_arity(obj)
+            self._arity = None if n is None else (n, n)
             try:
                 self._script_gm = graph_module_from_script(obj, example_inputs)
             except NvfuseError:
@@ -76,10 +94,11 @@ class FusedModule:
                 raise ValueError(
                     "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
                     "callable (nvfuse traces it with them); pass a tuple of example tensors")
-            self._arity = len(tuple(example_inputs))
+            example_inputs = tuple(example_inputs)
+            self._arity = _positional_range(obj) or (len(example_inputs), len(example_inputs))
         if example_inputs is not None:
             example_inputs = tuple(example_inputs)
-            self._check_arity(example_inputs)
+            self._check_arity(example_inputs, " example input(s)")
             if trace_now and not config.get().disable:
                 self._plan_for(example_inputs)
 
@@ -93,6 +112,8 @@ class FusedModule:
         if config.get().disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
+        if plan.eager or plan.mutates_inputs and _share_memory(inputs):
+            return self._original(*inputs)
         if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
                 isinstance(t, torch.Tensor) and t.requires_grad
                 for t in pytree.tree_leaves(list(inputs)))):
@@ -120,10 +141,16 @@ class FusedModule:
         return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
-    def _check_arity(self, inputs: Sequence[Any]) -> None:
-        if self._arity is not None and len(inputs) != self._arity:
-            raise TypeError(f"nvfuse: the fused function takes {self._arity} input(s), "
-                            f"got {len(inputs)}")
+    def _check_arity(self, inputs: Sequence[Any], what: str = "") -> None:
+        if self._arity is None:
+            return
+        least, most = self._arity
+        if least <= len(inputs) and (most is None or len(inputs) <= most):
+            return
+        expected = (f"at least {least}" if most is None else str(least) if least == most
+                    else f"{least} to {most}")
+        name = getattr(self._original, "__name__", type(self._original).__name__)
+        raise TypeError(f"nvfuse: {name} takes {expected} input(s), got {len(inputs)}{what}")
 
     def _plan_for(self, inputs: Sequence[Any]) -> Plan:
         generic = self._key(inputs)
@@ -138,6 +165,24 @@ class FusedModule:
             self._plans[key] = plan
         self._latest = plan
         return plan
+
+    def _untraceable(self, inputs: Sequence[Any], error: Exception) -> Plan:
+        """The plan for a callable make_fx refused.  Where the program itself raises on these
+        inputs (an op refusing its dtype), a call runs it eagerly so the caller gets eager's
+        own error.  Otherwise it goes through torch.compile with the nvfuse backend, except for
+        a graph that backend handed over (`compile_fallback` False): compiling that again
+        would recurse, so it runs as it is."""
+        if raises_eagerly(self._original, inputs):
+            return Plan(None, [], eager=True)
+        if not self._compile_fallback:
+            warn_once(f"nvfuse: make_fx cannot trace a graph torch.compile handed over "
+                      f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                      "eagerly")
+            return Plan(None, [], eager=True)
+        warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
+                  f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); it runs "
+                  "through torch.compile(backend='nvfuse') instead")
+        return Plan(None, [], compiled=True)
 
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
@@ -158,25 +203,53 @@ class FusedModule:
         else:
             try:
                 gm = trace_to_aten(self._original, list(inputs))
+            except Unfunctionalizable as e:
+                warn_once(f"nvfuse: {e}; {type(self._original).__name__} runs eagerly")
+                return Plan(None, [], eager=True)
             except Exception as e:  # make_fx's many refusals: RuntimeError, NotImplementedError..
-                warn_once(f"nvfuse: make_fx cannot trace {type(self._original).__name__} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); it runs "
-                          "through torch.compile(backend='nvfuse') instead")
-                return Plan(None, [], compiled=True)
+                return self._untraceable(inputs, e)
         gm = run_passes(gm)
+        # dump file names: one per graph (a per-process count) and per group of that graph
+        graph_id = f"g{next(_GRAPH_IDS)}_" \
+            f"{getattr(self._original, '__name__', type(self._original).__name__)}"
         if "graph" in config.get().dump:
-            dump("graph", type(self._original).__name__, str(gm.graph))
+            dump("graph", graph_id, str(gm.graph))
         fused, names = partition(gm)
         groups = []
         for name in names:
             sub = getattr(fused, name)
             ir = build_fusion(name, sub)
             if "fusion_ir" in config.get().dump:
-                dump("fusion_ir", name, str(ir))
+                dump("fusion_ir", f"{graph_id}.{name}", str(ir))
             group = FusionGroup(ir, sub, self.kernels)
             setattr(fused, name, group)
             groups.append(group)
         return Plan(fused, groups, _reads_trainable_tensor(gm), bool(gm.meta.get(SIZED)))
+
+
+def _writes_placeholder(gm: fx.GraphModule) -> bool:
+    """Whether an op of `gm` writes into one of its inputs (functionalization's copy_ back)."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) \
+                and target._schema.is_mutable:
+            for arg, value in zip(target._schema.arguments, node.args):
+                if arg.alias_info is not None and arg.alias_info.is_write and isinstance(
+                        value, fx.Node) and value.op == "placeholder":
+                    return True
+    return False
+
+
+def _share_memory(inputs: Sequence[Any]) -> bool:
+    """Whether two tensors among `inputs` share a storage."""
+    seen = set()
+    for t in pytree.tree_leaves(list(inputs)):
+        if isinstance(t, torch.Tensor):
+            key = StorageWeakRef(t.untyped_storage())
+            if key in seen:
+                return True
+            seen.add(key)
+    return False
 
 
 def _input_key(value: Any, script: bool) -> Any:
@@ -210,6 +283,28 @@ def _reads_trainable_tensor(gm: fx.GraphModule) -> bool:
             if isinstance(value, torch.Tensor) and value.requires_grad:
                 return True
     return False
+
+
+def _positional_range(obj: Any) -> tuple[int, int | None] | None:
+    """(least, most) positional arguments `obj` (a callable, or an nn.Module's forward) takes,
+    most None for *args; None when its signature cannot be read or it needs a keyword-only
+    argument (then the example inputs' count is the arity)."""
+    target = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    least, most = 0, 0
+    var = False
+    for p in parameters:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            least += p.default is p.empty
+        elif p.kind is p.VAR_POSITIONAL:
+            var = True
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return least, None if var else most
 
 
 def _script_arity(obj: Any) -> int | None:

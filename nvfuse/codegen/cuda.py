@@ -66,7 +66,7 @@ class CudaEmitter:
             f"{t.dtype.c_type}* __restrict__ {t.name}" if t.is_output
             else f"const {t.dtype.c_type}* __restrict__ {t.name}" for t in k.tensors
         ] + [f"{p.dtype.c_type} {p.name}" for p in k.scalars]
-        self.line(f'extern "C" __global__ void __launch_bounds__({k.block})')
+        self.line(f'extern "C" __global__ void __launch_bounds__({_launch_bounds(k.block)})')
         with self.block(f"{k.name}({', '.join(params)})"):
             self.stmts(k.body)
         return "\n".join(self._lines) + "\n"
@@ -215,3 +215,9 @@ def emit_cuda(k: kir.Kernel) -> str:
     return CudaEmitter().emit(k)
 
 
+def _launch_bounds(block: int) -> str:
+    """`__launch_bounds__` arguments.  A 1024-thread block states one resident block per SM as
+    enough: without it ptxas may squeeze such a kernel into 32 registers (for two blocks per
+    SM) and spill in its main loop (batch-norm training did); with it the cap is the 64 that
+    one 1024-thread block may use, and ptxas still takes fewer where it needs fewer."""
+    return f"{block}, 1" if block >= 1024 else str(block)

@@ -9,18 +9,23 @@ shape; kernels are still shared across shapes through the signature cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch._decomp import core_aten_decompositions
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils._python_dispatch import _disable_current_modes
 
+from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
-from nvfuse.graph.annotate import rng_preserved
+from nvfuse.graph.annotate import rng_preserved, twins
 
 
 # Decomposed in addition to the ops torch tags pointwise (the tags miss these): activation
@@ -59,7 +64,68 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
-    return table
+    return {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+
+
+def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[..., Any]:
+    """`decomposition` whose tensor results have the memory layout of `op`'s own (a layer
+    norm's output is contiguous whatever its input's layout; its elementwise decomposition
+    would follow the input's).  Tracing runs on real tensors, so the op itself runs once on
+    them to say (meta kernels do not always agree with eager's layouts); not for in-place or
+    random ops (their results follow `self`, or must not draw twice)."""
+    if op._schema.is_mutable or torch.Tag.nondeterministic_seeded in op.tags:
+        return decomposition
+
+    @functools.wraps(decomposition)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        out = decomposition(*args, **kwargs)
+        if any(isinstance(t, torch.Tensor) and (t.is_meta or isinstance(t, FakeTensor))
+               for t in pytree.tree_leaves((args, kwargs))):
+            return out  # not a real trace: nothing to ask
+        try:
+            with _disable_current_modes(), torch.no_grad():
+                expected = op(*args, **kwargs)
+        except Exception:  # eager refuses what the decomposition took: keep its result
+            return out
+        if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor):
+            return _restrided(out, expected)
+        if isinstance(out, (tuple, list)) and isinstance(expected, (tuple, list)) \
+                and len(out) == len(expected):
+            return type(out)(_restrided(o, e) for o, e in zip(out, expected))
+        return out
+    return run
+
+
+def _dim_order(t: torch.Tensor) -> list[int]:
+    """t's dims from outermost to innermost in memory (size-1 dims, which any stride fits,
+    left out)."""
+    dims = [d for d in range(t.dim()) if t.shape[d] != 1]
+    return sorted(dims, key=lambda d: (-t.stride()[d], d))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill a block of memory exactly, in some dim order."""
+    span = 1
+    for d in reversed(_dim_order(t)):
+        if t.stride()[d] != span:
+            return False
+        span *= t.shape[d]
+    return True
+
+
+def _restrided(out: Any, expected: Any) -> Any:
+    """`out` with `expected`'s dim order where both are dense tensors of one shape whose
+    orders differ."""
+    if not isinstance(out, torch.Tensor) or not isinstance(expected, torch.Tensor) \
+            or out.shape != expected.shape or out.dtype != expected.dtype \
+            or _dim_order(out) == _dim_order(expected) \
+            or not _dense(expected):
+        return out
+    if expected.is_contiguous():
+        return out.contiguous()
+    order = sorted(range(expected.dim()), key=lambda d: (-expected.stride()[d], d))
+    fresh = torch.empty_permuted(out.shape, order, dtype=out.dtype, device=out.device)
+    return torch.ops.aten.copy.default(fresh, out)
 
 
 def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModule:
@@ -70,25 +136,66 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
 
     # functionalize (mutations only, views kept): in-place ops on temporaries become their
     # functional forms (eager's CPU dropout is bernoulli_ on an empty tensor), mutated inputs
-    # get an explicit copy_ back
-    functional = torch.func.functionalize(call, remove="mutations")
-    # tracing runs the ops for real: a module's buffers (batch norm's running statistics) are
-    # written once by the trace itself, so they are put back as they were (and the random
-    # generator, by rng_preserved)
+    # get an explicit copy_ back.  Raises Unfunctionalizable where that would change eager's
+    # meaning (writes through overlapping views).
+    functional = functionalize(call)
+    with _state_preserved(fn, inputs):
+        # on copies: tracing runs the program, which must not write the caller's tensors
+        gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
+                     tracing_mode="real")(*twins(inputs))
+    _functional_temporaries(gm)
+    _same_layout_copies(gm)
+    _shape_only_buffers(gm)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def raises_eagerly(fn: Callable[..., Any], inputs: Sequence[Any]) -> bool:
+    """Whether running `fn` eagerly on copies of `inputs` raises (then a call raises eager's
+    own error).  Leaves the inputs, a module's buffers and the random generators unchanged."""
+    try:
+        with _state_preserved(fn, inputs):
+            fn(*twins(inputs))
+    except Exception:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _state_preserved(fn: Callable[..., Any], inputs: Sequence[Any]) -> Iterator[None]:
+    """Run `fn` for real (to trace it) without grad and without lasting effects on a module's
+    buffers (batch norm's running statistics) or the random generators (`rng_preserved`)."""
     buffers = list(fn.buffers()) if isinstance(fn, torch.nn.Module) else []
     saved = [b.clone() for b in buffers]
     try:
-        with torch.no_grad(), rng_preserved(inputs):
-            gm = make_fx(functional, decomposition_table=pointwise_decompositions(),
-                         tracing_mode="real")(*inputs)
+        # the caller's dispatch modes (AOTAutograd's runtime checks run the first call of a
+        # compiled graph under one) would see functionalization's tensors without its mode
+        with torch.no_grad(), rng_preserved(inputs), _disable_current_modes():
+            yield
     finally:
         with torch.no_grad():
             for b, value in zip(buffers, saved):
                 b.copy_(value)
-    _functional_temporaries(gm)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    return gm
+
+
+def _same_layout_copies(gm: fx.GraphModule) -> None:
+    """`copy(a, b)` -> b where a and b have the same dtype, sizes and strides and b is a fresh
+    result of this graph (not an input or a view): the copy only gives b's values a's layout
+    (functionalization writes each in-place result that way)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.copy.default:
+            continue
+        a, b = node.args[0], node.args[1]
+        if not isinstance(b, fx.Node) or b.op != "call_function" or not isinstance(
+                b.target, torch._ops.OpOverload) or b.target.is_view:
+            continue  # b may be an input or share one's memory: the copy is a fresh tensor
+        va, vb = (x.meta.get("val") if isinstance(x, fx.Node) else None for x in (a, b))
+        if isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) \
+                and va.dtype == vb.dtype and va.shape == vb.shape \
+                and (va.stride() == vb.stride() or va.numel() <= 1):
+            node.replace_all_uses_with(b)
+            gm.graph.erase_node(node)
 
 
 def _functional_temporaries(gm: fx.GraphModule) -> None:
@@ -113,3 +220,34 @@ def _functional_temporaries(gm: fx.GraphModule) -> None:
         if functional is None or functional._schema.is_mutable:
             continue
         node.target = functional
+
+
+# Functional ops whose result depends on their tensor operand's sizes, dtype and device only
+# (the functional forms of eager's in-place random fills).
+_IGNORE_VALUES = frozenset({
+    torch.ops.aten.bernoulli.p, torch.ops.aten.uniform.default,
+    torch.ops.aten.exponential.default, torch.ops.aten.fill.Scalar})
+
+
+def _shape_only_buffers(gm: fx.GraphModule) -> None:
+    """`empty_like(x)` read only for its shape (eager's CPU dropout draws its mask with
+    `empty_like(x).bernoulli_(p)`) -> a 0-dim `empty` expanded to x's shape: it no longer
+    depends on x (a mask after a softmax joins the softmax's kernel) and a kernel reads it
+    through stride 0 instead of a whole uninitialised tensor."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.empty_like.default \
+                or not node.users or any(u.target not in _IGNORE_VALUES or u.args[0] is not node
+                                         for u in node.users):
+            continue
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        with gm.graph.inserting_before(node):
+            empty = gm.graph.call_function(
+                torch.ops.aten.empty.memory_format, ([],),
+                {"dtype": val.dtype, "layout": torch.strided, "device": val.device})
+            expand = gm.graph.call_function(torch.ops.aten.expand.default,
+                                            (empty, list(val.shape)))
+        empty.meta["val"] = val.new_empty(())
+        expand.meta["val"] = empty.meta["val"].expand(val.shape)
+        node.replace_all_uses_with(expand)

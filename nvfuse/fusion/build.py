@@ -8,9 +8,12 @@ placeholders in order and whose outputs are the returned values in order.
 Each aten node is lowered by the op table (`nvfuse.graph.optable.lower_op`); its result is typed
 as eager's dtype with `Builder.finish`.  Each output records the inputs its shape depends on:
 directly (`shape_from`) or through a reduction (`reduced_from`: the result of an op whose value
-is a row value takes its operands' shapes with the reduced dims set to 1), and, in a reduction
-group, whether it is a row value with the reduced dims kept or dropped (read off eager's rank of
-the output).
+is a row value and that is not elementwise -- a reduction -- takes its operands' shapes with
+the reduced dims set to 1; an elementwise op broadcasts its operands' shapes as they are, so a
+shape-only constant such as `zeros_like(x)` keeps its full shape), and, in a reduction group,
+whether it is a row value with the reduced dims kept or dropped (read off eager's rank of the
+output), or a full output (a row value with a direct shape is stored broadcast along the
+reduced dims).
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def _rows(b: Builder) -> frozenset[int]:
                                reduce_ndim=b.reduce_ndim, reduce_dims=b.reduce_dims))
 
 
+def _elementwise(target: Any) -> bool:
+    """Whether the op's result is the broadcast of its operands (torch's pointwise tag)."""
+    return torch.Tag.pointwise in getattr(target, "tags", ())
+
+
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
     """Lower the group subgraph `gm` to a FusionIR named `name` (raises LoweringError)."""
     b = Builder(name)
@@ -118,7 +126,10 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
-            if b.reduce_ndim and result.index in _rows(b):
+            if b.reduce_ndim and result.index in _rows(b) and not _elementwise(node.target):
+                # a row value has the reduced shape of what it reduces; an elementwise op's
+                # result is the broadcast of its operands (row values and literals), so a
+                # shape-only constant among them (`zeros_like(x) + x.sum(0)`) keeps its shape
                 direct, through = frozenset(), direct | through
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()
@@ -137,7 +148,7 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
                 meta = meta_tensor(r)
                 shape = OutputShape.FULL
                 rank = max((b.inputs[i].ndim for i in deps[r] | reduced[r]), default=0)
-                if env[r].index in rows:
+                if env[r].index in rows and not deps[r]:
                     shape = (OutputShape.ROW_KEEPDIM if meta.dim() == rank
                              else OutputShape.ROW_DROPPED)
                 elif meta.dim() < rank:  # a leading-dim keepdim=False reduction fed it

@@ -1,8 +1,12 @@
 """Builder: the API the op table uses to turn one aten op into prims of the fusion IR.
 
 A `Val` is a fusion value plus the dtype eager PyTorch would give that tensor.  The two differ
-only for float16/bfloat16 results, which stay in float32 registers until they are stored (or
-explicitly converted): that is nvfuse's "compute in float32, round once on store" rule.
+only for float16/bfloat16 results, which are held in float32 registers: each op computes in
+float32 (eager's opmath) and its half result is rounded once to its dtype, exactly where eager
+materialises it (`finish`), so every consumer sees the value eager's does.  A composite op that
+eager computes in one kernel is one op here too (its decomposition inside the op table is not
+rounded in between); the graph-level decompositions upcast halves to float32 explicitly, as
+eager's composite kernels do.
 
 Op-table functions receive `Val`s for tensor operands and plain Python values for everything
 else, call `b.prim(...)`, `b.cast(...)`, `b.const(...)`, and return a `Val`; `b.finish` then
@@ -146,9 +150,15 @@ class Builder:
 
     def cast(self, v: Val, dtype: DType) -> Val:
         """`v` as a value of compute dtype `dtype` (no rounding of float32-kept halves: use
-        `convert` for eager's explicit conversions)."""
+        `convert` for eager's explicit conversions).  Narrowing back a value that was only
+        widened exactly returns the original (a rounded half held in float32, cast to its
+        dtype, is that half)."""
         if v.dtype is dtype:
             return v
+        node = self.nodes[v.index]
+        if node.op is Prim.CAST and _widens_exactly(self.nodes[node.args[0]].dtype, v.dtype) and (
+                self.nodes[node.args[0]].dtype is dtype):
+            return Val(node.args[0], dtype, dtype)
         return self.prim(Prim.CAST, v, dtype=dtype)
 
     def convert(self, v: Val, dtype: DType) -> Val:
@@ -172,9 +182,11 @@ class Builder:
         return self.const(x, dtype)
 
     def finish(self, v: Val, eager: DType) -> Val:
-        """Type an op's result as eager's result dtype `eager`, without rounding halves."""
-        if eager.is_reduced_float and v.dtype is DType.FLOAT32:
-            return Val(v.index, v.dtype, eager)
+        """Type an op's result as eager's result dtype `eager`; a float16/bfloat16 result is
+        rounded to its dtype (eager materialises it) and held in float32."""
+        if eager.is_reduced_float:
+            rounded = self.cast(self.cast(v, eager), DType.FLOAT32)
+            return Val(rounded.index, rounded.dtype, eager)
         v = self.cast(v, eager.compute)
         return Val(v.index, v.dtype, eager)
 
@@ -184,17 +196,30 @@ class Builder:
               shape: OutputShape = OutputShape.FULL,
               reduced_from: tuple[int, ...] = (), from_concats: tuple[int, ...] = ()) -> None:
         name = f"out{len(self.outputs)}"
+        node = self.nodes[v.index]
+        rounded = self.nodes[node.args[0]] if node.op is Prim.CAST else None
+        if rounded is not None and rounded.op is Prim.CAST and rounded.dtype is dtype and (
+                _widens_exactly(dtype, v.dtype)):
+            # a rounded half held in float32: store the value it was rounded from (the store
+            # rounds it the same way)
+            v = Val(rounded.args[0], self.nodes[rounded.args[0]].dtype, dtype)
         self.outputs.append(Output(name, v.index, dtype, shape_from, layout, shape,
                                    reduced_from, from_concats))
 
     def finalize(self, ops: tuple[str, ...] = ()) -> FusionIR:
-        nodes, outputs = tuple(self.nodes), tuple(self.outputs)
-        if self.concats:  # the pieces' unremapped originals are usually dead
-            nodes, outputs = _prune(nodes, outputs)
+        # dead nodes: the pieces' unremapped originals of a concatenation, and the float32
+        # copy of a rounded half that is only stored
+        nodes, outputs = _prune(tuple(self.nodes), tuple(self.outputs))
         ir = FusionIR(self.name, tuple(self.inputs), nodes, outputs, ops,
                       reduce_ndim=self.reduce_ndim, concats=tuple(self.concats),
                       reduce_dims=self.reduce_dims)
         return verify_fusion(ir)
+
+
+def _widens_exactly(narrow: DType, wide: DType) -> bool:
+    """Whether every `narrow` value converts to `wide` and back unchanged (float widening)."""
+    return narrow.is_float and wide.is_float and narrow.itemsize < wide.itemsize and not (
+        narrow is DType.FLOAT16 and wide is DType.BFLOAT16)
 
 
 def _prune(nodes: tuple[Node, ...],

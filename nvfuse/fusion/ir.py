@@ -110,7 +110,8 @@ class OutputShape(enum.Enum):
         """Whether the output is a row value (one element per row)."""
         return self in (OutputShape.ROW_KEEPDIM, OutputShape.ROW_DROPPED)
 
-    FULL = "full"          # the broadcast of its inputs' shapes (every pointwise output)
+    FULL = "full"          # the broadcast of its inputs' shapes (every pointwise output); a
+    # row value stored as FULL is broadcast along the reduced dims (`zeros_like(x) + x.sum(0)`)
     # a full value whose reductions dropped their (leading) reduced dims: the inputs it depends
     # on through a reduction contribute their shapes without those dims (`x.sum(0) * w`)
     FULL_DROPPED = "full_dropped"
@@ -182,8 +183,14 @@ def format_scalar(value: Scalar) -> str:
 
 
 def content_key(ir: FusionIR) -> str:
-    """What a fusion computes: its printed form without the group's own name."""
-    return print_fusion(ir).split("\n", 1)[1]
+    """What a fusion computes: its printed form without the group's own name.  Its nodes name
+    the dtype of every input they read; an input no node reads (a shape source only: the
+    `x` of `zeros_like(x)`) is listed with its dtype, which the kernel's parameters carry."""
+    read = {n.attr if n.op is Prim.LOAD else n.attr[0]  # type: ignore[index]
+            for n in ir.nodes if n.op in (Prim.LOAD, Prim.PIECE_LOAD)}
+    unread = "".join(f"\n  unread %{i.name}: {i.dtype}" for k, i in enumerate(ir.inputs)
+                     if k not in read)
+    return print_fusion(ir).split("\n", 1)[1] + unread
 
 
 def print_fusion(ir: FusionIR) -> str:
@@ -314,10 +321,9 @@ def verify_fusion(ir: FusionIR) -> FusionIR:
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad value %{out.value}")
         if any(not 0 <= i < len(ir.inputs) for i in out.shape_from + out.reduced_from):
             raise FusionIRError(f"fusion {ir.name} output {out.name}: bad shape_from")
-        if out.shape.is_row != (out.value in rows):
+        if out.shape.is_row and out.value not in rows:  # (a full output may broadcast a row)
             raise FusionIRError(f"fusion {ir.name} output {out.name}: shape {out.shape.value} "
-                                f"but %{out.value} is {'a row' if out.value in rows else 'a full'}"
-                                " value")
+                                f"but %{out.value} is a full value")
     return ir
 
 

@@ -5,12 +5,13 @@ in which every maximal acyclic group of supported nodes is replaced by a call to
 named `fused_<k>` (a GraphModule of the group's nodes that returns a tuple), plus the list of
 those names.  Unsupported nodes stay as they are and run eagerly between the groups.
 
-Grouping is torch's `CapabilityBasedPartitioner` (maximal, cycle-free merging along data edges);
-nvfuse only answers "can this node be fused?" (`FusionSupport`): an op the op table lowers, on
-tensors of supported dtypes on one device kind, whose output has the broadcast shape of its
-tensor operands (true pointwise) or is a reduction over some dims of its one operand (the op
-table says which: `Builder.reduce_axes` after a dry run, negative and right-aligned), with
-literal (not computed) scalar arguments.
+Grouping is `nvfuse.fusion.vertical.propose_groups` (maximal, cycle-free merging along data
+edges, never horizontal: torch's `CapabilityBasedPartitioner` where it can skip horizontal
+fusion, else nvfuse's own version of the same walk); nvfuse only answers "can this node be
+fused?" (`FusionSupport`): an op the op table lowers, on tensors of supported dtypes on one
+device kind, whose output has the broadcast shape of its tensor operands (true pointwise) or is
+a reduction over some dims of its one operand (the op table says which: `Builder.reduce_axes`
+after a dry run, negative and right-aligned), with literal (not computed) scalar arguments.
 
 Each proposed group is then validated (`_group_problem`): one iteration space (reduction results
 taken with their keepdim shapes), one set of reduced dims, every reduction's
@@ -50,15 +51,15 @@ from typing import Any
 
 import torch
 from torch import fx
-from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupport
-from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from nvfuse import dtypes
 from nvfuse.fusion import concat
 from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
+from nvfuse.fusion.outline import outline_groups
+from nvfuse.fusion.vertical import propose_groups
 from nvfuse.graph import optable
 
 FUSED_PREFIX = "fused_"
@@ -99,7 +100,10 @@ def why_unfusible(node: fx.Node) -> str | None:
     tensors = [t for t in operands if t is not None]
     if any(not dtypes.is_supported(t.dtype) for t in tensors):
         return "an operand has an unsupported dtype"
-    if len({t.device.type for t in tensors} | {out.device.type}) > 1:
+    # a 0-dim CPU tensor is a scalar beside tensors of any device, as in eager (the executor
+    # copies it to the kernel's device: nvfuse.runtime.devices)
+    placed = {t.device.type for t in tensors if not (t.dim() == 0 and t.device.type == "cpu")}
+    if len(placed | {out.device.type}) > 1:
         return "operands on different devices"
     try:
         shape = torch.broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
@@ -389,10 +393,7 @@ def _partition_round(gm: fx.GraphModule, taken: frozenset[fx.Node],
     excluded = taken
     while True:
         # No horizontal fusion: independent nodes would share one iteration space for no saving.
-        partitioner = CapabilityBasedPartitioner(
-            gm, FusionSupport(excluded), allows_single_node_partition=True,
-            skip_horizontal_fusion=True)
-        proposed = _merge_value_index_pairs(partitioner.propose_partitions())
+        proposed = _merge_value_index_pairs(propose_groups(gm, FusionSupport(excluded)))
         problems = [_group_problem(list(p.nodes), known) for p in proposed]
         drop = {n for p in problems if p is not None for n in p[1]}
         if not drop:  # every invalid group has only pointwise trouble: it stays eager
@@ -459,12 +460,4 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         n.meta.pop(EAGER_REASON, None)
     if not groups:
         return gm, []
-    position = {n: i for i, n in enumerate(gm.graph.nodes)}
-    ordered = sorted(groups, key=lambda p: min(position[n] for n in p))
-    fused = fuse_by_partitions(
-        gm, [dict.fromkeys(sorted(p, key=position.__getitem__)) for p in ordered],
-        prefix=FUSED_PREFIX, always_return_tuple=True,
-    )
-    names = [str(n.target) for n in fused.graph.nodes
-             if n.op == "call_module" and str(n.target).startswith(FUSED_PREFIX)]
-    return fused, names
+    return outline_groups(gm, groups, FUSED_PREFIX)

@@ -126,7 +126,10 @@ def has_side_effects(node: torch.fx.Node) -> bool:
         # Plain Python callables: only the operator module's functions are known to be pure.
         return getattr(node.target, "__module__", None) not in ("_operator", "operator", "math")
     try:
-        return node.is_impure(impure_random=False)  # RNG is judged by _is_random above
+        try:
+            return node.is_impure(impure_random=False)  # RNG is judged by _is_random above
+        except TypeError:  # a torch whose is_impure takes no arguments
+            return node.is_impure()
     except (AssertionError, RuntimeError):
         return True
 

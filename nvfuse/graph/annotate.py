@@ -5,8 +5,9 @@ Contract: `annotate(gm, example_inputs) -> gm` records each node's result (a Fak
 of them, or a Python scalar), so dtypes, shapes, strides and devices are known to the passes.
 It first runs the graph under a FakeTensorMode (nothing is computed).  A graph whose values
 depend on data (`aten::Int` of a tensor, as traced transformer masks have) cannot run on fake
-tensors; it then runs once on the real inputs and records fake tensors made from the real
-results (same metadata, no memory held).  The input is left unchanged.  An op that fails both
+tensors; it then runs once on copies of the real inputs (`twins`: an in-place op of the graph
+must not write the caller's tensors) and records fake tensors made from the real results (same
+metadata, no memory held).  The input is left unchanged.  An op that fails both
 ways raises `NvfuseError` naming the node.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.fx
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_leaves, tree_map
 
 from nvfuse.errors import NvfuseError
@@ -68,6 +70,28 @@ def rng_preserved(inputs: Sequence[Any]) -> Iterator[None]:
         yield
 
 
+def twins(inputs: Sequence[Any]) -> list[Any]:
+    """Copies of `inputs` to trace on: the same sizes, strides, storage offsets and sharing of
+    memory among them, so tracing (which runs the ops) never writes the caller's tensors."""
+    copies: dict[Any, torch.UntypedStorage] = {}
+
+    def twin(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor) or t.is_sparse or t.layout != torch.strided:
+            return t
+        key = StorageWeakRef(t.untyped_storage())
+        if key not in copies:
+            copies[key] = t.untyped_storage().clone()
+        out = torch.empty(0, dtype=t.dtype, device=t.device)
+        out.set_(copies[key], t.storage_offset(), t.shape, t.stride())
+        if t.is_conj():  # a lazily conjugated or negated view reads the same bytes differently
+            out = out.conj()
+        if t.is_neg():
+            out = out._neg_view()
+        return out
+
+    return [tree_map(twin, x) for x in inputs]
+
+
 def annotate(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> torch.fx.GraphModule:
     """A copy of gm whose every node carries meta["val"] (FakeTensor or Python scalar)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -83,6 +107,7 @@ def annotate(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> torch.f
         # data-dependent values: propagate the real inputs once, record their metadata
         work = copy_graph(gm)
         with torch.no_grad(), rng_preserved(example_inputs):
+            # on copies: an in-place op of the graph must not write the caller's tensors
             _Recorder(work, FakeTensorMode(allow_non_fake_inputs=True), fake=False).run(
-                *example_inputs)
+                *twins(example_inputs))
     return finish_graph(work)

@@ -21,8 +21,11 @@ complete once `nvfuse.graph.optable` is imported.
 Numerics follow eager PyTorch's CUDA kernels (aten/src/ATen/native/cuda/*.cu), cited per op:
 - Operands are brought to the op's common dtype as TensorIterator does: a tensor of another
   dtype is converted (a float16/bfloat16 operand promoted from a narrower value is rounded
-  first), a Python scalar is narrowed to the common dtype (`iter.scalar_value<opmath_t>` reads
-  the converted CPU scalar).  Arithmetic then runs in the compute dtype (float32 for halves).
+  first), a Python scalar is narrowed to the common dtype (TensorIterator converts the wrapped
+  number), except where the kernel reads the original scalar in opmath: mul and div (true,
+  trunc, floor) of a half tensor keep the scalar in float32 (`original_scalar_value<opmath_t>`),
+  so `x_f16 * 1e5` does not overflow.  Arithmetic then runs in the compute dtype (float32 for
+  halves).
 - Scalar *parameters* of an op (alpha, negative_slope, beta, threshold of softplus...) are
   read as `Scalar::to<opmath_t>()`, i.e. not narrowed to the half dtype.
 """

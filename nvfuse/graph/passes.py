@@ -48,6 +48,7 @@ from nvfuse.graph.aliasing import (
 )
 from nvfuse.graph.annotate import annotate
 from nvfuse.graph.batchnorm import decompose_batch_norm
+from nvfuse.graph.order import order_nodes
 from nvfuse.graph.peephole import simplify_peephole
 from nvfuse.graph.scatter import pad_filled_scatters
 from nvfuse.graph.views import sink_views
@@ -181,6 +182,7 @@ PASSES: list[Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = [
     sink_views,  # after folding and peephole: views of constants are gone or final
     eliminate_common_subexpressions,
     eliminate_dead_code,
+    order_nodes,  # last: later stages number things in node order, which must not be the tracer's
 ]
 
 

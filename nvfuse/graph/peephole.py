@@ -211,9 +211,11 @@ def _eval_dropout(node: torch.fx.Node) -> torch.fx.Node | None:
 
 
 def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
-    """x for expand(x, sizes) when every user is an op-table op that broadcasts x to the same
-    shape without it (decompositions of lerp and logaddexp emit these).  Keeps the consumers
-    fusible: a pointwise kernel broadcasts for free."""
+    """x for expand(x, sizes) when every user is an elementwise op-table op (torch's pointwise
+    tag: its result is the broadcast of its operands) that broadcasts x to the same shape
+    without it (decompositions of lerp and logaddexp emit these).  Keeps the consumers
+    fusible: a pointwise kernel broadcasts for free.  Any other user (a reduction, a view)
+    needs the expanded shape itself, even where its result happens to match the broadcast."""
     from nvfuse.graph.optable import has_lowering  # the op table decides what is pointwise
 
     x = node.args[0] if node.target is _aten.expand.default else None
@@ -223,7 +225,7 @@ def _broadcast_expand(node: torch.fx.Node) -> torch.fx.Node | None:
     for user in node.users:
         out = meta_val(user)
         if user.op != "call_function" or not has_lowering(user.target) or not isinstance(
-                out, torch.Tensor):
+                out, torch.Tensor) or torch.Tag.pointwise not in getattr(user.target, "tags", ()):
             return None
         vals = [val_x if a is node else meta_val(a) for a in user.all_input_nodes]
         if not all(isinstance(v, torch.Tensor) for v in vals):

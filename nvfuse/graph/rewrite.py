@@ -24,6 +24,10 @@ _STORAGE_OPS = frozenset({torch.ops.aten.as_strided.default,
                           torch.ops.aten._reshape_alias.default})
 
 
+# Views by shape: legal only where the strides allow it (else eager's `view` raises).
+_RESHAPE_VIEWS = frozenset({torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default})
+
+
 def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal dtype and shape, and equal strides wherever a dim has more than one element."""
     return (a.dtype == b.dtype and a.shape == b.shape and all(
@@ -58,8 +62,22 @@ class FakeMeta:
         return self.value(meta_val(node)) if isinstance(node, torch.fx.Node) else node
 
     def run(self, target: Any, args: Any, kwargs: Any) -> Any:
+        args, kwargs = map_arg(args, self.node), map_arg(kwargs, self.node)
         with self.mode, torch.no_grad():
-            return target(*map_arg(args, self.node), **map_arg(kwargs, self.node))
+            val = target(*args, **kwargs)
+        if target in _RESHAPE_VIEWS and isinstance(val, torch.Tensor):
+            # FakeTensor's view accepts some layouts eager's refuses (a stride-0 dim next to a
+            # size-1 dim of stride 1 "merges" into stride 0), and then a moved view crashes
+            # when the graph runs: ask torch's own kernel, on the meta device, and keep its
+            # strides
+            x = args[0]
+            real = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta").view(
+                *args[1:], **kwargs)
+            if real.stride() != val.stride():
+                with self.mode:
+                    val = torch.empty_strided(real.shape, real.stride(), dtype=val.dtype,
+                                              device=val.device)
+        return val
 
 
 def emit(graph: torch.fx.Graph, meta: FakeMeta, before: torch.fx.Node, target: Any,

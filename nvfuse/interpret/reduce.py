@@ -77,10 +77,15 @@ def welford_combine(a: State, b: State) -> State:
     a_mean, a_m2, a_n = a
     b_mean, b_m2, b_n = b
     n = a_n + b_n
-    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 is discarded by the where
-        b_share = np.where(n == 0, np.zeros_like(n), b_n / n)
-    delta = b_mean - a_mean
-    return a_mean + delta * b_share, a_m2 + b_m2 + delta * delta * a_n * b_share, n
+    # an empty side gives the other side as it is; the update's 0 / 0 and inf * 0 of empty
+    # sides are discarded by the wheres
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        b_share = b_n / n
+        delta = b_mean - a_mean
+        chan = (a_mean + delta * b_share, a_m2 + b_m2 + delta * delta * a_n * b_share, n)
+    a_empty, b_empty = a_n == 0, b_n == 0
+    return tuple(np.where(a_empty, bv, np.where(b_empty, av, cv))
+                 for av, bv, cv in zip(a, b, chan))
 
 
 def butterfly(values: State, combine: Combine) -> State:

@@ -241,7 +241,9 @@ def _for(m: Machine, s: For) -> None:
 
 
 def _uniform_loop(m: Machine, s: For, start: int, stop: int, step: int) -> None:
-    if step <= 0 and start < stop:
+    if start >= stop:  # C tests the condition first: an empty loop's step is never used
+        return
+    if step <= 0:
         raise m.fail(f"loop over {s.var.name} with step {step} never ends")
     storage = s.var.dtype.np_storage
     for i in range(start, stop, step):

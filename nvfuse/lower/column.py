@@ -116,18 +116,29 @@ class ColumnLowering(RowLowering):
         j = Var(f"j_{mean.name}", self.idx)
         other = [SharedElem(name, self._partner(j), dtype) for name in names]
         # Chan et al.: n = na + nb, delta = mb - ma, mean = ma + delta * nb / n,
-        # m2 = m2a + m2b + delta^2 * na * nb / n; nothing to add when n is 0 (no 0 / 0)
+        # m2 = m2a + m2b + delta^2 * na * nb / n; an empty side gives the other side as it is
+        # (nvf_welford_combine: no 0 / 0, no inf * 0 for an overflowing delta)
         total, delta, frac = (Var(f"wc{what}{tag}", dtype) for what in ("n", "delta", "frac"))
+        mine_empty = Compute(P.EQ, (n, zero), DType.BOOL)
+        other_empty = Compute(P.EQ, (other[2], zero), DType.BOOL)
+
+        def pick(mine: Expr, theirs: Expr, chan: Expr) -> Expr:
+            return Compute(P.WHERE, (mine_empty, theirs, Compute(
+                P.WHERE, (other_empty, mine, chan), dtype)), dtype)
+
         empty = Compute(P.EQ, (total, zero), DType.BOOL)
         body: list[Stmt] = [
             Declare(total.name, dtype, init=Compute(P.ADD, (n, other[2]), dtype)),
             Declare(delta.name, dtype, init=Compute(P.SUB, (other[0], mean), dtype)),
             Declare(frac.name, dtype, init=Compute(
                 P.WHERE, (empty, zero, Compute(P.DIV, (other[2], total), dtype)), dtype)),
-            Assign(m2, Compute(P.ADD, (Compute(P.ADD, (m2, other[1]), dtype), Compute(
-                P.MUL, (Compute(P.MUL, (delta, delta), dtype),
-                        Compute(P.MUL, (n, frac), dtype)), dtype)), dtype)),
-            Assign(mean, Compute(P.ADD, (mean, Compute(P.MUL, (delta, frac), dtype)), dtype)),
+            Assign(m2, pick(m2, other[1], Compute(P.ADD, (Compute(P.ADD, (m2, other[1]), dtype),
+                                                          Compute(P.MUL, (Compute(
+                                                              P.MUL, (delta, delta), dtype),
+                                                              Compute(P.MUL, (n, frac), dtype)),
+                                                              dtype)), dtype))),
+            Assign(mean, pick(mean, other[0], Compute(
+                P.ADD, (mean, Compute(P.MUL, (delta, frac), dtype)), dtype))),
             Assign(n, total),
         ]
         combine.append(For(j, Const(0, self.idx), Const(self.thread_rows, self.idx),

@@ -11,8 +11,10 @@ lie in one segment, and j below is the first lane's coordinate), set to 0
 and overwritten by a load only inside `if (cat{c}_end{k-1} <= j && j < cat{c}_end{k})`, j
 being the coordinate along c's dim: the offset is formed inside the branch from the shifted
 coordinate j + cat{c}_shift{k}, so no thread ever reads outside the piece (nor forms a negative
-offset).  IN_PIECE (c, k) is `j < cat{c}_end{k}`.  Only existing kernel-IR constructs are used,
-so the emitter, the verifier and the interpreter (with its bounds checks) need nothing new.
+offset).  IN_PIECE (c, k) is `j < cat{c}_end{k}`.  A concatenation the signature marks as
+broadcast (`cat_broadcast`: extent 1 along its dim, the space longer) has j = 0 everywhere.
+Only existing kernel-IR constructs are used, so the emitter, the verifier and the interpreter
+(with its bounds checks) need nothing new.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
     lanes = dict(zip(piece_operands(ir), piece_lanes(sig)))
     for (i, c, k), row in zip(piece_operands(ir), strides):
         t = ir.inputs[i]
-        j = index_vars[sig.cat_dims[c]]
+        j = _coordinate(sig, c, index_vars, idx)
         tag = f"{t.name}_c{c}p{k}"
         reg, n = f"r_{tag}", lanes[i, c, k]
         stmts.append(Declare(reg, t.dtype, lanes=n))
@@ -103,9 +105,14 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
             exprs[index] = Elem(f"r_{ir.inputs[i].name}_c{c}p{k}", at, node.dtype)
         elif node.op is Prim.IN_PIECE:
             c, k = node.attr  # type: ignore[misc]
-            exprs[index] = IndexOp("<", index_vars[sig.cat_dims[c]],
+            exprs[index] = IndexOp("<", _coordinate(sig, c, index_vars, idx),
                                    Param(f"cat{c}_end{k}", idx), DType.BOOL)
     return stmts, exprs
+
+
+def _coordinate(sig: ConcatSignature, c: int, index_vars: list[Expr], idx: DType) -> Expr:
+    """The coordinate along concatenation c's dim (0 when it broadcasts there)."""
+    return Const(0, idx) if c in sig.cat_broadcast else index_vars[sig.cat_dims[c]]
 
 
 def _in_segment(j: Expr, c: int, k: int, idx: DType) -> Expr:

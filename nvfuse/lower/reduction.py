@@ -146,8 +146,15 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         lo.row_phase(done, body)
 
     n_in = len(ir.inputs)
-    full = [(n_in + j, o) for j, o in enumerate(ir.outputs) if not o.shape.is_row]
-    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs) if o.shape.is_row]
+    # A full output that does not vary along the row (every inner stride 0: `x.sum(-1) + y`
+    # with y of shape (rows,)) is stored with the row outputs, from the row's registers, not
+    # from the column loop at column 0, which an empty row (row_numel 0) never reaches.
+    row_like = {j for j, o in enumerate(ir.outputs) if not o.shape.is_row and all(
+        c == "0" for c in sig.outputs[j][sig.outer_rank:])}
+    full = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+            if not o.shape.is_row and j not in row_like]
+    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+                if o.shape.is_row or j in row_like]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
     if full:
@@ -160,17 +167,58 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                                          lo.guard(k, inner, inner_dims))))
             return stmts
 
-        body.append(lo.column_loop(store_full))
+        if any(lo.vector_operand(k) for k, _ in full):
+            body.append(_vector_store_full(lo, full, outer))
+        else:
+            body.append(lo.column_loop(store_full))
     if rows_out:
         stores: list[Stmt] = []
+        offsets: list[Expr] = [Var(f"ro_{t.name}", idx) for t in lo.tensors]
+        values = lo.column_values([o.value for _, o in rows_out], offsets, stores)
         for k, o in rows_out:
-            at = Var(f"ro_{lo.tensors[k].name}", idx)
-            stores.extend(_store(o, lo.row_exprs[o.value], at, lo.guard(k, outer, outer_dims)))
+            stores.extend(_store(o, values[o.value], offsets[k], lo.guard(k, outer, outer_dims)))
         body.append(If(lo.first_thread(), tuple(stores)))
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
                       lo.grid(), idx)
+
+
+def _vector_store_full(lo: RowLowering, full: list[tuple[int, Output]],
+                      outer: list[Expr]) -> Stmt:
+    """The persistent epilogue by vector groups (`RowLowering.vector_group_loop`): each
+    vector output collects its `lanes` values in w_<output>[lanes] and stores them with one
+    vector store per group; the other outputs store one column at a time."""
+    sig = lo.sig
+    outer_dims = range(sig.outer_rank)
+    inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
+    vector = [(k, o) for k, o in full if lo.vector_operand(k)]
+
+    def group(col0: Var, out: list[Stmt]) -> list[Stmt]:
+        stores: list[Stmt] = []
+        for k, o in vector:
+            out.append(Declare(f"w_{o.name}", o.dtype, lanes=sig.lanes))
+            at = IndexOp("+", Var(f"ro_{o.name}", lo.idx), col0, lo.idx)
+            store: Stmt = Store(o.name, o.dtype, at, f"w_{o.name}", sig.lanes, vector=True)
+            guard = lo.guard(k, outer, outer_dims)
+            stores.append(If(guard, (store,)) if guard is not None else store)
+        return stores
+
+    def lane(offsets: list[Expr], values: dict[int, Expr], pl: Var) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        for k, o in full:
+            value = values[o.value]
+            if (k, o) in vector:
+                if value.dtype is not o.dtype:
+                    value = Compute(Prim.CAST, (value,), o.dtype)
+                stmts.append(Assign(Elem(f"w_{o.name}", pl, o.dtype), value))
+            else:
+                inner: list[Expr] = [Var("col", lo.idx)]  # one inner dim (a vector operand)
+                stmts.extend(_store(o, value, offsets[k], _and(
+                    lo.guard(k, outer, outer_dims), lo.guard(k, inner, inner_dims))))
+        return stmts
+
+    return lo.vector_group_loop([o.value for _, o in full], group, lane)
 
 
 def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:

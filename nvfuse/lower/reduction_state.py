@@ -96,6 +96,10 @@ class RowLowering:
         self.persist = sig.persist
         self.cached = cached_inputs(ir, sig.inputs, sig.outer_rank) if sig.persist else ()
         self.slot: Var | None = None
+        # the persistent epilogue's vector groups (`vector_operand`): while a group's lane loop
+        # is built, its lane variable and the inputs preloaded as q_<input>[lanes]
+        self.vec_lane: Var | None = None
+        self.vec_loaded: set[int] = set()
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
@@ -223,6 +227,10 @@ class RowLowering:
                     int(node.attr) in self.cached:  # type: ignore[arg-type]
                 name = f"p_{self.ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
                 exprs[index] = Elem(name, self.slot, node.dtype)
+            elif node.op is Prim.LOAD and self.vec_lane is not None and \
+                    int(node.attr) in self.vec_loaded:  # type: ignore[arg-type]
+                name = f"q_{self.ir.inputs[int(node.attr)].name}"  # type: ignore[arg-type]
+                exprs[index] = Elem(name, self.vec_lane, node.dtype)
             elif node.op is Prim.LOAD:
                 k = int(node.attr)  # type: ignore[arg-type]
                 name = f"r_{self.ir.inputs[k].name}"
@@ -319,6 +327,84 @@ class RowLowering:
         out.append(For(group, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (
             Declare(col.name, idx, init=first),
             If(IndexOp("<", col, self.numel, DType.BOOL), tuple(stmts))), unroll=True))
+
+    def vector_operand(self, k: int) -> bool:
+        """Whether operand `k` (an input, or an output at len(inputs) + j) is read or written
+        `lanes` columns per access in the persistent epilogue (`vector_group_loop`): a
+        persistent row with lanes > 1 whose operand has one inner dim of unit stride, elements
+        of at most 4 bytes and a vector of at most 16 bytes.  The schedule
+        (`persistent_lanes`) chose lanes only where every such operand is aligned to its
+        vector."""
+        lanes = self.sig.lanes
+        if not self.persist or lanes == 1 or self.col_end is not None:
+            return False
+        classes = (self.sig.inputs + self.sig.outputs)[k]
+        itemsize = self.tensors[k].dtype.itemsize
+        # 8-byte values: a pair per access gains little and the lane arrays made the largest
+        # float64 bucket spill (tests/numerics/test_persistent.py)
+        return classes[self.sig.outer_rank:] == "1" and itemsize <= 4 and lanes * itemsize <= 16
+
+    def vector_group_loop(self, roots: list[int],
+                          group: Callable[[Var, list[Stmt]], list[Stmt]],
+                          lane: Callable[[list[Expr], dict[int, Expr], Var], list[Stmt]]
+                          ) -> Stmt:
+        """The persistent epilogue by vector groups: for g < persist / lanes (unrolled):
+        col0 = (threadIdx.x + g * blockDim.x) * lanes; if col0 < row_numel: one vector load
+        q_<input>[lanes] per row-varying input `roots` need that is neither cached nor
+        row-invariant (`vector_operand`), `group(col0, prologue)`'s statements (the caller's
+        register arrays), then for pl < lanes (unrolled): col = col0 + pl, slot pk =
+        g * lanes + pl, the values of `roots` and `lane(offsets, values, pl)`; then
+        `group`'s statements returned after the loop (the caller's vector stores).  lanes
+        divides row_numel, so a group is wholly inside the row or wholly past it."""
+        idx, lanes = self.idx, self.sig.lanes
+        g, pl = Var("pg", idx), Var("pl", idx)
+        col0, col, pk = Var("col0", idx), Var("col", idx), Var("pk", idx)
+        width = Const(lanes, idx)
+        body: list[Stmt] = []
+        loaded = set()
+        for index in self._needed(roots):
+            node = self.ir.nodes[index]
+            if node.op is not Prim.LOAD:
+                continue
+            k = int(node.attr)  # type: ignore[arg-type]
+            if k in self.cached or k in loaded or index in self.row_exprs \
+                    or not self.vector_operand(k):
+                continue
+            loaded.add(k)
+            t = self.ir.inputs[k]
+            body.append(Declare(f"q_{t.name}", t.dtype, lanes=lanes))
+            body.append(Load(f"q_{t.name}", t.dtype, t.name,
+                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
+        after = group(col0, body)
+        stmts: list[Stmt] = [
+            Declare(pk.name, idx, init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)),
+            Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        offsets, _ = self._offsets(col, stmts)
+        self.slot, self.vec_lane, self.vec_loaded = pk, pl, loaded
+        try:
+            values = self.column_values(roots, offsets, stmts)
+            stmts.extend(lane(offsets, values, pl))
+        finally:
+            self.slot, self.vec_lane, self.vec_loaded = None, None, set()
+        body.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
+        body.extend(after)
+        first = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
+                        width, idx)
+        return For(g, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (
+            Declare(col0.name, idx, init=first),
+            If(IndexOp("<", col0, self.numel, DType.BOOL), tuple(body))), unroll=True)
+
+    def _needed(self, roots: list[int]) -> list[int]:
+        """The nodes `roots` are computed from, stopping at values already available."""
+        needed: set[int] = set()
+        stack = list(roots)
+        while stack:
+            n = stack.pop()
+            if n in needed or n in self.row_exprs:
+                continue
+            needed.add(n)
+            stack.extend(self.ir.nodes[n].args)
+        return sorted(needed)
 
     def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
         """Load once per row the inputs that do not vary along the row (every inner stride 0:

@@ -3,7 +3,8 @@
 `compile_source(src, arch)` (re-exported as `nvfuse.compile_source`) looks in a process-wide
 memory cache, then in the on-disk cache, then runs NVRTC (runtime/nvrtc.py), filling the caches
 it missed.  Both caches are keyed by `cache_key()`: sha256 over the source text, the arch, the
-NVRTC version, nvfuse's version and the compile options, so any of those changing misses.
+NVRTC version, nvfuse's version, the cubin kind and the compile options, so any of those
+changing misses.
 
 Disk layout: `<NVFUSE_CACHE_DIR>/<key[:2]>/<key>.cubin`, each file a fixed header (magic, format
 version, the key's digest, payload length, payload sha256) followed by the cubin.  Writes go to
@@ -35,6 +36,9 @@ from nvfuse.counters import bump
 
 MAGIC = b"NVFCUBIN"
 FORMAT_VERSION = 1
+# Part of every key: what a cached cubin is.  "2": the whole image (before, entries held CuPy's
+# getCUBIN output, one byte short; the new key never finds them).
+CUBIN_KIND = "2"
 # magic, format version, sha256(key) digest, payload length, sha256(payload) digest.
 _HEADER = struct.Struct("<8sI32sQ32s")
 
@@ -44,7 +48,10 @@ _ptx: dict[str, str] = {}
 _reported: set[str] = set()  # corrupt entries and broken directories already warned about
 _broken_dirs: set[str] = set()  # cache dirs found unwritable: memory-only from then on
 
-_KERNEL_NAME = re.compile(r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(\w+)")
+# The first __global__ function's name; __launch_bounds__(...) may stand before or after `void`
+# (nvfuse's emitter writes `__global__ void __launch_bounds__(N)\nname(`).
+_BOUNDS = r"(?:__launch_bounds__\s*\([^)]*\)\s*)?"
+_KERNEL_NAME = re.compile(rf"__global__\s+{_BOUNDS}void\s+{_BOUNDS}(\w+)\s*\(")
 
 
 def compile_source(src: str, arch: str | None = None, *, name: str | None = None) -> bytes:
@@ -73,7 +80,8 @@ def cache_key(src: str, arch: str) -> str:
     import nvfuse  # at call time: nvfuse/__init__ may import this module while it is loading
 
     h = hashlib.sha256()
-    parts = (src, arch, nvrtc.nvrtc_version(), nvfuse.__version__, *nvrtc.COMPILE_OPTIONS)
+    parts = (src, arch, nvrtc.nvrtc_version(), nvfuse.__version__, CUBIN_KIND,
+             *nvrtc.COMPILE_OPTIONS)
     for part in parts:
         # Length-prefix each part so no two different part lists hash the same byte stream.
         data = part.encode("utf-8")

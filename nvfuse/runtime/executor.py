@@ -10,11 +10,12 @@ one with concatenations the concat schedule (nvfuse.schedule.concat), any other 
 ones.
 A reduction with few long rows may run as two kernels (nvfuse/schedule/split.py: partials into
 torch-allocated workspaces, then the combine and epilogue), launched in order on one stream.
-Zero-size outputs launch nothing; a reduction over empty rows with non-empty results runs the
-kernel (sums give 0, products 1, means NaN, as eager) except amax / amin / argmax / argmin,
-which eager refuses: those run eagerly so that eager raises its own error.  Any failure runs
-the eager subgraph instead, warns once naming the cause and counts a fallback; NVFUSE_STRICT=1
-raises instead.
+Zero-size outputs store nothing: they are left out of the launch (nvfuse.fusion.subset), and
+a call whose outputs are all empty launches nothing; a reduction over empty rows with non-empty
+results runs the kernel (sums give 0, products 1, means NaN, as eager) except amax / amin /
+argmax / argmin, which eager refuses: those run eagerly so that eager raises its own error.
+Any failure runs the eager subgraph instead, warns once naming the cause and counts a
+fallback; NVFUSE_STRICT=1 raises instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from nvfuse import config, counters
 from nvfuse.errors import NvfuseError
 from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
-from nvfuse.runtime import kernels
+from nvfuse.fusion.subset import select_outputs
+from nvfuse.runtime import devices, kernels
 from nvfuse.runtime.dump import dump
 from nvfuse.schedule import concat, pointwise, reduction, split
 
@@ -77,6 +79,7 @@ class FusionGroup(torch.nn.Module):
         self._key = kernels.fusion_key(ir)
         self._built = built  # the owning FusedModule's kernel list
         self._launches: dict[tuple[Any, ...], _Ready] = {}  # launch key -> prepared call
+        self._recorded_device = devices.recorded_device(eager)  # for groups without inputs
 
     def __str__(self) -> str:
         return str(self.fusion_ir)
@@ -114,14 +117,20 @@ class FusionGroup(torch.nn.Module):
                         for s, o in zip(ready.out_shapes, self.fusion_ir.outputs))
         if not ready.stages:  # zero-size outputs: nothing to compute
             return outputs
+        inputs = devices.place_inputs(inputs, ready.device)  # 0-dim CPU tensors: to the GPU
         if POISON_OUTPUTS:
             for o in outputs:
                 o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
+        kernel_inputs, kernel_outputs = inputs, outputs
+        if ready.operands is not None:  # the empty outputs are left out (nvfuse.fusion.subset)
+            kernel_inputs = tuple(inputs[i] for i in ready.operands[0])
+            kernel_outputs = tuple(outputs[o] for o in ready.operands[1])
         # a split reduction's workspaces: torch's caching allocator, the same device / stream
-        tensors = [*inputs, *outputs, *(torch.empty(n, dtype=d.torch, device=ready.device)
-                                        for d, n in ready.workspaces)]
+        tensors = [*kernel_inputs, *kernel_outputs,
+                   *(torch.empty(n, dtype=d.torch, device=ready.device)
+                     for d, n in ready.workspaces)]
         scalars = ready.scalars
-        if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+        if ready.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
         for kernel, grid in ready.stages:
             if "launch" in cfg.dump:
@@ -140,7 +149,7 @@ class FusionGroup(torch.nn.Module):
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
         ir = self.fusion_ir
         _check_inputs(ir, inputs)
-        device = inputs[0].device
+        device = devices.group_device(inputs, self._recorded_device)
         gpu = device.type == "cuda" and not cfg.interpret
         if not gpu and not (cfg.interpret and device.type == "cpu"):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
@@ -153,8 +162,20 @@ class FusionGroup(torch.nn.Module):
         except RuntimeError as e:
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
         outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-        if _nothing_to_do(ir, shapes, outputs):
+        filled = tuple(i for i, o in enumerate(outputs) if o.numel())
+        if not filled:
             return _Ready(device, gpu, out_shapes, (), ())
+        key, operands = self._key, None
+        if len(filled) < len(outputs):  # empty outputs store nothing: leave them out
+            ir, used = select_outputs(ir, filled)
+            key, operands = kernels.fusion_key(ir), (used, filled)
+            inputs = tuple(inputs[i] for i in used)
+            outputs = tuple(outputs[o] for o in filled)
+            shapes = [t.shape for t in inputs]
+            schedule = reduction if ir.reduce_ndim else concat if ir.concats else pointwise
+        if _nothing_to_do(ir, shapes):
+            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an empty iteration "
+                            "space for non-empty outputs")
         arch = _arch(device) if gpu else cfg.arch
         try:
             launch = schedule.plan_launch(ir, inputs, outputs, arch)
@@ -163,14 +184,17 @@ class FusionGroup(torch.nn.Module):
         plan = (split.plan_split(ir, launch)
                 if isinstance(launch, reduction.ReductionLaunch) else None)
         if plan is not None:
-            stages = tuple((self._kernel(ir, sig, params, gpu), grid)
+            stages = tuple((self._kernel(ir, key, sig, params, gpu), grid)
                            for sig, params, grid in plan.stages)
-            return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces)
-        kernel = self._kernel(ir, launch.signature, launch.params, gpu)
-        return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args)
+            return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces,
+                          operands, ir.random)
+        kernel = self._kernel(ir, key, launch.signature, launch.params, gpu)
+        return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args,
+                      operands=operands, random=ir.random)
 
-    def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
-        kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
+    def _kernel(self, ir: FusionIR, key: str, sig: Any, params: Any,
+                gpu: bool) -> kernels.CompiledKernel:
+        kernel = kernels.get_kernel(ir, key, sig, params, gpu)
         if all(k is not kernel for k in self._built):
             self._built.append(kernel)
         return kernel
@@ -188,6 +212,9 @@ class _Ready:
     stages: tuple[tuple[kernels.CompiledKernel, int], ...]
     scalars: tuple[int, ...]
     workspaces: tuple[tuple[Any, int], ...] = ()  # a split reduction's (dtype, numel)
+    # (input indices, output indices) the kernels take when some outputs are empty; None: all
+    operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    random: bool = False  # the kernels draw random numbers: each launch takes a fresh seed
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:
@@ -206,13 +233,14 @@ def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] 
 _NEED_ELEMENTS = (Prim.REDUCE_MAX, Prim.REDUCE_MIN, Prim.REDUCE_ARGMAX, Prim.REDUCE_ARGMIN)
 
 
-def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size],
-                   outputs: tuple[torch.Tensor, ...]) -> bool:
-    """Whether the outputs are complete without a launch (see the module docstring)."""
+def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size]) -> bool:
+    """Whether a fusion whose outputs all have elements has an empty iteration space (the
+    caller then cannot run it as a kernel).  Raises CannotRun for a reduction eager refuses
+    (see the module docstring)."""
+    if ir.concats:  # the space is the concatenations' shape, hence an output's
+        return False
     if not ir.reduce_ndim:
-        return any(o.numel() == 0 for o in outputs)
-    if all(o.numel() == 0 for o in outputs):
-        return True
+        return 0 in pointwise.broadcast_shape(shapes)
     space = reduction.iteration_space(shapes)
     reduced = reduced_positions(ir.reduce_axes, len(space))
     if any(n == 0 for d, n in enumerate(space) if d not in reduced):
@@ -238,8 +266,6 @@ def _check_inputs(ir: FusionIR, inputs: tuple[Any, ...]) -> None:
         if t.dtype != spec.dtype.torch or t.dim() != spec.ndim:
             raise CannotRun(f"input {spec.name} is {t.dtype}[{t.dim()}d], the group was built "
                             f"for {spec.dtype}[{spec.ndim}d]")
-    if len({t.device for t in inputs}) > 1:
-        raise CannotRun("inputs on different devices")
 
 
 def _arch(device: torch.device) -> str:

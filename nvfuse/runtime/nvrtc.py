@@ -6,6 +6,9 @@ fast-math option: fused kernels must round like eager PyTorch (IEEE division and
 kept).  On failure it raises `CompileError` carrying the source, the NVRTC log and the arch; an
 arch the installed NVRTC cannot target is reported as such, naming the NVRTC version.
 
+The cubin is read through NVRTC's own size query (`_cubin_image`): CuPy's getCUBIN strips a
+"trailing NUL" as it does for PTX text, which cuts the last byte off every cubin.
+
 CuPy is imported on first use only, so `import nvfuse` works where CuPy is not installed; calling
 these functions there raises CompileError saying NVRTC is unavailable.  No caching happens here
 (see runtime/cache.py).
@@ -13,8 +16,10 @@ these functions there raises CompileError saying NVRTC is unavailable.  No cachi
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import re
+import struct
 from typing import TYPE_CHECKING, Any
 
 from nvfuse import config
@@ -111,9 +116,69 @@ def _compile(source: str, arch: str, name: str, want_ptx: bool) -> bytes:
                 log=log,
                 arch=arch,
             ) from None
-        return bytes(nvrtc.getPTX(prog) if want_ptx else nvrtc.getCUBIN(prog))
+        return bytes(nvrtc.getPTX(prog)) if want_ptx else _cubin_image(nvrtc, prog)
     finally:
         nvrtc.destroyProgram(prog)
+
+
+def _cubin_image(nvrtc: Any, prog: int) -> bytes:
+    """The whole cubin of compiled program `prog`: nvrtcGetCUBINSize bytes, read through the
+    NVRTC library CuPy loaded (a program handle belongs to the library that made it).  Where
+    that library cannot be reached, CuPy's image with the byte it drops put back: the last byte
+    of the section header table that ends every NVRTC cubin, the top byte of a size field."""
+    lib = _loaded_nvrtc()
+    if lib is not None:
+        size = ctypes.c_size_t(0)
+        if lib.nvrtcGetCUBINSize(ctypes.c_void_p(prog), ctypes.byref(size)) == 0:
+            image = ctypes.create_string_buffer(size.value)
+            if lib.nvrtcGetCUBIN(ctypes.c_void_p(prog), image) == 0:
+                return image.raw
+    data = bytes(nvrtc.getCUBIN(prog))
+    if elf_end(data) == len(data) + 1:
+        return data + b"\0"
+    return data
+
+
+@functools.cache
+def _loaded_nvrtc() -> Any:
+    """ctypes handle on the libnvrtc this process already mapped (CuPy's), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libnvrtc.so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if "builtins" in path or not path.startswith("/"):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            for fn in (lib.nvrtcGetCUBINSize, lib.nvrtcGetCUBIN):
+                fn.restype = ctypes.c_int
+            lib.nvrtcGetCUBINSize.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t))
+            lib.nvrtcGetCUBIN.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def elf_end(data: bytes) -> int:
+    """Where a 64-bit little-endian ELF image ends by its own headers: the furthest of its
+    program header table, section header table and section contents (0 if `data` is not one)."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return 0
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    end = max(64, phoff + phentsize * phnum, shoff + shentsize * shnum)
+    for i in range(shnum):
+        at = shoff + i * shentsize
+        if at + 64 > len(data):
+            break
+        sh_type, = struct.unpack_from("<I", data, at + 4)
+        offset, size = struct.unpack_from("<QQ", data, at + 24)
+        if sh_type != 8:  # SHT_NOBITS occupies no bytes in the file
+            end = max(end, offset + size)
+    return end
 
 
 def _log(nvrtc: Any, prog: int) -> str:

@@ -7,7 +7,11 @@ The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
 - Each (input, concatenation, segment) read through PIECE_LOAD is one more operand, with the
   input's strides as placed in its piece (a stacked piece has stride 0 along d: it lacks it).
 - Each cat dim keeps its own coordinate: it is never merged with a neighbour nor dropped when
-  its size is 1, and its position after merging is in the signature (`cat_dims`).  Accesses
+  its size is 1, and its position after merging is in the signature (`cat_dims`).  A
+  concatenation whose result has extent 1 along its dim while the space is longer there
+  (`cat([a, a[:0]]) + y`) broadcasts: its coordinate is 0 everywhere, which the signature
+  records (`cat_broadcast`), and accesses are then scalar (its pieces do not vary along the
+  dim their lanes would run on).  Accesses
   are vectors as in the pointwise schedule: a thread's lanes run along the innermost merged
   dim, so when that is a cat dim, the vector width also divides its segments' ends and shifts
   (lanes never straddle a segment, piece loads stay aligned); a size-dependent fact, like the
@@ -44,6 +48,7 @@ class ConcatSignature(PointwiseSignature):
 
     cat_dims: tuple[int, ...] = ()
     pieces: tuple[str, ...] = ()
+    cat_broadcast: tuple[int, ...] = ()  # the concatenations read at coordinate 0 (docstring)
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     inner = [lay for lay, p in zip(lays, pos) if p == len(sizes) - 1]
     while lanes > 1 and any(x % lanes for lay in inner for x in (*lay.ends, *lay.shifts)):
         lanes //= 2  # a thread's lanes must stay in one segment, its loads aligned
+    broadcast = tuple(c for c, (cat, lay) in enumerate(zip(ir.concats, lays))
+                      if lay.shape[cat.dim] == 1 and shape[rank - cat.ndim + cat.dim] != 1)
+    if broadcast:
+        lanes = 1
     reach = [sum((n - 1) * abs(s) for n, s in zip(sizes, st)) for st in strides[:n_plain]]
     reach += [sum((n - 1) * abs(s) for n, s in zip(inputs[i].shape, inputs[i].stride()))
               for i, _, _ in pieces]  # a piece read stays inside its input
@@ -167,7 +176,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     index = DType.INT32 if fits32 else DType.INT64
     signature = ConcatSignature(
         len(sizes), tuple(classes[:n_in]), tuple(classes[n_in:n_plain]), lanes, index, arch,
-        tuple(pos), tuple(classes[n_plain:]))
+        tuple(pos), tuple(classes[n_plain:]), broadcast)
     general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
     per_cat = [x for lay in lays for x in (*lay.ends, *lay.shifts)]
     return PointwiseLaunch(

@@ -38,8 +38,11 @@ Vector row loads (`persistent_lanes`): a persistent row whose cached inputs all 
 stride along a single merged inner dim, with C, every outer stride and every data pointer a
 multiple of `lanes` elements, loads `lanes` consecutive columns (16 bytes of the widest
 cached dtype, at most `persist`) per access; thread t's slot k * lanes + l then holds column
-(t + k * block) * lanes + l.  `lanes` is in the signature (C % lanes decides it, as the
-pointwise schedule's `_pick_lanes`).
+(t + k * block) * lanes + l.  The epilogue then also reads the other unit-stride inputs (a
+norm's weight and bias) and writes the unit-stride full outputs `lanes` columns per access
+(where that is at most 16 bytes), so those operands must be aligned the same way.  `lanes` is
+in the signature (C % lanes and the alignments decide it, as the pointwise schedule's
+`_pick_lanes`).
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -56,7 +59,7 @@ import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
-    FusionIR, OutputShape, dropped_shape, keepdim_shape, reduced_positions,
+    FusionIR, OutputShape, dropped_shape, keepdim_shape, needed_nodes, reduced_positions,
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
@@ -88,27 +91,35 @@ def column_block_for(row_numel: int) -> int:
     return COLUMN_MAX_BLOCK
 
 
-# Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 16.
+# Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 32.
 # The register budget: the cached values take persist * words 32-bit registers per thread
 # (words: per column, one per cached input of at most 4 bytes, two for 8 bytes); at most the
 # device's `persist_words` (nvfuse/schedule/device.py: half of a thread's share at 1024
 # threads per SM, 32 of 64K registers), leaving room for the index math and the phases'
 # temporaries, so ptxas reports no spills (tests/numerics/test_persistent.py).  A bucket over
 # budget doubles its block (halving persist) up to MAX_BLOCK; if it still does not fit, or
-# C > 8192, the looped schedule.
-PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512))
+# C > 32768, the looped schedule.  The two 1024-thread buckets keep a 16K-wide bf16 norm with
+# its residual (2 words x 16) and a 32K-wide fp32 or 16-bit softmax (1 word x 32) in
+# registers: the row is read once instead of two or three times (bench --model).
+PERSIST_BUCKETS = ((512, 128), (2048, 256), (8192, 512), (16384, 1024), (32768, 1024))
 PERSIST_WORDS = DEFAULTS["sm_90"].persist_words
 
 
-def persistent_for(row_numel: int, words: int,
-                   budget: int = PERSIST_WORDS) -> tuple[int, int]:
+# Rows of several merged inner dims (group norm's channels x pixels) pay index math per
+# register slot: at most this many slots, or ptxas spills (tests/numerics/test_launch_bounds.py).
+MAX_PERSIST_MULTI_DIM = 16
+
+
+def persistent_for(row_numel: int, words: int, budget: int = PERSIST_WORDS,
+                   inner_rank: int = 1) -> tuple[int, int]:
     """(block, persist) of the persistent row schedule for rows of `row_numel` elements whose
     cached inputs take `words` registers per column, or (block_for(row_numel), 0): looped."""
+    most = MAX_PERSIST_MULTI_DIM if inner_rank > 1 else max(lim // b for lim, b in PERSIST_BUCKETS)
     if words > 0:
         for limit, block in PERSIST_BUCKETS:
             if row_numel <= limit:
                 while block <= MAX_BLOCK:
-                    if (limit // block) * words <= budget:
+                    if (limit // block) * words <= budget and limit // block <= most:
                         return block, limit // block
                     block *= 2
                 break
@@ -138,17 +149,22 @@ VECTOR_BYTES = 16
 
 def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
                      inner: Sequence[Sequence[int]], outer: Sequence[Sequence[int]],
-                     inputs: Sequence[torch.Tensor]) -> int:
-    """Columns per vector load of the persistent row's cached inputs (module docstring), or 1."""
+                     operands: Sequence[torch.Tensor]) -> int:
+    """Columns per vector access of the persistent row (module docstring), or 1.  `operands`:
+    the inputs then the outputs (as `inner` / `outer`).  Besides the cached inputs, every
+    operand with one unit-stride inner dim whose vector fits 16 bytes must be aligned: the
+    epilogue reads and writes those `lanes` columns at a time (nvfuse/lower/reduction.py)."""
     if not cached or persist == 0 or any(len(inner[k]) != 1 or inner[k][0] != 1
                                          for k in cached):
         return 1
-    widest = max(inputs[k].element_size() for k in cached)
+    widest = max(operands[k].element_size() for k in cached)
     lanes = min(VECTOR_BYTES // widest, persist)
+    unit = [k for k in range(len(operands)) if list(inner[k]) == [1]]
     while lanes > 1:
         if row_numel % lanes == 0 and all(
-                inputs[k].data_ptr() % (lanes * inputs[k].element_size()) == 0
-                and all(s % lanes == 0 for s in outer[k]) for k in cached):
+                operands[k].data_ptr() % (lanes * operands[k].element_size()) == 0
+                and all(s % lanes == 0 for s in outer[k]) for k in unit
+                if k in cached or lanes * operands[k].element_size() <= VECTOR_BYTES):
             return lanes
         lanes //= 2
     return 1
@@ -247,17 +263,33 @@ def check_reductions(ir: FusionIR, shapes: Sequence[torch.Size]) -> None:
     if len(space) < -min(axes):
         raise ValueError(f"iteration space {tuple(space)} has no dims {list(axes)}")
     reduced = reduced_positions(axes, len(space))
+
+    def spans(sources: frozenset[int]) -> tuple[int, ...] | None:
+        """The shape of the inputs `sources` broadcast, when it broadcasts along the space's
+        reduced dims; None when it spans them."""
+        own = iteration_space([shapes[i] for i in sources])
+        padded = (1,) * max(0, len(space) - len(own)) + tuple(own)
+        return tuple(own) if any(padded[d] != space[d] for d in reduced) else None
+
     deps: list[frozenset[int]] = []
-    for node in ir.nodes:
+    for index, node in enumerate(ir.nodes):
         if node.op is Prim.LOAD:
             deps.append(frozenset({int(node.attr)}))  # type: ignore[arg-type]
         else:
             deps.append(frozenset().union(*(deps[a] for a in node.args)))
-        if node.op in REDUCTIONS:
-            own = iteration_space([shapes[i] for i in deps[-1]])
-            padded = (1,) * max(0, len(space) - len(own)) + tuple(own)
-            if any(padded[d] != space[d] for d in reduced):
-                raise ValueError(f"a reduction's operand of shape {tuple(own)} broadcasts along "
+        if node.op not in REDUCTIONS:
+            continue
+        if not deps[-1]:
+            # a constant operand (`isnan(x_int)`): its shape is that of the inputs the outputs
+            # depend on through the reduction (the build records shape-only dependencies there)
+            users = [o for o in ir.outputs if index in needed_nodes(ir.nodes, (o,))]
+            sources = [frozenset({i}) for o in users for i in o.reduced_from]
+        else:
+            sources = [deps[-1]]
+        for source in sources:
+            own = spans(source)
+            if own is not None:
+                raise ValueError(f"a reduction's operand of shape {own} broadcasts along "
                                  f"the reduced dims of {tuple(space)}")
 
 
@@ -316,8 +348,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     else:
         cached = cached_inputs(ir, classes, len(outer_sizes))
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
-        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words)
-        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, inputs)
+        block, persist = persistent_for(row_numel, words, device_props(arch).persist_words,
+                                        len(inner_sizes))
+        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, views)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT

@@ -83,14 +83,14 @@ def test_widths_across_buckets(interpret: None, op: str, width: int) -> None:
 
 @pytest.mark.parametrize("op", sorted(OPS))
 @pytest.mark.parametrize("dtype", [f16, bf16, f64], ids=str)
-@pytest.mark.parametrize("width", [100, 2049, 8193])
+@pytest.mark.parametrize("width", [100, 2049, 8193, 32769])
 def test_dtypes(interpret: None, op: str, dtype: torch.dtype, width: int) -> None:
     fm = _run(OPS[op][0], _inputs(op, width, dtype, rows=2), dtype, groups=_groups(op))
     _generated.update((k.name, k.source) for k in fm.kernels)
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm", "sum"])
-@pytest.mark.parametrize("width", [300, 9000])
+@pytest.mark.parametrize("width", [300, 9000, 40000])
 def test_nan_and_inf_rows(interpret: None, op: str, width: int) -> None:
     """Row 0 all -inf, row 1 one +inf, row 2 one NaN, row 3 +inf and -inf, row 4 finite,
     row 5 its first half -inf (threads holding only -inf)."""
@@ -125,7 +125,13 @@ def test_schedule_per_width() -> None:
     assert persistent_for(8192, 2) == (512, 16)      # x and a residual, or one fp64 input
     assert persistent_for(8192, 3) == (1024, 8)      # over budget at 512: the block doubles
     assert persistent_for(8192, 5) == (512, 0)       # still over: looped (its block_for)
-    assert persistent_for(8193, 1) == (1024, 0)      # past the last bucket: looped
+    assert persistent_for(8193, 1) == (1024, 16)
+    assert persistent_for(16384, 2) == (1024, 16)    # a 16K-wide bf16 norm and its residual
+    assert persistent_for(16385, 2) == (1024, 0)     # 2 x 32 words: over budget, looped
+    assert persistent_for(32768, 1) == (1024, 32)    # a 32K-wide softmax
+    assert persistent_for(32769, 1) == (1024, 0)     # past the last bucket: looped
+    assert persistent_for(32768, 1, inner_rank=2) == (1024, 0)  # 32 slots of 2-d index math
+    assert persistent_for(16384, 1, inner_rank=2) == (1024, 16)
     assert persistent_for(100, 0) == (128, 0)        # nothing to cache (e.g. a row-invariant)
     assert persistent_for(8192, 2, budget=16) == (1024, 8)   # a device with half the registers
 
@@ -164,8 +170,48 @@ def test_softmax_kernel_loads_each_element_once(interpret: None) -> None:
     (kernel,) = fm.kernels
     assert kernel.signature[1].persist == 8
     assert _loads(kernel.kernel_ir.body, "in0") == 1
-    fm = _run(OPS["softmax"][0], _inputs("softmax", 9000, f32), f32)
+    fm = _run(OPS["softmax"][0], _inputs("softmax", 40000, f32), f32)
     assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 2
+
+
+def _vector_accesses(stmts: tuple, kind: str) -> dict[str, int]:
+    """tensor -> lanes of every vector Load / Store (`kind`) in a kernel IR body."""
+    found: dict[str, int] = {}
+    for s in stmts:
+        if type(s).__name__ == kind and s.vector:
+            found[s.tensor] = s.lanes
+        found.update(_vector_accesses(getattr(s, "body", ()), kind))
+    return found
+
+
+@pytest.mark.parametrize(("dtype", "width", "lanes"), [
+    (bf16, 4096, 8), (f16, 1024, 8), (bf16, 768, 8), (f32, 300, 4), (f32, 302, 2),
+])
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "softmax"])
+def test_epilogue_vector_accesses(interpret: None, op: str, dtype: torch.dtype, width: int,
+                                  lanes: int) -> None:
+    """A persistent row with vector loads also writes its full outputs and reads its weights
+    `lanes` columns per access (16 bytes for 16-bit rows), against eager."""
+    fm = _run(OPS[op][0], _inputs(op, width, dtype), dtype)
+    kir = fm.kernels[0].kernel_ir
+    assert fm.kernels[0].signature[1].lanes == lanes
+    n_in = OPS[op][1]
+    outputs = {t.name for t in kir.tensors if t.is_output}
+    assert _vector_accesses(kir.body, "Store") == dict.fromkeys(outputs, lanes)
+    weights = {t.name for t in kir.tensors[1:n_in]}
+    assert weights <= set(_vector_accesses(kir.body, "Load"))
+    _generated.update((k.name, k.source) for k in fm.kernels)
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+def test_epilogue_misaligned_weight(interpret: None, offset: int) -> None:
+    """A weight whose data pointer is not 16-byte aligned lowers the vector width of the whole
+    row (the epilogue reads it `lanes` at a time): bf16, offset 1 -> 1 lane, 2 -> 2."""
+    x, w, b = _inputs("layer_norm", 1024, bf16)
+    base = _make((1024 + 8,), bf16, "misaligned-w")
+    fm = _run(OPS["layer_norm"][0], (x, base[offset:offset + 1024], b), bf16)
+    assert fm.kernels[0].signature[1].lanes == offset
+    _generated.update((k.name, k.source) for k in fm.kernels)
 
 
 def _loads(stmts: tuple, tensor: str) -> int:
@@ -218,11 +264,6 @@ def _ptxas_report(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...],
 @pytest.mark.parametrize("dtype", [f32, f16, f64], ids=str)
 def test_largest_persistent_bucket_does_not_spill(interpret: None, tmp_path: Path, op: str,
                                                    dtype: torch.dtype) -> None:
-    if (op, dtype) == ("layer_norm", f32):
-        # Open: the general kernel (rows > 1, which a batch of one now shares: a size-1 dim
-        # keeps the signature) keeps the 64-bit row pointer across the block Welford and ptxas
-        # spills those 8 bytes at 40 registers; the rank-0 kernel rows = 1 had before did not.
-        pytest.xfail("layer_norm f32 at the largest bucket spills 8 bytes (row pointer)")
     width = EDGES[-1]
     fm_inputs = _inputs(op, width, dtype, rows=1)
     regs, stores, loads = _ptxas_report(OPS[op][0], fm_inputs, tmp_path)

@@ -1,10 +1,17 @@
-"""The device math of nvfuse's C table, checked bit for bit against torch on the CPU.
+"""The device math of nvfuse's C table, checked bit for bit against a reference on the CPU.
 
 With no GPU, the only way to run the helpers in codegen_templates/ is to build them for the
 host: every helper is __host__ __device__, so one `nvcc -x cu` driver evaluates the expressions
 that nvfuse.codegen.prims_c emits on special values (+-0, +-inf, NaN, denormals, huge values,
-integer extremes, negative divisors) and prints the result bits, which are compared with what
-torch computes for the same op (NaN == NaN).
+integer extremes, negative divisors) and prints the result bits, which are compared with the
+reference for the same op (NaN == NaN).
+
+The reference: for the operations IEEE 754 rounds correctly (add, sub, mul, div, sqrt and
+reciprocal, a division), the correctly rounded result itself, from numpy float64 scalar
+arithmetic (IEEE double on every x86-64 CPU), rounded once more to float32 for float32 operands
+(exact: double carries more than 2 * 24 + 2 bits, so rounding twice equals rounding once for
+these five operations).  torch's CPU kernels are not a reference there: some builds' vectorized
+sqrt is one ulp off on some CPUs.  Everything else is compared with torch on the CPU.
 
 Not covered here (documented limits):
 - transcendental functions (exp, log, sin, pow on floats, ...): libm and libdevice differ by
@@ -26,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,12 +145,32 @@ def _result(prim: Prim, dtype: DType) -> DType:
     return D.BOOL if prim in UNARY_PRED or prim in BINARY_PRED else dtype
 
 
+# The correctly rounded operations, on float64 numpy scalars (see the module docstring).
+_IEEE: dict[Prim, Callable[..., np.float64]] = {
+    P.ADD: lambda a, b: a + b, P.SUB: lambda a, b: a - b, P.MUL: lambda a, b: a * b,
+    P.DIV: lambda a, b: a / b, P.SQRT: np.sqrt, P.RECIPROCAL: lambda a: np.float64(1.0) / a,
+}
+
+
+def correctly_rounded(prim: Prim, dtype: DType, args: Sequence[torch.Tensor]) -> torch.Tensor:
+    """`prim` of float32/float64 `args`, correctly rounded to `dtype`, without torch math."""
+    columns = [a.double().tolist() for a in args]  # widening to double is exact
+    with np.errstate(all="ignore"):  # IEEE's inf and NaN results are what is wanted
+        exact = [_IEEE[prim](*map(np.float64, values)) for values in zip(*columns)]
+        rounded = np.array(exact, dtype=np.float64).astype(np.dtype(str(dtype.torch)[6:]))
+    return torch.from_numpy(rounded)
+
+
 def _prim_case(prim: Prim, dtype: DType, fn: TorchFn, *columns: Sequence[float]) -> Case:
     args = tuple(tensor(c, dtype) for c in columns)
     names = [f"a{i}" for i in range(len(args))]
     result = _result(prim, dtype)
+    if prim in _IEEE and dtype in (D.FLOAT32, D.FLOAT64):
+        expected = correctly_rounded(prim, dtype, args)
+    else:
+        expected = fn(*args)
     return Case(f"{prim.value}[{dtype}]", prim_expr(prim, names, dtype, result), args,
-                (dtype,) * len(args), result, fn(*args), prim not in _ZERO_SIGN_FREE)
+                (dtype,) * len(args), result, expected, prim not in _ZERO_SIGN_FREE)
 
 
 def _int_division_ok(dtype: DType) -> Callable[[float, float], bool]:
@@ -356,7 +384,7 @@ def _same(got: int, want: int, case: Case) -> bool:
 
 def _describe(case: Case, i: int, got: int, want: int) -> str:
     inputs = ", ".join(repr(a[i].item()) for a in case.args)
-    return f"{case.name}({inputs}) = {got:#x}, torch gives {want:#x}   [{case.expr}]"
+    return f"{case.name}({inputs}) = {got:#x}, reference gives {want:#x}   [{case.expr}]"
 
 
 GROUPS: dict[str, Callable[[], list[Case]]] = {
@@ -395,7 +423,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
 
 
 @pytest.mark.parametrize("group", list(GROUPS))
-def test_matches_torch_cpu(group: str, results: Results) -> None:
+def test_matches_reference(group: str, results: Results) -> None:
     mismatches = []
     checked = 0
     for case, got in results[group]:
@@ -408,3 +436,30 @@ def test_matches_torch_cpu(group: str, results: Results) -> None:
     assert checked > 0
     report = "\n".join(mismatches[:40])
     assert not mismatches, f"{len(mismatches)} of {checked} values differ:\n{report}"
+
+
+def test_reference_is_correctly_rounded() -> None:
+    """The reference against exact rational arithmetic (fractions) and an exact square-root
+    check, on the values where torch's CPU sqrt was seen one ulp off (sqrt(0.5) in float64)."""
+    from fractions import Fraction
+
+    half = torch.tensor([0.5, 2.0, 3.0, 1e-310], dtype=torch.float64)
+    for x, r in zip(half.tolist(), correctly_rounded(P.SQRT, D.FLOAT64, [half]).tolist()):
+        # r is the nearest double to sqrt(x): its neighbours' squares bracket x from further out
+        below, above = math.nextafter(r, 0.0), math.nextafter(r, math.inf)
+        mid_lo = (Fraction(below) + Fraction(r)) / 2
+        mid_hi = (Fraction(r) + Fraction(above)) / 2
+        assert mid_lo * mid_lo < Fraction(x) < mid_hi * mid_hi, x
+    a = torch.tensor([1.0, 0.1, 1e-40, 3.0], dtype=torch.float32)
+    b = torch.tensor([3.0, 0.3, 7.0, 1e-45], dtype=torch.float32)
+    for prim, exact in ((P.DIV, lambda x, y: Fraction(x) / Fraction(y)),
+                        (P.MUL, lambda x, y: Fraction(x) * Fraction(y)),
+                        (P.ADD, lambda x, y: Fraction(x) + Fraction(y))):
+        got = correctly_rounded(prim, D.FLOAT32, [a, b])
+        for x, y, r in zip(a.tolist(), b.tolist(), got.tolist()):
+            q = exact(x, y)
+            if math.isinf(r):
+                assert q > Fraction(torch.finfo(torch.float32).max)
+                continue
+            nb = [np.nextafter(np.float32(r), np.float32(s)) for s in (-np.inf, np.inf)]
+            assert all(abs(Fraction(float(n)) - q) >= abs(Fraction(r) - q) for n in nb)

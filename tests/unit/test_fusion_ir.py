@@ -104,3 +104,27 @@ def test_verifier_rejects_float_only_prim_on_ints() -> None:
     nodes = (Node(Prim.LOAD, (), DType.INT32, 0), Node(Prim.SQRT, (0,), DType.INT32))
     with pytest.raises(FusionIRError, match="float-only"):
         verify_fusion(_ir(nodes, inputs))
+
+
+def test_select_outputs_drops_dead_nodes_and_unused_inputs() -> None:
+    from nvfuse.fusion.subset import select_outputs
+
+    b = Builder("g")
+    x = b.load(DType.FLOAT32, 2)
+    y = b.load(DType.FLOAT32, 4)
+    a = b.prim(Prim.SUB, x, b.prim(Prim.MUL, b.const(0.5, DType.FLOAT32), x))
+    b.store(a, DType.FLOAT32, (0,))
+    b.store(b.prim(Prim.ADD, y, a), DType.FLOAT32, (0, 1))
+    ir = b.finalize()
+    sub, inputs = select_outputs(ir, (0,))
+    assert inputs == (0,)
+    assert str(sub) == (
+        "fusion g(%in0: float32[r2]) {\n"
+        "  %0 = load in0 : float32\n"
+        "  %1 = const 0.5 : float32\n"
+        "  %2 = mul %1, %0 : float32\n"
+        "  %3 = sub %0, %2 : float32\n"
+        "  out0 = store %3 : float32  (shape of in0)\n"
+        "}")
+    sub, inputs = select_outputs(ir, (1,))
+    assert inputs == (0, 1) and sub.outputs[0].shape_from == (0, 1)

@@ -57,9 +57,9 @@ def test_verifier_rejects_reductions_without_reduce_ndim() -> None:
     bad = ir.nodes[:1] + (Node(Prim.REDUCE_SUM, (0,), DType.INT32),)
     with pytest.raises(FusionIRError, match="reduces"):
         verify_fusion(FusionIR(ir.name, ir.inputs, bad, (), (), 1))
-    with pytest.raises(FusionIRError, match="row"):  # a row value stored as a full output
-        verify_fusion(FusionIR(ir.name, ir.inputs, ir.nodes,
-                               (ir.outputs[0].__class__("o", 4, F32, (0,)),), (), 1))
+    with pytest.raises(FusionIRError, match="full value"):  # a full value as a row output
+        verify_fusion(FusionIR(ir.name, ir.inputs, ir.nodes, (ir.outputs[0].__class__(
+            "o", 0, F32, (), shape=OutputShape.ROW_KEEPDIM, reduced_from=(0,)),), (), 1))
 
 
 def test_one_group_reduces_one_number_of_dims() -> None:

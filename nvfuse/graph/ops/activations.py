@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.builder import Unsupported, Val
@@ -54,8 +55,26 @@ def _bound(c: Call, name: str) -> Operand | None:
     return None if v is None else c.operand(name)
 
 
+def _one_nan_bound_keeps_input() -> bool:
+    """Whether the installed torch's clamp with a single bound, a NaN scalar, returns its input
+    (torch 2.11, CPU and CUDA kernels alike) rather than NaN (torch 2.13).  With two bounds, or
+    through clamp_min / clamp_max / hardtanh, a NaN bound gives NaN in both.  Asked once, of a
+    one-element CPU tensor, so nvfuse follows whichever torch it runs with."""
+    return not bool(torch.clamp(torch.ones(1), min=float("nan")).isnan().item())
+
+
+ONE_NAN_BOUND_KEEPS_INPUT = _one_nan_bound_keeps_input()
+
+
 @register(*ops("clamp", "default", "Tensor"), *ops("clip", "default", "Tensor"))
 def _clamp(c: Call) -> Val:
+    lo, hi = c.args.get("min"), c.args.get("max")
+    bounds = [b for b in (lo, hi) if b is not None]
+    if (ONE_NAN_BOUND_KEEPS_INPUT and len(bounds) == 1 and isinstance(bounds[0], float)
+            and math.isnan(bounds[0])):
+        if c.out is BOOL:
+            raise Unsupported("clamp of bool")
+        return c.value(c.tensor("self"), c.out)
     return _clamp_between(c, _bound(c, "min"), _bound(c, "max"))
 
 

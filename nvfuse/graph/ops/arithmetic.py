@@ -30,9 +30,19 @@ from nvfuse.graph.ops.registry import (
 )
 
 
-def _narrow(value: float, dt: DType) -> float:
-    """A Python float as a tensor of dtype `dt` holds it (torch's conversion)."""
-    return float(torch.tensor(value, dtype=torch.float64).to(dt.torch).double().item())
+def _opmath_scalar(value: Scalar, dt: DType) -> float:
+    """A Python scalar as mul / div read it for common dtype `dt`: in opmath, not narrowed
+    to a half dtype (CPU: `original_scalar_value<opmath_t>` in the reduced-float branch;
+    CUDA: `scalar_value<opmath_t>` of the unconverted CPU scalar)."""
+    return float(torch.tensor(float(value), dtype=torch.float64).to(dt.compute.torch).item())
+
+
+def _scalar_operand(c: Call, x: Operand, dt: DType) -> Val:
+    """A mul / div operand: a Val converted to `dt`; a Python scalar in opmath (see
+    `_opmath_scalar`; add and sub differ: TensorIterator narrows their scalar to `dt` first)."""
+    if isinstance(x, Val) or not dt.is_float:
+        return c.value(x, dt)
+    return c.b.const(_opmath_scalar(x, dt), dt.compute)
 
 
 # -- add / sub / mul / div ------------------------------------------------------------------
@@ -82,7 +92,7 @@ def _rsub(c: Call) -> Val:
 @register(*ops("mul", "Tensor", "Scalar"), *ops("multiply", "Tensor", "Scalar"))
 def _mul(c: Call) -> Val:
     dt = c.out
-    a, b = c.value(c.operand("self"), dt), c.value(c.operand("other"), dt)
+    a, b = _scalar_operand(c, c.operand("self"), dt), _scalar_operand(c, c.operand("other"), dt)
     return _bool_arith(c, P.MUL, a, b) if dt is BOOL else c.p(P.MUL, a, b)
 
 
@@ -92,15 +102,15 @@ def _true_div(c: Call, x: Operand, y: Operand) -> Val:
     if isinstance(y, Val):
         return c.p(P.DIV, a, c.value(y, dt))
     # torch (div_true_kernel_cuda): a CPU-scalar divisor becomes a multiply by its
-    # reciprocal, computed in opmath from the scalar narrowed to the common dtype.
+    # reciprocal, computed in opmath from the scalar read in opmath.
     return c.p(P.MUL, a, c.b.const(_reciprocal(y, dt), dt.compute))
 
 
 def _reciprocal(y: Scalar, dt: DType) -> float:
-    """1 / y in opmath, y first narrowed to `dt` (torch: `opmath_t(1.0) / scalar_value`)."""
+    """1 / y in opmath, y read in opmath (torch: `opmath_t(1.0) / scalar_value<opmath_t>`)."""
     f = np.float64 if dt is F64 else np.float32
     with np.errstate(divide="ignore"):
-        return float(f(1.0) / f(_narrow(float(y), dt)))
+        return float(f(1.0) / f(_opmath_scalar(y, dt)))
 
 
 def _div_floor_by_scalar(c: Call, a: Val, y: Scalar, dt: DType) -> Val:
@@ -110,12 +120,13 @@ def _div_floor_by_scalar(c: Call, a: Val, y: Scalar, dt: DType) -> Val:
     plain true division."""
     k = dt.compute
     inv = c.b.const(_reciprocal(y, dt), k)
-    if _narrow(float(y), dt) == 0:
+    divisor = _opmath_scalar(y, dt)
+    if divisor == 0:
         return c.p(P.MUL, a, inv)
-    b, zero, one = c.b.const(y, dt), c.b.const(0, k), c.b.const(1, k)
+    b, zero, one = c.b.const(divisor, k), c.b.const(0, k), c.b.const(1, k)
     mod = c.p(P.FMOD, a, b)
     div = c.p(P.MUL, c.p(P.SUB, a, mod), inv)
-    b_negative = bool(_narrow(float(y), dt) < 0)
+    b_negative = divisor < 0
     mod_sign_differs = c.p(P.GE if b_negative else P.LT, mod, zero)  # (b < 0) != (mod < 0)
     adjust = c.p(P.BITWISE_AND, c.p(P.NE, mod, zero), mod_sign_differs)
     div = c.where(adjust, c.p(P.SUB, div, one), div)

@@ -1,5 +1,5 @@
 """Conversion and constant lowerings: dtype conversions (_to_copy, to, type_as,
-prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_copy),
+prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_copy, copy),
 zeros_like / ones_like / full_like, and 0-dim constants (scalar_tensor, full) -> prims.
 
 Contract: importing this module registers each lowering in the op table
@@ -28,6 +28,13 @@ def _copy(c: Call) -> Val:
     if fmt not in (None, torch.preserve_format, torch.contiguous_format):
         raise Unsupported(f"memory_format {fmt}")
     return c.value(c.tensor("self"), c.out)
+
+
+@register(aten.copy.default)
+def _copy_values(c: Call) -> Val:
+    # copy(self, src): src's values (broadcast, cast to self's dtype) in self's layout, which
+    # the output's recorded layout carries; self's values are not read
+    return c.b.convert(c.tensor("src"), c.out)
 
 
 # -- conversions and constants ------------------------------------------------------------------

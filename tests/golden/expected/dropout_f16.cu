@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_3ca24dc632bd(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, int numel, long long seed) {
+nvfuse_pw_89f07e895e57(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, int numel, long long seed) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 8);
   if ((base < numel)) {
     if (((base + 8) <= numel)) {
@@ -13,14 +13,16 @@ nvfuse_pw_3ca24dc632bd(const nvf_half* __restrict__ in0, const nvf_half* __restr
       nvf_half r_out0[8];
       #pragma unroll
       for (int lane = 0; lane < 8; lane += 1) {
-        float v2 = nvf_rand_uniform(nvf_cast<long long, int>((base + lane)), seed, 0LL);
-        bool v3 = ((v2) < (0.8f));
-        nvf_half v4 = nvf_cast<nvf_half, bool>(v3);
-        float v5 = nvf_cast<float, nvf_half>(v4);
-        float v7 = ((v5) * (1.2503053f));
-        float v9 = nvf_cast<float, nvf_half>(r_in1[lane]);
-        float v10 = ((v9) * (v7));
-        r_out0[lane] = nvf_cast<nvf_half, float>(v10);
+        float v1 = nvf_rand_uniform(nvf_cast<long long, int>((base + lane)), seed, 0LL);
+        bool v2 = ((v1) < (0.8f));
+        nvf_half v3 = nvf_cast<nvf_half, bool>(v2);
+        float v4 = nvf_cast<float, nvf_half>(v3);
+        float v6 = ((v4) * (1.25f));
+        nvf_half v7 = nvf_cast<nvf_half, float>(v6);
+        float v8 = nvf_cast<float, nvf_half>(v7);
+        float v10 = nvf_cast<float, nvf_half>(r_in1[lane]);
+        float v11 = ((v10) * (v8));
+        r_out0[lane] = nvf_cast<nvf_half, float>(v11);
       }
       nvf_store_vector<nvf_half, 8>(out0 + off_out0, r_out0);
     }
@@ -39,14 +41,16 @@ nvfuse_pw_3ca24dc632bd(const nvf_half* __restrict__ in0, const nvf_half* __restr
           nvf_half r_out0[1];
           #pragma unroll
           for (int lane = 0; lane < 1; lane += 1) {
-            float v2 = nvf_rand_uniform(nvf_cast<long long, int>((e + lane)), seed, 0LL);
-            bool v3 = ((v2) < (0.8f));
-            nvf_half v4 = nvf_cast<nvf_half, bool>(v3);
-            float v5 = nvf_cast<float, nvf_half>(v4);
-            float v7 = ((v5) * (1.2503053f));
-            float v9 = nvf_cast<float, nvf_half>(r_in1[0]);
-            float v10 = ((v9) * (v7));
-            r_out0[lane] = nvf_cast<nvf_half, float>(v10);
+            float v1 = nvf_rand_uniform(nvf_cast<long long, int>((e + lane)), seed, 0LL);
+            bool v2 = ((v1) < (0.8f));
+            nvf_half v3 = nvf_cast<nvf_half, bool>(v2);
+            float v4 = nvf_cast<float, nvf_half>(v3);
+            float v6 = ((v4) * (1.25f));
+            nvf_half v7 = nvf_cast<nvf_half, float>(v6);
+            float v8 = nvf_cast<float, nvf_half>(v7);
+            float v10 = nvf_cast<float, nvf_half>(r_in1[0]);
+            float v11 = ((v10) * (v8));
+            r_out0[lane] = nvf_cast<nvf_half, float>(v11);
           }
           nvf_store<nvf_half, 1>(out0 + off_out0, r_out0);
         }

@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_4035d131377a(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_out0_0, int stride_out0_1, int stride_in0_c0p0_0, int stride_in0_c0p0_1, int stride_in1_c0p1_0, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
+nvfuse_pw_586b2d7eec33(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_out0_0, int stride_out0_1, int stride_in0_c0p0_0, int stride_in0_c0p0_1, int stride_in1_c0p1_0, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 8);
   if ((base < numel)) {
     int i2 = (base % size2);

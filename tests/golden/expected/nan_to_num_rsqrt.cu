@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_906d53e46dcd(const float* __restrict__ in0, float* __restrict__ out0, int numel) {
+nvfuse_pw_2852689ac41b(const float* __restrict__ in0, float* __restrict__ out0, int numel) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
   if ((base < numel)) {
     if (((base + 4) <= numel)) {
@@ -11,12 +11,12 @@ nvfuse_pw_906d53e46dcd(const float* __restrict__ in0, float* __restrict__ out0, 
       #pragma unroll
       for (int lane = 0; lane < 4; lane += 1) {
         float v1 = nvf_rsqrt<float>(r_in0[lane]);
-        bool v2 = nvf_isnan<float>(v1);
-        float v4 = ((v2) ? (0.0f) : (v1));
+        bool v3 = ((v1) == (nvf_bits_as_float(0x7f800000u)));
         bool v6 = ((v1) == (nvf_bits_as_float(0xff800000u)));
-        float v8 = ((v6) ? ((-3.4028235e+38f)) : (v4));
-        bool v10 = ((v1) == (nvf_bits_as_float(0x7f800000u)));
-        float v12 = ((v10) ? (3.4028235e+38f) : (v8));
+        bool v8 = nvf_isnan<float>(v1);
+        float v10 = ((v8) ? (0.0f) : (v1));
+        float v11 = ((v6) ? ((-3.4028235e+38f)) : (v10));
+        float v12 = ((v3) ? (3.4028235e+38f) : (v11));
         r_out0[lane] = v12;
       }
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
@@ -34,12 +34,12 @@ nvfuse_pw_906d53e46dcd(const float* __restrict__ in0, float* __restrict__ out0, 
           #pragma unroll
           for (int lane = 0; lane < 1; lane += 1) {
             float v1 = nvf_rsqrt<float>(r_in0[0]);
-            bool v2 = nvf_isnan<float>(v1);
-            float v4 = ((v2) ? (0.0f) : (v1));
+            bool v3 = ((v1) == (nvf_bits_as_float(0x7f800000u)));
             bool v6 = ((v1) == (nvf_bits_as_float(0xff800000u)));
-            float v8 = ((v6) ? ((-3.4028235e+38f)) : (v4));
-            bool v10 = ((v1) == (nvf_bits_as_float(0x7f800000u)));
-            float v12 = ((v10) ? (3.4028235e+38f) : (v8));
+            bool v8 = nvf_isnan<float>(v1);
+            float v10 = ((v8) ? (0.0f) : (v1));
+            float v11 = ((v6) ? ((-3.4028235e+38f)) : (v10));
+            float v12 = ((v3) ? (3.4028235e+38f) : (v11));
             r_out0[lane] = v12;
           }
           nvf_store<float, 1>(out0 + off_out0, r_out0);

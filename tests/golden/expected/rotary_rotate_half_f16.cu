@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_1dbf000d4e74(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, const nvf_half* __restrict__ in4, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_in0_0, int stride_in0_1, int stride_in1_1, int stride_in4_1, int stride_out0_0, int stride_out0_1, int stride_in2_c0p0_0, int stride_in2_c0p0_1, int stride_in3_c0p1_0, int stride_in3_c0p1_1, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
+nvfuse_pw_91ab925ab07a(const nvf_half* __restrict__ in0, const nvf_half* __restrict__ in1, const nvf_half* __restrict__ in2, const nvf_half* __restrict__ in3, const nvf_half* __restrict__ in4, nvf_half* __restrict__ out0, int numel, int size1, int size2, int stride_in0_0, int stride_in0_1, int stride_in1_1, int stride_in4_1, int stride_out0_0, int stride_out0_1, int stride_in2_c0p0_0, int stride_in2_c0p0_1, int stride_in3_c0p1_0, int stride_in3_c0p1_1, int cat0_end0, int cat0_end1, int cat0_shift0, int cat0_shift1) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 8);
   if ((base < numel)) {
     int i2 = (base % size2);
@@ -42,14 +42,22 @@ nvfuse_pw_1dbf000d4e74(const nvf_half* __restrict__ in0, const nvf_half* __restr
       float v2 = nvf_cast<float, nvf_half>(r_in0[lane]);
       float v3 = nvf_cast<float, nvf_half>(r_in1[lane]);
       float v4 = ((v2) * (v3));
-      float v6 = nvf_cast<float, nvf_half>(r_in2_c0p0[lane]);
-      float v7 = (-(v6));
-      float v9 = nvf_cast<float, nvf_half>(r_in3_c0p1[lane]);
-      float v11 = (((i2 < cat0_end0)) ? (v7) : (v9));
-      float v13 = nvf_cast<float, nvf_half>(r_in4[lane]);
-      float v14 = ((v11) * (v13));
-      float v15 = ((v4) + (v14));
-      r_out0[lane] = nvf_cast<nvf_half, float>(v15);
+      nvf_half v5 = nvf_cast<nvf_half, float>(v4);
+      float v6 = nvf_cast<float, nvf_half>(v5);
+      float v8 = nvf_cast<float, nvf_half>(r_in2_c0p0[lane]);
+      float v9 = (-(v8));
+      nvf_half v10 = nvf_cast<nvf_half, float>(v9);
+      float v11 = nvf_cast<float, nvf_half>(v10);
+      float v13 = nvf_cast<float, nvf_half>(r_in3_c0p1[lane]);
+      float v15 = (((i2 < cat0_end0)) ? (v11) : (v13));
+      nvf_half v16 = nvf_cast<nvf_half, float>(v15);
+      float v17 = nvf_cast<float, nvf_half>(v16);
+      float v19 = nvf_cast<float, nvf_half>(r_in4[lane]);
+      float v20 = ((v17) * (v19));
+      nvf_half v21 = nvf_cast<nvf_half, float>(v20);
+      float v22 = nvf_cast<float, nvf_half>(v21);
+      float v23 = ((v6) + (v22));
+      r_out0[lane] = nvf_cast<nvf_half, float>(v23);
     }
     nvf_store_vector<nvf_half, 8>(out0 + off_out0, r_out0);
   }

@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(128)
-nvfuse_pw_de146805f166(const float* __restrict__ in0, nvf_half* __restrict__ out0, int numel) {
+nvfuse_pw_90273882423f(const float* __restrict__ in0, nvf_half* __restrict__ out0, int numel) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
   if ((base < numel)) {
     if (((base + 4) <= numel)) {
@@ -14,9 +14,7 @@ nvfuse_pw_de146805f166(const float* __restrict__ in0, nvf_half* __restrict__ out
         float v3 = expf(v2);
         float v4 = ((1.0f) + (v3));
         float v5 = ((1.0f) / (v4));
-        nvf_half v6 = nvf_cast<nvf_half, float>(v5);
-        float v7 = nvf_cast<float, nvf_half>(v6);
-        r_out0[lane] = nvf_cast<nvf_half, float>(v7);
+        r_out0[lane] = nvf_cast<nvf_half, float>(v5);
       }
       nvf_store_vector<nvf_half, 4>(out0 + off_out0, r_out0);
     }
@@ -36,9 +34,7 @@ nvfuse_pw_de146805f166(const float* __restrict__ in0, nvf_half* __restrict__ out
             float v3 = expf(v2);
             float v4 = ((1.0f) + (v3));
             float v5 = ((1.0f) / (v4));
-            nvf_half v6 = nvf_cast<nvf_half, float>(v5);
-            float v7 = nvf_cast<float, nvf_half>(v6);
-            r_out0[lane] = nvf_cast<nvf_half, float>(v7);
+            r_out0[lane] = nvf_cast<nvf_half, float>(v5);
           }
           nvf_store<nvf_half, 1>(out0 + off_out0, r_out0);
         }

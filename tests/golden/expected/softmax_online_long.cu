@@ -1,4 +1,4 @@
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(1024, 1)
 nvfuse_red_ed2aa31b12a4(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_out0_o0) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);

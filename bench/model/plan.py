@@ -1,0 +1,243 @@
+"""Plan a bench case's kernels at its real GPU size without running them (no GPU, no memory).
+
+Input: a `bench.cases.Case`.  Output: `PlannedCall`s, one per fusion-group call the case makes,
+each holding the kernels (kernel IR + CUDA source, not compiled) and grids that the executor
+would launch for the full-size shapes, the full-size tensors as *meta* tensors (shapes, strides
+and byte counts without storage), and the scalar arguments.
+
+How: the case's inputs are made on the meta device, the case runs through nvfuse (the training
+case through torch.compile with the nvfuse backend, forward and backward) while
+`FusionGroup.forward` is replaced by a recorder that plans the call exactly as the executor's
+slow path does (`schedule.plan_launch`, `split.plan_split`, `kernels.get_kernel`) and returns
+meta outputs of eager's shape, so later groups see the real shapes too.  Eager ops between
+groups run on meta tensors.  Meta tensors report data pointer 0, i.e. 16-byte aligned, which is
+what torch's allocators give fresh GPU tensors.
+
+`scaled_copy` makes the same call at a smaller size with real CPU tensors (for the interpreter's
+byte counts, bench/model/traffic.py): kept (outer) dims of the iteration space shrink, the
+reduced dims and the innermost dim keep their sizes, and the copy is only used when every stage's
+signature equals the full-size one (so it is the same kernel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import nvfuse
+from bench.cases import Case, train_step
+from nvfuse.fusion.ir import reduced_positions
+from nvfuse.runtime import executor, kernels
+from nvfuse.runtime.executor import FusionGroup
+from nvfuse.schedule import concat, pointwise, reduction, split
+
+
+@dataclass
+class Stage:
+    kernel: kernels.CompiledKernel
+    grid: int
+
+
+@dataclass
+class PlannedCall:
+    """One fusion-group call: its stages in launch order and the tensors the kernels take
+    (inputs, outputs, split workspaces -- the kernels' tensor parameters, in order)."""
+
+    group: FusionGroup
+    inputs: tuple[torch.Tensor, ...]
+    stages: list[Stage]
+    tensors: list[torch.Tensor]
+    scalars: tuple[int, ...]
+
+
+def _schedule(group: FusionGroup) -> Any:
+    ir = group.fusion_ir
+    return reduction if ir.reduce_ndim else concat if ir.concats else pointwise
+
+
+def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
+              device: torch.device) -> tuple[PlannedCall | None, tuple[torch.Tensor, ...]]:
+    """The executor's slow path (FusionGroup._prepare) without a launch: the stages for these
+    tensors, and outputs of eager's dtype and shape on `device` (None: nothing to launch)."""
+    ir = group.fusion_ir
+    shapes = [t.shape for t in inputs]
+    schedule = _schedule(group)
+    out_shapes = schedule.output_shapes(ir, shapes)
+    outputs = tuple(executor._allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
+    if all(o.numel() == 0 for o in outputs) or executor._nothing_to_do(ir, shapes):
+        return None, outputs
+    launch = schedule.plan_launch(ir, inputs, outputs, arch)
+    splitted = (split.plan_split(ir, launch)
+                if isinstance(launch, reduction.ReductionLaunch) else None)
+    if splitted is not None:
+        stages = [Stage(kernels.get_kernel(ir, group._key, sig, params, False), grid)
+                  for sig, params, grid in splitted.stages]
+        work = [torch.empty(n, dtype=d.torch, device=device) for d, n in splitted.workspaces]
+        scalars = tuple(splitted.scalars)
+    else:
+        stages = [Stage(kernels.get_kernel(ir, group._key, launch.signature, launch.params,
+                                           False), launch.grid)]
+        work, scalars = [], tuple(launch.scalar_args)
+    call = PlannedCall(group, tuple(inputs), stages, [*inputs, *outputs, *work], scalars)
+    return call, outputs
+
+
+@contextlib.contextmanager
+def _recording(calls: list[PlannedCall], arch: str) -> Iterator[None]:
+    """Replace FusionGroup.forward by a planner returning meta outputs (module docstring)."""
+    original = FusionGroup.forward
+
+    def forward(self: FusionGroup, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        call, outputs = plan_call(self, inputs, arch, torch.device("meta"))
+        if call is not None:
+            calls.append(call)
+        return outputs
+
+    FusionGroup.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FusionGroup.forward = original  # type: ignore[method-assign]
+
+
+def plan_case(case: Case, arch: str = "sm_90") -> list[PlannedCall]:
+    """Every fusion-group call `case` makes at its full size, planned on meta tensors."""
+    from bench.__main__ import nvfuse_backend
+
+    torch._dynamo.reset()
+    inputs = case.make_inputs("full", "meta")
+    calls: list[PlannedCall] = []
+    with _recording(calls, arch):
+        if case.train:
+            fn = train_step(torch.compile(case.fn, backend=nvfuse_backend()))
+        else:
+            fn = nvfuse.fuse(case.fn, inputs)
+        fn(*inputs)
+    return calls
+
+
+# -- the scaled copy ----------------------------------------------------------------------------
+
+
+def _scaled_tensor(t: torch.Tensor, shape: Sequence[int], gen: torch.Generator) -> torch.Tensor:
+    """A CPU tensor of `shape` laid out like `t`: the same dim order, broadcast (stride 0) dims
+    expanded, random values (never zeros)."""
+    base = [1 if st == 0 and n != 1 else n for n, st in zip(shape, t.stride())]
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride()[d], d))
+    if t.is_floating_point():
+        data = torch.randn(base, generator=gen).to(t.dtype)
+    elif t.dtype == torch.bool:
+        data = torch.rand(base, generator=gen) > 0.5
+    else:
+        data = torch.randint(1, 8, base, generator=gen).to(t.dtype)
+    data = data.permute(order).contiguous().permute([order.index(d) for d in range(t.dim())])
+    return data.expand(list(shape))
+
+
+def _space(call: PlannedCall) -> tuple[list[int], set[int]]:
+    """The iteration space and the positions that do not shrink.  A reduction's space is the
+    broadcast of its inputs; its innermost dim stays unless it is reduced.  Any other fusion's
+    space is its first output's shape (a concatenation's inputs are pieces of it); its
+    innermost dim stays unless it is its only one.  An innermost dim shrinks in multiples of
+    128 elements, so vector widths stay."""
+    ir = call.group.fusion_ir
+    if ir.reduce_ndim:
+        space = list(pointwise.broadcast_shape([t.shape for t in call.inputs]))
+        keep = {len(space) - 1} - set(reduced_positions(ir.reduce_axes, len(space)))
+    else:
+        space = list(call.tensors[len(call.inputs)].shape)
+        keep = {len(space) - 1} if len(space) > 1 else set()
+    return space, keep
+
+
+@dataclass
+class ScaledCall:
+    """A scaled copy of a call and, per kernel tensor, the factors that turn the copy's byte
+    counts into the full size's: `requested[k]` for accesses (every access is per element of
+    the iteration space it runs over), `unique[k]` for distinct bytes (the tensor's own size
+    ratio)."""
+
+    call: PlannedCall
+    requested: list[float]
+    unique: list[float]
+
+
+def _reach(t: torch.Tensor) -> int:
+    """Elements the tensor can address (a broadcast view counts its storage once)."""
+    if t.numel() == 0:
+        return 0
+    return 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+
+
+def _spans(call: PlannedCall, t: torch.Tensor, rank: int) -> list[bool] | None:
+    """Per position of the iteration space, whether `t` varies along it (None: a workspace)."""
+    ir = call.group.fusion_ir
+    if t.dim() < rank and ir.reduce_ndim and any(t is o for o in call.tensors[
+            len(call.inputs):len(call.inputs) + len(ir.outputs)]):
+        t = reduction._row_view(t, ir.reduce_axes)  # an output with its reduced dims dropped
+    elif t.dim() > rank or any(t is w for w in call.tensors[len(call.inputs) + len(ir.outputs):]):
+        return None
+    pad = rank - t.dim()
+    return [False] * pad + [n != 1 and st != 0 for n, st in zip(t.shape, t.stride())]
+
+
+def _shrink(space: list[int], keep: set[int], reduced: set[int], budget: int) -> list[int]:
+    """Smaller sizes for `space`: kept outer dims first (outermost first), then reduced ones,
+    never those in `keep`, none below 2."""
+    new = list(space)
+    numel = math.prod(space)
+    for d in [d for d in range(len(space)) if d not in reduced] + sorted(reduced):
+        if numel <= budget:
+            break
+        if d in keep or space[d] <= 2:
+            continue
+        rest = numel // space[d]
+        new[d] = max(2, min(space[d], budget // max(rest, 1)))
+        if d == len(space) - 1:  # a rank-1 pointwise space: keep its alignment
+            new[d] = min(space[d], max(128, new[d] // 128 * 128))
+        numel = rest * new[d]
+    return new
+
+
+def scaled_copy(call: PlannedCall, budget: int, arch: str) -> ScaledCall | None:
+    """The same call with the iteration space shrunk to about `budget` elements, as CPU
+    tensors, with its scale factors; None when nothing can shrink or the copy's kernels differ
+    (another signature: another bucket, split or schedule)."""
+    space, keep = _space(call)
+    ir = call.group.fusion_ir
+    reduced = (set(reduced_positions(ir.reduce_axes, len(space))) if ir.reduce_ndim
+               else set())
+    new = _shrink(space, keep, reduced, budget)
+    if math.prod(new) > budget:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    rank = len(space)
+    scaled = []
+    for t in call.inputs:
+        pad = rank - t.dim()
+        shape = [new[pad + i] if n == space[pad + i] and n != 1 else n
+                 for i, n in enumerate(t.shape)]
+        scaled.append(_scaled_tensor(t, shape, gen))
+    try:
+        copy, _ = plan_call(call.group, scaled, arch, torch.device("cpu"))
+    except (RuntimeError, ValueError):
+        return None
+    if copy is None or [s.kernel.signature for s in copy.stages] != [
+            s.kernel.signature for s in call.stages]:
+        return None
+    requested, unique = [], []
+    for full, small in zip(call.tensors, copy.tensors):
+        ratio = _reach(full) / max(_reach(small), 1)
+        spans = _spans(call, full, rank)
+        per_row = 1.0
+        if spans is not None:  # read again for every index of a kept dim it is broadcast along
+            per_row = math.prod(space[d] / new[d] for d in range(rank)
+                                if d not in reduced and not spans[d])
+        requested.append(ratio * per_row)
+        unique.append(ratio)
+    return ScaledCall(copy, requested, unique)
