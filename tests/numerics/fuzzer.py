@@ -77,8 +77,8 @@ DTYPES = FLOATS + INTS + [torch.bool]
 SIZES = [1, 1, 2, 3, 4, 5, 7, 8, 16, 33]
 MAX_NUMEL = 4096
 
-# Flags that avoid the patterns of known open defects (issue 10's items); see the docstring.
-AVOID_ALL = frozenset({
+# Flags that avoid the patterns of issue 10's defects (see the docstring); `--avoid` takes any.
+FLAGS = frozenset({
     "item1_empty_multi_output",    # empty dims (a multi-output group skips its launch)
     "item2_half_python_scalar",    # Python float scalars with f16 / bf16 tensors
     "item3_half_upcast",           # up-casts of f16 / bf16 values; discontinuous ops on
@@ -93,6 +93,9 @@ AVOID_ALL = frozenset({
     "item11_reshape_copy",         # reshape / flatten that copies (expanded, permuted input)
     "item12_no_tensor_input",      # groups without a tensor input; isnan of ints reduced
 })
+# The ones still open (main at the merge): empty rows of expanded empty inputs still break the
+# interpreter (item 12).  The others are fixed: their patterns are generated.
+AVOID_ALL = frozenset({"item1_empty_multi_output", "item12_no_tensor_input"})
 
 
 # -- inputs ------------------------------------------------------------------------------------
