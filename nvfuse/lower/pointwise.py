@@ -5,9 +5,11 @@ linear index base = (blockIdx.x * blockDim.x + threadIdx.x) * lanes.  It splits 
 per-dim indices with the merged sizes, forms each operand's offset from its strides, loads every
 input into a register array (one vector transaction when lanes > 1; one scalar for an input that
 broadcasts along the innermost dim), computes the fusion DAG once per lane, and stores each
-output.  The schedule guarantees that the innermost size is a multiple of `lanes`, so a
-thread's lanes never cross a row.  Outputs that broadcast (stride class "0" on some dim) are
-stored only by the threads whose index along those dims is 0.
+output.  For rank > 1 the schedule guarantees that the innermost size is a multiple of `lanes`,
+so a thread's lanes never cross a row; a rank-1 space has one row and its last thread may own
+lanes past numel: when base + lanes > numel the thread runs the same code with one element at a
+time (lanes 1, scalar accesses), each guarded by e < numel (the tail).  Outputs that broadcast
+(stride class "0" on some dim) are stored only by the threads whose index along those dims is 0.
 
 Kernel arguments: the input then output pointers; then numel, the merged sizes without the
 outermost (implied by numel), and the "s" strides operand by operand -- the order
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import cast
+from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
@@ -60,7 +63,6 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     """The kernel IR of `ir` specialized on `sig` with `block` threads per block."""
     idx = sig.index
     lanes = sig.lanes
-    n_in = len(ir.inputs)
     cat = cast(ConcatSignature, sig) if sig.kind is ScheduleKind.CONCAT else None
     piece_align = input_aligns(ir, cat) if cat is not None else {}
     tensors = tuple(
@@ -80,17 +82,61 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     if cat is not None:
         piece_strides, piece_scalars = piece_params(ir, cat, idx)
         scalars += piece_scalars
-    plain = plain_inputs(ir) if cat is not None else set(range(n_in))
+    seed = Param("seed", DType.INT64)
+    if ir.random:
+        scalars.append(seed)  # a fresh value every launch, drawn from torch's generator
+    operands = _Operands(ir, sig, tensors, strides, piece_strides, sizes, seed)
 
     body: list[Stmt] = []
     base = Var("base", idx)
     thread = _add(_mul(Special("blockIdx.x", idx), Special("blockDim.x", idx), idx),
                   Special("threadIdx.x", idx), idx)
     body.append(Declare(base.name, idx, init=_mul(thread, Const(lanes, idx), idx)))
+    inner = tuple(_elements(operands, base, lanes))
+    if lanes > 1 and sig.rank == 1 and cat is None:
+        # the last thread's lanes may pass numel (the schedule does not make numel a multiple
+        # of lanes): it takes its elements one by one, each guarded
+        end = _add(base, Const(lanes, idx), idx)
+        tail, element = Var("tail", DType.INT32), Var("e", idx)
+        one = (Declare(element.name, idx, init=_add(base, Compute(Prim.CAST, (tail,), idx), idx)),
+               If(IndexOp("<", element, numel, DType.BOOL),
+                  tuple(_elements(operands, element, 1))))
+        inner = (If(IndexOp("<=", end, numel, DType.BOOL), inner),
+                 If(IndexOp("<", numel, end, DType.BOOL),
+                    (For(tail, Const(0, DType.INT32), Const(lanes, DType.INT32),
+                         Const(1, DType.INT32), one, unroll=True),)))
+    body.append(If(IndexOp("<", base, numel, DType.BOOL), inner))
+    grid = IndexOp("/", _add(numel, Const(block * lanes - 1, idx), idx),
+                   Const(block * lanes, idx), idx)
+    return kir.Kernel(kernel_name(ir, sig), tensors, tuple(scalars), tuple(body), block, grid,
+                      idx)
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """What `_elements` reads: the fusion, its signature, the pointer and scalar parameters."""
+
+    ir: FusionIR
+    sig: PointwiseSignature
+    tensors: tuple[kir.TensorParam, ...]
+    strides: list[list[Expr]]        # per operand (inputs, outputs), per merged dim
+    piece_strides: list[list[Expr]]  # per concatenation piece operand
+    sizes: list[Param]               # merged sizes of dims 1..rank-1
+    seed: Param
+
+
+def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
+    """A thread's work on the `lanes` consecutive elements from linear index `base` (lying in
+    one row): split the index, load the inputs (one vector per input when lanes > 1), compute
+    every lane, store the outputs."""
+    ir, sig, tensors, idx = ops.ir, ops.sig, ops.tensors, ops.sig.index
+    n_in = len(ir.inputs)
+    cat = cast(ConcatSignature, sig) if sig.kind is ScheduleKind.CONCAT else None
+    plain = plain_inputs(ir) if cat is not None else set(range(n_in))
     inner: list[Stmt] = []
-    index_vars = split_index(base, sizes, sig.rank, idx, inner)
+    index_vars = split_index(base, ops.sizes, sig.rank, idx, inner)
     offsets: list[Var] = []
-    for k, (t, row) in enumerate(zip(tensors, strides)):
+    for k, (t, row) in enumerate(zip(tensors, ops.strides)):
         off = Var(f"off_{t.name}", idx)
         offsets.append(off)
         if k < n_in and k not in plain:
@@ -109,17 +155,14 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     lane = Var("lane", DType.INT32)
     leaves: dict[int, Expr] = {}
     if cat is not None:
-        stmts, leaves = lower_pieces(ir, cat, index_vars, piece_strides, idx, lane)
+        stmts, leaves = lower_pieces(ir, cat, index_vars, ops.piece_strides, idx, lane)
         inner += stmts
     for t in tensors[n_in:]:
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
 
-    seed = Param("seed", DType.INT64)
-    if ir.random:
-        scalars.append(seed)  # a fresh value every launch, drawn from torch's generator
     element = Compute(Prim.CAST, (_add(base, Compute(Prim.CAST, (lane,), idx), idx),),
                       DType.INT64)
-    lane_body = tuple(_lane_body(ir, lane, in_lanes, element, seed, leaves))
+    lane_body = tuple(_lane_body(ir, lane, in_lanes, element, ops.seed, leaves))
     inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
                      Const(1, DType.INT32), lane_body, unroll=True))
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
@@ -127,11 +170,7 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
                             vector=lanes > 1)
         guard = broadcast_guard(classes, index_vars, idx)
         inner.append(If(guard, (store,)) if guard is not None else store)
-    body.append(If(IndexOp("<", base, numel, DType.BOOL), tuple(inner)))
-    grid = IndexOp("/", _add(numel, Const(block * lanes - 1, idx), idx),
-                   Const(block * lanes, idx), idx)
-    return kir.Kernel(kernel_name(ir, sig), tensors, tuple(scalars), tuple(body), block, grid,
-                      idx)
+    return inner
 
 
 def _align(dtype: DType, classes: str, lanes: int) -> int:

@@ -114,7 +114,8 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     order_ops = [*range(n_in), *range(n_plain, len(strides)), *range(n_in, n_plain)]
     lanes = _pick_lanes(sizes, [classes[k] for k in order_ops],  # outputs last, as it expects
                         [strides[k] for k in order_ops],
-                        [*inputs, *(inputs[i] for i, _, _ in pieces), *outputs], len(outputs))
+                        [*inputs, *(inputs[i] for i, _, _ in pieces), *outputs], len(outputs),
+                        tail=False)
     inner = [lay for lay, p in zip(lays, pos) if p == len(sizes) - 1]
     while lanes > 1 and any(x % lanes for lay in inner for x in (*lay.ends, *lay.shifts)):
         lanes //= 2  # a thread's lanes must stay in one segment, its loads aligned

@@ -1,17 +1,25 @@
 """Pointwise schedule: (FusionIR, actual tensors) -> (signature, PointwiseParams, launch args).
 
 The iteration space is the broadcast of the inputs' shapes.  Every operand (inputs and outputs)
-is described by its strides in that space (0 along broadcast dims), size-1 dims are dropped and
-adjacent dims merged wherever every operand is contiguous across them (so a contiguous
-elementwise op is rank 1 whatever its shape).  Each remaining stride is classified:
+is described by its strides in that space (0 along broadcast dims, `iteration_strides`), and
+adjacent dims are merged wherever every operand is contiguous across them (so a contiguous
+elementwise op is rank 1 whatever its shape, `merge_dims`).  Each remaining stride is classified:
 
     "0"  broadcast (stride 0)   "1"  unit stride   "s"  any other stride (a kernel argument)
 
 The *signature* (the cache key next to the fusion IR) holds only those classes, the merged rank,
 the vector width, the index width and the arch -- never the sizes, which are kernel arguments, so
-a new batch size reuses the kernel.  The vector width depends on a divisibility property of the
-innermost size and on pointer alignment; the index width on whether every offset fits in 31 bits:
-both are size-dependent facts in the signature (crossing them compiles one more specialization).
+a new batch size reuses the kernel.  Size-1 dims: a trailing run of them (innermost in the
+iteration order) is dropped; any other keeps the operands' own strides and merges by the same
+rule as a longer dim, so a batch of one gives the signature of a batch of eight (a dim of size 1
+can take any stride: its index is always 0).
+
+Vector width (`_pick_lanes`): 16 bytes of the widest unit-stride operand, halved until every
+unit-stride operand's data pointer and outer strides are multiples of it -- alignment facts --
+and, for rank > 1, until the innermost size is (the inner extent: a thread's lanes stay in one
+row).  A rank-1 space needs no divisibility: the lowering gives the last thread a guarded scalar
+tail, so a new batch size keeps the width.  The index width depends on whether every offset fits
+in 31 bits (crossing it compiles one more specialization).
 
 Outputs are allocated with eager's shape and layout; the dims are iterated in the memory order
 of the first full-size output (so a permuted output is written coalesced) before merging.  An
@@ -74,6 +82,17 @@ class PointwiseLaunch:
 
 
 
+def iteration_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
+    """Strides of `t` in the iteration space `shape` (right-aligned): 0 along the dims it lacks
+    or broadcasts (size 1 where `shape` is longer), its own stride along a dim of size 1 in
+    `shape` -- the stride that dim has when it is longer (a batch of one), see `merge_dims`."""
+    pad = len(shape) - t.dim()
+    strides = [0] * pad
+    for n, size, stride in zip(shape[pad:], t.shape, t.stride()):
+        strides.append(stride if n == 1 or size != 1 else 0)
+    return strides
+
+
 def aligned_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
     """Strides of `t` in the iteration space `shape` (right-aligned; 0 where it broadcasts)."""
     pad = len(shape) - t.dim()
@@ -94,10 +113,16 @@ def _iteration_order(shape: list[int], output_strides: list[list[int]]) -> list[
 
 def merge_dims(shape: Sequence[int],
                operands: list[list[int]]) -> tuple[list[int], list[list[int]]]:
-    """Drop size-1 dims and merge adjacent dims across which every operand is contiguous."""
-    keep = [d for d, n in enumerate(shape) if n != 1]
-    sizes = [shape[d] for d in keep]
-    strides = [[s[d] for d in keep] for s in operands]
+    """Drop the trailing run of size-1 dims (all of them but the first when every dim is 1)
+    and merge adjacent dims across which every operand is contiguous.  The other size-1 dims
+    stay, with the operands' strides from `iteration_strides`, so that they merge or not as
+    the same dim would at a longer size: a batch of one shares its signature with a larger
+    batch (the module docstring)."""
+    end = len(shape)
+    while end > 1 and shape[end - 1] == 1:
+        end -= 1
+    sizes = list(shape[:end])
+    strides = [s[:end] for s in operands]
     d = len(sizes) - 1
     while d > 0:  # try to merge dim d-1 (outer) into dim d (inner)
         if all(s[d - 1] == s[d] * sizes[d] for s in strides):
@@ -114,8 +139,10 @@ def classify(strides: list[int]) -> str:
 
 
 def _pick_lanes(sizes: list[int], classes: list[str], strides: list[list[int]],
-                tensors: list[torch.Tensor], n_outputs: int) -> int:
-    """Widest vector width every operand can use (see the module docstring), or 1."""
+                tensors: list[torch.Tensor], n_outputs: int, tail: bool = True) -> int:
+    """Widest vector width every operand can use (see the module docstring), or 1.  `tail`:
+    the lowering has a scalar tail for a rank-1 space (the concat lowering has none, so there
+    the innermost size must divide too)."""
     if not sizes:
         return 1
     inner = sizes[-1]
@@ -125,9 +152,10 @@ def _pick_lanes(sizes: list[int], classes: list[str], strides: list[list[int]],
     widest = max(tensors[i].element_size() for i in unit)
     lanes = VECTOR_BYTES // widest
     while lanes > 1:
-        if inner % lanes == 0 and all(
+        if (tail and len(sizes) == 1 or inner % lanes == 0) and all(
             tensors[i].data_ptr() % (lanes * tensors[i].element_size()) == 0
-            and all(s % lanes == 0 for s in strides[i][:-1]) for i in unit
+            and all(s % lanes == 0 for s, n in zip(strides[i][:-1], sizes) if n != 1)
+            for i in unit
         ):
             return lanes
         lanes //= 2
@@ -143,7 +171,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     """Signature, schedule and arguments for running `ir` on these tensors."""
     shape = broadcast_shape([t.shape for t in inputs])
     tensors = list(inputs) + list(outputs)
-    aligned = [aligned_strides(t, shape) for t in tensors]
+    aligned = [iteration_strides(t, shape) for t in tensors]
     order = _iteration_order(list(shape), aligned[len(inputs):])
     sizes, strides = merge_dims([shape[d] for d in order], [[s[d] for d in order] for s in aligned])
     classes = [classify(s) for s in strides]

@@ -64,7 +64,7 @@ from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
-    INT32_LIMIT, aligned_strides, broadcast_shape, classify, merge_dims,
+    INT32_LIMIT, broadcast_shape, iteration_strides, classify, merge_dims,
 )
 
 # (largest C, block): about 4+ columns per thread before the block grows; 1024 is the most a
@@ -324,7 +324,12 @@ def row_layout(ir: FusionIR, inputs: Sequence[torch.Tensor],
     # reduced dims last: kept dims in order, then reduced dims in order (the module docstring)
     reduced = reduced_positions(axes, len(space))
     order = [d for d in range(len(space)) if d not in reduced] + list(reduced)
-    aligned = [[s[d] for d in order] for s in (aligned_strides(t, space) for t in views)]
+    strides = [iteration_strides(t, space) for t in views]
+    for s, out in zip(strides[len(inputs):], ir.outputs):
+        if out.shape.is_row:  # it broadcasts along the reduced dims, even along those of size 1
+            for d in reduced:
+                s[d] = 0
+    aligned = [[s[d] for d in order] for s in strides]
     space = torch.Size([space[d] for d in order])
     split = len(space) - len(reduced)
     outer_sizes, outer = merge_dims(space[:split], [s[:split] for s in aligned])

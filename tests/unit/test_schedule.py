@@ -99,3 +99,25 @@ def test_int64_index_kernels_run_and_compile() -> None:
     assert "long long base" in source
     for arch in ("sm_80", "sm_90"):
         assert compile_to_cubin(source, arch, "int64.cu")[:4] == b"\x7fELF"
+
+
+def test_trailing_size_one_dims_drop_and_leading_ones_keep_their_strides() -> None:
+    assert merge_dims([5, 1], [[1, 1], [0, 1]]) == ([5], [[1], [0]])
+    assert merge_dims([1, 1], [[1, 1]]) == ([1], [[1]])
+    # a batch of one next to an operand that lacks the dim: kept, as a batch of eight would be
+    assert merge_dims([1, 64], [[64, 1], [0, 1]]) == ([1, 64], [[64, 1], [0, 1]])
+
+
+def test_batch_of_one_shares_the_signature() -> None:
+    ir = _add_ir(DType.FLOAT32, 2, DType.FLOAT32, 1, DType.FLOAT32)
+    sigs = {plan_launch(ir, [torch.randn(n, 64), torch.randn(64)], [torch.empty(n, 64)],
+                        "sm_90").signature for n in (1, 3, 8)}
+    assert len(sigs) == 1
+
+
+def test_rank_one_vector_width_ignores_the_size() -> None:
+    """A flat space vectorizes whatever its length (the lowering's tail takes the rest)."""
+    ir = _add_ir(DType.FLOAT32, 1, DType.FLOAT32, 1, DType.FLOAT32)
+    sigs = {plan_launch(ir, [torch.randn(n), torch.randn(n)], [torch.empty(n)],
+                        "sm_90").signature for n in (24, 30, 7, 1)}
+    assert len(sigs) == 1 and sigs.pop().lanes == 4

@@ -2,19 +2,43 @@ extern "C" __global__ void __launch_bounds__(128)
 nvfuse_pw_1e923f817eb3(const float* __restrict__ in0, const float* __restrict__ in1, float* __restrict__ out0, int numel) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
   if ((base < numel)) {
-    int off_in0 = base;
-    int off_in1 = base;
-    int off_out0 = base;
-    float r_in0[4];
-    nvf_load_vector<float, 4>(r_in0, in0 + off_in0);
-    float r_in1[4];
-    nvf_load_vector<float, 4>(r_in1, in1 + off_in1);
-    float r_out0[4];
-    #pragma unroll
-    for (int lane = 0; lane < 4; lane += 1) {
-      float v2 = ((r_in0[lane]) + (r_in1[lane]));
-      r_out0[lane] = v2;
+    if (((base + 4) <= numel)) {
+      int off_in0 = base;
+      int off_in1 = base;
+      int off_out0 = base;
+      float r_in0[4];
+      nvf_load_vector<float, 4>(r_in0, in0 + off_in0);
+      float r_in1[4];
+      nvf_load_vector<float, 4>(r_in1, in1 + off_in1);
+      float r_out0[4];
+      #pragma unroll
+      for (int lane = 0; lane < 4; lane += 1) {
+        float v2 = ((r_in0[lane]) + (r_in1[lane]));
+        r_out0[lane] = v2;
+      }
+      nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
-    nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
+    if ((numel < (base + 4))) {
+      #pragma unroll
+      for (int tail = 0; tail < 4; tail += 1) {
+        int e = (base + tail);
+        if ((e < numel)) {
+          int off_in0 = e;
+          int off_in1 = e;
+          int off_out0 = e;
+          float r_in0[1];
+          nvf_load<float, 1>(r_in0, in0 + off_in0);
+          float r_in1[1];
+          nvf_load<float, 1>(r_in1, in1 + off_in1);
+          float r_out0[1];
+          #pragma unroll
+          for (int lane = 0; lane < 1; lane += 1) {
+            float v2 = ((r_in0[0]) + (r_in1[0]));
+            r_out0[lane] = v2;
+          }
+          nvf_store<float, 1>(out0 + off_out0, r_out0);
+        }
+      }
+    }
   }
 }

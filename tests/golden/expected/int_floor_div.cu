@@ -2,19 +2,43 @@ extern "C" __global__ void __launch_bounds__(128)
 nvfuse_pw_2442cb396bc6(const int* __restrict__ in0, const int* __restrict__ in1, int* __restrict__ out0, int numel) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
   if ((base < numel)) {
-    int off_in0 = base;
-    int off_in1 = base;
-    int off_out0 = base;
-    int r_in0[4];
-    nvf_load_vector<int, 4>(r_in0, in0 + off_in0);
-    int r_in1[4];
-    nvf_load_vector<int, 4>(r_in1, in1 + off_in1);
-    int r_out0[4];
-    #pragma unroll
-    for (int lane = 0; lane < 4; lane += 1) {
-      int v2 = nvf_div_floor<int>(r_in0[lane], r_in1[lane]);
-      r_out0[lane] = v2;
+    if (((base + 4) <= numel)) {
+      int off_in0 = base;
+      int off_in1 = base;
+      int off_out0 = base;
+      int r_in0[4];
+      nvf_load_vector<int, 4>(r_in0, in0 + off_in0);
+      int r_in1[4];
+      nvf_load_vector<int, 4>(r_in1, in1 + off_in1);
+      int r_out0[4];
+      #pragma unroll
+      for (int lane = 0; lane < 4; lane += 1) {
+        int v2 = nvf_div_floor<int>(r_in0[lane], r_in1[lane]);
+        r_out0[lane] = v2;
+      }
+      nvf_store_vector<int, 4>(out0 + off_out0, r_out0);
     }
-    nvf_store_vector<int, 4>(out0 + off_out0, r_out0);
+    if ((numel < (base + 4))) {
+      #pragma unroll
+      for (int tail = 0; tail < 4; tail += 1) {
+        int e = (base + tail);
+        if ((e < numel)) {
+          int off_in0 = e;
+          int off_in1 = e;
+          int off_out0 = e;
+          int r_in0[1];
+          nvf_load<int, 1>(r_in0, in0 + off_in0);
+          int r_in1[1];
+          nvf_load<int, 1>(r_in1, in1 + off_in1);
+          int r_out0[1];
+          #pragma unroll
+          for (int lane = 0; lane < 1; lane += 1) {
+            int v2 = nvf_div_floor<int>(r_in0[0], r_in1[0]);
+            r_out0[lane] = v2;
+          }
+          nvf_store<int, 1>(out0 + off_out0, r_out0);
+        }
+      }
+    }
   }
 }

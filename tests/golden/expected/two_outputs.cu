@@ -2,21 +2,47 @@ extern "C" __global__ void __launch_bounds__(128)
 nvfuse_pw_83ae870770a3(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, int numel) {
   int base = (((((int)blockIdx.x) * ((int)blockDim.x)) + ((int)threadIdx.x)) * 4);
   if ((base < numel)) {
-    int off_in0 = base;
-    int off_out0 = base;
-    int off_out1 = base;
-    float r_in0[4];
-    nvf_load_vector<float, 4>(r_in0, in0 + off_in0);
-    float r_out0[4];
-    float r_out1[4];
-    #pragma unroll
-    for (int lane = 0; lane < 4; lane += 1) {
-      float v1 = expf(r_in0[lane]);
-      float v3 = ((v1) * (2.0f));
-      r_out0[lane] = v1;
-      r_out1[lane] = v3;
+    if (((base + 4) <= numel)) {
+      int off_in0 = base;
+      int off_out0 = base;
+      int off_out1 = base;
+      float r_in0[4];
+      nvf_load_vector<float, 4>(r_in0, in0 + off_in0);
+      float r_out0[4];
+      float r_out1[4];
+      #pragma unroll
+      for (int lane = 0; lane < 4; lane += 1) {
+        float v1 = expf(r_in0[lane]);
+        float v3 = ((v1) * (2.0f));
+        r_out0[lane] = v1;
+        r_out1[lane] = v3;
+      }
+      nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
+      nvf_store_vector<float, 4>(out1 + off_out1, r_out1);
     }
-    nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
-    nvf_store_vector<float, 4>(out1 + off_out1, r_out1);
+    if ((numel < (base + 4))) {
+      #pragma unroll
+      for (int tail = 0; tail < 4; tail += 1) {
+        int e = (base + tail);
+        if ((e < numel)) {
+          int off_in0 = e;
+          int off_out0 = e;
+          int off_out1 = e;
+          float r_in0[1];
+          nvf_load<float, 1>(r_in0, in0 + off_in0);
+          float r_out0[1];
+          float r_out1[1];
+          #pragma unroll
+          for (int lane = 0; lane < 1; lane += 1) {
+            float v1 = expf(r_in0[0]);
+            float v3 = ((v1) * (2.0f));
+            r_out0[lane] = v1;
+            r_out1[lane] = v3;
+          }
+          nvf_store<float, 1>(out0 + off_out0, r_out0);
+          nvf_store<float, 1>(out1 + off_out1, r_out1);
+        }
+      }
+    }
   }
 }
