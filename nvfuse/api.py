@@ -27,6 +27,9 @@ from nvfuse.graph.views import SIZED
 from nvfuse.runtime.dump import dump
 from nvfuse.runtime.executor import FusionGroup, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
+from nvfuse.runtime.replay import Replay, record, replay_key, replayable
+
+REPLAY_CACHE_SIZE = 64  # replays kept per module (distinct input shapes and layouts in use)
 
 
 class Plan:
@@ -43,6 +46,19 @@ class Plan:
         self.grad_params = grad_params
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
+        self.replayable = gm is not None and replayable(gm)
+
+
+class _ReplayEntry:
+    """A cached call's replay, the plan it replays and the flags it was recorded under.
+    `grad_sensitive`: an input or weight requires grad, so with grad mode on the call must go
+    through autograd instead."""
+
+    __slots__ = ("replay", "plan", "config", "grad_sensitive")
+
+    def __init__(self, replay: Replay, plan: Plan, cfg: config.Config,
+                 grad_sensitive: bool) -> None:
+        self.replay, self.plan, self.config, self.grad_sensitive = replay, plan, cfg, grad_sensitive
 
 
 class FusedModule:
@@ -59,6 +75,7 @@ class FusedModule:
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._autograd: Callable[..., Any] | None = None
+        self._replays: dict[tuple[Any, ...], _ReplayEntry] = {}
         self._script_gm: fx.GraphModule | None = None
         self._is_script = is_torchscript(obj)
         if self._is_script:
@@ -89,17 +106,39 @@ class FusedModule:
         return list(self._latest.groups) if self._latest is not None else []
 
     def __call__(self, *inputs: Any) -> Any:
+        if self._replays:  # the fast path: a fully fused plan already run with such inputs
+            entry = self._replays.get(replay_key(inputs))  # type: ignore[arg-type]
+            if (entry is not None and entry.config is config.get()
+                    and not (entry.grad_sensitive and torch.is_grad_enabled())):
+                self._latest = entry.plan
+                try:
+                    return entry.replay.run(inputs)
+                except Exception:
+                    if entry.config.strict:
+                        raise
+                    self._replays.clear()  # the plan's own path falls back group by group
         self._check_arity(inputs)
-        if config.get().disable:
+        cfg = config.get()
+        if cfg.disable:
             return self._original(*inputs)
         plan = self._plan_for(inputs)
-        if plan.compiled or torch.is_grad_enabled() and (plan.grad_params or any(
-                isinstance(t, torch.Tensor) and t.requires_grad
-                for t in pytree.tree_leaves(list(inputs)))):
+        grad_sensitive = plan.grad_params or any(isinstance(t, torch.Tensor) and t.requires_grad
+                                                 for t in pytree.tree_leaves(list(inputs)))
+        if plan.compiled or grad_sensitive and torch.is_grad_enabled():
             return self._call_with_autograd(inputs)
         if plan.gm is None:
             return self._original(*inputs)
-        return plan.gm.forward(*inputs)  # a plan's graph has no hooks: skip nn.Module.__call__
+        if not plan.replayable or "launch" in cfg.dump:
+            return plan.gm.forward(*inputs)  # a plan's graph has no hooks: skip nn.Module.__call__
+        key = replay_key(inputs)
+        if key is None:
+            return plan.gm.forward(*inputs)
+        result, replay = record(plan.gm, inputs)
+        if replay is not None:
+            if len(self._replays) >= REPLAY_CACHE_SIZE:
+                self._replays.clear()
+            self._replays[key] = _ReplayEntry(replay, plan, cfg, grad_sensitive)
+        return result
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
@@ -142,8 +181,11 @@ class FusedModule:
     def _key(self, inputs: Sequence[Any]) -> tuple[Any, ...]:
         """What a plan is specialized on: dtypes, devices, grad flags, memory layouts (outputs
         take eager's layout, which follows the inputs'), and sizes where the trace bakes them
-        in (make_fx; TorchScript graphs stay size-generic, so only ranks there)."""
-        return tuple(_input_key(t, self._is_script) for t in inputs)
+        in (make_fx; TorchScript graphs stay size-generic, so only ranks there).  Also which
+        inputs are one and the same tensor: a trace of f(x, x) reads one placeholder for both,
+        so its plan must not serve f(a, b)."""
+        key = tuple(_input_key(t, self._is_script) for t in inputs)
+        return (*key, _repeats(inputs)) if len(inputs) > 1 else key
 
     def _make_plan(self, inputs: Sequence[Any]) -> Plan:
         if self._is_script:
@@ -193,6 +235,16 @@ def _input_key(value: Any, script: bool) -> Any:
     if isinstance(value, dict):
         return ("dict", tuple((k, _input_key(v, script)) for k, v in value.items()))
     return ("value", repr(value))
+
+
+def _repeats(inputs: Sequence[Any]) -> tuple[int, ...] | None:
+    """Per tensor leaf of `inputs`, the index of the first leaf that is the same tensor; None
+    when every leaf is distinct (the usual case)."""
+    leaves = pytree.tree_leaves(list(inputs))
+    ids = [id(t) for t in leaves if isinstance(t, torch.Tensor)]
+    if len(set(ids)) == len(ids):
+        return None
+    return tuple(ids.index(i) for i in ids)
 
 
 def _sizes(inputs: Sequence[Any]) -> tuple[Any, ...]:

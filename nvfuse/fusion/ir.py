@@ -34,6 +34,7 @@ lowering for both cases and lets strides, not dim numbers, pick the row or colum
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
@@ -154,7 +155,7 @@ class FusionIR:
     def __str__(self) -> str:
         return print_fusion(self)
 
-    @property
+    @functools.cached_property
     def random(self) -> bool:
         """Whether the kernel draws random numbers (then each launch takes a fresh seed)."""
         return any(n.op is Prim.RAND for n in self.nodes)

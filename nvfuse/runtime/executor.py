@@ -19,8 +19,10 @@ raises instead.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -110,31 +112,14 @@ class FusionGroup(torch.nn.Module):
                 self._launches[key] = ready
         else:
             counters.bump("memory_hits")
-        outputs = tuple(_allocate(s, o, ready.device)
-                        for s, o in zip(ready.out_shapes, self.fusion_ir.outputs))
-        if not ready.stages:  # zero-size outputs: nothing to compute
-            return outputs
-        if POISON_OUTPUTS:
-            for o in outputs:
-                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
-        # a split reduction's workspaces: torch's caching allocator, the same device / stream
-        tensors = [*inputs, *outputs, *(torch.empty(n, dtype=d.torch, device=ready.device)
-                                        for d, n in ready.workspaces)]
-        scalars = ready.scalars
-        if self.fusion_ir.random:  # a fresh seed per launch; torch.manual_seed reproduces it
-            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        for kernel, grid in ready.stages:
-            if "launch" in cfg.dump:
-                dump("launch", kernel.name, f"grid={grid} block={kernel.params.block} "
-                     f"scalars={scalars} shapes={[tuple(t.shape) for t in inputs]}")
-            if ready.gpu:
-                _launch_gpu(kernel, ready.device, grid, tensors, scalars)
-            else:
-                from nvfuse.interpret.machine import run_kernel
-
-                run_kernel(kernel.kernel_ir, tensors, scalars, grid)
-            counters.bump("launches")
-        return outputs
+        if "launch" in cfg.dump:
+            _dump_launch(ready, inputs)
+        outputs = ready.run(inputs)
+        counters.bump("launches", len(ready.stages))
+        recording = _recorder.calls
+        if recording is not None:
+            recording.append((self, ready, inputs, outputs))
+        return tuple(outputs)
 
     def _prepare(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
@@ -153,8 +138,9 @@ class FusionGroup(torch.nn.Module):
         except RuntimeError as e:
             raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
         outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
+        recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
         if _nothing_to_do(ir, shapes, outputs):
-            return _Ready(device, gpu, out_shapes, (), ())
+            return _Ready(device, gpu, recipes, (), (), (), False)
         arch = _arch(device) if gpu else cfg.arch
         try:
             launch = schedule.plan_launch(ir, inputs, outputs, arch)
@@ -163,11 +149,12 @@ class FusionGroup(torch.nn.Module):
         plan = (split.plan_split(ir, launch)
                 if isinstance(launch, reduction.ReductionLaunch) else None)
         if plan is not None:
-            stages = tuple((self._kernel(ir, sig, params, gpu), grid)
+            stages = tuple(_stage(self._kernel(ir, sig, params, gpu), grid, gpu)
                            for sig, params, grid in plan.stages)
-            return _Ready(device, gpu, out_shapes, stages, plan.scalars, plan.workspaces)
+            return _Ready(device, gpu, recipes, stages, plan.scalars, plan.workspaces, ir.random)
         kernel = self._kernel(ir, launch.signature, launch.params, gpu)
-        return _Ready(device, gpu, out_shapes, ((kernel, launch.grid),), launch.scalar_args)
+        return _Ready(device, gpu, recipes, (_stage(kernel, launch.grid, gpu),),
+                      launch.scalar_args, (), ir.random)
 
     def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
         kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
@@ -178,16 +165,87 @@ class FusionGroup(torch.nn.Module):
 
 @dataclass(frozen=True)
 class _Ready:
-    """A prepared call: what a repeat call with the same launch key needs to run at once."""
+    """A prepared call: everything a repeat call with the same launch key needs, computed once
+    (the outputs' allocation recipes, the kernels with their grids and launchers, the scalar
+    arguments), so that `run` only allocates, launches and counts."""
 
     device: torch.device
     gpu: bool
-    out_shapes: list[torch.Size]
-    # the kernels to run in order with their grids: one, two for a split reduction, none for
-    # zero-size outputs
-    stages: tuple[tuple[kernels.CompiledKernel, int], ...]
+    outputs: tuple[tuple[torch.Size, tuple[int, ...], torch.dtype], ...]  # (shape, strides, dtype)
+    # the kernels to run in order: one, two for a split reduction, none for zero-size outputs
+    stages: tuple[Stage, ...]
     scalars: tuple[int, ...]
-    workspaces: tuple[tuple[Any, int], ...] = ()  # a split reduction's (dtype, numel)
+    workspaces: tuple[tuple[Any, int], ...]  # a split reduction's (dtype, numel)
+    random: bool  # each launch takes a fresh seed (its last scalar)
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Allocate the outputs and run the stages; the caller counts the launches."""
+        device = self.device
+        outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
+                   for shape, strides, dtype in self.outputs]
+        if not self.stages:  # zero-size outputs: nothing to compute
+            return outputs
+        if POISON_OUTPUTS:
+            for o in outputs:
+                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
+        tensors = [*inputs, *outputs]
+        if self.workspaces:  # a split reduction's: torch's caching allocator, same stream
+            tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
+        scalars = self.scalars
+        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+        for stage in self.stages:
+            stage.launch(tensors, scalars)
+        return outputs
+
+
+class Stage:
+    """One kernel of a prepared call with its grid; `launch(tensors, scalars)` runs it on the
+    interpreter or enqueues it on torch's current stream of the tensors' device."""
+
+    __slots__ = ("kernel", "grid", "_gpu_launch")
+
+    def __init__(self, kernel: kernels.CompiledKernel, grid: int) -> None:
+        self.kernel = kernel
+        self.grid = grid
+        self._gpu_launch: Any = None
+
+    def launch(self, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+        from nvfuse.interpret.machine import run_kernel
+
+        run_kernel(self.kernel.kernel_ir, tensors, scalars, self.grid)
+
+
+class GpuStage(Stage):
+    """A stage on the GPU: the kernel is loaded on the tensors' device at first launch, and each
+    launch goes through a `PackedLaunch` (prebuilt driver argument buffer)."""
+
+    __slots__ = ()
+
+    def launch(self, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+        from nvfuse.runtime.packed import launch_packed
+
+        launch_packed(self, tensors, scalars)
+
+
+def _stage(kernel: kernels.CompiledKernel, grid: int, gpu: bool) -> Stage:
+    return GpuStage(kernel, grid) if gpu else Stage(kernel, grid)
+
+
+def _dump_launch(ready: _Ready, inputs: tuple[torch.Tensor, ...]) -> None:
+    for stage in ready.stages:
+        dump("launch", stage.kernel.name, f"grid={stage.grid} block={stage.kernel.params.block} "
+             f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
+
+
+class _Recorder(threading.local):
+    """Per thread: the list a plan's replay recorder collects (group, ready, inputs, outputs)
+    into while it runs the plan once (nvfuse/runtime/replay.py), else None."""
+
+    calls: list[tuple[FusionGroup, _Ready, tuple[Any, ...], tuple[torch.Tensor, ...]]] | None = None
+
+
+_recorder = _Recorder()
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:
@@ -246,18 +304,3 @@ def _arch(device: torch.device) -> str:
     from nvfuse.runtime.nvrtc import target_arch
 
     return target_arch(device)
-
-
-def _launch_gpu(kernel: kernels.CompiledKernel, device: torch.device, grid: int,
-                tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
-    from nvfuse.runtime.launch import current_stream_handle, load_kernel
-
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    loaded = kernel._loaded.get(index)
-    if loaded is None:
-        assert kernel.cubin is not None
-        loaded = load_kernel(kernel.cubin, kernel.name, index)
-        kernel._loaded[index] = loaded
-    params = kernel.kernel_ir.scalars  # each scalar passed as its declared C type
-    args = [*tensors, *((value, p.dtype) for value, p in zip(scalars, params, strict=True))]
-    loaded.launch(grid, kernel.params.block, args, 0, current_stream_handle(device))
