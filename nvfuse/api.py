@@ -25,7 +25,7 @@ from nvfuse.fusion.partition import partition
 from nvfuse.graph.passes import annotate, run_passes
 from nvfuse.graph.views import SIZED
 from nvfuse.runtime.dump import dump
-from nvfuse.runtime.executor import FusionGroup, warn_once
+from nvfuse.runtime.executor import FusionGroup, prefetch_groups, warn_once
 from nvfuse.runtime.kernels import CompiledKernel
 from nvfuse.runtime.replay import Replay, record, replay_key, replayable
 
@@ -170,6 +170,9 @@ class FusedModule:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._make_plan(inputs)
+            device = _cuda_device(inputs)
+            if device is not None and not config.get().interpret:
+                prefetch_groups(plan.groups, device)
             if plan.sized and self._is_script and key is generic:
                 # a size-generic TorchScript key, but the plan moved views using these sizes
                 self._sized.add(generic)
@@ -235,6 +238,13 @@ def _input_key(value: Any, script: bool) -> Any:
     if isinstance(value, dict):
         return ("dict", tuple((k, _input_key(v, script)) for k, v in value.items()))
     return ("value", repr(value))
+
+
+def _cuda_device(inputs: Sequence[Any]) -> torch.device | None:
+    for t in pytree.tree_leaves(list(inputs)):
+        if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+            return t.device
+    return None
 
 
 def _repeats(inputs: Sequence[Any]) -> tuple[int, ...] | None:

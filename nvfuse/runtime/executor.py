@@ -130,37 +130,86 @@ class FusionGroup(torch.nn.Module):
         if not gpu and not (cfg.interpret and device.type == "cpu"):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
-        shapes = [t.shape for t in inputs]
-        schedule = (reduction if ir.reduce_ndim else concat if ir.concats
-                    else pointwise)
-        try:
-            out_shapes = schedule.output_shapes(ir, shapes)
-        except RuntimeError as e:
-            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
-        outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-        recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
-        if _nothing_to_do(ir, shapes, outputs):
-            return _Ready(device, gpu, recipes, (), (), (), False)
         arch = _arch(device) if gpu else cfg.arch
-        try:
-            launch = schedule.plan_launch(ir, inputs, outputs, arch)
-        except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
-            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-        plan = (split.plan_split(ir, launch)
-                if isinstance(launch, reduction.ReductionLaunch) else None)
-        if plan is not None:
-            stages = tuple(_stage(self._kernel(ir, sig, params, gpu), grid, gpu)
-                           for sig, params, grid in plan.stages)
-            return _Ready(device, gpu, recipes, stages, plan.scalars, plan.workspaces, ir.random)
-        kernel = self._kernel(ir, launch.signature, launch.params, gpu)
-        return _Ready(device, gpu, recipes, (_stage(kernel, launch.grid, gpu),),
-                      launch.scalar_args, (), ir.random)
+        launch = _plan_launch(ir, inputs, device, arch)
+        if launch.stages is None:  # complete without a launch
+            return _Ready(device, gpu, launch.outputs, (), (), (), False)
+        stages = tuple(_stage(self._kernel(ir, sig, params, gpu), grid, gpu)
+                       for sig, params, grid in launch.stages)
+        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, launch.workspaces,
+                      ir.random)
+
+    def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
+        """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
+        (meta tensors will do: only dtypes, shapes and strides are read) will need."""
+        launch = _plan_launch(self.fusion_ir, inputs, torch.device("meta"), arch)
+        for sig, params, _ in launch.stages or ():
+            kernels.prefetch(self.fusion_ir, self._key, sig, params)
 
     def _kernel(self, ir: FusionIR, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
         kernel = kernels.get_kernel(ir, self._key, sig, params, gpu)
         if all(k is not kernel for k in self._built):
             self._built.append(kernel)
         return kernel
+
+
+def prefetch_groups(groups: Sequence[FusionGroup], device: torch.device) -> None:
+    """Start compiling every group's kernels for `device` at once, each for the inputs its
+    graph was traced with (the placeholders' metadata), so that a plan's first call waits for
+    its slowest kernel, not their sum.  Best effort: a group whose inputs are not known or
+    whose schedule refuses them builds at its first call as before."""
+    arch = _arch(device)
+    for group in groups:
+        try:
+            metas = [_meta_like(n.meta["val"]) for n in group.eager.graph.nodes
+                     if n.op == "placeholder"]
+            group.prefetch(metas, arch)
+        except Exception:  # the call itself reports what is wrong
+            continue
+
+
+def _meta_like(value: torch.Tensor) -> torch.Tensor:
+    shape = [int(n) for n in value.shape]  # symbolic sizes raise: no prefetch for that group
+    strides = [int(n) for n in value.stride()]
+    return torch.empty_strided(shape, strides, dtype=value.dtype, device="meta")
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What the schedules decide for one call: the outputs' allocation recipes and the kernels'
+    (signature, params, grid) in launch order with their scalars and workspaces (stages None:
+    the outputs are complete without a launch)."""
+
+    outputs: tuple[tuple[torch.Size, tuple[int, ...], torch.dtype], ...]  # (shape, strides, dtype)
+    stages: tuple[tuple[Any, Any, int], ...] | None
+    scalars: tuple[int, ...] = ()
+    workspaces: tuple[tuple[Any, int], ...] = ()
+
+
+def _plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], device: torch.device,
+                 arch: str) -> _Launch:
+    """Output shapes and layouts, then the schedule: pointwise, concat or reduction (row,
+    column or warp rows, picked by strides), split in two kernels when its rows are few."""
+    shapes = [t.shape for t in inputs]
+    schedule = (reduction if ir.reduce_ndim else concat if ir.concats else pointwise)
+    try:
+        out_shapes = schedule.output_shapes(ir, shapes)
+    except RuntimeError as e:
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
+    outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
+    recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
+    if _nothing_to_do(ir, shapes, outputs):
+        return _Launch(recipes, None)
+    try:
+        launch = schedule.plan_launch(ir, inputs, outputs, arch)
+    except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
+    plan = (split.plan_split(ir, launch)
+            if isinstance(launch, reduction.ReductionLaunch) else None)
+    if plan is not None:
+        return _Launch(recipes, tuple(plan.stages), plan.scalars, plan.workspaces)
+    return _Launch(recipes, ((launch.signature, launch.params, launch.grid),),
+                   launch.scalar_args)
 
 
 @dataclass(frozen=True)

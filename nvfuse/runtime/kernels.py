@@ -8,7 +8,9 @@ the pipeline -- lower, emit, NVRTC (through the disk cache) -- and dumps each st
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,10 @@ class CompiledKernel:
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, Signature], CompiledKernel] = {}
+# Kernels being built ahead of their first call (`prefetch`): NVRTC releases the GIL, so a
+# plan's kernels compile in parallel, one per core.
+_pending: dict[tuple[str, Signature], Future[CompiledKernel]] = {}
+_pool: ThreadPoolExecutor | None = None
 
 
 def fusion_key(ir: FusionIR) -> str:
@@ -58,13 +64,21 @@ def fusion_key(ir: FusionIR) -> str:
 
 def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
                gpu: bool) -> CompiledKernel:
-    """The specialization of `ir` for `sig`, built on first use (counts compiles/memory_hits)."""
+    """The specialization of `ir` for `sig`, built on first use (counts compiles/memory_hits).
+    A build started by `prefetch` is waited for, not repeated."""
     with _lock:
         found = _cache.get((key, sig))
+        pending = _pending.get((key, sig))
     if found is not None and (found.cubin is not None or not gpu):
         counters.bump("memory_hits")
         return found
-    kernel = found or _build(ir, key, sig, params)
+    if pending is not None:
+        return pending.result()
+    return _complete(found or _build(ir, key, sig, params), key, sig, gpu)
+
+
+def _complete(kernel: CompiledKernel, key: str, sig: Signature, gpu: bool) -> CompiledKernel:
+    """Add the cubin where needed and publish `kernel` in the cache."""
     # the GPU needs the cubin; NVFUSE_DUMP=ptx asks NVRTC for PTX even when interpreting
     if kernel.cubin is None and (gpu or "ptx" in config.get().dump):
         from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily
@@ -73,6 +87,38 @@ def get_kernel(ir: FusionIR, key: str, sig: Signature, params: Params,
     with _lock:
         _cache[(key, sig)] = kernel
     return kernel
+
+
+def prefetch(ir: FusionIR, key: str, sig: Signature, params: Params) -> Future[CompiledKernel]:
+    """Start building the GPU specialization of `ir` for `sig` (lower, emit, NVRTC) on a worker
+    thread, unless it is built or being built; `get_kernel` then waits for it.  A failed build
+    raises from `get_kernel` as it would have there."""
+    global _pool
+    with _lock:
+        found = _cache.get((key, sig))
+        pending = _pending.get((key, sig))
+        if pending is not None:
+            return pending
+        if found is not None and found.cubin is not None:
+            done: Future[CompiledKernel] = Future()
+            done.set_result(found)
+            return done
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                       thread_name_prefix="nvfuse-compile")
+        future = _pool.submit(_build_ahead, ir, key, sig, params)
+        _pending[(key, sig)] = future
+        return future
+
+
+def _build_ahead(ir: FusionIR, key: str, sig: Signature, params: Params) -> CompiledKernel:
+    try:
+        with _lock:
+            found = _cache.get((key, sig))
+        return _complete(found or _build(ir, key, sig, params), key, sig, gpu=True)
+    finally:
+        with _lock:
+            _pending.pop((key, sig), None)
 
 
 def _build(ir: FusionIR, key: str, sig: Signature, params: Params) -> CompiledKernel:

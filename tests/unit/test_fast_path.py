@@ -233,3 +233,29 @@ def test_counters_lose_no_bump_across_threads() -> None:
     assert snap["memory_hits"] == 8
     counters.reset()
     assert counters.snapshot()["launches"] == 0
+
+
+def test_prefetch_compiles_the_kernels_the_call_will_need(interpret: None) -> None:
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (CuPy) is not installed")
+    from nvfuse.runtime import kernels
+    from nvfuse.runtime.executor import _plan_launch, prefetch_groups
+
+    def f(x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.softmax(x + b, -1) * 2, (x * b).sum(0)
+
+    x, b = torch.randn(6, 40), torch.randn(40)
+    fm = nvfuse.fuse(f, (x, b))
+    kernels.clear()
+    nvfuse.reset_stats()
+    prefetch_groups(fm.fusion_groups, torch.device("cuda"))  # no GPU: NVFUSE_ARCH's arch
+    futures = list(kernels._pending.values())
+    for future in futures:
+        future.result(timeout=300)
+    assert nvfuse.stats()["compiles"] == len(fm.fusion_groups) == 2
+    arch = config.get().arch
+    for group in fm.fusion_groups:  # both groups read (x, b)
+        launch = _plan_launch(group.fusion_ir, (x, b), torch.device("cpu"), arch)
+        for sig, params, _ in launch.stages or ():
+            built = kernels.get_kernel(group.fusion_ir, group._key, sig, params, gpu=True)
+            assert built.cubin is not None and built.cubin.startswith(b"\x7fELF")
+    assert nvfuse.stats()["compiles"] == 2  # the real calls' signatures were the prefetched ones
