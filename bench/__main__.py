@@ -250,7 +250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available; cpu runs nvfuse's interpreter, tiny only")
     p.add_argument("--no-inductor", action="store_true", help="skip torch.compile (NaN)")
+    p.add_argument("--host", action="store_true",
+                   help="instead: host path and compile time on this CPU (bench/host.py), "
+                        "written to <out>/host-<date>.json and .md; no GPU needed")
     args = p.parse_args(argv)
+    if args.host:
+        from bench.host import run_host
+
+        run_host(args.out)
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
     run, _ = run_suite(args.size, args.only, args.out, args.device,

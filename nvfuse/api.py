@@ -94,6 +94,10 @@ class FusedModule:
                     "nvfuse.fuse: example_inputs are required for an nn.Module, fx.GraphModule or "
                     "callable (nvfuse traces it with them); pass a tuple of example tensors")
             self._arity = len(tuple(example_inputs))
+        if not config.get().interpret and torch.cuda.is_available():
+            from nvfuse.runtime.nvrtc import target_arch, warm_up_async
+
+            warm_up_async(target_arch())  # overlaps NVRTC's start-up with tracing
         if example_inputs is not None:
             example_inputs = tuple(example_inputs)
             self._check_arity(example_inputs)

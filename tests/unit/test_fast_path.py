@@ -259,3 +259,41 @@ def test_prefetch_compiles_the_kernels_the_call_will_need(interpret: None) -> No
             built = kernels.get_kernel(group.fusion_ir, group._key, sig, params, gpu=True)
             assert built.cubin is not None and built.cubin.startswith(b"\x7fELF")
     assert nvfuse.stats()["compiles"] == 2  # the real calls' signatures were the prefetched ones
+
+
+def test_nvrtc_warm_up_runs_once_in_the_background() -> None:
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (CuPy) is not installed")
+    from nvfuse.runtime import nvrtc
+
+    nvrtc.warm_up_async("sm_90")
+    nvrtc.warm_up_async("sm_90")  # a second call starts nothing
+    threads = [t for t in threading.enumerate() if t.name == "nvfuse-nvrtc-warm-up"]
+    assert len(threads) <= 1
+    for t in threads:
+        t.join(timeout=300)
+    assert nvrtc._warm_up_started
+
+
+def test_bench_host_measures_ratios_and_writes_markdown(interpret: None) -> None:
+    from bench import host
+
+    one = torch.randn(4)
+    times = host.interleaved_us({"a": lambda: one.add(1), "b": lambda: one * 2},
+                                calls=20, repeats=2)
+    assert set(times) == {"a", "b"} and all(0 < t < 1e6 for t in times.values())
+    stub = host._StubLaunch(pack=True)
+    fm = nvfuse.fuse(bias_gelu, _inputs())
+    fm(*_inputs())
+    ready = next(iter(fm.fusion_groups[0]._launches.values()))
+    stub(ready.stages[0], [*_inputs(), torch.empty(4, 8)], ready.scalars)
+    assert len(stub.buffers) == 1
+    report = {"meta": {"date": "2026-01-01"},
+              "host": [{"what": "eager x.add(1)", "us": 3.0, "x_eager_add": 1.0}],
+              "tracing_ms": 50.0,
+              "compile": {"first_nvrtc_call_ms": 600.0, "empty_kernel_ms": 90.0,
+                          "bench_kernels": 3, "median_kernel_ms": 120.0,
+                          "median_over_empty": 1.333, "two_kernel_plan_serial_ms": 240.0,
+                          "two_kernel_plan_parallel_ms": 130.0, "slowest_of_the_two_ms": 125.0,
+                          "cores": 2, "options_median_ms": {"(nvfuse's)": 120.0}}}
+    text = host.to_markdown(report)
+    assert "CPU measurement" in text and "| eager x.add(1) | 3.0 | 1.0 |" in text
