@@ -257,7 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", action="store_true",
                    help="no timing: write the static performance MODEL of every kernel at the "
                         "full size (no GPU needed) to <out>/model-<date>.json and .md")
+    p.add_argument("--host", action="store_true",
+                   help="instead: host path and compile time on this CPU (bench/host.py), "
+                        "written to <out>/host-<date>.json and .md; no GPU needed")
     args = p.parse_args(argv)
+    if args.host:
+        from bench.host import run_host
+
+        run_host(args.out)
+        return 0
     if args.model:
         from bench.model import run_model
 

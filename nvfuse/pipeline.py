@@ -18,6 +18,7 @@ kernel built: it costs well under a millisecond per kernel, next to tens for low
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,11 +148,21 @@ BUILD_STAGES: tuple[Stage, ...] = (
 
 def build(ir: FusionIR, key: str, sig: Any, params: Any, gpu: bool) -> kernels.CompiledKernel:
     """The specialization of `ir` (content key `key`) for `sig`, from the process-wide cache or
-    built now (counts compiles / memory_hits); with the cubin when `gpu` needs it."""
+    built now (counts compiles / memory_hits); with the cubin when `gpu` needs it.  A build that
+    `prefetch` started is waited for, not repeated."""
     kernel = kernels.lookup(key, sig)
     if kernel is not None and (kernel.cubin is not None or not gpu):
         counters.bump("memory_hits")
         return kernel
+    pending = kernels.pending(key, sig)
+    if pending is not None:
+        built: kernels.CompiledKernel = pending.result()
+        return built
+    return _complete(kernel, ir, key, sig, params, gpu)
+
+
+def _complete(kernel: kernels.CompiledKernel | None, ir: FusionIR, key: str, sig: Any,
+              params: Any, gpu: bool) -> kernels.CompiledKernel:
     if kernel is None:
         emitted: _Emitted = run_stages(BUILD_STAGES, (ir, sig, params), ir.name)
         counters.bump("compiles")
@@ -164,3 +175,13 @@ def build(ir: FusionIR, key: str, sig: Any, params: Any, gpu: bool) -> kernels.C
         kernel.cubin = compile_source(kernel.source, sig.arch)
     kernels.store(key, sig, kernel)
     return kernel
+
+
+def prefetch(ir: FusionIR, key: str, sig: Any, params: Any) -> Future[kernels.CompiledKernel]:
+    """Start building the GPU specialization of `ir` for `sig` (lower, emit, NVRTC) on a worker
+    thread unless it is built or being built; `build` then waits for it.  NVRTC releases the
+    GIL, so a plan's kernels compile in parallel, one per core.  A failed build raises from
+    `build` as it would have there."""
+    def work(found: kernels.CompiledKernel | None) -> kernels.CompiledKernel:
+        return _complete(found, ir, key, sig, params, gpu=True)
+    return kernels.start(key, sig, work)

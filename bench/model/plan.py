@@ -60,18 +60,19 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
     """The executor's slow path (FusionGroup._prepare) without a launch, through the same
     pipeline functions: the stages for these tensors, and outputs of eager's dtype and shape on
     `device` (None: nothing to launch)."""
-    ir = group.fusion_ir
-    shapes = [t.shape for t in inputs]
-    out_shapes = pipeline.output_shapes(ir, shapes)
-    outputs = tuple(executor._allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-    if all(o.numel() == 0 for o in outputs) or executor._nothing_to_do(ir, shapes):
+    launch = executor._plan_launch(group.fusion_ir, group._key, inputs, device, arch)
+    outputs = tuple(torch.empty_strided(shape, strides, dtype=dtype, device=device)
+                    for shape, strides, dtype in launch.outputs)
+    if not launch.stages:
         return None, outputs
-    launch = pipeline.schedule(ir, inputs, outputs, arch)
-    stages = [Stage(pipeline.build(ir, group._key, sig, params, False), grid)
+    ins, outs = tuple(inputs), outputs
+    if launch.operands is not None:  # the empty outputs are left out of the launch
+        ins = tuple(ins[i] for i in launch.operands[0])
+        outs = tuple(outs[o] for o in launch.operands[1])
+    stages = [Stage(pipeline.build(launch.ir, launch.key, sig, params, False), grid)
               for sig, params, grid in launch.stages]
     work = [torch.empty(n, dtype=d.torch, device=device) for d, n in launch.workspaces]
-    call = PlannedCall(group, tuple(inputs), stages, [*inputs, *outputs, *work],
-                       tuple(launch.scalars))
+    call = PlannedCall(group, ins, stages, [*ins, *outs, *work], launch.scalars)
     return call, outputs
 
 

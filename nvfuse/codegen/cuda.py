@@ -5,9 +5,10 @@ nobody else), literals come from `prims_c.literal`, braces from `block()`.  The 
 codegen_templates/ are inlined at the top, so the unit compiles with NVRTC alone (no include
 paths, no CUDA toolkit headers).  Output is deterministic: same kernel IR, same text.
 
-Helpers are pulled in by tag: every kernel gets `prims_c.HEADERS` and nvf_memory.cuh; a kernel
-that contains a reduction statement also gets nvf_reduce.cuh (`headers_for`), so the text of
-kernels without reductions is exactly what it was before reductions existed.
+Helpers are pulled in by tag: every kernel may draw on `prims_c.HEADERS` and nvf_memory.cuh, a
+kernel that contains a reduction statement also on nvf_reduce.cuh, one that draws random
+numbers on nvf_random.cuh (`headers_for`); of those files only the sections the kernel's code
+uses are inlined (`templates.inline_helpers`), which keeps NVRTC's parse short.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from nvfuse.codegen import prims_c
-from nvfuse.codegen.templates import read_template
+from nvfuse.codegen.templates import inline_helpers
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 
@@ -52,11 +53,8 @@ class CudaEmitter:
 
     # -- the unit ----------------------------------------------------------------------------
     def emit(self, k: kir.Kernel) -> str:
-        self._lines = []
-        for name in headers_for(k):
-            self._lines.append(f"// ---- {name} ----")
-            self._lines.extend(read_template(name).rstrip("\n").split("\n"))
-        self.line()
+        headers = headers_for(k)
+        self._lines = [""]
         if any(isinstance(s, (kir.BlockReduce, kir.ArgReduce)) for s in _walk(k.body)):
             self.line(f"// kernel IR: launch block={k.block}, one block per row")
         else:
@@ -69,7 +67,8 @@ class CudaEmitter:
         self.line(f'extern "C" __global__ void __launch_bounds__({_launch_bounds(k.block)})')
         with self.block(f"{k.name}({', '.join(params)})"):
             self.stmts(k.body)
-        return "\n".join(self._lines) + "\n"
+        code = "\n".join(self._lines) + "\n"
+        return inline_helpers(headers, code) + code
 
     # -- statements --------------------------------------------------------------------------
     def stmts(self, body: tuple[kir.Stmt, ...]) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Container, Iterable, Sequence
+import functools
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
@@ -156,7 +157,7 @@ class FusionIR:
     def __str__(self) -> str:
         return print_fusion(self)
 
-    @property
+    @functools.cached_property
     def random(self) -> bool:
         """Whether the kernel draws random numbers (then each launch takes a fresh seed)."""
         return any(n.op is Prim.RAND for n in self.nodes)

@@ -20,7 +20,9 @@ fallback; NVFUSE_STRICT=1 raises instead.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,37 +116,14 @@ class FusionGroup(torch.nn.Module):
                 self._launches[key] = ready
         else:
             counters.bump("memory_hits")
-        outputs = tuple(_allocate(s, o, ready.device)
-                        for s, o in zip(ready.out_shapes, self.fusion_ir.outputs))
-        if not ready.stages:  # zero-size outputs: nothing to compute
-            return outputs
-        inputs = devices.place_inputs(inputs, ready.device)  # 0-dim CPU tensors: to the GPU
-        if POISON_OUTPUTS:
-            for o in outputs:
-                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
-        kernel_inputs, kernel_outputs = inputs, outputs
-        if ready.operands is not None:  # the empty outputs are left out (nvfuse.fusion.subset)
-            kernel_inputs = tuple(inputs[i] for i in ready.operands[0])
-            kernel_outputs = tuple(outputs[o] for o in ready.operands[1])
-        # a split reduction's workspaces: torch's caching allocator, the same device / stream
-        tensors = [*kernel_inputs, *kernel_outputs,
-                   *(torch.empty(n, dtype=d.torch, device=ready.device)
-                     for d, n in ready.workspaces)]
-        scalars = ready.scalars
-        if ready.random:  # a fresh seed per launch; torch.manual_seed reproduces it
-            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        for kernel, grid in ready.stages:
-            if "launch" in cfg.dump:
-                dump("launch", kernel.name, f"grid={grid} block={kernel.params.block} "
-                     f"scalars={scalars} shapes={[tuple(t.shape) for t in inputs]}")
-            if ready.gpu:
-                _launch_gpu(kernel, ready.device, grid, tensors, scalars)
-            else:
-                from nvfuse.interpret.machine import run_kernel
-
-                run_kernel(kernel.kernel_ir, tensors, scalars, grid)
-            counters.bump("launches")
-        return outputs
+        if "launch" in cfg.dump:
+            _dump_launch(ready, inputs)
+        outputs = ready.run(inputs)
+        counters.bump("launches", len(ready.stages))
+        recording = _recorder.calls
+        if recording is not None:
+            recording.append((self, ready, inputs, outputs))
+        return tuple(outputs)
 
     def _prepare(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
@@ -155,34 +134,20 @@ class FusionGroup(torch.nn.Module):
         if not gpu and not (cfg.interpret and device.type == "cpu"):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
-        shapes = [t.shape for t in inputs]
-        try:
-            out_shapes = pipeline.output_shapes(ir, shapes)
-        except RuntimeError as e:
-            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
-        outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
-        filled = tuple(i for i, o in enumerate(outputs) if o.numel())
-        if not filled:
-            return _Ready(device, gpu, out_shapes, (), ())
-        key, operands = self._key, None
-        if len(filled) < len(outputs):  # empty outputs store nothing: leave them out
-            ir, used = select_outputs(ir, filled)
-            key, operands = kernels.fusion_key(ir), (used, filled)
-            inputs = tuple(inputs[i] for i in used)
-            outputs = tuple(outputs[o] for o in filled)
-            shapes = [t.shape for t in inputs]
-        if _nothing_to_do(ir, shapes):
-            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an empty iteration "
-                            "space for non-empty outputs")
         arch = _arch(device) if gpu else cfg.arch
-        try:
-            launch = pipeline.schedule(ir, inputs, outputs, arch)
-        except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
-            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-        stages = tuple((self._kernel(ir, key, sig, params, gpu), grid)
+        launch = _plan_launch(ir, self._key, inputs, device, arch)
+        stages = tuple(_stage(self._kernel(launch.ir, launch.key, sig, params, gpu), grid, gpu)
                        for sig, params, grid in launch.stages)
-        return _Ready(device, gpu, out_shapes, stages, launch.scalars, launch.workspaces,
-                      operands, ir.random)
+        place = device.type != "cpu" and any(devices.is_cpu_scalar(t) for t in inputs)
+        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, launch.workspaces,
+                      launch.operands, launch.ir.random and bool(stages), place)
+
+    def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
+        """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
+        (meta tensors will do: only dtypes, shapes and strides are read) will need."""
+        launch = _plan_launch(self.fusion_ir, self._key, inputs, torch.device("meta"), arch)
+        for sig, params, _ in launch.stages:
+            pipeline.prefetch(launch.ir, launch.key, sig, params)
 
     def _kernel(self, ir: FusionIR, key: str, sig: Any, params: Any,
                 gpu: bool) -> kernels.CompiledKernel:
@@ -192,21 +157,170 @@ class FusionGroup(torch.nn.Module):
         return kernel
 
 
+def prefetch_groups(groups: Sequence[FusionGroup], device: torch.device) -> None:
+    """Start compiling every group's kernels for `device` at once, each for the inputs its
+    graph was traced with (the placeholders' metadata), so that a plan's first call waits for
+    its slowest kernel, not their sum.  Best effort: a group whose inputs are not known or
+    whose schedule refuses them builds at its first call as before."""
+    arch = _arch(device)
+    for group in groups:
+        try:
+            metas = [_meta_like(n.meta["val"]) for n in group.eager.graph.nodes
+                     if n.op == "placeholder"]
+            group.prefetch(metas, arch)
+        except Exception:  # the call itself reports what is wrong
+            continue
+
+
+def _meta_like(value: torch.Tensor) -> torch.Tensor:
+    shape = [int(n) for n in value.shape]  # symbolic sizes raise: no prefetch for that group
+    strides = [int(n) for n in value.stride()]
+    return torch.empty_strided(shape, strides, dtype=value.dtype, device="meta")
+
+
+Recipe = tuple[torch.Size, tuple[int, ...], torch.dtype]  # an output's (shape, strides, dtype)
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What the schedules decide for one call: every output's allocation recipe, the fusion
+    actually launched (`ir`, content key `key`: the group's, or its non-empty outputs' subset)
+    and its kernels' (signature, params, grid) in order (none: nothing to launch), with their
+    scalars, workspaces and the subset's (input, output) indices."""
+
+    outputs: tuple[Recipe, ...]
+    ir: FusionIR
+    key: str
+    stages: tuple[tuple[Any, Any, int], ...] = ()
+    scalars: tuple[int, ...] = ()
+    workspaces: tuple[tuple[Any, int], ...] = ()
+    operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+
+def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device: torch.device,
+                 arch: str) -> _Launch:
+    """Output shapes and layouts, the empty outputs left out (nvfuse.fusion.subset), then the
+    schedule (pipeline.schedule picks the kind)."""
+    shapes = [t.shape for t in inputs]
+    try:
+        out_shapes = pipeline.output_shapes(ir, shapes)
+    except RuntimeError as e:
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
+    outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
+    recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
+    filled = tuple(i for i, o in enumerate(outputs) if o.numel())
+    if not filled:
+        return _Launch(recipes, ir, key)
+    operands = None
+    if len(filled) < len(outputs):  # empty outputs store nothing: leave them out
+        ir, used = select_outputs(ir, filled)
+        key, operands = kernels.fusion_key(ir), (used, filled)
+        inputs = tuple(inputs[i] for i in used)
+        outputs = tuple(outputs[o] for o in filled)
+        shapes = [t.shape for t in inputs]
+    if _nothing_to_do(ir, shapes):
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an empty iteration "
+                        "space for non-empty outputs")
+    try:
+        launch = pipeline.schedule(ir, inputs, outputs, arch)
+    except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
+    return _Launch(recipes, ir, key, tuple(launch.stages), tuple(launch.scalars),
+                   tuple(launch.workspaces), operands)
+
+
 @dataclass(frozen=True)
 class _Ready:
-    """A prepared call: what a repeat call with the same launch key needs to run at once."""
+    """A prepared call: everything a repeat call with the same launch key needs, computed once
+    (the outputs' allocation recipes, the kernels with their grids and launchers, the scalar
+    arguments), so that `run` only allocates and launches."""
 
     device: torch.device
     gpu: bool
-    out_shapes: list[torch.Size]
-    # the kernels to run in order with their grids: one, two for a split reduction, none for
-    # zero-size outputs
-    stages: tuple[tuple[kernels.CompiledKernel, int], ...]
+    outputs: tuple[Recipe, ...]
+    # the kernels to run in order: one, two for a split reduction, none for zero-size outputs
+    stages: tuple[Stage, ...]
     scalars: tuple[int, ...]
-    workspaces: tuple[tuple[Any, int], ...] = ()  # a split reduction's (dtype, numel)
+    workspaces: tuple[tuple[Any, int], ...]  # a split reduction's (dtype, numel)
     # (input indices, output indices) the kernels take when some outputs are empty; None: all
-    operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-    random: bool = False  # the kernels draw random numbers: each launch takes a fresh seed
+    operands: tuple[tuple[int, ...], tuple[int, ...]] | None
+    random: bool  # the kernels draw random numbers: each launch takes a fresh seed (last)
+    place: bool  # a 0-dim CPU tensor input is copied to the device first
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Allocate the outputs and run the stages; the caller counts the launches."""
+        device = self.device
+        outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
+                   for shape, strides, dtype in self.outputs]
+        if not self.stages:  # zero-size outputs: nothing to compute
+            return outputs
+        if self.place:
+            inputs = devices.place_inputs(tuple(inputs), device)
+        if POISON_OUTPUTS:
+            for o in outputs:
+                o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
+        if self.operands is None:
+            tensors = [*inputs, *outputs]
+        else:  # the empty outputs are left out (nvfuse.fusion.subset)
+            tensors = [*(inputs[i] for i in self.operands[0]),
+                       *(outputs[o] for o in self.operands[1])]
+        if self.workspaces:  # a split reduction's: torch's caching allocator, same stream
+            tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
+        scalars = self.scalars
+        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+        for stage in self.stages:
+            stage.launch(tensors, scalars)
+        return outputs
+
+
+class Stage:
+    """One kernel of a prepared call with its grid; `launch(tensors, scalars)` runs it on the
+    interpreter (GpuStage: on torch's current stream of the tensors' device)."""
+
+    __slots__ = ("kernel", "grid", "_gpu_launch")
+
+    def __init__(self, kernel: kernels.CompiledKernel, grid: int) -> None:
+        self.kernel = kernel
+        self.grid = grid
+        self._gpu_launch: Any = None
+
+    def launch(self, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+        from nvfuse.interpret.machine import run_kernel
+
+        run_kernel(self.kernel.kernel_ir, tensors, scalars, self.grid)
+
+
+class GpuStage(Stage):
+    """A stage on the GPU: the kernel is loaded on the tensors' device at first launch, and each
+    launch goes through a `PackedLaunch` (prebuilt driver argument buffer)."""
+
+    __slots__ = ()
+
+    def launch(self, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+        from nvfuse.runtime.packed import launch_packed
+
+        launch_packed(self, tensors, scalars)
+
+
+def _stage(kernel: kernels.CompiledKernel, grid: int, gpu: bool) -> Stage:
+    return GpuStage(kernel, grid) if gpu else Stage(kernel, grid)
+
+
+def _dump_launch(ready: _Ready, inputs: tuple[torch.Tensor, ...]) -> None:
+    for stage in ready.stages:
+        dump("launch", stage.kernel.name, f"grid={stage.grid} block={stage.kernel.params.block} "
+             f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
+
+
+class _Recorder(threading.local):
+    """Per thread: the list a plan's replay recorder collects (group, ready, inputs, outputs)
+    into while it runs the plan once (nvfuse/runtime/replay.py), else None."""
+
+    calls: list[tuple[FusionGroup, _Ready, tuple[Any, ...], list[torch.Tensor]]] | None = None
+
+
+_recorder = _Recorder()
 
 
 def _launch_key(inputs: tuple[Any, ...], cfg: config.Config) -> tuple[Any, ...] | None:
@@ -264,18 +378,3 @@ def _arch(device: torch.device) -> str:
     from nvfuse.runtime.nvrtc import target_arch
 
     return target_arch(device)
-
-
-def _launch_gpu(kernel: kernels.CompiledKernel, device: torch.device, grid: int,
-                tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
-    from nvfuse.runtime.launch import current_stream_handle, load_kernel
-
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    loaded = kernel._loaded.get(index)
-    if loaded is None:
-        assert kernel.cubin is not None
-        loaded = load_kernel(kernel.cubin, kernel.name, index)
-        kernel._loaded[index] = loaded
-    params = kernel.kernel_ir.scalars  # each scalar passed as its declared C type
-    args = [*tensors, *((value, p.dtype) for value, p in zip(scalars, params, strict=True))]
-    loaded.launch(grid, kernel.params.block, args, 0, current_stream_handle(device))

@@ -7,7 +7,10 @@ equal, keyed by (`fusion_key(ir)`, signature).  nvfuse/pipeline.py builds them (
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,9 @@ class CompiledKernel:
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, Signature], CompiledKernel] = {}
+# Builds running ahead of their first call on worker threads (pipeline.prefetch).
+_pending: dict[tuple[str, Signature], Future[CompiledKernel]] = {}
+_pool: ThreadPoolExecutor | None = None
 
 
 def fusion_key(ir: FusionIR) -> str:
@@ -56,6 +62,43 @@ def lookup(key: str, sig: Signature) -> CompiledKernel | None:
 def store(key: str, sig: Signature, kernel: CompiledKernel) -> None:
     with _lock:
         _cache[(key, sig)] = kernel
+
+
+def pending(key: str, sig: Signature) -> Future[CompiledKernel] | None:
+    """The build of (fusion key, signature) running on a worker thread, if any."""
+    with _lock:
+        return _pending.get((key, sig))
+
+
+def start(key: str, sig: Signature,
+          work: Callable[[CompiledKernel | None], CompiledKernel]) -> Future[CompiledKernel]:
+    """Run `work(kernel built so far or None)` on a worker thread unless (key, sig) already has
+    a cubin or a build running; the future of the build (done at once when built)."""
+    global _pool
+    with _lock:
+        found = _cache.get((key, sig))
+        running = _pending.get((key, sig))
+        if running is not None:
+            return running
+        if found is not None and found.cubin is not None:
+            done: Future[CompiledKernel] = Future()
+            done.set_result(found)
+            return done
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                       thread_name_prefix="nvfuse-compile")
+        future = _pool.submit(_finish, key, sig, work, found)
+        _pending[(key, sig)] = future  # before _finish can pop it: it waits for the lock
+        return future
+
+
+def _finish(key: str, sig: Signature, work: Callable[[CompiledKernel | None], CompiledKernel],
+            found: CompiledKernel | None) -> CompiledKernel:
+    try:
+        return work(found)
+    finally:
+        with _lock:
+            _pending.pop((key, sig), None)
 
 
 def clear() -> None:

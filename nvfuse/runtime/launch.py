@@ -78,9 +78,7 @@ class LoadedKernel:
     ) -> None:
         """Enqueue kernel<<<grid, block, shared_mem, stream>>>(*args); see the module docstring
         for what `args` may hold.  Raises LaunchError when the launch is refused."""
-        if not (0 < grid <= _MAX_GRID_X and 0 < block <= _MAX_BLOCK):
-            # CuPy would clamp 0 to 1 and truncate a huge grid to int: refuse instead.
-            raise LaunchError(f"{self.name}: invalid launch shape grid={grid}, block={block}")
+        check_launch_shape(self.name, grid, block)
         kargs = marshal_args(args, self.device_index, self.name)
         cupy_stream = self._streams.get(stream)
         if cupy_stream is None:
@@ -92,6 +90,22 @@ class LoadedKernel:
         else:
             with self._cupy.cuda.Device(self.device_index):
                 self._launch(grid, block, kargs, shared_mem, cupy_stream)
+
+    @property
+    def function_pointer(self) -> int:
+        """The CUfunction handle, for launching through the driver (nvfuse/runtime/packed.py)."""
+        return int(self._function.ptr)
+
+    def launch_args(self, grid: int, block: int, params: int, stream: int) -> None:
+        """cuLaunchKernel with a prebuilt `void* kernelParams[]` at address `params`, in this
+        kernel's device context (for a caller whose current device is another one)."""
+        with self._cupy.cuda.Device(self.device_index):
+            try:
+                self._driver.launchKernel(self.function_pointer, grid, 1, 1, block, 1, 1, 0,
+                                          stream, params, 0)
+            except self._driver.CUDADriverError as e:
+                raise LaunchError(f"launching {self.name} on cuda:{self.device_index} failed "
+                                  f"(grid={grid}, block={block}): {e}") from e
 
     def _launch(self, grid: int, block: int, kargs: list[Any], smem: int, stream: Any) -> None:
         try:
@@ -127,6 +141,13 @@ class LoadedKernel:
 
     def __repr__(self) -> str:
         return f"LoadedKernel({self.name!r}, cuda:{self.device_index})"
+
+
+def check_launch_shape(name: str, grid: int, block: int) -> None:
+    """Refuse a 1-D launch shape CUDA would reject or CuPy would silently change (it clamps a
+    0 grid to 1 and truncates a huge one)."""
+    if not (0 < grid <= _MAX_GRID_X and 0 < block <= _MAX_BLOCK):
+        raise LaunchError(f"{name}: invalid launch shape grid={grid}, block={block}")
 
 
 def load_kernel(cubin: bytes, name: str, device_index: int) -> LoadedKernel:

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import re
 import struct
+import threading
 from typing import TYPE_CHECKING, Any
 
 from nvfuse import config
@@ -81,6 +82,29 @@ def _device_arch(index: int) -> str:
 
     major, minor = torch.cuda.get_device_capability(index)
     return f"sm_{major}{minor}"
+
+
+_WARM_UP_SOURCE = 'extern "C" __global__ void nvf_warm_up(int* y) { y[threadIdx.x] = 0; }\n'
+_warm_up_lock = threading.Lock()
+_warm_up_started = False
+
+
+def warm_up_async(arch: str) -> None:
+    """Start NVRTC in a background thread, once per process: its first compile pays a start-up
+    of several hundred milliseconds, which then overlaps tracing and planning.  Failures are
+    left for the real compile to report."""
+    global _warm_up_started
+    with _warm_up_lock:
+        if _warm_up_started:
+            return
+        _warm_up_started = True
+
+    def warm() -> None:
+        try:
+            _compile(_WARM_UP_SOURCE, arch, "nvf_warm_up.cu", want_ptx=False)
+        except Exception:  # the real compile reports NVRTC's problems
+            pass
+    threading.Thread(target=warm, name="nvfuse-nvrtc-warm-up", daemon=True).start()
 
 
 def compile_to_cubin(source: str, arch: str, name: str = "kernel.cu") -> bytes:

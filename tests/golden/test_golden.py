@@ -121,6 +121,7 @@ def test_golden(name: str, interpret: None) -> None:
     fm(*inputs)
     for kernel in fm.kernels:
         verify_kernel(kernel.kernel_ir)
+    _sources.update((k.name, k.source) for k in fm.kernels)
     text = "\n".join(_kernel_text(k.source) for k in fm.kernels)
     path = EXPECTED / f"{name}.cu"
     if REGEN or not path.exists():
@@ -134,6 +135,21 @@ def test_golden(name: str, interpret: None) -> None:
             expected.splitlines(True), text.splitlines(True), f"{name}.cu (golden)",
             f"{name}.cu (generated)"))
         pytest.fail(f"generated CUDA differs from the golden file:\n{diff}")
+
+
+_sources: dict[str, str] = {}  # every golden kernel's complete unit, as generated
+
+
+def test_each_golden_unit_compiles_alone() -> None:
+    """Each unit as generated, with only the helper sections it inlines, compiles for sm_90: the
+    trimming (nvfuse/codegen/templates.py) leaves out nothing a kernel needs."""
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (CuPy) is not installed")
+    if not _sources:
+        pytest.skip("run together with the golden tests (they generate the kernels)")
+    from nvfuse.runtime.nvrtc import compile_to_cubin
+
+    for name, source in sorted(_sources.items()):
+        assert compile_to_cubin(source, "sm_90", f"{name}.cu")[:4] == b"\x7fELF"
 
 
 def test_generation_is_deterministic(interpret: None) -> None:

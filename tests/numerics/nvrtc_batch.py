@@ -1,30 +1,42 @@
-"""Compile many generated kernels with few NVRTC calls: kernels that share their helper prelude
-go into one translation unit (in chunks); a failing chunk is retried kernel by kernel so the
-CompileError names the culprit with its own source and log."""
+"""Compile many generated kernels with few NVRTC calls: kernels that draw on the same helper
+files go into one translation unit (in chunks) under the helper sections the chunk uses
+(`inline_helpers`); a failing chunk is retried kernel by kernel, each with its own source, so the
+CompileError names the culprit with its source and log.  (Each kernel's own trimmed prelude is
+compiled alone by the golden tests.)"""
 
 from __future__ import annotations
 
+import re
+
 import nvfuse
+from nvfuse.codegen.templates import inline_helpers
 from nvfuse.runtime.nvrtc import compile_to_cubin
 
 KERNEL_MARK = "// kernel IR:"  # the emitter's first line after the inlined helpers
+_BANNER = re.compile(r"(?m)^// ---- (\S+\.cuh) ----$")
+
+
+def helper_files(source: str) -> tuple[str, ...]:
+    """The helper files a generated unit draws on (its banner lines)."""
+    return tuple(_BANNER.findall(source[:source.index(KERNEL_MARK)]))
 CHUNK = 150
 
 
 def compile_all(sources: dict[str, str], arch: str, label: str) -> None:
     """Compile every source (kernel name -> CUDA unit) for `arch`; raise CompileError if any
     fails."""
-    by_prelude: dict[str, list[str]] = {}
+    by_files: dict[tuple[str, ...], list[str]] = {}
     for _, src in sorted(sources.items()):
-        cut = src.index(KERNEL_MARK)
-        by_prelude.setdefault(src[:cut], []).append(src[cut:])
-    for prelude, bodies in by_prelude.items():
-        for start in range(0, len(bodies), CHUNK):
-            chunk = bodies[start:start + CHUNK]
+        by_files.setdefault(helper_files(src), []).append(src)
+    for files, units in by_files.items():
+        for start in range(0, len(units), CHUNK):
+            bodies = [u[u.index(KERNEL_MARK):] for u in units[start:start + CHUNK]]
+            code = "\n".join(bodies)
             try:
-                cubin = compile_to_cubin(prelude + "\n".join(chunk), arch, f"{label}_batch.cu")
+                cubin = compile_to_cubin(inline_helpers(files, code) + code, arch,
+                                         f"{label}_batch.cu")
             except nvfuse.CompileError:
-                for body in chunk:
-                    compile_to_cubin(prelude + body, arch, f"{label}_kernel.cu")
+                for unit in units[start:start + CHUNK]:
+                    compile_to_cubin(unit, arch, f"{label}_kernel.cu")
                 raise
             assert cubin[:4] == b"\x7fELF"

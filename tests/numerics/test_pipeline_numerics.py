@@ -12,7 +12,7 @@ import torch
 from cases import CASES, OpCase, compare
 
 import nvfuse
-from nvrtc_batch import KERNEL_MARK, compile_all
+from nvrtc_batch import compile_all
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.runtime import executor
 
@@ -46,6 +46,4 @@ def test_op_through_interpreter(case: OpCase, dtype: torch.dtype, interpret: Non
 def test_every_generated_kernel_compiles(arch: str) -> None:
     if not _generated:
         pytest.skip("run together with the op tests (they generate the kernels)")
-    preludes = {src[: src.index(KERNEL_MARK)] for src in _generated.values()}
-    assert len(preludes) == 1, "kernels no longer share one helper prelude"
     compile_all(_generated, arch, "numerics")

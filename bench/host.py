@@ -1,0 +1,273 @@
+"""`python -m bench --host`: nvfuse's host path and compile time, measured on this machine's CPU
+in one run (no GPU needed), written to bench/results/host-<date>.json and a Markdown table.
+
+These are CPU measurements, not GPU timings.  Each figure is also reported as a ratio to a
+reference measured in the same run and interleaved with it, so the ratios hold on a loaded or
+slower machine where the absolute numbers do not:
+  * host path: microseconds per call on tiny CPU tensors, the kernel launch replaced by a no-op
+    (`Stage.launch`), against one eager `x.add(1)`.  "+ packing" rows also fill the GPU
+    launch's driver argument buffer (nvfuse/runtime/packed.py), which is all the GPU path adds
+    before the driver call itself.  "per-group path" runs the plan's graph without the replay.
+  * compile: NVRTC milliseconds per kernel, cold (no cache), for every kernel the bench cases
+    build, against NVRTC on an empty kernel; the first NVRTC call of a fresh process; a plan's
+    kernels compiled one after another against all at once on worker threads; and the NVRTC
+    options that might cost time for no gain.
+Timing: min over repeats of the mean of a loop (host path), median of repeats (compiles).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import torch
+
+import nvfuse
+from nvfuse import config
+from nvfuse.runtime import executor, kernels, nvrtc
+from nvfuse.runtime.packed import ArgBuffer
+
+EMPTY_KERNEL = 'extern "C" __global__ void nvf_empty(float* y) { y[threadIdx.x] = 1.0f; }\n'
+OPTION_SETS: tuple[tuple[str, ...], ...] = (
+    (), ("--extra-device-vectorization",), ("-lineinfo",), ("-Xptxas=-O2",), ("--dopt=on",),
+)
+
+
+def _loop_us(fn: Callable[[], Any], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def interleaved_us(variants: dict[str, Callable[[], Any]], calls: int = 2000,
+                   repeats: int = 15) -> dict[str, float]:
+    """Per variant, the minimum over `repeats` of the mean microseconds of `calls` calls; the
+    variants take turns, so load on the machine hits them alike."""
+    for fn in variants.values():
+        _loop_us(fn, 200)  # warm-up: plans, replays, allocator
+    best = {name: float("inf") for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            best[name] = min(best[name], _loop_us(fn, calls))
+    return best
+
+
+def _bias_gelu(x: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.gelu(x + b) + r
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x * 0.5, -1)
+
+
+class _StubLaunch:
+    """Replaces `executor.Stage.launch` while timing: no kernel runs; with `pack`, each launch
+    fills a driver argument buffer as the GPU path does."""
+
+    def __init__(self, pack: bool) -> None:
+        self.pack = pack
+        self.buffers: dict[int, ArgBuffer] = {}
+
+    def __call__(self, stage: executor.Stage, tensors: list[torch.Tensor],
+                 scalars: tuple[int, ...]) -> None:
+        if self.pack:
+            buffer = self.buffers.get(id(stage))
+            if buffer is None:
+                dtypes = [p.dtype for p in stage.kernel.kernel_ir.scalars]
+                buffer = self.buffers[id(stage)] = ArgBuffer(len(tensors), dtypes, "stub")
+            buffer.fill(tensors, scalars)
+
+
+def host_path() -> list[dict[str, Any]]:
+    """Microseconds per call: eager references, then nvfuse cached calls with a stubbed launch."""
+    x8 = torch.randn(8, 32)
+    b, r = torch.randn(32), torch.randn(8, 32)
+    one = torch.randn(16)
+    fused = nvfuse.fuse(_bias_gelu, (x8, b, r))
+    soft = nvfuse.fuse(_softmax, (x8,))
+    plan = next(iter(fused._plans.values()))
+    original = executor.Stage.launch
+    rows = []
+    try:
+        for pack in (False, True):
+            stub = _StubLaunch(pack)
+            executor.Stage.launch = (  # type: ignore[method-assign]
+                lambda stage, tensors, scalars, stub=stub: stub(stage, tensors, scalars))
+            variants = {
+                "eager x.add(1)": lambda: one.add(1),
+                "eager bias+gelu+residual (3 ops)": lambda: _bias_gelu(x8, b, r),
+                "nvfuse bias+gelu+residual (1 kernel)": lambda: fused(x8, b, r),
+                "nvfuse softmax (1 kernel)": lambda: soft(x8),
+                "nvfuse bias+gelu+residual, per-group path": lambda: plan.gm.forward(x8, b, r),
+            }
+            times = interleaved_us(variants)
+            ref = times["eager x.add(1)"]
+            suffix = " + packing" if pack else ""
+            for name, us in times.items():
+                if pack and name.startswith("eager"):
+                    continue
+                rows.append({"what": name + (suffix if name.startswith("nvfuse") else ""),
+                             "us": round(us, 3), "x_eager_add": round(us / ref, 3)})
+    finally:
+        executor.Stage.launch = original  # type: ignore[method-assign]
+    return rows
+
+
+def _compile_ms(source: str, options: Sequence[str] = ()) -> float:
+    saved = nvrtc.COMPILE_OPTIONS
+    nvrtc.COMPILE_OPTIONS = (*saved, *options)
+    try:
+        start = time.perf_counter()
+        nvrtc.compile_to_cubin(source, config.get().arch)
+        return (time.perf_counter() - start) * 1e3
+    finally:
+        nvrtc.COMPILE_OPTIONS = saved
+
+
+def _median_ms(source: str, options: Sequence[str] = (), repeats: int = 3) -> float:
+    return statistics.median(_compile_ms(source, options) for _ in range(repeats))
+
+
+def bench_kernel_sources() -> list[tuple[str, str]]:
+    """(name, CUDA source) of every kernel the bench cases build at their tiny sizes."""
+    from bench.cases import CASES, flatten
+
+    seen: dict[str, str] = {}
+    for case in CASES:
+        if case.train or case.kind in ("overhead", "compile"):
+            continue
+        inputs = case.make_inputs("tiny", "cpu")
+        try:
+            fm = nvfuse.fuse(case.fn, tuple(inputs))
+            flatten(fm(*inputs))
+        except Exception as e:  # a case nvfuse cannot build is reported, not fatal
+            print(f"  [{case.name}] skipped: {type(e).__name__}: {e}", flush=True)
+            continue
+        for k in fm.kernels:
+            seen.setdefault(k.name, k.source)
+    return sorted(seen.items())
+
+
+def first_nvrtc_call_ms() -> float:
+    """The first NVRTC compile of a fresh process (NVRTC's own start-up included)."""
+    code = ("import time; from nvfuse.runtime import nvrtc; s = time.perf_counter(); "
+            f"nvrtc.compile_to_cubin({EMPTY_KERNEL!r}, 'sm_90'); "
+            "print((time.perf_counter() - s) * 1e3)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def parallel_plan_ms(sources: Sequence[str]) -> tuple[float, float]:
+    """(one after another, all at once on threads) milliseconds to compile `sources`."""
+    start = time.perf_counter()
+    for s in sources:
+        _compile_ms(s)
+    serial = (time.perf_counter() - start) * 1e3
+    threads = [threading.Thread(target=_compile_ms, args=(s,)) for s in sources]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return serial, (time.perf_counter() - start) * 1e3
+
+
+def compile_times() -> dict[str, Any]:
+    first = first_nvrtc_call_ms()
+    _compile_ms(EMPTY_KERNEL)  # NVRTC started in this process
+    sources = bench_kernel_sources()
+    empty = _median_ms(EMPTY_KERNEL, repeats=5)
+    per_kernel = {name: round(_median_ms(src), 1) for name, src in sources}
+    median = statistics.median(per_kernel.values())
+    options = {}
+    sample = [src for _, src in sources[:: max(1, len(sources) // 6)]]
+    for opts in OPTION_SETS:
+        try:
+            ms = statistics.median(_median_ms(s, opts, repeats=1) for s in sample)
+            options[" ".join(opts) or "(nvfuse's)"] = round(ms, 1)
+        except nvfuse.CompileError as e:
+            options[" ".join(opts)] = f"refused: {str(e).splitlines()[0][:80]}"
+    slowest_two = sorted(sources, key=lambda kv: per_kernel[kv[0]])[-2:]
+    serial, parallel = parallel_plan_ms([s for _, s in slowest_two])
+    return {
+        "first_nvrtc_call_ms": round(first, 1),
+        "empty_kernel_ms": round(empty, 1),
+        "bench_kernels": len(per_kernel),
+        "median_kernel_ms": round(median, 1),
+        "median_over_empty": round(median / empty, 3),
+        "per_kernel_ms": per_kernel,
+        "options_median_ms": options,
+        "two_kernel_plan_serial_ms": round(serial, 1),
+        "two_kernel_plan_parallel_ms": round(parallel, 1),
+        "slowest_of_the_two_ms": max(per_kernel[n] for n, _ in slowest_two),
+        "cores": os.cpu_count(),
+    }
+
+
+def tracing_ms() -> float:
+    """Milliseconds for nvfuse.fuse to trace and plan bias+gelu+residual (kernels cached)."""
+    x8 = torch.randn(8, 32)
+    args = (x8, torch.randn(32), torch.randn(8, 32))
+    nvfuse.fuse(_bias_gelu, args)(*args)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        nvfuse.fuse(_bias_gelu, args)
+        times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 1)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# nvfuse host path and compile time (CPU measurement, {report['meta']['date']})",
+             "", "A CPU measurement on this machine, not GPU timings. Launch stubbed.", "",
+             "| call | us | x eager add(1) |", "|---|---:|---:|"]
+    lines += [f"| {r['what']} | {r['us']} | {r['x_eager_add']} |" for r in report["host"]]
+    c = report["compile"]
+    lines += ["", "| compile | ms |", "|---|---:|",
+              f"| first NVRTC call of a process | {c['first_nvrtc_call_ms']} |",
+              f"| empty kernel | {c['empty_kernel_ms']} |",
+              f"| median bench kernel ({c['bench_kernels']}) | {c['median_kernel_ms']} "
+              f"({c['median_over_empty']}x empty) |",
+              f"| two-kernel plan, serial | {c['two_kernel_plan_serial_ms']} |",
+              f"| two-kernel plan, parallel ({c['cores']} cores) | "
+              f"{c['two_kernel_plan_parallel_ms']} (slowest alone {c['slowest_of_the_two_ms']}) |",
+              f"| nvfuse.fuse tracing + planning | {report['tracing_ms']} |", ""]
+    lines += ["| NVRTC options | median ms |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in c["options_median_ms"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_host(out_dir: str) -> dict[str, Any]:
+    """Measure, print and write host-<date>.json / .md under `out_dir`."""
+    os.environ["NVFUSE_INTERPRET"] = "1"  # CPU tensors; the launch itself is stubbed
+    config.reload()
+    kernels.clear()
+    report = {
+        "meta": {"kind": "host path and compile time, CPU measurement (not GPU timings)",
+                 "date": date.today().isoformat(), "torch": torch.__version__,
+                 "nvrtc": nvrtc.nvrtc_version(), "python": sys.version.split()[0],
+                 "cores": os.cpu_count(), "nvfuse": nvfuse.__version__},
+        "host": host_path(),
+        "tracing_ms": tracing_ms(),
+        "compile": compile_times(),
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, f"host-{report['meta']['date']}")
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+    markdown = to_markdown(report)
+    with open(stem + ".md", "w") as f:
+        f.write(markdown)
+    print(markdown)
+    return report
