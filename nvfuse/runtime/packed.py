@@ -1,6 +1,6 @@
 """Launching a prepared stage through the CUDA driver with a prebuilt argument buffer.
 
-Input: a `GpuStage` (a compiled kernel and its grid, nvfuse/runtime/executor.py), the call's
+Input: a stage (the executor's `GpuStage`: `.kernel`, a compiled kernel, and `.grid`), the call's
 tensors (inputs, outputs, workspaces: the kernel's pointer parameters, in order) and its scalars
 (the kernel's scalar parameters, in order).  Effect: one `cuLaunchKernel` on torch's current
 stream of the stage's device.
@@ -21,15 +21,12 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.errors import LaunchError
-
-if TYPE_CHECKING:
-    from nvfuse.runtime.executor import GpuStage
 
 # The C type of each scalar parameter dtype (kernel scalars are sizes, strides, counts, seeds).
 _CTYPES: dict[DType, type] = {
@@ -80,7 +77,7 @@ class _Loaded(threading.local):
 class PackedLaunch:
     """A stage's kernel function on one device plus the per-thread argument buffers."""
 
-    def __init__(self, stage: GpuStage, device_index: int, n_tensors: int) -> None:
+    def __init__(self, stage: Any, device_index: int, n_tensors: int) -> None:
         from cupy_backends.cuda.api import driver, runtime  # type: ignore[import-untyped]
 
         from nvfuse.runtime.launch import check_launch_shape, load_kernel
@@ -123,7 +120,7 @@ class PackedLaunch:
                               f"(grid={self.grid}, block={self.block}): {e}") from e
 
 
-def launch_packed(stage: GpuStage, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
+def launch_packed(stage: Any, tensors: list[torch.Tensor], scalars: tuple[int, ...]) -> None:
     """Launch `stage` on the device of its first tensor (every tensor is on that device: the
     executor checks it once per prepared call)."""
     packed: PackedLaunch | None = stage._gpu_launch

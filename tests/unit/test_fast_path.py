@@ -237,6 +237,7 @@ def test_counters_lose_no_bump_across_threads() -> None:
 
 def test_prefetch_compiles_the_kernels_the_call_will_need(interpret: None) -> None:
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (CuPy) is not installed")
+    from nvfuse import pipeline
     from nvfuse.runtime import kernels
     from nvfuse.runtime.executor import _plan_launch, prefetch_groups
 
@@ -254,9 +255,9 @@ def test_prefetch_compiles_the_kernels_the_call_will_need(interpret: None) -> No
     assert nvfuse.stats()["compiles"] == len(fm.fusion_groups) == 2
     arch = config.get().arch
     for group in fm.fusion_groups:  # both groups read (x, b)
-        launch = _plan_launch(group.fusion_ir, (x, b), torch.device("cpu"), arch)
-        for sig, params, _ in launch.stages or ():
-            built = kernels.get_kernel(group.fusion_ir, group._key, sig, params, gpu=True)
+        launch = _plan_launch(group.fusion_ir, group._key, (x, b), torch.device("cpu"), arch)
+        for sig, params, _ in launch.stages:
+            built = pipeline.build(launch.ir, launch.key, sig, params, gpu=True)
             assert built.cubin is not None and built.cubin.startswith(b"\x7fELF")
     assert nvfuse.stats()["compiles"] == 2  # the real calls' signatures were the prefetched ones
 
