@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nvfuse
-from nvfuse.schedule.reduction import WarpSignature
+from nvfuse.schedule.kind import ScheduleKind
 
 from gpu_support import numerics
 
@@ -27,7 +27,7 @@ def test_warp_rows_on_device(op: str, width: int, rows: int) -> None:
     fm = nvfuse.fuse(OPS[op], (x,))
     compare(fm(x), OPS[op](x), torch.float32, _tolerance(op, torch.float32, width))
     assert nvfuse.stats()["fallbacks"] == 0
-    assert all(isinstance(k.signature[1], WarpSignature) for k in fm.kernels)
+    assert all(k.signature[1].kind is ScheduleKind.WARP_ROW for k in fm.kernels)
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
