@@ -17,7 +17,7 @@ Adding a schedule is adding an entry here (docs/adding.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -100,11 +100,13 @@ _LOWER = {e.kind: e.lower for e in (*ENTRIES, SPLIT)}
 
 @dataclass(frozen=True)
 class Launch:
-    """One call's kernels in launch order as (signature, params, grid), the scalar arguments
-    every stage receives, and the workspaces (dtype, numel) a split reduction needs."""
+    """One call's kernels in launch order as (signature, params, grid), their scalar arguments
+    by parameter name (nvfuse/schedule/names.py; each stage takes the names its kernel
+    declares, `kir.bind_scalars`, and the launcher adds `seed` where one is declared), and the
+    workspaces (dtype, numel) a split reduction needs."""
 
     stages: tuple[tuple[Any, Any, int], ...]
-    scalars: tuple[int, ...]
+    scalars: Mapping[str, int]
     workspaces: tuple[tuple[Any, int], ...] = ()
 
 
@@ -123,7 +125,7 @@ def schedule(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[tor
     if two is not None:
         return Launch(two.stages, two.scalars, two.workspaces)
     one = call.base
-    return Launch(((one.signature, one.params, one.grid),), one.scalar_args)
+    return Launch(((one.signature, one.params, one.grid),), one.scalars)
 
 
 def lower(ir: FusionIR, sig: Any, params: Any) -> kir.Kernel:

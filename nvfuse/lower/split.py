@@ -37,6 +37,7 @@ from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction import REDUCE_OPS, lower_plain, store_output
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import COLUMN_X
 from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
@@ -56,7 +57,7 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
-    splits, chunk_len = Param("splits", idx), Param("chunk_len", idx)
+    splits, chunk_len = Param(names.SPLITS, idx), Param(names.CHUNK_LEN, idx)
     lo.scalars.extend([splits, chunk_len])
     body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
         _stage2(lo, sig, spaces, splits)

@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx
 
 from nvfuse import config, counters, pipeline
-from nvfuse.errors import NvfuseError
+from nvfuse.errors import LaunchError, NvfuseError
 from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.fusion.shapes import broadcast_shape
 from nvfuse.fusion.subset import select_outputs
+from nvfuse.lower import kir
 from nvfuse.runtime import devices, kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import reduction
+from nvfuse.schedule import names, reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -138,9 +139,10 @@ class FusionGroup(torch.nn.Module):
         launch = _plan_launch(ir, self._key, inputs, device, arch)
         stages = tuple(_stage(self._kernel(launch.ir, launch.key, sig, params, gpu), grid, gpu)
                        for sig, params, grid in launch.stages)
+        scalars, seeds = bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
         place = device.type != "cpu" and any(devices.is_cpu_scalar(t) for t in inputs)
-        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, launch.workspaces,
-                      launch.operands, launch.ir.random and bool(stages), place)
+        return _Ready(device, gpu, launch.outputs, stages, scalars, seeds, launch.workspaces,
+                      launch.operands, any(i >= 0 for i in seeds), place)
 
     def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
         """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
@@ -186,13 +188,13 @@ class _Launch:
     """What the schedules decide for one call: every output's allocation recipe, the fusion
     actually launched (`ir`, content key `key`: the group's, or its non-empty outputs' subset)
     and its kernels' (signature, params, grid) in order (none: nothing to launch), with their
-    scalars, workspaces and the subset's (input, output) indices."""
+    scalars by parameter name, workspaces and the subset's (input, output) indices."""
 
     outputs: tuple[Recipe, ...]
     ir: FusionIR
     key: str
     stages: tuple[tuple[Any, Any, int], ...] = ()
-    scalars: tuple[int, ...] = ()
+    scalars: Mapping[str, int] = field(default_factory=dict)
     workspaces: tuple[tuple[Any, int], ...] = ()
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
@@ -225,26 +227,28 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
         launch = pipeline.schedule(ir, inputs, outputs, arch)
     except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-    return _Launch(recipes, ir, key, tuple(launch.stages), tuple(launch.scalars),
+    return _Launch(recipes, ir, key, tuple(launch.stages), dict(launch.scalars),
                    tuple(launch.workspaces), operands)
 
 
 @dataclass(frozen=True)
 class _Ready:
     """A prepared call: everything a repeat call with the same launch key needs, computed once
-    (the outputs' allocation recipes, the kernels with their grids and launchers, the scalar
-    arguments), so that `run` only allocates and launches."""
+    (the outputs' allocation recipes, the kernels with their grids and launchers, each
+    kernel's scalar arguments in its declared order), so that `run` only allocates and
+    launches."""
 
     device: torch.device
     gpu: bool
     outputs: tuple[Recipe, ...]
     # the kernels to run in order: one, two for a split reduction, none for zero-size outputs
     stages: tuple[Stage, ...]
-    scalars: tuple[int, ...]
+    scalars: tuple[tuple[int, ...], ...]  # per stage, ordered by its kernel's parameters
+    seeds: tuple[int, ...]  # per stage, the position of its `seed` parameter (-1: none)
     workspaces: tuple[tuple[Any, int], ...]  # a split reduction's (dtype, numel)
     # (input indices, output indices) the kernels take when some outputs are empty; None: all
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None
-    random: bool  # the kernels draw random numbers: each launch takes a fresh seed (last)
+    random: bool  # a kernel declares `seed`: each launch takes a fresh one
     place: bool  # a 0-dim CPU tensor input is copied to the device first
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -268,15 +272,34 @@ class _Ready:
             tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
         scalars = self.scalars
         if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
-            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        for stage in self.stages:
-            stage.launch(tensors, scalars)
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+            scalars = tuple(args if i < 0 else (*args[:i], seed, *args[i + 1:])
+                            for args, i in zip(scalars, self.seeds))
+        for stage, args in zip(self.stages, scalars):
+            stage.launch(tensors, args)
         return outputs
+
+
+def bind_launch(kernels: Sequence[kir.Kernel], values: Mapping[str, int]) -> tuple[
+        tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Each kernel's scalar arguments ordered by its declared parameters (`kir.bind_scalars`:
+    LaunchError for a name declared but not given, or given but not declared), with 0 where a
+    kernel declares `seed`, and that position per kernel (-1: none): `_Ready.run` writes a
+    fresh seed there for every launch."""
+    if names.SEED in values:
+        raise LaunchError(f"scalar {names.SEED!r} is the launcher's (a fresh one per launch), "
+                          "not a schedule's")
+    seeds = tuple(next((i for i, p in enumerate(k.scalars) if p.name == names.SEED), -1)
+                  for k in kernels)
+    if any(i >= 0 for i in seeds):
+        values = {**values, names.SEED: 0}
+    return kir.bind_scalars(kernels, values), seeds
 
 
 class Stage:
     """One kernel of a prepared call with its grid; `launch(tensors, scalars)` runs it on the
-    interpreter (GpuStage: on torch's current stream of the tensors' device)."""
+    interpreter (GpuStage: on torch's current stream of the tensors' device), `scalars` being
+    its kernel's scalar arguments in declared order (`bind_launch`)."""
 
     __slots__ = ("kernel", "grid", "_gpu_launch")
 
@@ -308,9 +331,10 @@ def _stage(kernel: kernels.CompiledKernel, grid: int, gpu: bool) -> Stage:
 
 
 def _dump_launch(ready: _Ready, inputs: tuple[torch.Tensor, ...]) -> None:
-    for stage in ready.stages:
+    for stage, args in zip(ready.stages, ready.scalars):
+        named = dict(zip((p.name for p in stage.kernel.kernel_ir.scalars), args))
         dump("launch", stage.kernel.name, f"grid={stage.grid} block={stage.kernel.params.block} "
-             f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
+             f"scalars={named} shapes={[tuple(t.shape) for t in inputs]}")
 
 
 class _Recorder(threading.local):

@@ -1,4 +1,4 @@
-"""Pointwise schedule: (FusionIR, actual tensors) -> (signature, PointwiseParams, launch args).
+"""Pointwise schedule: (FusionIR, actual tensors) -> (signature, PointwiseParams, launch scalars).
 
 The iteration space is the broadcast of the inputs' shapes.  Every operand (inputs and outputs)
 is described by its strides in that space (0 along broadcast dims, `iteration_strides`), and
@@ -39,6 +39,7 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.shapes import broadcast_shape
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 
 VECTOR_BYTES = 16  # widest global load/store a thread issues (LDG.128 / STG.128)
@@ -76,7 +77,9 @@ class PointwiseLaunch:
     params: PointwiseParams
     numel: int
     sizes: tuple[int, ...]         # merged sizes, outermost first
-    scalar_args: tuple[int, ...]   # numel, sizes[1:], then the "s" strides operand by operand
+    # the kernel's scalar arguments by parameter name (nvfuse/schedule/names.py): numel,
+    # sizes[1:], then the "s" strides operand by operand
+    scalars: dict[str, int]
     grid: int
 
 
@@ -183,8 +186,21 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     signature = PointwiseSignature(
         len(sizes), tuple(classes[: len(inputs)]), tuple(classes[len(inputs):]), lanes, index,
         arch)
-    general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
     per_block = BLOCK * lanes
     return PointwiseLaunch(
         signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
-        (numel, *sizes[1:], *general), grid=max(1, -(-numel // per_block)))
+        size_scalars(numel, sizes) | operand_strides(ir, strides, classes),
+        grid=max(1, -(-numel // per_block)))
+
+
+def size_scalars(numel: int, sizes: Sequence[int]) -> dict[str, int]:
+    """numel and the merged sizes but the outermost (numel implies it), by name."""
+    return {names.NUMEL: numel} | {names.size(d): n for d, n in enumerate(sizes) if d}
+
+
+def operand_strides(ir: FusionIR, strides: Sequence[Sequence[int]],
+                    classes: Sequence[str]) -> dict[str, int]:
+    """The "s" strides of the inputs, then the outputs, by name."""
+    operands = [*(t.name for t in ir.inputs), *(t.name for t in ir.outputs)]
+    return {name: value for t, st, c in zip(operands, strides, classes)
+            for name, value in names.general_strides(t, c, st).items()}
