@@ -1,0 +1,170 @@
+"""Kernel scalars bound by name: a schedule's launch scalars carry exactly the names of the
+parameters its kernels declare (nvfuse/schedule/names.py spells them once), and the launcher
+orders them by each kernel's declared parameters (`kir.bind_scalars`, once per prepared call)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nvfuse
+from nvfuse import pipeline, schedules
+from nvfuse.errors import LaunchError
+from nvfuse.frontend.protocol import frontend_for
+from nvfuse.fusion.ir import FusionIR
+from nvfuse.lower.kir import bind_scalars, kernel_args
+from nvfuse.pipeline import plan
+from nvfuse.runtime import executor
+from nvfuse.schedule import names, pointwise, split
+from nvfuse.schedule.kind import ScheduleKind as K
+
+
+def _ir(fn: Callable[..., Any], *inputs: torch.Tensor) -> FusionIR:
+    (group,) = plan(frontend_for(fn, inputs).trace(inputs)).groups
+    return group.ir
+
+
+def _scheduled(fn: Callable[..., Any], inputs: tuple[torch.Tensor, ...],
+               monkeypatch: pytest.MonkeyPatch) -> tuple[FusionIR, schedules.Launch]:
+    """The fusion and launch of `fn`'s one group as the executor schedules it for `inputs`."""
+    seen: list[tuple[FusionIR, schedules.Launch]] = []
+
+    def recording(ir: FusionIR, *args: Any) -> schedules.Launch:
+        launch = schedules.schedule(ir, *args)
+        seen.append((ir, launch))
+        return launch
+
+    monkeypatch.setattr(pipeline, "schedule", recording)
+    nvfuse.fuse(fn, inputs)(*inputs)
+    ((ir, launch),) = seen
+    return ir, launch
+
+
+CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple[torch.Tensor, ...]], K]] = {
+    # a transposed input and a broadcast one: general strides of several operands
+    "pointwise": (lambda a, b: a * b + 1, lambda: (torch.randn(6, 40).t(), torch.randn(6)),
+                  K.POINTWISE),
+    # a transposed piece: piece strides, segment ends and shifts
+    "concat": (lambda a, b: torch.cat([a, b.t() * 2], 1) + 1,
+               lambda: (torch.randn(6, 5), torch.randn(3, 6)), K.CONCAT),
+    "warp_row": (lambda a, w: a * w / a.sum(-1, keepdim=True),
+                 lambda: (torch.randn(6, 40), torch.randn(40)), K.WARP_ROW),
+    "row": (lambda a: torch.softmax(a.transpose(0, 2), -1),
+            lambda: (torch.randn(300, 5, 3),), K.ROW),
+    "column": (lambda a: a.var(0), lambda: (torch.randn(300, 64),), K.COLUMN),
+    # the kernel declares `seed`: the launcher's, never the schedule's
+    "random": (lambda a: F.dropout(torch.softmax(a, -1), 0.1, training=True),
+               lambda: (torch.randn(4, 100),), K.ROW),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_schedule_names_are_the_kernel_parameters(case: str, interpret: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    fn, make, kind = CASES[case]
+    ir, launch = _scheduled(fn, make(), monkeypatch)
+    ((sig, params, _),) = launch.stages
+    assert sig.kind is kind
+    kernel = schedules.lower(ir, sig, params)
+    declared = [p.name for p in kernel.scalars]
+    assert len(set(declared)) == len(declared)
+    assert set(launch.scalars) == set(declared) - {names.SEED}
+    assert (names.SEED in declared) == ir.random
+    assert any(n.startswith("stride_") for n in declared) or case == "column"
+    args = kernel_args(kernel, {**launch.scalars, **({names.SEED: 5} if ir.random else {})})
+    assert args == tuple(launch.scalars.get(n, 5) for n in declared)
+
+
+def test_each_split_stage_takes_the_names_it_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "choose_splits", lambda *a: 4)
+    x = torch.randn(2, 1 << 14)
+    ir = _ir(lambda a: a.var(-1), x)
+    launch = schedules.schedule(ir, (x,), [torch.empty(2)], "sm_90")
+    kernels = [schedules.lower(ir, sig, params) for sig, params, _ in launch.stages]
+    assert [sig.kind for sig, _, _ in launch.stages] == [K.SPLIT, K.SPLIT]
+    assert set(launch.scalars) == {p.name for k in kernels for p in k.scalars}
+    first, second = bind_scalars(kernels, launch.scalars)
+    for kernel, args in zip(kernels, (first, second)):
+        assert args == tuple(launch.scalars[p.name] for p in kernel.scalars)
+    assert (launch.scalars[names.SPLITS], launch.scalars[names.CHUNK_LEN]) == (4, 4096)
+
+
+def _kernel(monkeypatch: pytest.MonkeyPatch) -> Any:
+    fn, make, _ = CASES["pointwise"]
+    ir, launch = _scheduled(fn, make(), monkeypatch)
+    ((sig, params, _),) = launch.stages
+    return schedules.lower(ir, sig, params), dict(launch.scalars)
+
+
+def test_a_missing_or_unknown_name_is_an_error_naming_it(interpret: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel, values = _kernel(monkeypatch)
+    assert kernel_args(kernel, values)  # complete: binds
+    missing = {k: v for k, v in values.items() if k != names.NUMEL}
+    with pytest.raises(LaunchError, match="no value for scalar parameter.*numel"):
+        kernel_args(kernel, missing)
+    with pytest.raises(LaunchError, match="'?bogus'? given but not a parameter"):
+        kernel_args(kernel, {**values, "bogus": 3})
+    with pytest.raises(LaunchError, match="seed.*launcher"):
+        executor.bind_launch([kernel], {**values, names.SEED: 1})
+
+
+def _misnaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the pointwise schedule give its first stride under a name no kernel declares."""
+    original = pointwise.plan_launch
+
+    def wrong(*args: Any, **kwargs: Any) -> pointwise.PointwiseLaunch:
+        launch = original(*args, **kwargs)
+        renamed = {("stride_typo" if k.startswith("stride_") else k): v
+                   for k, v in launch.scalars.items()}
+        return dataclasses.replace(launch, scalars=renamed)
+
+    monkeypatch.setattr(pointwise, "plan_launch", wrong)
+
+
+def test_a_misnamed_schedule_scalar_raises_strictly(interpret: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    fn, make, _ = CASES["pointwise"]
+    fm = nvfuse.fuse(fn, make())
+    _misnaming(monkeypatch)
+    with pytest.raises(LaunchError, match="stride_typo|no value for scalar parameter.*stride_"):
+        fm(*make())
+
+
+def test_a_misnamed_schedule_scalar_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")
+    monkeypatch.delenv("NVFUSE_STRICT", raising=False)
+    nvfuse.config.reload()
+    fn, make, _ = CASES["pointwise"]
+    fm = nvfuse.fuse(fn, make())
+    _misnaming(monkeypatch)
+    inputs = make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = fm(*inputs)
+    torch.testing.assert_close(got, fn(*inputs))
+    assert any("LaunchError" in str(w.message) and "stride_" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_kind_runs_by_name_and_matches_eager(case: str, interpret: None) -> None:
+    fn, make, _ = CASES[case]
+    fm = nvfuse.fuse(fn, make())
+    for _ in range(2):  # the prepared call, then its cached replay
+        inputs = make()
+        if case == "random":
+            torch.manual_seed(3)
+            got = fm(*inputs)
+            torch.manual_seed(3)
+            torch.testing.assert_close(fm(*inputs), got)  # the seed: torch's generator
+            kept = got != 0
+            want = torch.softmax(inputs[0], -1) / 0.9
+            torch.testing.assert_close(got[kept], want[kept])
+        else:
+            torch.testing.assert_close(fm(*inputs), fn(*inputs), rtol=1e-5, atol=1e-5)
