@@ -250,6 +250,11 @@ class _Ready:
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None
     random: bool  # a kernel declares `seed`: each launch takes a fresh one
     place: bool  # a 0-dim CPU tensor input is copied to the device first
+    # (stage, scalars) in launch order, prebuilt: the hot path zips nothing
+    calls: tuple[tuple[Stage, tuple[int, ...]], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calls", tuple(zip(self.stages, self.scalars)))
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
@@ -270,12 +275,12 @@ class _Ready:
                        *(outputs[o] for o in self.operands[1])]
         if self.workspaces:  # a split reduction's: torch's caching allocator, same stream
             tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
-        scalars = self.scalars
+        calls = self.calls
         if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-            scalars = tuple(args if i < 0 else (*args[:i], seed, *args[i + 1:])
-                            for args, i in zip(scalars, self.seeds))
-        for stage, args in zip(self.stages, scalars):
+            calls = tuple((stage, args if i < 0 else (*args[:i], seed, *args[i + 1:]))
+                          for (stage, args), i in zip(calls, self.seeds))
+        for stage, args in calls:
             stage.launch(tensors, args)
         return outputs
 
