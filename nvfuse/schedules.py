@@ -12,6 +12,10 @@ the SPLIT entry applies (`schedule`); and, for a built signature, its kind's low
     ROW        any other reduction                           schedule/reduction.py, lower/reduction
     SPLIT      a ROW / COLUMN launch with few long rows      schedule/split.py, lower/split
 
+A launch's scalars are a name -> value mapping whose names are those of the `kir.Param`s its
+kernels declare (nvfuse/schedule/names.py spells them for both sides); the executor orders them
+by each kernel's declared parameters once per prepared call (`kir.bind_scalars`).
+
 Adding a schedule is adding an entry here (docs/adding.md).
 """
 

@@ -378,7 +378,8 @@ class TensorParam:
 
 @dataclass(frozen=True)
 class Kernel:
-    """One __global__ function.  Arguments are passed in the order tensors, then scalars.
+    """One __global__ function.  Arguments are passed in the order tensors, then scalars (the
+    launcher binds a schedule's named scalars to them by name: `bind_scalars`).
     The launch uses `block` threads and `grid` blocks (an expression over scalar params)."""
 
     name: str

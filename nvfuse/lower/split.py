@@ -3,7 +3,8 @@ kernels (nvfuse/schedule/split.py says when and why a reduction splits).
 
 Both kernels take the same arguments: the row lowering's tensors (inputs, then outputs), then
 one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements,
-partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len`.
+partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len` (the
+launch binds each kernel's by name, nvfuse/schedule/names.py).
 Kernel 1 reads only the inputs and writes only the workspaces; kernel 2 the reverse.
 
 Kernel 1 (stage 1) is the row lowering (`RowLowering`) with block b working on row b / splits

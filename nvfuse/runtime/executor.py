@@ -10,6 +10,9 @@ one with concatenations the concat schedule (nvfuse.schedule.concat), any other 
 ones.
 A reduction with few long rows may run as two kernels (nvfuse/schedule/split.py: partials into
 torch-allocated workspaces, then the combine and epilogue), launched in order on one stream.
+The schedule's scalars are named; a prepared call orders them once per kernel by its declared
+parameters (`bind_launch`: a missing or unknown name is a LaunchError naming it), and a kernel
+that declares `seed` gets a fresh one written into its prebuilt tuple at every launch.
 Zero-size outputs store nothing: they are left out of the launch (nvfuse.fusion.subset), and
 a call whose outputs are all empty launches nothing; a reduction over empty rows with non-empty
 results runs the kernel (sums give 0, products 1, means NaN, as eager) except amax / amin /
