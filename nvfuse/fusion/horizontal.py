@@ -131,8 +131,10 @@ def _rewrite(graph: fx.Graph, name: str, members: list[fx.Node]) -> None:
     for m in members:
         count = _output_count(m)
         for user in list(m.users):
+            index = user.args[1]
+            assert isinstance(index, int)
             with graph.inserting_after(after):
-                item = graph.call_function(operator.getitem, (bundle, offset + user.args[1]))
+                item = graph.call_function(operator.getitem, (bundle, offset + index))
             item.meta = dict(user.meta)
             after = item
             user.replace_all_uses_with(item)
@@ -148,7 +150,7 @@ def _output_count(node: fx.Node) -> int:
         return len(value)
     module = node.graph.owning_module
     sub = module.get_submodule(str(node.target)) if module is not None else None
-    if sub is not None:
+    if isinstance(sub, fx.GraphModule):
         out = next(n for n in sub.graph.nodes if n.op == "output")
         result = out.args[0]
         if isinstance(result, (tuple, list)):

@@ -65,6 +65,22 @@ def param_bytes(kernel: kir.Kernel) -> int:
     return total
 
 
+def shared_bytes(kernel: kir.Kernel) -> int:
+    """The static shared memory `kernel` declares (a horizontal kernel holds its members' side
+    by side)."""
+    return sum(s.size * s.dtype.itemsize for s in _statements(kernel.body)
+               if isinstance(s, kir.Shared))
+
+
+def _statements(body: tuple[kir.Stmt, ...]) -> list[kir.Stmt]:
+    found: list[kir.Stmt] = []
+    for s in body:
+        found.append(s)
+        if isinstance(s, (kir.If, kir.For)):
+            found += _statements(s.body)
+    return found
+
+
 def combine(name: str, members: Sequence[kir.Kernel]) -> kir.Kernel:
     """The horizontal kernel `name` of `members` (see the module docstring).  Its scalars are
     every member's scalars renamed, then the block offsets; its grid is the sum of the members'

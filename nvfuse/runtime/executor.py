@@ -330,7 +330,8 @@ class _Recorder(threading.local):
     """Per thread: the list a plan's replay recorder collects (group, ready, inputs, outputs)
     into while it runs the plan once (nvfuse/runtime/replay.py), else None."""
 
-    calls: list[tuple[FusionGroup, _Ready, tuple[Any, ...], list[torch.Tensor]]] | None = None
+    # (group or bundle, its prepared call, inputs, outputs)
+    calls: list[tuple[Any, Any, tuple[Any, ...], list[torch.Tensor]]] | None = None
 
 
 _recorder = _Recorder()

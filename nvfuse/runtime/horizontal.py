@@ -23,7 +23,7 @@ from nvfuse import config, counters, pipeline
 from nvfuse.runtime import executor, kernels
 from nvfuse.runtime.executor import FusionGroup, Stage, warn_once
 from nvfuse.lower import kir
-from nvfuse.lower.horizontal import param_bytes
+from nvfuse.lower.horizontal import param_bytes, shared_bytes
 from nvfuse.schedule import horizontal
 
 # Counted as a launch key of a whole bundle: each member's.
@@ -161,7 +161,7 @@ class HorizontalGroup(torch.nn.Module):
 
 
 def _member(kernel: kir.Kernel, grid: int) -> horizontal.Member:
-    return horizontal.Member(kernel.block, grid, param_bytes(kernel))
+    return horizontal.Member(kernel.block, grid, param_bytes(kernel), shared_bytes(kernel))
 
 
 def planned_launches(members: Sequence[tuple[Any, Any]], arch: str) -> list[list[int]]:

@@ -11,7 +11,9 @@ sharing launches is where its time goes.  Sharing never changes a member's own s
 - members are bucketed by block size, so no member runs with threads it would not have had
   (a narrower member inside a wider block would idle the extra threads of each of its blocks);
 - each launch's arguments stay within `MAX_PARAM_BYTES`, the kernel parameter space every CUDA
-  version accepts (more members start another launch);
+  version accepts, and its members' shared memory (side by side: every block of the launch
+  reserves the sum) within `MAX_SHARED_BYTES`, so that shared memory never limits the blocks
+  an SM holds much more than a member's own would (more members start another launch);
 - a member of two kernels (a split reduction) or none (empty outputs) launches as before.
 Block order follows the plan: a bundle's first member's blocks are dispatched first.  On one
 stream a launch moved after independent work costs no device time, and the plan never moves a
@@ -30,6 +32,9 @@ from nvfuse.schedule.kind import ScheduleKind
 # 32 KB on Volta and newer; this keeps one rule everywhere at the cost of a launch per ~50
 # optimizer parameters).
 MAX_PARAM_BYTES = 4096
+# Shared memory a block of one launch may reserve for all its members together: the block
+# reductions' scratch is 16-384 bytes each, so this only stops bundles of many reductions.
+MAX_SHARED_BYTES = 8192
 POINTER_BYTES = 8  # also the largest scalar: what joining a launch may add in alignment
 
 
@@ -57,6 +62,7 @@ class Member:
     block: int
     grid: int
     param_bytes: int
+    shared_bytes: int = 0
 
 
 def bundle(members: Sequence[Member]) -> list[list[int]]:
@@ -69,13 +75,15 @@ def bundle(members: Sequence[Member]) -> list[list[int]]:
     launches: list[list[int]] = []
     for positions in by_block.values():
         current: list[int] = []
-        used = 0
+        used = shared = 0
         for i in positions:
             size = members[i].param_bytes + POINTER_BYTES  # alignment slack
-            if current and used + size > MAX_PARAM_BYTES:
+            extra = members[i].shared_bytes
+            if current and (used + size > MAX_PARAM_BYTES or shared + extra > MAX_SHARED_BYTES):
                 launches.append(current)
-                current, used = [], 0
+                current, used, shared = [], 0, 0
             current.append(i)
             used += size
+            shared += extra
         launches.append(current)
     return sorted((b for b in launches if len(b) > 1), key=lambda b: b[0])

@@ -205,6 +205,8 @@ def test_bundle_buckets_by_block_and_argument_space() -> None:
         assert size <= hschedule.MAX_PARAM_BYTES
     # 200 members of 28 argument bytes each: more than one launch's 4 KB
     assert len([b for b in launches if b[0] < 200]) == 2
+    reductions = [hschedule.Member(256, 4, 64, shared_bytes=3000) for _ in range(5)]
+    assert [len(b) for b in hschedule.bundle(reductions)] == [2, 2]  # 8 KB of shared memory
 
 
 def test_combine_refuses_a_narrow_member_that_synchronises() -> None:
