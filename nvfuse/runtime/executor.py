@@ -110,6 +110,19 @@ class FusionGroup(torch.nn.Module):
             return tuple(self.eager(*inputs))
 
     def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
+        ready = self.ready(inputs, cfg)
+        if "launch" in cfg.dump:
+            _dump_launch(ready, inputs)
+        outputs = ready.run(inputs)
+        counters.bump("launches", len(ready.stages))
+        recording = _recorder.calls
+        if recording is not None:
+            recording.append((self, ready, inputs, outputs))
+        return tuple(outputs)
+
+    def ready(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
+        """The prepared call for inputs like `inputs`: cached by launch key, else prepared now
+        (raises where the call cannot run as a kernel)."""
         key = _launch_key(inputs, cfg)
         ready = self._launches.get(key) if key is not None else None
         if ready is None:
@@ -120,14 +133,7 @@ class FusionGroup(torch.nn.Module):
                 self._launches[key] = ready
         else:
             counters.bump("memory_hits")
-        if "launch" in cfg.dump:
-            _dump_launch(ready, inputs)
-        outputs = ready.run(inputs)
-        counters.bump("launches", len(ready.stages))
-        recording = _recorder.calls
-        if recording is not None:
-            recording.append((self, ready, inputs, outputs))
-        return tuple(outputs)
+        return ready
 
     def _prepare(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
@@ -144,8 +150,8 @@ class FusionGroup(torch.nn.Module):
                        for sig, params, grid in launch.stages)
         scalars, seeds = bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
         place = device.type != "cpu" and any(devices.is_cpu_scalar(t) for t in inputs)
-        return _Ready(device, gpu, launch.outputs, stages, scalars, seeds, launch.workspaces,
-                      launch.operands, any(i >= 0 for i in seeds), place)
+        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, scalars, seeds,
+                      launch.workspaces, launch.operands, any(i >= 0 for i in seeds), place)
 
     def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
         """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
@@ -246,6 +252,7 @@ class _Ready:
     outputs: tuple[Recipe, ...]
     # the kernels to run in order: one, two for a split reduction, none for zero-size outputs
     stages: tuple[Stage, ...]
+    named: Mapping[str, int]  # the schedule's scalars by name (a horizontal launch binds them)
     scalars: tuple[tuple[int, ...], ...]  # per stage, ordered by its kernel's parameters
     seeds: tuple[int, ...]  # per stage, the position of its `seed` parameter (-1: none)
     workspaces: tuple[tuple[Any, int], ...]  # a split reduction's (dtype, numel)
@@ -261,11 +268,25 @@ class _Ready:
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
+        outputs, tensors = self.arguments(inputs)
+        calls = self.calls
+        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+            calls = tuple((stage, args if i < 0 else (*args[:i], seed, *args[i + 1:]))
+                          for (stage, args), i in zip(calls, self.seeds))
+        for stage, args in calls:
+            stage.launch(tensors, args)
+        return outputs
+
+    def arguments(self, inputs: Sequence[torch.Tensor]
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The call's freshly allocated outputs, and the tensors its stages take (a horizontal
+        launch runs them inside its own kernel, with its own scalars: runtime/horizontal.py)."""
         device = self.device
         outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
                    for shape, strides, dtype in self.outputs]
         if not self.stages:  # zero-size outputs: nothing to compute
-            return outputs
+            return outputs, []
         if self.place:
             inputs = devices.place_inputs(tuple(inputs), device)
         if POISON_OUTPUTS:
@@ -278,14 +299,7 @@ class _Ready:
                        *(outputs[o] for o in self.operands[1])]
         if self.workspaces:  # a split reduction's: torch's caching allocator, same stream
             tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
-        calls = self.calls
-        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
-            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-            calls = tuple((stage, args if i < 0 else (*args[:i], seed, *args[i + 1:]))
-                          for (stage, args), i in zip(calls, self.seeds))
-        for stage, args in calls:
-            stage.launch(tensors, args)
-        return outputs
+        return outputs, tensors
 
 
 def bind_launch(kernels: Sequence[kir.Kernel], values: Mapping[str, int]) -> tuple[
@@ -349,7 +363,8 @@ class _Recorder(threading.local):
     """Per thread: the list a plan's replay recorder collects (group, ready, inputs, outputs)
     into while it runs the plan once (nvfuse/runtime/replay.py), else None."""
 
-    calls: list[tuple[FusionGroup, _Ready, tuple[Any, ...], list[torch.Tensor]]] | None = None
+    # (group or bundle, its prepared call, inputs, outputs)
+    calls: list[tuple[Any, Any, tuple[Any, ...], list[torch.Tensor]]] | None = None
 
 
 _recorder = _Recorder()

@@ -168,3 +168,42 @@ def test_every_kind_runs_by_name_and_matches_eager(case: str, interpret: None) -
             torch.testing.assert_close(got[kept], want[kept])
         else:
             torch.testing.assert_close(fm(*inputs), fn(*inputs), rtol=1e-5, atol=1e-5)
+
+
+def _two_dropouts_and_a_strided_add(a: torch.Tensor, b: torch.Tensor,
+                                    c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return F.dropout(a, 0.5, training=True), F.dropout(b, 0.5, training=True), c + 1
+
+
+def test_a_horizontal_launch_binds_each_member_by_its_renamed_names(interpret: None) -> None:
+    """The shared kernel's scalars are every member's under `h{k}_` names plus block offsets;
+    bound by name, each member's seed drawn fresh (the two dropouts' masks are independent)."""
+    from nvfuse.lower.horizontal import first_block_param, member_name
+    from nvfuse.runtime.horizontal import HorizontalGroup
+
+    a, b, c = torch.randn(4096), torch.randn(4096), torch.randn(64, 48)[:, ::2]
+    fm = nvfuse.fuse(_two_dropouts_and_a_strided_add, (a, b, c))
+    first = fm(a, b, c)
+    gm = fm._latest.gm
+    (bundle,) = [gm.get_submodule(n.target) for n in gm.graph.nodes if n.op == "call_module"
+                 and isinstance(gm.get_submodule(n.target), HorizontalGroup)]
+    (ready,) = bundle._launches.values()
+    (shared,) = ready.shared
+    kernel = shared.stage.kernel.kernel_ir
+    members = [ready.readies[i] for i in shared.members]
+    assert len(members) == 3 and sum(r.random for r in members) == 2
+    want: dict[str, int] = {}
+    for k, r in enumerate(members):
+        want |= {member_name(k, n): v for n, v in r.named.items()}
+        want[first_block_param(k)] = sum(m.stages[0].grid for m in members[:k])
+    declared = [p.name for p in kernel.scalars]
+    assert any(n.startswith("h2_stride_") for n in declared)  # the sliced add's strides
+    assert {declared[i] for i in shared.seeds} == {member_name(k, names.SEED)
+                                                   for k, r in enumerate(members) if r.random}
+    for i, (name, value) in enumerate(zip(declared, shared.scalars)):
+        assert i in shared.seeds or want[name] == value
+    agree = ((first[0] != 0) == (first[1] != 0)).float().mean().item()
+    assert 0.4 < agree < 0.6  # independent seeds
+    torch.testing.assert_close(first[2], c + 1)
+    kept = first[0] != 0
+    torch.testing.assert_close(first[0][kept], (a * 2)[kept])
