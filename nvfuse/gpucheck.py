@@ -8,8 +8,9 @@ subprocess with its own time limit, every file written under OUTDIR:
 1. smoke (`smoke.json`, `smoke.txt`): five fused launches on the GPU, strictly (a fallback is
    an error) with poisoned outputs, against eager on the same GPU: a pointwise chain, a row
    reduction (softmax), a split reduction (one long row: two kernels), a random kernel
-   (dropout: dropped share and kept values) and a horizontal launch (three groups, one kernel).  Any failure stops the check here: the launch path
-   is broken and everything after it would fail the same way.
+   (dropout: dropped share and kept values) and a horizontal launch (three groups, one
+   kernel).  Any failure stops the check here: the launch path is broken and everything after
+   it would fail the same way.
 2. gpu-tests (`gpu-junit.xml`, `gpu-tests.txt`): `pytest -m gpu tests -x --maxfail=1`, across
    CPU workers with pytest-xdist where it is installed.  On its time limit pytest is
    interrupted (SIGINT), so the junit file still lists what ran.
