@@ -12,7 +12,6 @@ import torch._dynamo
 import nvfuse
 from bench.cases import adamw_step, gpt2_parameter_shapes
 
-import whole_step
 
 
 @pytest.fixture(autouse=True)
