@@ -15,13 +15,16 @@ raised under NVFUSE_STRICT=1).  Prepared calls are cached per member launch keys
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from nvfuse import config, counters, pipeline
 from nvfuse.runtime import executor, kernels
+from nvfuse.runtime.dump import dump
 from nvfuse.runtime.executor import FusionGroup, Stage, warn_once
 from nvfuse.lower import kir
 from nvfuse.lower.horizontal import first_block_param, member_name, param_bytes, shared_bytes
@@ -33,15 +36,16 @@ _Key = tuple[Any, ...]
 
 class _Shared:
     """One shared launch: its members' positions in the bundle, the built stage (grid: the
-    sum of the members' grids) and its scalar arguments in the kernel's declared order, bound
-    by name once (`bind`), with the positions of the members' seeds (a fresh one per member
-    and launch)."""
+    sum of the members' grids; member i's blocks start at `firsts[i]`) and its scalar
+    arguments in the kernel's declared order, bound by name once (`bind`), with the positions
+    of the members' seeds (a fresh one per member and launch)."""
 
-    __slots__ = ("members", "stage", "scalars", "seeds")
+    __slots__ = ("members", "stage", "firsts", "scalars", "seeds")
 
-    def __init__(self, members: tuple[int, ...], stage: Stage, scalars: tuple[int, ...],
-                 seeds: tuple[int, ...]) -> None:
-        self.members, self.stage, self.scalars, self.seeds = members, stage, scalars, seeds
+    def __init__(self, members: tuple[int, ...], stage: Stage, firsts: tuple[int, ...],
+                 scalars: tuple[int, ...], seeds: tuple[int, ...]) -> None:
+        self.members, self.stage, self.firsts = members, stage, firsts
+        self.scalars, self.seeds = scalars, seeds
 
 
 def bind(kernel: kir.Kernel, readies: Sequence[Any],
@@ -134,6 +138,11 @@ class HorizontalGroup(torch.nn.Module):
                 self._launches[key] = ready
         else:
             counters.bump("memory_hits")
+        if "launch" in cfg.dump:
+            for s in ready.shared:
+                dump("launch", s.stage.kernel.name,
+                     f"grid={s.stage.grid} block={s.stage.kernel.params.block} members="
+                     f"{[self.members[i].name for i in s.members]} first blocks={s.firsts}")
         outputs = ready.run(inputs)
         counters.bump("launches", len(ready.stages))
         recording = executor._recorder.calls
@@ -153,24 +162,28 @@ class HorizontalGroup(torch.nn.Module):
         devices = {(r.device, r.gpu) for r in readies if r is not None}
         if len(devices) != 1:
             return HorizontalReady(self._split, self.members, tuple(readies), ())
-        (device, gpu), = devices
+        (_, gpu), = devices
         candidates = [i for i, r in enumerate(readies) if r is not None and len(r.stages) == 1]
         plan = horizontal.bundle([_member(readies[i].stages[0].kernel.kernel_ir,
                                           readies[i].stages[0].grid) for i in candidates])
+        groups = [tuple(candidates[p] for p in positions) for positions in plan]
+        jobs = [[readies[i] for i in members] for members in groups]
+        if gpu and len(jobs) > 1:  # NVRTC releases the GIL: compile the launches side by side
+            with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+                stages = list(pool.map(lambda job: self._shared_stage(job, gpu, cfg), jobs))
+        else:
+            stages = [self._shared_stage(job, gpu, cfg) for job in jobs]
         shared = []
-        for positions in plan:
-            members = tuple(candidates[p] for p in positions)
-            stage = self._shared_stage([readies[i] for i in members], device, gpu, cfg)
+        for members, stage in zip(groups, stages):
             if stage is None:
                 continue
             grids = [readies[i].stages[0].grid for i in members]
             firsts = tuple(sum(grids[:k]) for k in range(len(grids)))
             scalars, seeds = bind(stage.kernel.kernel_ir, [readies[i] for i in members], firsts)
-            shared.append(_Shared(members, stage, scalars, seeds))
+            shared.append(_Shared(members, stage, firsts, scalars, seeds))
         return HorizontalReady(self._split, self.members, tuple(readies), tuple(shared))
 
-    def _shared_stage(self, readies: list[Any], device: torch.device, gpu: bool,
-                      cfg: config.Config) -> Stage | None:
+    def _shared_stage(self, readies: list[Any], gpu: bool, cfg: config.Config) -> Stage | None:
         kernels = [r.stages[0].kernel for r in readies]
         arch = kernels[0].signature[1].arch
         try:

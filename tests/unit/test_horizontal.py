@@ -279,3 +279,15 @@ def test_bundling_keeps_dependences_and_barriers() -> None:
     for name, value in zip(names, out):
         if name in expect:
             torch.testing.assert_close(value, expect[name], msg=name)
+
+
+def test_launch_dump_names_the_members(interpret: None, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NVFUSE_DUMP", "launch,horizontal")
+    config.reload()
+    xs = _inputs()
+    fm = nvfuse.fuse(_independent, xs)
+    fm(*xs)
+    err = capsys.readouterr().err
+    assert "members=['fused_" in err and "first blocks=(0, " in err
+    assert "horizontal_0: fused_" in err  # the plan's bundles
