@@ -22,6 +22,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
 
+from nvfuse.frontend.foreach import foreach_decompositions
 from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
@@ -52,7 +53,8 @@ def native_dropout(x: torch.Tensor, p: float, train: bool | None
 
 @functools.cache
 def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
-    """The subset of torch's core decompositions that turn an op into elementwise ops.
+    """The subset of torch's core decompositions that turn an op into elementwise ops, and the
+    foreach ops as per-tensor ops (nvfuse/frontend/foreach.py).
 
     Only these: every other op keeps its real kernel, so its result has exactly eager's
     numerics and memory layout (the views of an AOTAutograd graph rely on those layouts, and
@@ -64,7 +66,10 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
-    return {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+    wrapped = {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+    # foreach ops -> per-tensor ops (their own entries keep eager's layouts)
+    wrapped.update(foreach_decompositions())
+    return wrapped
 
 
 def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[..., Any]:
