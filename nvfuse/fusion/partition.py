@@ -439,10 +439,35 @@ def _acyclic(gm: fx.GraphModule, groups: list[set[fx.Node]]) -> bool:
     return True
 
 
+def _unshare_constants(gm: fx.GraphModule) -> None:
+    """Give each user of a fusible one-element constant (a value computed from no tensor:
+    `full((), v)` and what only reads such values) a copy of its own.  CSE makes one such
+    chain for all of an optimizer's parameters (each lerp's weight `full((), 0.1)`, its
+    `abs`, `where`...); shared, it would join the groups of all its users into one, with no
+    single iteration space when their shapes differ, instead of a group per user.  A copy
+    costs nothing: it is a few literal operations in each kernel."""
+    constant: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        val = node.meta.get("val")
+        if node.op == "call_function" and all(a in constant for a in node.all_input_nodes) \
+                and isinstance(val, torch.Tensor) and val.numel() == 1 \
+                and why_unfusible(node) is None:
+            constant.add(node)
+    for node in reversed(list(gm.graph.nodes)):  # users first: their copies' producers follow
+        if node not in constant:
+            continue
+        for user in list(node.users)[1:]:
+            with gm.graph.inserting_after(node):
+                twin = gm.graph.call_function(node.target, node.args, dict(node.kwargs))
+            twin.meta = dict(node.meta)
+            user.replace_input_with(node, twin)
+
+
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
+    _unshare_constants(gm)
     known: dict[fx.Node, tuple[int, ...]] = {}
     groups: list[set[fx.Node]] = []
     taken: set[fx.Node] = set()
