@@ -53,7 +53,8 @@ class Plan:
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
         self.eager = eager
-        self.mutates_inputs = gm is not None and _writes_placeholder(gm)
+        self.mutates_inputs = gm is not None and (
+            _writes_placeholder(gm) or any(g.writes for g in groups))
         self.replayable = gm is not None and not self.mutates_inputs and replayable(gm)
 
 
@@ -227,7 +228,7 @@ class FusedModule:
         planned = pipeline.plan(gm, graph_id)
         groups = []
         for g in planned.groups:
-            group = FusionGroup(g.ir, g.eager, self.kernels)
+            group = FusionGroup(g.ir, g.eager, self.kernels, g.writes)
             setattr(planned.fused, g.name, group)
             groups.append(group)
         return Plan(planned.fused, groups, _reads_trainable_tensor(planned.graph), planned.sized)
@@ -302,12 +303,16 @@ def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]
     """AOTAutograd as nvfuse uses it (explain builds the same, so its report matches what
     runs): the min-cut partitioner and no AOT-level decompositions; the graphs keep whole aten
     ops (native_layer_norm_backward, _softmax_backward_data) and nvfuse's own table
-    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced."""
+    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced.  An inference graph
+    keeps its writes into its inputs (`copy_` at the end: an optimizer step's parameters and
+    state) instead of returning the new values for AOTAutograd's wrapper to copy eagerly, so
+    the kernel computing a value writes it in place (nvfuse/fusion/inplace.py)."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
     return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-                        partition_fn=min_cut_rematerialization_partition)
+                        partition_fn=min_cut_rematerialization_partition,
+                        keep_inference_input_mutations=True)
 
 
 def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:

@@ -1,7 +1,8 @@
 """The pipeline spine: every compiler stage from a traced graph to a runnable kernel, in order.
 
     trace(frontend, inputs)       -> aten fx.GraphModule, every node annotated (meta["val"])
-    plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR)
+    plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR,
+                                     outputs written in place)
     output_shapes(ir, shapes)     -> eager's output shapes for one call
     schedule(ir, ins, outs, arch) -> Launch: the kernels' signatures, params, grids, scalars
                                      (the schedule registry, nvfuse/schedules.py, picks the kind)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import fx
@@ -27,6 +28,7 @@ from torch import fx
 from nvfuse import config, counters, schedules
 from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.build import build_fusion
+from nvfuse.fusion.inplace import Writes, find_writes
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.partition import partition
 from nvfuse.fusion import shapes
@@ -64,11 +66,14 @@ def run_stages(stages: Sequence[Stage], value: Any, label: str) -> Any:
 # -- plan: graph -> fusion groups ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Group:
-    """One fusion group: its IR and the eager subgraph of the same nodes (the fallback)."""
+    """One fusion group: its IR and the eager subgraph of the same nodes (the fallback).
+    `writes`: (output k, input i) pairs -- output k is written into the tensor of input i,
+    which the graph then no longer copies (nvfuse/fusion/inplace.py)."""
 
     name: str
     ir: FusionIR
     eager: fx.GraphModule
+    writes: Writes = ()
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,21 @@ def _fusion_ir(p: _Partitioned) -> Plan:
     return Plan(p.graph, p.fused, tuple(groups), bool(p.graph.meta.get(SIZED)))
 
 
+def _in_place(p: Plan) -> Plan:
+    """Outputs written into the graph inputs they update, instead of copied there."""
+    fused, writes = find_writes(p.fused, {g.name: g.ir for g in p.groups})
+    if not writes:
+        return p
+    groups = tuple(replace(g, writes=writes.get(g.name, ())) for g in p.groups)
+    return Plan(p.graph, fused, groups, p.sized)
+
+
 PLAN_STAGES: tuple[Stage, ...] = (
     Stage("graph", run_passes, lambda gm, label: iter([(label, str(gm.graph))])),
     Stage("partition", _partition),
     Stage("fusion_ir", _fusion_ir,  # one dump per group, named after its graph's
           lambda plan, label: ((f"{label}.{g.name}", str(g.ir)) for g in plan.groups)),
+    Stage("inplace", _in_place),
 )
 
 
