@@ -64,7 +64,7 @@ class PointwiseSignature:
     arch: str
     # an output is an input's own tensor (written in place): pointers without __restrict__;
     # left out of repr, which names kernels (`kernel_name` adds it), so other names stay
-    aliased: bool = field(default=False, repr=False)
+    aliased: bool = field(default=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
