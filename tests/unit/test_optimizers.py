@@ -29,15 +29,15 @@ def _fresh_dynamo() -> None:
     torch._dynamo.reset()
 
 
-def _params(dtype: torch.dtype = torch.float32) -> list[torch.nn.Parameter]:
+def _params(dtype: torch.dtype, device: str) -> list[torch.nn.Parameter]:
     torch.manual_seed(0)
-    return [torch.nn.Parameter(torch.randn(s).to(dtype)) for s in SHAPES]
+    return [torch.nn.Parameter(torch.randn(s).to(dtype=dtype, device=device)) for s in SHAPES]
 
 
 def _grads(params: list[torch.nn.Parameter], step: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(100 + step)
-    grads = [torch.randn(p.shape, generator=g).to(p.dtype) for p in params]
-    grads[3] = torch.randn(4, 3, generator=g).to(params[3].dtype).t()  # non-contiguous
+    grads = [torch.randn(p.shape, generator=g).to(p) for p in params]
+    grads[3] = torch.randn(4, 3, generator=g).to(params[3]).t()  # non-contiguous
     return grads
 
 
@@ -46,12 +46,12 @@ def _state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
             if isinstance(v, torch.Tensor)]
 
 
-def _run(make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
-         dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+def run_steps(make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+              dtype: torch.dtype = torch.float32, device: str = "cpu") -> tuple[int, int]:
     """Five steps eager and compiled from the same start; checks values and that every
     parameter and state tensor stays the same tensor, written in place.  Returns (launches,
     copy_ ops) of the last compiled step."""
-    eager_params, params = _params(dtype), _params(dtype)
+    eager_params, params = _params(dtype, device), _params(dtype, device)
     eager_opt, opt = make(eager_params), make(params)
     step = torch.compile(opt.step, backend="nvfuse")
     launches = copies = 0
@@ -101,12 +101,12 @@ CASES: list[tuple[str, Callable[..., Any], int]] = [
 @pytest.mark.parametrize(("name", "make", "copies"), CASES, ids=[c[0] for c in CASES])
 def test_step_matches_eager_in_place(name: str, make: Callable[..., Any], copies: int,
                                      interpret: None) -> None:
-    launches, left = _run(make)
+    launches, left = run_steps(make)
     assert launches == len(SHAPES)  # one kernel per parameter's whole update
     assert left == copies
 
 
 def test_bf16_parameters(interpret: None) -> None:
-    launches, left = _run(lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=True),
+    launches, left = run_steps(lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=True),
                           torch.bfloat16)
     assert launches == len(SHAPES) and left == 3

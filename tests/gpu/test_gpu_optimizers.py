@@ -1,0 +1,47 @@
+"""GPU tier: torch.compile(optimizer.step, backend="nvfuse") on the device, against eager over
+several steps, parameters and state written in place; `capturable=True` (the step counters on
+the device, which eager allows only on CUDA) included."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch._dynamo
+
+pytestmark = pytest.mark.gpu
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_optimizers import SHAPES, run_steps  # noqa: E402
+
+CASES: list[tuple[str, Callable[..., Any]]] = [
+    ("adam_capturable", lambda ps: torch.optim.Adam(ps, lr=0.01, capturable=True,
+                                                    foreach=False)),
+    ("adam_capturable_amsgrad_foreach", lambda ps: torch.optim.Adam(
+        ps, lr=0.01, capturable=True, amsgrad=True, weight_decay=0.1, foreach=True)),
+    ("adamw_capturable_maximize", lambda ps: torch.optim.AdamW(
+        ps, lr=0.01, capturable=True, maximize=True, foreach=False)),
+    ("adamw_foreach", lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=True)),
+    ("sgd_nesterov", lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                                foreach=True)),
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo(strict_poisoned: None) -> None:
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(("name", "make"), CASES, ids=[c[0] for c in CASES])
+def test_step_on_device(name: str, make: Callable[..., Any]) -> None:
+    launches, _ = run_steps(make, device="cuda")
+    assert launches == len(SHAPES)
+
+
+def test_bf16_parameters_on_device() -> None:
+    launches, _ = run_steps(lambda ps: torch.optim.AdamW(ps, lr=0.01, capturable=True),
+                            torch.bfloat16, "cuda")
+    assert launches == len(SHAPES)

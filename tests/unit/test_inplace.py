@@ -1,0 +1,141 @@
+"""Group outputs written into the inputs they update (nvfuse/fusion/inplace.py and the executor):
+the plan's writes, the call-time checks, the fallbacks that copy, and the kernels' pointers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfuse
+from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.fusion.inplace import find_writes
+from nvfuse.pipeline import plan
+from nvfuse.runtime import executor
+
+
+def _momentum(p: torch.Tensor, buf: torch.Tensor, g: torch.Tensor) -> None:
+    buf.mul_(0.9).add_(g)
+    p.add_(buf, alpha=-0.1)
+
+
+def _inputs(shape: tuple[int, ...] = (6, 8)) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(1)
+    return tuple(torch.randn(shape, generator=gen) for _ in range(3))
+
+
+def _fresh(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(t.clone() for t in inputs)
+
+
+def test_plan_writes_both_updates_and_leaves_no_copy() -> None:
+    planned = plan(trace_to_aten(_momentum, _inputs()))
+    (group,) = planned.groups
+    assert len(group.writes) == 2 and len({i for _, i in group.writes}) == 2  # p and buf
+    targets = [n.target for n in planned.fused.graph.nodes if n.op == "call_function"]
+    assert torch.ops.aten.copy_.default not in targets
+
+
+def test_kernel_writes_into_the_inputs(interpret: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "POISON_OUTPUTS", True)  # never poisons an input
+    inputs = _inputs()
+    p, buf, g = _fresh(inputs)
+    expected = _fresh(inputs)
+    _momentum(*expected)
+    fm = nvfuse.fuse(_momentum, _fresh(inputs))
+    ptrs = (p.data_ptr(), buf.data_ptr())
+    with torch.profiler.profile() as prof:
+        fm(p, buf, g)
+    torch.testing.assert_close((p, buf), expected[:2])
+    assert (p.data_ptr(), buf.data_ptr()) == ptrs
+    assert not any(e.name == "aten::copy_" for e in prof.events())
+    assert nvfuse.stats()["launches"] == 1 and nvfuse.stats()["fallbacks"] == 0
+    (kernel,) = fm.kernels
+    assert kernel.signature[1].aliased and "__restrict__" not in kernel.source.split("{")[0]
+
+
+def test_other_layout_at_a_call_copies(interpret: None) -> None:
+    """A group planned to write into its input, called with that input transposed: the output
+    takes eager's layout (the group's recorded one), no longer the input's, so the kernel
+    writes a fresh tensor that is then copied into the input."""
+    fm = nvfuse.fuse(_momentum, _inputs((6, 6)))
+    (group,) = fm.fusion_groups
+    k, i = group.writes[0]
+    args = list(_inputs((6, 6)))
+    args[i] = args[i].t().contiguous().t()  # same values' shape, other strides
+    reference = [t.clone() for t in args]
+    expected = group.eager(*reference)[k]
+    written = args[i]
+    ptr = written.data_ptr()
+    out = group(*args)
+    assert out[k] is written and written.data_ptr() == ptr
+    torch.testing.assert_close(written, expected)
+    (ready,) = group._launches.values()
+    assert (k, i) in ready.copies and ready.into[k] is None
+    assert nvfuse.stats()["fallbacks"] == 0 and nvfuse.stats()["launches"] == 1
+
+
+def test_input_read_elsewhere_keeps_its_copy() -> None:
+    def update_and_read(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        total = p.sum()  # p is read by another op: the group may not write it in place
+        p.add_(g)
+        return total
+
+    planned = plan(trace_to_aten(update_and_read, _inputs()[:2]))
+    assert all(not g.writes for g in planned.groups)
+    targets = [n.target for n in planned.fused.graph.nodes if n.op == "call_function"]
+    assert torch.ops.aten.copy_.default in targets
+
+
+def test_broadcast_input_keeps_its_copy() -> None:
+    """A 0-dim counter updated next to a full update (an optimizer's step) is read by every
+    element: written in place, a thread could read it after another wrote it."""
+    def counted(p: torch.Tensor, step: torch.Tensor, g: torch.Tensor) -> None:
+        step.add_(1)
+        p.add_(g * step)
+
+    inputs = (torch.randn(4, 5), torch.tensor(3.0), torch.randn(4, 5))
+    planned = plan(trace_to_aten(counted, inputs))
+    (group,) = planned.groups
+    (write,) = group.writes
+    shapes = [n.meta["val"].shape for n in group.eager.graph.nodes if n.op == "placeholder"]
+    assert shapes[write[1]] == (4, 5)  # p, not step
+
+
+def test_eager_fallback_copies_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")
+    nvfuse.config.reload()
+    inputs = _inputs()
+    fm = nvfuse.fuse(_momentum, _fresh(inputs))
+
+    def refuse(*args: object) -> None:
+        raise executor.CannotRun("refused for the test")
+
+    (group,) = fm.fusion_groups
+    monkeypatch.setattr(group, "_run_kernel", refuse)
+    p, buf, g = _fresh(inputs)
+    expected = _fresh(inputs)
+    _momentum(*expected)
+    with pytest.warns(RuntimeWarning):
+        fm(p, buf, g)
+    torch.testing.assert_close((p, buf), expected[:2])
+    assert nvfuse.stats()["fallbacks"] == 1
+
+
+def test_find_writes_leaves_its_input_unchanged() -> None:
+    planned = plan(trace_to_aten(_momentum, _inputs()))
+    before = str(planned.fused.graph)
+    find_writes(planned.fused, {g.name: g.ir for g in planned.groups})
+    assert str(planned.fused.graph) == before
+
+
+def test_aliased_kernel_compiles(interpret: None) -> None:
+    """The kernel of an in-place group drops __restrict__ (aliasing restrict pointers is
+    undefined behaviour) and NVRTC compiles it."""
+    fm = nvfuse.fuse(_momentum, _inputs())
+    group = fm.fusion_groups[0]
+    p, buf, g = _inputs()
+    ready = group._prepare((p, buf, g), nvfuse.config.get())
+    (stage,) = ready.stages
+    source = stage.kernel.source
+    assert "__restrict__" not in source.split("{")[0]
+    assert nvfuse.compile_source(source, arch="sm_90")[:4] == b"\x7fELF"
