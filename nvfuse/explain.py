@@ -45,6 +45,7 @@ class GraphReport:
     groups: list[list[str]]                      # the aten ops of each fusion group
     eager: list[tuple[str, str]]                 # (op, why it is not fused), kernel-launching ops
     views: int                                   # eager ops that launch no kernel
+    in_place: int = 0                            # group outputs written into graph inputs
 
     @property
     def kernels(self) -> int:
@@ -66,6 +67,9 @@ class ExplainReport:
                          f"({len(g.groups)} fused, {len(g.eager)} eager; {g.views} views free)")
             for i, ops in enumerate(g.groups):
                 lines.append(f"  group {i}: {len(ops)} ops: {', '.join(ops)}")
+            if g.in_place:
+                lines.append(f"  in place: {g.in_place} group outputs written into the inputs "
+                             "they update (no copy)")
             reasons = Counter(g.eager)
             for (op, why), n in sorted(reasons.items()):
                 lines.append(f"  eager {op}{f' x{n}' if n > 1 else ''}: {why}")
@@ -90,7 +94,8 @@ def explain_plan(name: str, plan: pipeline.Plan) -> GraphReport:
         else:
             eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
                           or "not merged into a group"))
-    return GraphReport(name, aten_ops, groups, eager, views)
+    return GraphReport(name, aten_ops, groups, eager, views,
+                       sum(len(g.writes) for g in plan.groups))
 
 
 def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> ExplainReport:
