@@ -24,6 +24,9 @@ again, until every group is valid.  Valid reduction groups that only share an in
 (var_mean's var and mean; sibling gradients) are then merged (`_merge_siblings`) when that
 keeps one iteration space, one set of reduced dims and no path between them.
 
+A 0-dim CPU value a device group would hand out (an optimizer's `step + 1`) is left to the
+host with what it is computed from (`_host_scalars_left_out`).
+
 View ops never join a group: the passes move the views that feed fusible work down to values
 no group computes, where a view is only the strides through which the group reads its input
 (nvfuse/graph/views.py; it also turns most keepdim=False reductions into keepdim=True ones
@@ -439,6 +442,33 @@ def _acyclic(gm: fx.GraphModule, groups: list[set[fx.Node]]) -> bool:
     return True
 
 
+def _host_scalars_left_out(group: set[fx.Node]) -> set[fx.Node]:
+    """`group` without the 0-dim CPU values it would hand out from a device kernel, and the
+    group members they are computed from (all 0-dim CPU values too: a device operand makes a
+    device result).  A 0-dim CPU tensor joins a device group as a scalar (Adam's CPU `step`
+    and its bias corrections), but a result the graph needs on the CPU (`step + 1`, copied
+    back into the counter) would come back from the device: a device-to-host copy that
+    waits for the kernel, per parameter.  Left out, it is a host op, and the group reads it
+    as a scalar input like the counter itself."""
+    def device(n: fx.Node) -> str | None:
+        val = n.meta.get("val")
+        return val.device.type if isinstance(val, torch.Tensor) else None
+
+    def on_cpu(n: fx.Node) -> bool:
+        return device(n) == "cpu" and n.meta["val"].dim() == 0
+
+    if all(device(n) in ("cpu", None) for n in group):
+        return group  # a CPU kernel (the interpreter): nothing comes back from a device
+    out = {n for n in group if on_cpu(n) and any(u not in group for u in n.users)}
+    stack = list(out)
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a in group and a not in out:
+                out.add(a)
+                stack.append(a)
+    return group - out
+
+
 def _unshare_constants(gm: fx.GraphModule) -> None:
     """Give each user of a fusible one-element constant (a value computed from no tensor:
     `full((), v)` and what only reads such values) a copy of its own.  CSE makes one such
@@ -481,6 +511,8 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         if not found:
             break
     groups = _merge_siblings(groups, known, gm)
+    groups = [g for g in (_host_scalars_left_out(g) for g in groups) if g]
+    taken = set().union(*groups) if groups else set()
     for n in taken:  # grouped after all: explain must not report them eager
         n.meta.pop(EAGER_REASON, None)
     if not groups:

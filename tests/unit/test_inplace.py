@@ -139,3 +139,29 @@ def test_aliased_kernel_compiles(interpret: None) -> None:
     source = stage.kernel.source
     assert "__restrict__" not in source.split("{")[0]
     assert nvfuse.compile_source(source, arch="sm_90")[:4] == b"\x7fELF"
+
+
+def test_cpu_counter_stays_on_the_host() -> None:
+    """Adam's CPU `step` beside CUDA parameters (graph metadata made CUDA with fake tensors):
+    `step + 1` is a host op the group reads as a scalar, never a device result copied back
+    to the host; the parameter is still written in place."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def step(p: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> None:
+        s.add_(1)
+        p.add_(g * (1 - 0.9 ** s))
+
+    gm = trace_to_aten(step, (torch.randn(4, 5), torch.randn(4, 5), torch.tensor(3.0)))
+    mode = FakeTensorMode()
+    for n in gm.graph.nodes:
+        v = n.meta.get("val")
+        if isinstance(v, torch.Tensor) and v.dim() > 0:
+            with mode:
+                n.meta["val"] = torch.empty_strided(v.shape, v.stride(), dtype=v.dtype,
+                                                    device="cuda")
+    planned = plan(gm)
+    (group,) = planned.groups
+    assert group.ir.ops.count("aten::add") == 1 and len(group.writes) == 1  # p's update
+    (call,) = [n for n in planned.fused.graph.nodes if n.op == "call_module"]
+    host = [a for a in call.args if a.op == "call_function"]
+    assert [a.target for a in host] == [torch.ops.aten.add.Tensor]  # step + 1, on the host
