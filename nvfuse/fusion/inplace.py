@@ -90,7 +90,7 @@ def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
             or out.dtype != written.dtype or out.shape != written.shape:
         return None
     operands = [a.meta.get("val") for a in call.args if isinstance(a, fx.Node)]
-    if not all(isinstance(t, torch.Tensor) for t in operands) \
-            or tuple(broadcast_shape([t.shape for t in operands])) != tuple(written.shape):
+    shapes = [t.shape for t in operands if isinstance(t, torch.Tensor)]
+    if len(shapes) != len(operands) or tuple(broadcast_shape(shapes)) != tuple(written.shape):
         return None  # broadcast across the iteration space (a 0-dim step beside its update)
     return str(call.target), k, call.args.index(dest), value

@@ -215,11 +215,11 @@ def _operandless_constant(node: torch.fx.Node) -> bool:
     if node.target not in _NEW_CONSTANTS or not node.args:
         return False
     val = meta_val(node)
-    size = node.args[1] if len(node.args) > 1 else node.kwargs.get("size")
-    if not isinstance(val, torch.Tensor) or val.dim() != 0 or size is None or list(size) \
-            or node.kwargs.get("layout") not in (None, torch.strided):
+    size: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("size")
+    if not isinstance(val, torch.Tensor) or val.dim() != 0 or not isinstance(size, (list, tuple)) \
+            or size or node.kwargs.get("layout") not in (None, torch.strided):
         return False
-    value = _NEW_CONSTANTS[node.target]
+    value: Any = _NEW_CONSTANTS[node.target]
     if value is None:
         value = node.args[2] if len(node.args) > 2 else node.kwargs.get("fill_value")
     if not isinstance(value, (bool, int, float)):

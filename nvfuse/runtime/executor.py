@@ -108,7 +108,7 @@ class FusionGroup(torch.nn.Module):
             counters.bump("fallbacks")
             warn_once(f"nvfuse: group {self.name} ({', '.join(self.ops)}) runs eagerly: "
                       f"{type(e).__name__}: {e}")
-            return copy_back(list(self.eager(*inputs)), inputs, self.writes)
+            return tuple(copy_back(list(self.eager(*inputs)), inputs, self.writes))
 
     def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
         key = _launch_key(inputs, cfg)
