@@ -290,7 +290,16 @@ class _Ready:
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
         for stage in self.stages:
             stage.launch(tensors, scalars)
+        if self.into:  # written through a raw pointer: count the write as eager's copy_ would
+            _bump_versions([o for o, j in zip(outputs, self.into) if j is not None])
         return copy_back(outputs, given, self.copies)
+
+
+def _bump_versions(tensors: list[torch.Tensor]) -> None:
+    """Bump the version counters of tensors a kernel wrote in place, so autograd still sees
+    the write (a tensor saved for a backward and then updated raises, as in eager)."""
+    for t in tensors:
+        torch.autograd.graph.increment_version(t)
 
 
 def written_in_place(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],

@@ -43,10 +43,12 @@ def test_kernel_writes_into_the_inputs(interpret: None, monkeypatch: pytest.Monk
     _momentum(*expected)
     fm = nvfuse.fuse(_momentum, _fresh(inputs))
     ptrs = (p.data_ptr(), buf.data_ptr())
+    versions = (p._version, buf._version)
     with torch.profiler.profile() as prof:
         fm(p, buf, g)
     torch.testing.assert_close((p, buf), expected[:2])
     assert (p.data_ptr(), buf.data_ptr()) == ptrs
+    assert p._version > versions[0] and buf._version > versions[1]  # autograd sees the writes
     assert not any(e.name == "aten::copy_" for e in prof.events())
     assert nvfuse.stats()["launches"] == 1 and nvfuse.stats()["fallbacks"] == 0
     (kernel,) = fm.kernels
