@@ -15,8 +15,9 @@ over when all of these hold, so the kernel's store is the copy:
   concatenation): each thread reads its elements of every input before writing them, and no
   thread reads another's elements -- when the input is not broadcast (checked per call);
 - the value is used by that `copy_` only, and the `copy_` result by nothing;
-- the written input is a placeholder of the graph, used by this group (once among its
-  arguments) and that `copy_` only: no other group or eager op reads it, before or after;
+- the written input is a placeholder of the graph, passed to this group once; any other
+  group or eager op reading it runs before the group (the group depends on it: gradient
+  clipping's norms read the gradients its scaling then writes) and returns no alias of it;
 - the written input has the shape of the group's iteration space as traced (an optimizer's
   0-dim `step`, read broadcast by its parameter's update, keeps its copy);
 - output and input agree in dtype (a converting copy stays).
@@ -65,6 +66,29 @@ def find_writes(fused: fx.GraphModule, irs: dict[str, FusionIR]
     return gm, {name: tuple(sorted(w)) for name, w in writes.items()}
 
 
+def _read_before(dest: fx.Node, call: fx.Node, copy_node: fx.Node) -> bool:
+    """Whether every other reader of `dest` runs before the group `call` (the group depends on
+    it) and hands out no alias of it (a view read later would see the new values)."""
+    others = [u for u in dest.users if u is not call and u is not copy_node]
+    if not others:
+        return True
+    for u in others:
+        if u.op == "call_function":
+            if not isinstance(u.target, torch._ops.OpOverload) or u.target.is_view or any(
+                    r.alias_info is not None for r in u.target._schema.returns):
+                return False
+        elif u.op != "call_module":  # the graph's output: read after the call
+            return False
+    ancestors: set[fx.Node] = set()
+    stack = list(call.all_input_nodes)
+    while stack:
+        n = stack.pop()
+        if n not in ancestors:
+            ancestors.add(n)
+            stack.extend(n.all_input_nodes)
+    return all(u in ancestors for u in others)
+
+
 def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
                 ) -> tuple[str, int, int, fx.Node] | None:
     """(group name, output index, input index, the getitem) when `node` is a `copy_` a group
@@ -83,7 +107,7 @@ def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
     ir = irs[str(call.target)]
     if not pointwise(ir) or not isinstance(k, int) or ir.outputs[k].shape is not OutputShape.FULL:
         return None
-    if set(dest.users) != {call, node} or call.args.count(dest) != 1 or call.kwargs:
+    if call.args.count(dest) != 1 or call.kwargs or not _read_before(dest, call, node):
         return None
     out, written = value.meta.get("val"), dest.meta.get("val")
     if not isinstance(out, torch.Tensor) or not isinstance(written, torch.Tensor) \

@@ -167,3 +167,23 @@ def test_cpu_counter_stays_on_the_host() -> None:
     (call,) = [n for n in planned.fused.graph.nodes if n.op == "call_module"]
     host = [a for a in call.args if a.op == "call_function"]
     assert [a.target for a in host] == [torch.ops.aten.add.Tensor]  # step + 1, on the host
+
+
+def test_input_read_before_the_write_is_written_in_place(interpret: None) -> None:
+    """Gradient clipping: the norm reads the gradient, the scaling (which depends on the
+    norm, so runs after it) writes it: in place, no copy."""
+    def clip(g: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(g)
+        g.mul_(torch.clamp(1.0 / (norm + 1e-6), max=1.0))
+        return norm
+
+    g = torch.randn(8, 6) * 3
+    expected_g = g.clone()
+    expected = clip(expected_g)
+    fm = nvfuse.fuse(clip, (g.clone(),))
+    assert sum(len(group.writes) for group in fm.fusion_groups) == 1
+    ptr = g.data_ptr()
+    with torch.profiler.profile() as prof:
+        norm = fm(g)
+    torch.testing.assert_close((norm, g), (expected, expected_g))
+    assert g.data_ptr() == ptr and not any(e.name == "aten::copy_" for e in prof.events())
