@@ -407,9 +407,11 @@ case("lerp_tensor", lambda x, y, w: torch.lerp(x, y, w),
 case("addcmul", lambda x, y: torch.addcmul(x, x, y, value=0.5), binary(), FLOATS)
 case("addcmul_int", lambda x, y: torch.addcmul(x, x, y, value=3), binary(-99, 99), INTS)
 case("addcdiv", lambda x, y: torch.addcdiv(x, x, y, value=0.5), binary(), FLOATS)
-# prims.fma (dynamo writes addcmul_ / add_ with a factor as it): a * b + c, product unrounded
-case("fma_scalar", lambda x, y: _fma(x, 0.125, y), binary(), FLOATS + INTS)
-case("fma_tensor", lambda x, y: _fma(x, y, x), binary(specials=False), FLOATS)
+# prims.fma (dynamo writes addcmul_ / add_ with a factor as it): a * b + c, product unrounded;
+# torch releases without the prim have no case
+if hasattr(torch.ops.prims, "fma"):
+    case("fma_scalar", lambda x, y: _fma(x, 0.125, y), binary(), FLOATS + INTS)
+    case("fma_tensor", lambda x, y: _fma(x, y, x), binary(specials=False), FLOATS)
 case("copysign", torch.copysign, binary(other_specials=[-0.0, 0.0, NAN, -INF]), FLOATS + INTS)
 case("copysign_scalar", lambda x: torch.copysign(x, -1.0), unary(), FLOATS)
 case("logaddexp", torch.logaddexp,
