@@ -19,7 +19,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch import fx
 
-from nvfuse import pipeline
+from nvfuse import config, pipeline
 from nvfuse.api import aot_backend
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.functional import Unfunctionalizable
@@ -27,6 +27,7 @@ from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
 from nvfuse.fusion.partition import EAGER_REASON, why_unfusible
+from nvfuse.runtime.horizontal import planned_launches
 
 # Ops that only reinterpret metadata (views) or move no data: eager runs them without a kernel.
 _NO_KERNEL = frozenset({
@@ -46,10 +47,12 @@ class GraphReport:
     eager: list[tuple[str, str]]                 # (op, why it is not fused), kernel-launching ops
     views: int                                   # eager ops that launch no kernel
     in_place: int = 0                            # group outputs written into graph inputs
+    shared: list[list[int]] = field(default_factory=list)  # groups launched together
 
     @property
     def kernels(self) -> int:
-        return len(self.groups) + len(self.eager)
+        saved = sum(len(s) - 1 for s in self.shared)
+        return len(self.groups) - saved + len(self.eager)
 
 
 @dataclass
@@ -70,6 +73,8 @@ class ExplainReport:
             if g.in_place:
                 lines.append(f"  in place: {g.in_place} group outputs written into the inputs "
                              "they update (no copy)")
+            for s in g.shared:
+                lines.append(f"  one launch (horizontal): groups {', '.join(map(str, s))}")
             reasons = Counter(g.eager)
             for (op, why), n in sorted(reasons.items()):
                 lines.append(f"  eager {op}{f' x{n}' if n > 1 else ''}: {why}")
@@ -94,8 +99,20 @@ def explain_plan(name: str, plan: pipeline.Plan) -> GraphReport:
         else:
             eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
                           or "not merged into a group"))
-    return GraphReport(name, aten_ops, groups, eager, views,
-                       sum(len(g.writes) for g in plan.groups))
+    return GraphReport(name, aten_ops, groups, eager, views, shared=_shared(plan),
+                       in_place=sum(len(g.writes) for g in plan.groups))
+
+
+def _shared(plan: pipeline.Plan) -> list[list[int]]:
+    """The groups that share launches, by index, as a call with the traced inputs would."""
+    index = {g.name: i for i, g in enumerate(plan.groups)}
+    arch = config.get().arch
+    shared = []
+    for _, members in plan.bundles:
+        groups = [plan.groups[index[m]] for m in members]
+        for launch in planned_launches([(g.ir, g.eager) for g in groups], arch):
+            shared.append([index[members[p]] for p in launch])
+    return sorted(shared)
 
 
 def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> ExplainReport:

@@ -15,7 +15,7 @@ import torch._dynamo
 
 pytestmark = pytest.mark.gpu
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_optimizers import SHAPES, run_steps  # noqa: E402
+from test_optimizers import per_step_launches, run_steps  # noqa: E402
 
 CASES: list[tuple[str, Callable[..., Any]]] = [
     ("adam_capturable", lambda ps: torch.optim.Adam(ps, lr=0.01, capturable=True,
@@ -38,10 +38,10 @@ def _fresh_dynamo(strict_poisoned: None) -> None:
 @pytest.mark.parametrize(("name", "make"), CASES, ids=[c[0] for c in CASES])
 def test_step_on_device(name: str, make: Callable[..., Any]) -> None:
     launches, _ = run_steps(make, device="cuda")
-    assert launches == len(SHAPES)
+    assert launches == per_step_launches()
 
 
 def test_bf16_parameters_on_device() -> None:
     launches, _ = run_steps(lambda ps: torch.optim.AdamW(ps, lr=0.01, capturable=True),
                             torch.bfloat16, "cuda")
-    assert launches == len(SHAPES)
+    assert launches == per_step_launches()
