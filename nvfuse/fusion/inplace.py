@@ -14,7 +14,9 @@ over when all of these hold, so the kernel's store is the copy:
 - the value is output k of a group whose kernel is pointwise (no reduction, no
   concatenation): each thread reads its elements of every input before writing them, and no
   thread reads another's elements -- when the input is not broadcast (checked per call);
-- the value is used by that `copy_` only, and the `copy_` result by nothing;
+- the `copy_` result is used by nothing; other users of the value read the new values, which
+  the input's tensor then holds (the kernel returns that tensor as the output), and hand out
+  no alias of it (not the graph's output, no view);
 - the written input is a placeholder of the graph, passed to this group once; any other
   group or eager op reading it runs before the group (the group depends on it: gradient
   clipping's norms read the gradients its scaling then writes) and returns no alias of it;
@@ -60,10 +62,21 @@ def find_writes(fused: fx.GraphModule, irs: dict[str, FusionIR]
         name, k, i, getitem = found
         writes.setdefault(name, []).append((k, i))
         gm.graph.erase_node(node)
-        gm.graph.erase_node(getitem)
+        if not getitem.users:
+            gm.graph.erase_node(getitem)
     if writes:
         gm.recompile()
     return gm, {name: tuple(sorted(w)) for name, w in writes.items()}
+
+
+def _fresh_reader(u: fx.Node) -> bool:
+    """Whether `u`, reading a value that becomes an input's tensor, hands out no alias of it:
+    a group or an op returning a fresh tensor (the graph's output would alias an input where
+    eager returns a tensor of its own)."""
+    if u.op == "call_module":
+        return True
+    return u.op == "call_function" and isinstance(u.target, torch._ops.OpOverload) \
+        and not u.target.is_view and all(r.alias_info is None for r in u.target._schema.returns)
 
 
 def _read_before(dest: fx.Node, call: fx.Node, copy_node: fx.Node) -> bool:
@@ -77,7 +90,9 @@ def _read_before(dest: fx.Node, call: fx.Node, copy_node: fx.Node) -> bool:
             if not isinstance(u.target, torch._ops.OpOverload) or u.target.is_view or any(
                     r.alias_info is not None for r in u.target._schema.returns):
                 return False
-        elif u.op != "call_module":  # the graph's output: read after the call
+        elif u.op == "output":  # returns the input itself, which holds the new values then
+            continue
+        elif u.op != "call_module":
             return False
     ancestors: set[fx.Node] = set()
     stack = list(call.all_input_nodes)
@@ -86,7 +101,7 @@ def _read_before(dest: fx.Node, call: fx.Node, copy_node: fx.Node) -> bool:
         if n not in ancestors:
             ancestors.add(n)
             stack.extend(n.all_input_nodes)
-    return all(u in ancestors for u in others)
+    return all(u in ancestors for u in others if u.op != "output")
 
 
 def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
@@ -99,7 +114,8 @@ def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
     dest, value = node.args
     if not isinstance(dest, fx.Node) or dest.op != "placeholder" \
             or not isinstance(value, fx.Node) or value.op != "call_function" \
-            or value.target is not operator.getitem or set(value.users) != {node}:
+            or value.target is not operator.getitem or not all(
+                _fresh_reader(u) for u in value.users if u is not node):
         return None
     call, k = value.args
     if not isinstance(call, fx.Node) or call.op != "call_module" or str(call.target) not in irs:

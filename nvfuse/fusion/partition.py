@@ -25,7 +25,9 @@ again, until every group is valid.  Valid reduction groups that only share an in
 keeps one iteration space, one set of reduced dims and no path between them.
 
 A 0-dim CPU value a device group would hand out (an optimizer's `step + 1`) is left to the
-host with what it is computed from (`_host_scalars_left_out`).
+host with what it is computed from (`_host_scalars_left_out`); a 0-dim value written back into
+an input from a larger group becomes a group of its own (`_written_scalars_apart`), so it can be
+written in place.
 
 View ops never join a group: the passes move the views that feed fusible work down to values
 no group computes, where a view is only the strides through which the group reads its input
@@ -469,6 +471,37 @@ def _host_scalars_left_out(group: set[fx.Node]) -> set[fx.Node]:
     return group - out
 
 
+def _written_scalars_apart(group: set[fx.Node]) -> list[set[fx.Node]]:
+    """`group`, and apart from it as a group of their own the 0-dim values it computes that
+    the graph writes back into an input (`copy_` into a placeholder: an optimizer's
+    `step + 1`) with the 0-dim members they are computed from, when the group's other values
+    are larger.  Inside the larger group the counter could not be written in place (every
+    element reads it, nvfuse/fusion/inplace.py), so it would cost a copy per parameter; as
+    its own 0-dim group it is written in place, before the update that reads its new value,
+    and such groups of all parameters share one launch (horizontal fusion)."""
+    def zero_dim(n: fx.Node) -> bool:
+        val = n.meta.get("val")
+        return isinstance(val, torch.Tensor) and val.dim() == 0
+
+    def written_back(n: fx.Node) -> bool:
+        return any(u.op == "call_function" and u.target is torch.ops.aten.copy_.default
+                   and len(u.args) == 2 and u.args[1] is n and isinstance(u.args[0], fx.Node)
+                   and u.args[0].op == "placeholder" for u in n.users)
+
+    if all(zero_dim(n) for n in group):
+        return [group]
+    apart = {n for n in group if zero_dim(n) and written_back(n)}
+    stack = list(apart)
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a in group and a not in apart:  # an operand of a 0-dim result is 0-dim
+                apart.add(a)
+                stack.append(a)
+    if not apart or not all(zero_dim(n) for n in apart):
+        return [group]
+    return [group - apart, apart]
+
+
 def _unshare_constants(gm: fx.GraphModule) -> None:
     """Give each user of a fusible one-element constant (a value computed from no tensor:
     `full((), v)` and what only reads such values) a copy of its own.  CSE makes one such
@@ -512,6 +545,7 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
             break
     groups = _merge_siblings(groups, known, gm)
     groups = [g for g in (_host_scalars_left_out(g) for g in groups) if g]
+    groups = [part for g in groups for part in _written_scalars_apart(g)]
     taken = set().union(*groups) if groups else set()
     for n in taken:  # grouped after all: explain must not report them eager
         n.meta.pop(EAGER_REASON, None)

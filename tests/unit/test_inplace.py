@@ -88,19 +88,29 @@ def test_input_read_elsewhere_keeps_its_copy() -> None:
     assert torch.ops.aten.copy_.default in targets
 
 
-def test_broadcast_input_keeps_its_copy() -> None:
-    """A 0-dim counter updated next to a full update (an optimizer's step) is read by every
-    element: written in place, a thread could read it after another wrote it."""
-    def counted(p: torch.Tensor, step: torch.Tensor, g: torch.Tensor) -> None:
-        step.add_(1)
-        p.add_(g * step)
+def _counted(p: torch.Tensor, step: torch.Tensor, g: torch.Tensor) -> None:
+    step.add_(1)
+    p.add_(g * (1 - 0.9 ** step))
 
+
+def test_counter_read_by_every_element_is_a_group_apart(interpret: None) -> None:
+    """A 0-dim counter updated next to a full update (an optimizer's step) is read by every
+    element: written in place inside the update's kernel, a thread could read it after
+    another wrote it.  It becomes a 0-dim group of its own, written in place before the
+    update reads its new value: no copy left."""
     inputs = (torch.randn(4, 5), torch.tensor(3.0), torch.randn(4, 5))
-    planned = plan(trace_to_aten(counted, inputs))
-    (group,) = planned.groups
-    (write,) = group.writes
-    shapes = [n.meta["val"].shape for n in group.eager.graph.nodes if n.op == "placeholder"]
-    assert shapes[write[1]] == (4, 5)  # p, not step
+    planned = plan(trace_to_aten(_counted, inputs))
+    assert len(planned.groups) == 2 and all(len(g.writes) == 1 for g in planned.groups)
+    targets = [n.target for n in planned.fused.graph.nodes if n.op == "call_function"]
+    assert torch.ops.aten.copy_.default not in targets
+    p, step, g = (t.clone() for t in inputs)
+    expected = tuple(t.clone() for t in inputs)
+    _counted(*expected)
+    fm = nvfuse.fuse(_counted, tuple(t.clone() for t in inputs))
+    with torch.profiler.profile() as prof:
+        fm(p, step, g)
+    torch.testing.assert_close((p, step), expected[:2])
+    assert not any(e.name == "aten::copy_" for e in prof.events())
 
 
 def test_eager_fallback_copies_back(monkeypatch: pytest.MonkeyPatch) -> None:

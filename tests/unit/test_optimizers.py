@@ -3,9 +3,9 @@ AdamW (foreach and single-tensor), several steps, parameters and state updated i
 
 Each parameter's whole update is one pointwise group (foreach ops decompose per tensor,
 nvfuse/frontend/foreach.py) that writes the parameter and its state in place
-(nvfuse/fusion/inplace.py): one kernel per parameter, one launch for all of them (horizontal
-fusion), and no copy left but the 0-dim `step` counters' (read broadcast by their parameter's
-update, so not written in place).
+(nvfuse/fusion/inplace.py): one kernel per parameter, the 0-dim `step` counters' increments as
+0-dim groups of their own, also in place (inside the update's kernel every element reads the
+counter); all of them in one or two launches (horizontal fusion), no copy left.
 """
 
 from __future__ import annotations
@@ -81,39 +81,42 @@ def run_steps(make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
     return launches, copies
 
 
-# (name, optimizer factory, copies left per step: the 0-dim step counters of the
-# parameters that are not 0-dim themselves)
-CASES: list[tuple[str, Callable[..., Any], int]] = [
+# (name, optimizer factory, whether it counts steps: 0-dim counters, a group apart)
+CASES: list[tuple[str, Callable[..., Any], bool]] = [
     ("sgd_momentum_dampening_wd_maximize", lambda ps: torch.optim.SGD(
         ps, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.1, maximize=True,
-        foreach=False), 0),
+        foreach=False), False),
     ("sgd_nesterov_foreach", lambda ps: torch.optim.SGD(
-        ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, foreach=True), 0),
-    ("sgd_plain", lambda ps: torch.optim.SGD(ps, lr=0.1, foreach=True), 0),
+        ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, foreach=True), False),
+    ("sgd_plain", lambda ps: torch.optim.SGD(ps, lr=0.1, foreach=True), False),
     ("adam_amsgrad_wd", lambda ps: torch.optim.Adam(
-        ps, lr=0.01, amsgrad=True, weight_decay=0.1, foreach=False), 3),
+        ps, lr=0.01, amsgrad=True, weight_decay=0.1, foreach=False), True),
     ("adam_maximize_foreach", lambda ps: torch.optim.Adam(
-        ps, lr=0.01, maximize=True, foreach=True), 3),
-    ("adamw", lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, foreach=False), 3),
+        ps, lr=0.01, maximize=True, foreach=True), True),
+    ("adamw", lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, foreach=False), True),
     ("adamw_amsgrad_foreach", lambda ps: torch.optim.AdamW(
-        ps, lr=0.01, amsgrad=True, foreach=True), 3),
+        ps, lr=0.01, amsgrad=True, foreach=True), True),
 ]
 
 
-@pytest.mark.parametrize(("name", "make", "copies"), CASES, ids=[c[0] for c in CASES])
-def test_step_matches_eager_in_place(name: str, make: Callable[..., Any], copies: int,
+@pytest.mark.parametrize(("name", "make", "counts"), CASES, ids=[c[0] for c in CASES])
+def test_step_matches_eager_in_place(name: str, make: Callable[..., Any], counts: bool,
                                      interpret: None) -> None:
     launches, left = run_steps(make)
-    assert launches == per_step_launches()
-    assert left == copies
+    assert launches == per_step_launches(counts)
+    assert left == 0
 
 
-def per_step_launches() -> int:
-    """One kernel per parameter's whole update; one launch for them all, horizontally."""
-    return 1 if config.get().horizontal else len(SHAPES)
+def per_step_launches(counts: bool) -> int:
+    """One kernel per parameter's whole update, and one per step counter of a parameter that
+    is not 0-dim itself (a 0-dim parameter's counter joins its update); horizontally, one
+    launch for the counters and one for the updates that read them."""
+    if config.get().horizontal:
+        return 2 if counts else 1
+    return len(SHAPES) + (sum(len(s) > 0 for s in SHAPES) if counts else 0)
 
 
 def test_bf16_parameters(interpret: None) -> None:
     launches, left = run_steps(lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=True),
                           torch.bfloat16)
-    assert launches == per_step_launches() and left == 3
+    assert launches == per_step_launches(True) and left == 0
