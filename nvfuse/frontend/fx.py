@@ -35,8 +35,12 @@ _POINTWISE_FAMILY = frozenset({
     "gelu_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "threshold_backward",
     "logit_backward", "elu_backward", "hardtanh_backward", "leaky_relu_backward",
     "hardswish_backward", "hardsigmoid_backward", "softplus_backward", "mish_backward",
-    "log_sigmoid_backward", "native_dropout_backward", "rsub", "lerp", "addcmul", "addcdiv",
+    "log_sigmoid_backward", "native_dropout_backward", "rsub",
 })
+# Kept whole although tagged pointwise: the op table lowers them as eager computes them, in
+# opmath with one rounding of a half result; their decompositions round every intermediate
+# (a bf16 optimizer's moments would drift from eager's).
+_KEPT_WHOLE = frozenset({"lerp", "addcmul", "addcdiv"})
 
 
 def native_dropout(x: torch.Tensor, p: float, train: bool | None
@@ -60,7 +64,7 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     numerics and memory layout (the views of an AOTAutograd graph rely on those layouts, and
     e.g. attention's decomposition returns a different layout than its kernel)."""
     def elementwise(op: Any) -> bool:
-        return isinstance(op, torch._ops.OpOverload) and (
+        return isinstance(op, torch._ops.OpOverload) and op._opname not in _KEPT_WHOLE and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
     table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout

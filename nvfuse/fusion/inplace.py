@@ -14,7 +14,8 @@ over when all of these hold, so the kernel's store is the copy:
 - the value is output k of a group whose kernel is pointwise (no reduction, no
   concatenation): each thread reads its elements of every input before writing them, and no
   thread reads another's elements -- when the input is not broadcast (checked per call);
-- the `copy_` result is used by nothing; other users of the value read the new values, which
+- the `copy_` result is used by nothing but the graph's output (it is the input itself,
+  which the output then returns); other users of the value read the new values, which
   the input's tensor then holds (the kernel returns that tensor as the output), and hand out
   no alias of it (not the graph's output, no view);
 - the written input is a placeholder of the graph, passed to this group once; any other
@@ -61,6 +62,7 @@ def find_writes(fused: fx.GraphModule, irs: dict[str, FusionIR]
             continue
         name, k, i, getitem = found
         writes.setdefault(name, []).append((k, i))
+        node.replace_all_uses_with(node.args[0])  # copy_ returns the input it wrote
         gm.graph.erase_node(node)
         if not getitem.users:
             gm.graph.erase_node(getitem)
@@ -109,7 +111,7 @@ def _taken_over(node: fx.Node, irs: dict[str, FusionIR]
     """(group name, output index, input index, the getitem) when `node` is a `copy_` a group
     can do itself, else None."""
     if node.op != "call_function" or node.target is not torch.ops.aten.copy_.default \
-            or node.users or len(node.args) != 2 or node.kwargs:
+            or any(u.op != "output" for u in node.users) or len(node.args) != 2 or node.kwargs:
         return None
     dest, value = node.args
     if not isinstance(dest, fx.Node) or dest.op != "placeholder" \
