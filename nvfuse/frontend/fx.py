@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
+from nvfuse.frontend.promotion import converted_first
 from nvfuse.graph.annotate import rng_preserved, twins
 
 
@@ -60,7 +61,9 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     def elementwise(op: Any) -> bool:
         return isinstance(op, torch._ops.OpOverload) and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
-    table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+    # converted_first: operands reach the decomposition in eager's common dtype
+    table = {op: converted_first(fn) for op, fn in core_aten_decompositions().items()
+             if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
