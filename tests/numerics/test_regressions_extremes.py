@@ -85,6 +85,35 @@ def test_zero_dim_operands_converted_to_half_first(dtype: torch.dtype) -> None:
     _check(lambda h, i: torch.addcmul(h, h.half().to(dtype), i), h, torch.tensor(4097))
 
 
+# -- vector norms over dims of size 1: |x|, never squared -----------------------------------
+# eager's linalg_vector_norm (CPU and CUDA) returns |x| (ord 0: x != 0) when every reduced dim
+# has size 1; squaring first overflows a 1e38 to inf and flushes a 1e-30 to 0 in float32
+NORM_OVER_ONES: dict[str, Callable[..., object]] = {
+    "ord2_dim": lambda x: torch.linalg.vector_norm(x, 2, 1),
+    "ord2_keepdim_plus": lambda x: torch.linalg.vector_norm(x, 2, (1, 3), keepdim=True) + x,
+    "ord3_dtype": lambda x: torch.linalg.vector_norm(x, 3, -1, dtype=torch.float64) * 2,
+    "ord0": lambda x: torch.linalg.vector_norm(x, 0, 1) + 1,
+    "ord_inf": lambda x: torch.linalg.vector_norm(x, float("inf"), 3) - 1,
+    "tensor_norm": lambda x: x.norm(2, 1) * 3,
+    "torch_norm_keepdim": lambda x: torch.norm(x, dim=(1, 3), keepdim=True) * x,
+}
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float64), ids=str)
+@pytest.mark.parametrize("name", sorted(NORM_OVER_ONES))
+def test_vector_norm_over_size_one_dims(name: str, dtype: torch.dtype) -> None:
+    x = _rand(3, 1, 5, 1, dtype=torch.float64) * (1 - 2 * (_rand(3, 1, 5, 1, seed=1) > 1.2))
+    big, tiny = (1e300, 1e-300) if dtype is torch.float64 else (1e38, 1e-30)
+    x[0, 0, :3, 0] = torch.tensor([big, -tiny, 3e-39 if dtype is not torch.float64 else 1e-310],
+                                  dtype=torch.float64)
+    _check(NORM_OVER_ONES[name], x.to(dtype))
+
+
+def test_vector_norm_of_zero_dim_and_one_element() -> None:
+    _check(lambda x: torch.linalg.vector_norm(x) + x, torch.tensor(-1e38))
+    _check(lambda x: torch.linalg.vector_norm(x * 2) * x, torch.tensor([[1e-30]]))
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
