@@ -1,5 +1,5 @@
-"""The differential fuzzer (fuzzer.py) in the suite: a bounded, seeded run with every AVOID flag
-of the still-open issue-10 items on must give no wrong result and no crash; and the fuzzer's own
+"""The differential fuzzer (fuzzer.py) in the suite: a bounded, seeded run (every pattern
+generated: no issue-10 item is open) must give no wrong result and no crash; and the fuzzer's own
 parts (CUDA's cast rule for the reference, the comparison, minimisation, the repro script) do
 what they promise.  Run many more programs by hand:
 

@@ -114,6 +114,55 @@ def test_vector_norm_of_zero_dim_and_one_element() -> None:
     _check(lambda x: torch.linalg.vector_norm(x * 2) * x, torch.tensor([[1e-30]]))
 
 
+# -- reductions over empty rows of expanded empty inputs (issue 10, item 12) ----------------
+# an expanded empty input has stride 0 along its empty dim: read as a broadcast, its element
+# was loaded once per row ahead of the (empty) row loop, from a tensor with no elements
+EXPANDED_EMPTY_PROGRAMS: dict[str, Callable[..., object]] = {
+    "sum": lambda x, y: x.sum(-1) + y.sum(-1),
+    "sum_keepdim_plus": lambda x, y: x.sum(-1, keepdim=True) + y,
+    "var_times": lambda x, y: torch.var(x, -1, keepdim=True) * y,
+    "mean_and_var": lambda x, y: (x.mean(-1), x.var(-1, keepdim=True) + y),
+    "isnan_sum": lambda x, y: torch.isnan(x).sum(-1),
+    "int_sum": lambda x, y: x.int().sum(-1) + y.int().sum(-1),
+    "std_dim0": lambda x, y: torch.std(x.transpose(0, -1), 0, correction=0) + 1,
+    "sum_dim0_plus": lambda x, y: x.transpose(0, -1).sum(0) + y.sum(-1).transpose(0, -1),
+}
+
+
+def _expanded_empty(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    small = [1 if i % 2 == 0 else n for i, n in enumerate(shape)]
+    return _rand(*small, seed=seed).expand(*shape)
+
+
+@pytest.mark.parametrize("shapes", [((3, 5, 0), (3, 5, 1)), ((3, 5, 0), (1, 1, 1)),
+                                    ((4, 0), (4, 1)), ((2, 3, 0), (2, 1, 1))], ids=str)
+@pytest.mark.parametrize("name", sorted(EXPANDED_EMPTY_PROGRAMS))
+def test_reduction_over_empty_rows_of_an_expanded_input(
+        name: str, shapes: tuple[tuple[int, ...], ...]) -> None:
+    x = _expanded_empty(shapes[0], 0)
+    y = _expanded_empty(shapes[1], 1) if 0 in shapes[1] else _rand(*shapes[1], seed=1)
+    assert 0 in x.stride()
+    _check(EXPANDED_EMPTY_PROGRAMS[name], x, y)
+
+
+def test_full_output_over_empty_rows_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`x.sum() + y.sum()` with x (1, 0), y (1, 1): y's sum is a separate kernel; the group
+    adding it to x's sum reads it along x's empty row and would never store the output's one
+    element: that group runs eagerly (with eager's value), the other as a kernel."""
+    from nvfuse import config
+
+    monkeypatch.setenv("NVFUSE_STRICT", "0")
+    config.reload()
+    fn = lambda x, y: x.sum() + y.sum()
+    for shapes in (((1, 0), (1, 1)), ((4, 0, 1), (1, 1, 1))):
+        x, y = _rand(*shapes[0]), _rand(*shapes[1], seed=1)
+        fm = nvfuse.fuse(fn, (x, y))
+        with pytest.warns(RuntimeWarning, match="rows that are empty"):
+            out = fm(x, y)
+        torch.testing.assert_close(out, fn(x, y))
+        assert fm.kernels
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
