@@ -63,6 +63,7 @@ import inspect
 import math
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -992,6 +993,21 @@ def repro(p: Program, result: Result) -> str:
 class Summary:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[int, Program, Result]] = field(default_factory=list)
+    # why programs were not fully fused: (kind, reason) -> count (`fallback_reason`)
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def fallback_reason(detail: str) -> str:
+    """What kept a "fallback" or "partial" program from being fully fused, with its sizes,
+    names and numbers blanked so that like reasons count together: why a group ran eagerly
+    (its warning), else the compute ops left outside every group."""
+    if "runs eagerly: " in detail:
+        why = detail.split("runs eagerly: ", 1)[1].split("; nvfuse")[0]
+        return "group ran eagerly: " + re.sub(r"\[[^]]*\]|\([^)]*\)|\d+", "#", why)[:90]
+    if detail.startswith("eager ops ["):
+        ops = sorted(set(re.findall(r"'([^']+)'", detail.split("]", 1)[0])))
+        return "ops left eager: " + (", ".join(ops) if ops else "none (no group)")
+    return re.sub(r"\d+", "#", detail)[:90] or "plan ran through torch.compile"
 
 
 def fuzz(seeds: Sequence[int], avoid: frozenset[str] = AVOID_ALL, time_limit: float = math.inf,
@@ -1009,6 +1025,8 @@ def fuzz(seeds: Sequence[int], avoid: frozenset[str] = AVOID_ALL, time_limit: fl
             except Exception as e:  # a bug in the fuzzer itself: report, keep going
                 result = Result("crash", f"fuzzer: {type(e).__name__}: {e}")
             summary.counts[result.kind] += 1
+            if result.kind in ("fallback", "partial"):
+                summary.reasons[result.kind, fallback_reason(result.detail)] += 1
             if result.failed:
                 summary.failures.append((seed, program, result))
                 if log:
@@ -1038,6 +1056,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{total} programs: " + ", ".join(f"{k} {summary.counts[k]}" for k in
                                             ("fused", "partial", "fallback", "wrong", "crash",
                                              "invalid")), flush=True)
+    for kind in ("fallback", "partial"):
+        top = [(n, why) for (k, why), n in summary.reasons.most_common() if k == kind][:12]
+        if top:
+            print(f"top {kind} reasons:")
+            for n, why in top:
+                print(f"  {n:5d}  {why}")
     with interpreter_env():
         for seed, program, result in summary.failures[:args.minimise]:
             small, why = minimise(program, result)
