@@ -491,7 +491,8 @@ def _squares_overflow(t: torch.Tensor) -> bool:
     if not t.is_floating_point() or t.numel() == 0:
         return False
     finite = t.double()[t.isfinite()]
-    return bool(finite.numel()) and float(finite.abs().max()) ** 2 > torch.finfo(_opmath(t)).max
+    return bool(finite.numel()) and float(finite.abs().max()) > math.sqrt(
+        torch.finfo(_opmath(t)).max)
 
 
 def _float_variance_overflows(t: torch.Tensor) -> bool:
@@ -500,8 +501,8 @@ def _float_variance_overflows(t: torch.Tensor) -> bool:
     if not t.is_floating_point() or t.dtype == torch.float64 or t.numel() == 0:
         return False
     finite = t.double()[t.isfinite()]
-    return bool(finite.numel()) and (float(finite.abs().max()) ** 2 * t.numel()
-                                     > torch.finfo(torch.float32).max / 64)
+    return bool(finite.numel()) and float(finite.abs().max()) > math.sqrt(
+        torch.finfo(torch.float32).max / 64 / t.numel())
 
 
 def _product_order_matters(t: torch.Tensor) -> bool:
