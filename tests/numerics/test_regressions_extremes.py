@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import nvfuse
 from nvrtc_batch import compile_all
@@ -161,6 +163,49 @@ def test_full_output_over_empty_rows_runs_eagerly(monkeypatch: pytest.MonkeyPatc
             out = fm(x, y)
         torch.testing.assert_close(out, fn(x, y))
         assert fm.kernels
+
+
+# -- where eager's CPU and device differ, nvfuse follows the device ------------------------
+def _fused(fn: Callable[..., object], *inputs: torch.Tensor) -> torch.Tensor:
+    fm = nvfuse.fuse(fn, inputs)
+    out = fm(*inputs)
+    assert nvfuse.stats()["fallbacks"] == 0 and fm.kernels
+    for kernel in fm.kernels:
+        _generated[kernel.name] = kernel.source
+    return out  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+@pytest.mark.parametrize("op", ("fmod", "remainder"))
+def test_fmod_with_an_overflowing_quotient_is_exact(op: str, dtype: torch.dtype) -> None:
+    """CUDA's fmod is exact whatever the quotient; the CPU's vectorised one gives NaN once
+    |a / b| leaves the float range (fuzzer: not generated)."""
+    big = 1e38 if dtype is torch.float32 else 1e300
+    a = _rand(64, dtype=torch.float64) * big
+    b = _rand(64, dtype=torch.float64, seed=1) * (1 - 2 * (_rand(64, seed=2) > 1.2))
+    b[:4] = torch.tensor([0.25, -0.1, 1e-40, 3e-39]) if dtype is torch.float32 else \
+        torch.tensor([1e-10, -0.1, 1e-300, 3e-310], dtype=torch.float64)
+    a, b = a.to(dtype), b.to(dtype)
+    exact = torch.tensor(np.fmod(a.numpy(), b.numpy()))  # C fmod: exact
+    if op == "remainder":  # torch: a - b * floor(a / b) by fmod, the sign of b
+        exact = torch.where((exact != 0) & ((exact < 0) != (b < 0)), exact + b, exact)
+    out = _fused(lambda a, b: getattr(torch, op)(a, b), a, b)
+    torch.testing.assert_close(out, exact, rtol=0, atol=0)
+
+
+def test_layer_norm_of_huge_float64_rows_follows_welford() -> None:
+    """CUDA's float64 layer_norm takes its moments by Welford (empty partners skipped): a row
+    of 1e300s has variance 0, a row spanning +-1e300 an infinite one (rstd 0); the CPU's
+    chunked moments give NaN for both (fuzzer: not generated)."""
+    x = _rand(4, 8, dtype=torch.float64) * (1 - 2 * (_rand(4, 8, seed=1) > 1.2))
+    x[0] = 1e300
+    x[1, :2] = torch.tensor([1e300, -1e300], dtype=torch.float64)
+    x[2, 3] = -1e300
+    var = torch.var(x, -1, keepdim=True, correction=0)  # the CPU's var: Welford
+    expected = (x - x.mean(-1, keepdim=True)) * torch.rsqrt(var + 1e-5)
+    out = _fused(lambda x: F.layer_norm(x, (8,)), x)
+    torch.testing.assert_close(out, expected)
+    assert out.isfinite().all()
 
 
 # -- NVRTC ------------------------------------------------------------------------------------
