@@ -165,6 +165,22 @@ def test_full_output_over_empty_rows_runs_eagerly(monkeypatch: pytest.MonkeyPatc
         assert fm.kernels
 
 
+# -- an empty concatenation beside a non-empty one ---------------------------------------
+# the group's non-empty outputs ran as a subset that kept the empty stack: its shape emptied
+# the iteration space and the pad was never stored
+EMPTY_BESIDE_CONCAT: dict[str, Callable[..., object]] = {
+    "stack_and_pad": lambda a: (torch.stack([a * 2, a], 0), F.pad(a * 2, [0, 1], value=1.5)),
+    "stack_and_bool_pad": lambda a: (torch.stack([torch.lt(a, a), a > 0], 0),
+                                     F.pad(torch.lt(a, a), [0, 1], value=0.0)),
+    "cat_and_pad_plus": lambda a: (torch.cat([a, a], 0), F.pad(a, [1, 2], value=-2.0) + 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_BESIDE_CONCAT))
+def test_empty_concatenation_beside_a_non_empty_one(name: str) -> None:
+    _check(EMPTY_BESIDE_CONCAT[name], _rand(3, 0))
+
+
 # -- where eager's CPU and device differ, nvfuse follows the device ------------------------
 def _fused(fn: Callable[..., object], *inputs: torch.Tensor) -> torch.Tensor:
     fm = nvfuse.fuse(fn, inputs)
