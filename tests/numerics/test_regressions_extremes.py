@@ -5,6 +5,7 @@ NVRTC for sm_80 and sm_90."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -179,6 +180,35 @@ EMPTY_BESIDE_CONCAT: dict[str, Callable[..., object]] = {
 @pytest.mark.parametrize("name", sorted(EMPTY_BESIDE_CONCAT))
 def test_empty_concatenation_beside_a_non_empty_one(name: str) -> None:
     _check(EMPTY_BESIDE_CONCAT[name], _rand(3, 0))
+
+
+# -- ops that kept programs from fusing (the fuzzer's top fallback reasons) -----------------
+# any / all over dims, reductions of 0-dim tensors and a functionalized fill_ stayed eager
+NOW_FUSED: dict[str, tuple[Callable[..., object], str]] = {
+    "any_last": (lambda x: x.any(-1), "aten::any"),
+    "all_first_of_compare": (lambda x: (x > 1).all(0), "aten::all"),
+    "any_every_dim": (lambda x: torch.any(x - 1), "aten::any"),
+    "all_dims_int": (lambda x: torch.all((x * 3).int(), dim=(0, 1)), "aten::all"),
+    "any_empty_rows": (lambda x: (x[:, :0].any(-1), x[:, :0].all(-1), x + 1), "aten::any"),
+    "sum_of_zero_dim": (lambda x: x[0, 0].sum() + x[1, 1] * 2, "aten::sum"),
+    "amax_of_zero_dim": (lambda x: x.sum().amax() * x, "aten::amax"),
+    "mean_prod_of_zero_dim": (lambda x: x[1, 2].float().mean() - x[3, 3].prod(0), "aten::mean"),
+    "any_of_zero_dim": (lambda x: (x[0, 0].any(), (x[2, 3] > 1).all(0)), "aten::any"),
+    "fill_of_clone": (lambda x: x.clone().fill_(1.5) * x, "aten::fill"),
+}
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16, torch.int64), ids=str)
+@pytest.mark.parametrize("name", sorted(NOW_FUSED))
+def test_now_fused_ops(name: str, dtype: torch.dtype) -> None:
+    fn, op = NOW_FUSED[name]
+    x = _rand(5, 7, dtype=dtype)
+    if dtype.is_floating_point:
+        x[0, :3] = torch.tensor([0.0, math.nan, -0.0])
+    x[2] = 0
+    x[2, 3] = 1
+    fm = _check(fn, x)
+    assert any(op in g.ops for g in fm.fusion_groups), [g.ops for g in fm.fusion_groups]
 
 
 # -- where eager's CPU and device differ, nvfuse follows the device ------------------------
