@@ -411,6 +411,8 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # the sign of a NaN: x86 makes it negative, CUDA's canonical NaN positive
     if "prod" in expr and tensors[0].dtype in (torch.float16, torch.bfloat16):
         return False  # the CPU multiplies half rows in half (overflow), CUDA in float32
+    if "type_as" in expr and _undefined_int_cast(tensors[0], tensors[1].dtype):
+        return False  # C++ UB: `_to` casts by CUDA's rule, type_as would cast by the CPU's
     if ("fmod" in expr or "remainder" in expr) and _fmod_quotient_overflows(tensors):
         return False  # the CPU's vectorised fmod gives NaN, CUDA's fmod the exact remainder
     if "layer_norm" in expr and _squares_overflow(tensors[0]):
@@ -469,6 +471,16 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
 
 def _opmath(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _undefined_int_cast(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """A float -> integer cast of a NaN or out-of-range value (C++ undefined behaviour: x86
+    gives the minimum, CUDA saturates; `cuda_to` models CUDA)."""
+    if not t.is_floating_point() or dtype.is_floating_point or dtype == torch.bool:
+        return False
+    bits = torch.iinfo(torch.int64 if dtype == torch.uint8 else dtype).bits
+    w = t.double().trunc()
+    return bool((~w.isfinite() | (w >= 2.0 ** (bits - 1)) | (w < -(2.0 ** (bits - 1)))).any())
 
 
 def _fmod_quotient_overflows(tensors: list[torch.Tensor]) -> bool:

@@ -15,8 +15,8 @@ import torch
 
 from fuzzer import (
     AVOID_ALL, InputSpec, Program, Result, Stmt, _float_variance_overflows,
-    _fmod_quotient_overflows, _product_order_matters, _squares_overflow, compare, cuda_to,
-    fallback_reason, fuzz, generate, interpreter_env, minimise, repro, run,
+    _fmod_quotient_overflows, _product_order_matters, _squares_overflow, _undefined_int_cast,
+    compare, cuda_to, fallback_reason, fuzz, generate, interpreter_env, minimise, repro, run,
 )
 
 CI_PROGRAMS = 60  # about 30 s on two uncontended cores
@@ -110,6 +110,9 @@ def test_cpu_and_device_differences_are_recognised() -> None:
     spread = torch.tensor([1e19, -1e19, 3.0])
     assert torch.var(spread).isfinite()  # float64 accumulation; in float32 it overflows
     assert _float_variance_overflows(spread) and not _float_variance_overflows(spread.double())
+    huge = torch.tensor([1e300, 2.5], dtype=torch.float64)
+    assert huge.to(torch.int64)[0] == -2**63 and cuda_to(huge, torch.int64)[0] == 2**63 - 1
+    assert _undefined_int_cast(huge, torch.int64) and not _undefined_int_cast(huge[1:], torch.int32)
     assert _product_order_matters(torch.tensor([1e38, 10.0, 0.01]))
     assert not _product_order_matters(torch.tensor([1e30, 10.0, 0.01]))
 
