@@ -11,11 +11,13 @@ and writes the static performance MODEL, <out>/model-<date>.{json,md} (bench/mod
 Every case is first checked against eager (each compiled variant, at the size being timed); a
 variant that fails or mismatches records NaN and the reason is printed: one failure never stops
 the suite.  Row fields by kind (all times in ms):
-    pointwise/reduction/normalization/training: median device time per call (timing.device_ms),
+    pointwise/reduction/normalization/training/optimizer: median device time per call
+        (timing.device_ms),
         inputs rotated so every call misses L2.  `bytes`: every input read once plus every output
         written once; for training (forward + backward) the forward inputs and the upstream
         gradient read, the forward output and every gradient written (activations saved for the
-        backward are not counted, so the floor is a lower bound).
+        backward are not counted, so the floor is a lower bound); an in-place update (the
+        optimizer step) gives its own floor (`Case.min_bytes`).
     overhead: CPU wall time per call on tiny tensors (timing.host_ms); nvfuse on a cache hit.
     compile: first call of a fresh module: nvfuse cold (empty disk cache, memory caches cleared)
         in the case's row, nvfuse from the disk cache in "<case>-warm-disk"; inductor likewise
@@ -117,8 +119,11 @@ def run_case(run: Run, case: Case) -> list[dict[str, Any]]:
                            "shape": shape_str(inputs), "bytes": 0}
     if case.kind == "compile":
         return compile_rows(run, case, inputs, row)
-    ref = build(case, "eager", inputs)(*inputs)
-    row["bytes"] = nbytes(inputs) + nbytes([ref])
+    # a case that updates its inputs is checked on copies of the inputs as made
+    pristine = clone_set(inputs) if case.mutates else inputs
+    ref = build(case, "eager", inputs)(*(clone_set(pristine) if case.mutates else inputs))
+    row["bytes"] = (case.min_bytes(inputs) if case.min_bytes is not None
+                    else nbytes(inputs) + nbytes([ref]))
     k = 1 if case.kind == "overhead" else rotations(run, row["bytes"])  # overhead: no rotation
     sets = [inputs] + [clone_set(inputs) for _ in range(k - 1)]
     for variant in VARIANTS:
@@ -127,7 +132,8 @@ def run_case(run: Run, case: Case) -> list[dict[str, Any]]:
             continue
         hint = TRAIN_HINT if case.train and variant == "nvfuse" else ""
         row[f"{variant}_ms"] = guarded(run, case.name, variant,
-                                       lambda v=variant: time_variant(run, case, v, sets, ref),
+                                       lambda v=variant: time_variant(run, case, v, sets, ref,
+                                                                      pristine),
                                        hint)
     return [row]
 
@@ -139,10 +145,11 @@ def rotations(run: Run, traffic: int) -> int:
 
 
 def time_variant(run: Run, case: Case, variant: str, sets: list[tuple[torch.Tensor, ...]],
-                 ref: Any) -> float:
+                 ref: Any, pristine: Sequence[torch.Tensor]) -> float:
     fn = build(case, variant, sets[0])
     if variant != "eager":
-        why = check_close(fn(*sets[0]), ref, case.dtype)  # compiles, then checks
+        first = clone_set(pristine) if case.mutates else sets[0]  # ref's own inputs
+        why = check_close(fn(*first), ref, case.dtype)  # compiles, then checks
         if why is not None:
             return run.fail(case.name, variant, f"mismatch against eager: {why}")
     if case.kind == "overhead":

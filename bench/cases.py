@@ -5,6 +5,8 @@ Contract:
     (a plain function of tensors, traced by nvfuse.fuse and torch.compile) and
     `make_inputs(size, device)` with size "tiny" (a few elements, for the CPU interpreter and the
     smoke test) or "full" (the GPU sizes: traffic from ~1 MB to several GB).
+    `mutates=True`: `fn` updates its inputs in place (an optimizer step), so every correctness
+    check runs on copies; `min_bytes(inputs)` then gives the traffic floor.
     `train=True`: the benchmark is forward + backward.  make_inputs then returns the forward
     inputs (those to differentiate have requires_grad) followed by the upstream gradient; see
     `train_step`.
@@ -25,9 +27,10 @@ import torch.nn.functional as F
 
 from nvfuse.demo import bias_gelu_residual, box_iou
 
-Kind = Literal["pointwise", "reduction", "normalization", "training", "overhead", "compile"]
-KINDS: tuple[str, ...] = ("pointwise", "reduction", "normalization", "training", "overhead",
-                          "compile")
+Kind = Literal["pointwise", "reduction", "normalization", "training", "optimizer", "overhead",
+               "compile"]
+KINDS: tuple[str, ...] = ("pointwise", "reduction", "normalization", "training", "optimizer",
+                          "overhead", "compile")
 Size = Literal["tiny", "full"]
 Inputs = tuple[torch.Tensor, ...]
 
@@ -40,6 +43,10 @@ class Case:
     fn: Callable[..., Any]
     make_inputs: Callable[[str, str], Inputs]
     train: bool = False
+    # The least bytes a call must move, where inputs + outputs is not it (an in-place update
+    # reads and writes the same tensors): None counts every input and output once.
+    min_bytes: Callable[[Inputs], int] | None = None
+    mutates: bool = False  # the call updates its inputs: each check runs on fresh copies
 
 
 # -- the functions ------------------------------------------------------------------------------
@@ -145,6 +152,71 @@ def train_step(f: Callable[..., Any]) -> Callable[..., tuple[torch.Tensor, ...]]
         return (out, *torch.autograd.grad(out, wrt, grad_out))
 
     return step
+
+
+ADAMW = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
+
+
+def adamw_step(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One AdamW step over n parameters, op for op the update torch.optim.AdamW(foreach=True,
+    capturable=True) makes (step counts as tensors beside the params: no host sync, the form
+    torch.compile and CUDA graphs take): `tensors` are the params, grads, first and second
+    moments, then the step counts (n each); updates them in place, returns params and moments.
+    Written out because torch's functional entry point checks devices differently across
+    versions and refuses tensor step counts on the CPU."""
+    n = len(tensors) // 5
+    params, grads, m, v, steps = (list(tensors[i * n:(i + 1) * n]) for i in range(5))
+    lr, (beta1, beta2), eps, wd = (ADAMW["lr"], ADAMW["betas"], ADAMW["eps"],
+                                   ADAMW["weight_decay"])
+    torch._foreach_add_(steps, 1)
+    torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_lerp_(m, grads, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+    correction1 = torch._foreach_pow(beta1, steps)
+    correction2 = torch._foreach_pow(beta2, steps)
+    torch._foreach_sub_(correction1, 1)
+    torch._foreach_sub_(correction2, 1)
+    torch._foreach_neg_(correction2)
+    torch._foreach_div_(correction1, lr)
+    torch._foreach_reciprocal_(correction1)      # -lr / (1 - beta1^t): minus the step size
+    torch._foreach_sqrt_(correction2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, correction2)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_div_(denom, correction1)
+    torch._foreach_addcdiv_(params, m, denom)
+    return (*params, *m, *v)
+
+
+def gpt2_parameter_shapes(layers: int = 12, d: int = 768, vocab: int = 50257,
+                          positions: int = 1024) -> list[tuple[int, ...]]:
+    """The parameter shapes of GPT-2 small (148 tensors, 124M values at the defaults)."""
+    shapes: list[tuple[int, ...]] = [(vocab, d), (positions, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),
+                   (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,)]
+
+
+def _adamw_inputs(size: str, device: str) -> Inputs:
+    """GPT-2 small's parameters in float32 (the tiny size: one layer at d=32), random grads
+    and moments (second moments positive), the step counts at 3."""
+    torch.manual_seed(0)
+    shapes = (gpt2_parameter_shapes() if size == "full"
+              else gpt2_parameter_shapes(layers=1, d=32, vocab=96, positions=16))
+    params = [_randn(s, F32, device, 0.02) for s in shapes]
+    grads = [_randn(s, F32, device, 0.01) for s in shapes]
+    m = [_randn(s, F32, device, 0.001) for s in shapes]
+    v = [torch.rand(s, device=device) * 1e-5 for s in shapes]
+    steps = [torch.full((), 3.0, device=device) for _ in shapes]
+    return (*params, *grads, *m, *v, *steps)
+
+
+def _adamw_bytes(inputs: Inputs) -> int:
+    """Read params, grads and both moments, write params and both moments: 7 x 4 bytes a value."""
+    values = sum(t.numel() for t in inputs[:len(inputs) // 5])
+    return 7 * 4 * values
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -324,6 +396,9 @@ CASES: list[Case] = [
          train=True),
     Case("cross-entropy-fwd-bwd-v50k-bf16", "training", BF16, cross_entropy, _ce_train_inputs,
          train=True),
+    # The optimizer step of a training step: 148 tensors, 124M values, updated in place.
+    Case("adamw-gpt2-small-fp32", "optimizer", F32, adamw_step, _adamw_inputs,
+         min_bytes=_adamw_bytes, mutates=True),
     # Host overhead: one case per kind, always made with size "tiny" (bench/__main__.py).
     Case("overhead-pointwise", "overhead", F32, bias_gelu_residual,
          _randn_inputs(_GELU_TINY, _GELU_TINY, F32)),

@@ -24,7 +24,7 @@ import torch
 
 META_KEYS = ("gpu", "torch", "cupy", "nvrtc", "date", "copy_bw_gbps")
 ROW_KEYS = ("case", "kind", "dtype", "shape", "bytes", "eager_ms", "inductor_ms", "nvfuse_ms")
-THROUGHPUT_KINDS = ("pointwise", "reduction", "normalization", "training")
+THROUGHPUT_KINDS = ("pointwise", "reduction", "normalization", "training", "optimizer")
 
 
 def meta(device: torch.device, copy_bw_gbps: float) -> dict[str, Any]:

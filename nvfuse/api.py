@@ -25,6 +25,7 @@ from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Untraceable, frontend_for
 from nvfuse.fusion.build import dim_order
 from nvfuse.runtime.executor import FusionGroup, prefetch_groups, warn_once
+from nvfuse.runtime.horizontal import HorizontalGroup
 from nvfuse.runtime.kernels import CompiledKernel
 from nvfuse.runtime.replay import Replay, record, replay_key, replayable
 
@@ -226,10 +227,15 @@ class FusedModule:
             f"{getattr(self._original, '__name__', type(self._original).__name__)}"
         planned = pipeline.plan(gm, graph_id)
         groups = []
+        by_name = {}
         for g in planned.groups:
             group = FusionGroup(g.ir, g.eager, self.kernels)
             setattr(planned.fused, g.name, group)
             groups.append(group)
+            by_name[g.name] = (group, sum(n.op == "placeholder" for n in g.eager.graph.nodes))
+        for name, members in planned.bundles:
+            setattr(planned.fused, name, HorizontalGroup(
+                name, [by_name[m][0] for m in members], [by_name[m][1] for m in members]))
         return Plan(planned.fused, groups, _reads_trainable_tensor(planned.graph), planned.sized)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DUMP_STAGES = ("graph", "fusion_ir", "kernel_ir", "cuda", "ptx", "launch")
+DUMP_STAGES = ("graph", "fusion_ir", "horizontal", "kernel_ir", "cuda", "ptx", "launch")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Config:
     cache_dir: str         # NVFUSE_CACHE_DIR: on-disk cubin cache
     disk_cache: bool       # NVFUSE_CACHE=0 turns the disk cache off
     arch: str              # NVFUSE_ARCH: target arch when there is no GPU to ask
+    horizontal: bool = True  # NVFUSE_HORIZONTAL=0: every group launches alone
 
 
 def _flag(name: str) -> bool:
@@ -51,6 +52,7 @@ def _read() -> Config:
         or os.path.join(os.path.expanduser("~"), ".cache", "nvfuse"),
         disk_cache=os.environ.get("NVFUSE_CACHE", "1").strip() != "0",
         arch=arch,
+        horizontal=os.environ.get("NVFUSE_HORIZONTAL", "1").strip() != "0",
     )
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch import fx
 
-from nvfuse import pipeline
+from nvfuse import config, pipeline
 from nvfuse.api import aot_backend
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.functional import Unfunctionalizable
@@ -27,6 +27,7 @@ from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
 from nvfuse.fusion.partition import EAGER_REASON, why_unfusible
+from nvfuse.runtime.horizontal import planned_launches
 
 # Ops that only reinterpret metadata (views) or move no data: eager runs them without a kernel.
 _NO_KERNEL = frozenset({
@@ -45,10 +46,12 @@ class GraphReport:
     groups: list[list[str]]                      # the aten ops of each fusion group
     eager: list[tuple[str, str]]                 # (op, why it is not fused), kernel-launching ops
     views: int                                   # eager ops that launch no kernel
+    shared: list[list[int]] = field(default_factory=list)  # groups launched together
 
     @property
     def kernels(self) -> int:
-        return len(self.groups) + len(self.eager)
+        saved = sum(len(s) - 1 for s in self.shared)
+        return len(self.groups) - saved + len(self.eager)
 
 
 @dataclass
@@ -66,6 +69,8 @@ class ExplainReport:
                          f"({len(g.groups)} fused, {len(g.eager)} eager; {g.views} views free)")
             for i, ops in enumerate(g.groups):
                 lines.append(f"  group {i}: {len(ops)} ops: {', '.join(ops)}")
+            for s in g.shared:
+                lines.append(f"  one launch (horizontal): groups {', '.join(map(str, s))}")
             reasons = Counter(g.eager)
             for (op, why), n in sorted(reasons.items()):
                 lines.append(f"  eager {op}{f' x{n}' if n > 1 else ''}: {why}")
@@ -90,7 +95,19 @@ def explain_plan(name: str, plan: pipeline.Plan) -> GraphReport:
         else:
             eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
                           or "not merged into a group"))
-    return GraphReport(name, aten_ops, groups, eager, views)
+    return GraphReport(name, aten_ops, groups, eager, views, _shared(plan))
+
+
+def _shared(plan: pipeline.Plan) -> list[list[int]]:
+    """The groups that share launches, by index, as a call with the traced inputs would."""
+    index = {g.name: i for i, g in enumerate(plan.groups)}
+    arch = config.get().arch
+    shared = []
+    for _, members in plan.bundles:
+        groups = [plan.groups[index[m]] for m in members]
+        for launch in planned_launches([(g.ir, g.eager) for g in groups], arch):
+            shared.append([index[members[p]] for p in launch])
+    return sorted(shared)
 
 
 def explain(fn: Callable[..., Any], *inputs: Any, training: bool = False) -> ExplainReport:

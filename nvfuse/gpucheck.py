@@ -5,11 +5,12 @@
 Run from the working tree (the GPU tier and the bench live there).  Steps, in order, each in a
 subprocess with its own time limit, every file written under OUTDIR:
 
-1. smoke (`smoke.json`, `smoke.txt`): four fused kernels on the GPU, strictly (a fallback is an
-   error) with poisoned outputs, against eager on the same GPU: a pointwise chain, a row
-   reduction (softmax), a split reduction (one long row: two kernels) and a random kernel
-   (dropout: dropped share and kept values).  Any failure stops the check here: the launch path
-   is broken and everything after it would fail the same way.
+1. smoke (`smoke.json`, `smoke.txt`): five fused launches on the GPU, strictly (a fallback is
+   an error) with poisoned outputs, against eager on the same GPU: a pointwise chain, a row
+   reduction (softmax), a split reduction (one long row: two kernels), a random kernel
+   (dropout: dropped share and kept values) and a horizontal launch (three groups, one
+   kernel).  Any failure stops the check here: the launch path is broken and everything after
+   it would fail the same way.
 2. gpu-tests (`gpu-junit.xml`, `gpu-tests.txt`): `pytest -m gpu tests -x --maxfail=1`, across
    CPU workers with pytest-xdist where it is installed.  On its time limit pytest is
    interrupted (SIGINT), so the junit file still lists what ran.
@@ -68,7 +69,7 @@ class Step:
 # -- the smoke kernels ---------------------------------------------------------------------------
 def smoke(device: str, n: int = 1 << 22, rows: int = 256, cols: int = 4096
           ) -> list[dict[str, Any]]:
-    """Four fused kernels against eager on `device` (a GPU; the interpreter on "cpu"), strictly,
+    """Five fused launches against eager on `device` (a GPU; the interpreter on "cpu"), strictly,
     outputs poisoned.  One result dict per kernel: name, ok, detail.  Random inputs, never
     zeros; sizes default to GPU sizes (tests pass interpreter sizes)."""
     import torch
@@ -117,6 +118,9 @@ def smoke(device: str, n: int = 1 << 22, rows: int = 256, cols: int = 4096
            launches=2)
     verify("random", lambda x: torch.nn.functional.dropout(x + 1.0, 0.5, training=True),
            (rand(n),), _dropout_ok)
+    # three independent groups (two pointwise, one warp-row sum) in one horizontal launch
+    verify("horizontal", lambda a, b, c: (a.sin() + 1, b.half() * 2, c.sum(-1)),
+           (rand(n), rand(rows, cols), rand(rows, 48)), close)
     return results
 
 
@@ -192,7 +196,7 @@ def _smoke_failures(path: Path) -> str:
         return ""
     bad = [f"{r['name']}: {str(r['detail']).splitlines()[0][:200]}" for r in results
            if not r.get("ok")]
-    return "; ".join(bad) if bad else "4 kernels match eager"
+    return "; ".join(bad) if bad else f"{len(results)} launches match eager"
 
 
 def _junit_counts(path: Path) -> str:

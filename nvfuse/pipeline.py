@@ -1,12 +1,15 @@
 """The pipeline spine: every compiler stage from a traced graph to a runnable kernel, in order.
 
     trace(frontend, inputs)       -> aten fx.GraphModule, every node annotated (meta["val"])
-    plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR)
+    plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR,
+                                     horizontal bundles of independent groups)
     output_shapes(ir, shapes)     -> eager's output shapes for one call
     schedule(ir, ins, outs, arch) -> Launch: the kernels' signatures, params, grids, scalars
                                      (the schedule registry, nvfuse/schedules.py, picks the kind)
     build(ir, key, sig, params)   -> CompiledKernel: BUILD_STAGES (lower, verify, emit), then
                                      NVRTC when a GPU (or NVFUSE_DUMP=ptx) needs the cubin
+    build_horizontal(kernels)     -> CompiledKernel: built kernels of independent groups as one
+                                     launch (HORIZONTAL_STAGES: combine, verify, emit; NVRTC)
 
 This is the only driver of the compiler: `nvfuse.fuse` (api.FusedModule), the dynamo backend
 (through FusedModule), `nvfuse.explain` and the executor call these functions, so what explain
@@ -16,6 +19,9 @@ kernel built: it costs well under a millisecond per kernel, next to tens for low
 """
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -27,15 +33,18 @@ from torch import fx
 from nvfuse import config, counters, schedules
 from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.build import build_fusion
+from nvfuse.fusion.horizontal import bundle_groups
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.partition import partition
 from nvfuse.fusion import shapes
 from nvfuse.graph.passes import run_passes
 from nvfuse.graph.views import SIZED
 from nvfuse.lower import kir
+from nvfuse.lower.horizontal import combine
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.runtime import kernels
 from nvfuse.runtime.dump import dump, enabled
+from nvfuse.schedule.horizontal import HorizontalParams, HorizontalSignature
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class Plan:
     fused: fx.GraphModule
     groups: tuple[Group, ...]
     sized: bool
+    # (name, member group names): groups that may share a launch (nvfuse/fusion/horizontal.py)
+    bundles: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,11 +114,24 @@ def _fusion_ir(p: _Partitioned) -> Plan:
     return Plan(p.graph, p.fused, tuple(groups), bool(p.graph.meta.get(SIZED)))
 
 
+def _horizontal(p: Plan) -> Plan:
+    if not config.get().horizontal:
+        return p
+    bundles = bundle_groups(p.fused, [g.name for g in p.groups])
+    return dataclasses.replace(p, bundles=tuple(bundles))
+
+
+def _dump_bundles(p: Plan, label: str) -> Iterator[tuple[str, str]]:
+    text = "\n".join(f"{name}: {', '.join(members)}" for name, members in p.bundles)
+    yield label, f"{text or 'no bundles'}\n\n{p.fused.graph}"
+
+
 PLAN_STAGES: tuple[Stage, ...] = (
     Stage("graph", run_passes, lambda gm, label: iter([(label, str(gm.graph))])),
     Stage("partition", _partition),
     Stage("fusion_ir", _fusion_ir,  # one dump per group, named after its graph's
           lambda plan, label: ((f"{label}.{g.name}", str(g.ir)) for g in plan.groups)),
+    Stage("horizontal", _horizontal, _dump_bundles),
 )
 
 
@@ -168,6 +192,11 @@ def _complete(kernel: kernels.CompiledKernel | None, ir: FusionIR, key: str, sig
         counters.bump("compiles")
         kernel = kernels.CompiledKernel(emitted.kernel_ir.name, emitted.source, (key, sig),
                                         emitted.kernel_ir, params)
+    return _finish(kernel, key, sig, gpu)
+
+
+def _finish(kernel: kernels.CompiledKernel, key: str, sig: Any,
+            gpu: bool) -> kernels.CompiledKernel:
     # the GPU needs the cubin; NVFUSE_DUMP=ptx asks NVRTC for PTX even when interpreting
     if kernel.cubin is None and (gpu or "ptx" in config.get().dump):
         from nvfuse.runtime.cache import compile_source  # CuPy is imported lazily
@@ -175,6 +204,41 @@ def _complete(kernel: kernels.CompiledKernel | None, ir: FusionIR, key: str, sig
         kernel.cubin = compile_source(kernel.source, sig.arch)
     kernels.store(key, sig, kernel)
     return kernel
+
+
+# -- build_horizontal: several built kernels -> one launch -------------------------------------
+HORIZONTAL_KEY = "horizontal"  # the cache's fusion key for horizontal kernels
+
+
+def _combine(job: tuple[str, tuple[kir.Kernel, ...]]) -> kir.Kernel:
+    return combine(*job)
+
+
+HORIZONTAL_STAGES: tuple[Stage, ...] = (
+    Stage("kernel_ir", _combine, lambda k, _: iter([(k.name, str(k))]), verify_kernel),
+    BUILD_STAGES[1],
+)
+
+
+def build_horizontal(members: Sequence[kernels.CompiledKernel], arch: str,
+                     gpu: bool) -> kernels.CompiledKernel:
+    """One kernel running `members` (built kernels, in block order) side by side
+    (lower/horizontal.py), from the cache or built now; with the cubin when `gpu` needs it."""
+    sig = HorizontalSignature(tuple(m.signature for m in members), arch)
+    kernel = kernels.lookup(HORIZONTAL_KEY, sig)
+    if kernel is not None and (kernel.cubin is not None or not gpu):
+        counters.bump("memory_hits")
+        return kernel
+    if kernel is None:
+        digest = hashlib.sha1(repr(sig.members).encode()).hexdigest()[:12]
+        name = f"horizontal_{len(members)}_{digest}"
+        emitted: _Emitted = run_stages(
+            HORIZONTAL_STAGES, (name, tuple(m.kernel_ir for m in members)), name)
+        counters.bump("compiles")
+        kernel = kernels.CompiledKernel(name, emitted.source, (HORIZONTAL_KEY, sig),
+                                        emitted.kernel_ir,
+                                        HorizontalParams(emitted.kernel_ir.block))
+    return _finish(kernel, HORIZONTAL_KEY, sig, gpu)
 
 
 def prefetch(ir: FusionIR, key: str, sig: Any, params: Any) -> Future[kernels.CompiledKernel]:

@@ -106,6 +106,19 @@ class FusionGroup(torch.nn.Module):
             return tuple(self.eager(*inputs))
 
     def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
+        ready = self.ready(inputs, cfg)
+        if "launch" in cfg.dump:
+            _dump_launch(ready, inputs)
+        outputs = ready.run(inputs)
+        counters.bump("launches", len(ready.stages))
+        recording = _recorder.calls
+        if recording is not None:
+            recording.append((self, ready, inputs, outputs))
+        return tuple(outputs)
+
+    def ready(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
+        """The prepared call for inputs like `inputs`: cached by launch key, else prepared now
+        (raises where the call cannot run as a kernel)."""
         key = _launch_key(inputs, cfg)
         ready = self._launches.get(key) if key is not None else None
         if ready is None:
@@ -116,14 +129,7 @@ class FusionGroup(torch.nn.Module):
                 self._launches[key] = ready
         else:
             counters.bump("memory_hits")
-        if "launch" in cfg.dump:
-            _dump_launch(ready, inputs)
-        outputs = ready.run(inputs)
-        counters.bump("launches", len(ready.stages))
-        recording = _recorder.calls
-        if recording is not None:
-            recording.append((self, ready, inputs, outputs))
-        return tuple(outputs)
+        return ready
 
     def _prepare(self, inputs: tuple[Any, ...], cfg: config.Config) -> _Ready:
         """The slow path of a call: checks, output shapes, signature, the kernel (built once)."""
@@ -250,11 +256,20 @@ class _Ready:
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
+        outputs, tensors, scalars = self.arguments(inputs)
+        for stage in self.stages:
+            stage.launch(tensors, scalars)
+        return outputs
+
+    def arguments(self, inputs: Sequence[torch.Tensor]
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[int, ...]]:
+        """The call's freshly allocated outputs, and the tensors and scalars its stages take
+        (a horizontal launch runs them inside its own kernel: runtime/horizontal.py)."""
         device = self.device
         outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
                    for shape, strides, dtype in self.outputs]
         if not self.stages:  # zero-size outputs: nothing to compute
-            return outputs
+            return outputs, [], ()
         if self.place:
             inputs = devices.place_inputs(tuple(inputs), device)
         if POISON_OUTPUTS:
@@ -270,9 +285,7 @@ class _Ready:
         scalars = self.scalars
         if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
             scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        for stage in self.stages:
-            stage.launch(tensors, scalars)
-        return outputs
+        return outputs, tensors, scalars
 
 
 class Stage:
@@ -318,7 +331,8 @@ class _Recorder(threading.local):
     """Per thread: the list a plan's replay recorder collects (group, ready, inputs, outputs)
     into while it runs the plan once (nvfuse/runtime/replay.py), else None."""
 
-    calls: list[tuple[FusionGroup, _Ready, tuple[Any, ...], list[torch.Tensor]]] | None = None
+    # (group or bundle, its prepared call, inputs, outputs)
+    calls: list[tuple[Any, Any, tuple[Any, ...], list[torch.Tensor]]] | None = None
 
 
 _recorder = _Recorder()

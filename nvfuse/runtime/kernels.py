@@ -18,11 +18,12 @@ from nvfuse.fusion.ir import FusionIR, content_key
 from nvfuse.lower import kir
 from nvfuse.schedule.pointwise import PointwiseParams, PointwiseSignature
 from nvfuse.schedule.reduction import ReductionParams, ReductionSignature
+from nvfuse.schedule.horizontal import HorizontalParams, HorizontalSignature
 from nvfuse.schedule.split import SplitSignature
 
 # Every signature names its schedule kind (`sig.kind`, nvfuse/schedule/kind.py).
-Signature = PointwiseSignature | ReductionSignature | SplitSignature
-Params = PointwiseParams | ReductionParams
+Signature = PointwiseSignature | ReductionSignature | SplitSignature | HorizontalSignature
+Params = PointwiseParams | ReductionParams | HorizontalParams
 
 
 @dataclass

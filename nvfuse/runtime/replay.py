@@ -29,6 +29,7 @@ from torch import fx
 
 from nvfuse import counters
 from nvfuse.runtime import executor
+from nvfuse.runtime.horizontal import HorizontalGroup
 
 
 def replay_key(inputs: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -46,7 +47,7 @@ def replayable(gm: fx.GraphModule) -> bool:
         if node.op in ("placeholder", "output", "get_attr"):
             continue
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target),
-                                                   executor.FusionGroup):
+                                                   (executor.FusionGroup, HorizontalGroup)):
             continue
         if node.op == "call_function" and node.target is operator.getitem:
             continue

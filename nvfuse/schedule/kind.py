@@ -16,3 +16,4 @@ class ScheduleKind(enum.Enum):
     WARP_ROW = "warp_row"    # one warp per short row, several rows a block
     COLUMN = "column"        # kept dims innermost: a warp across rows, coalesced
     SPLIT = "split"          # a long-row reduction as two kernels (schedule/split.py)
+    HORIZONTAL = "horizontal"  # independent groups' kernels in one launch (schedule/horizontal.py)

@@ -104,6 +104,10 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
                                    _r(2, 4, 1, 16, dtype=torch.float16))),
     # column reductions (kept dims innermost in memory)
     "column_sum_bias_grad": (lambda g: g.sum(0), lambda: (_r(64, 32),)),
+    # horizontal: independent groups in one launch, blocks partitioned by a block offset table
+    "horizontal_three_groups": (lambda a, b, c: (a.exp() * 2, b.float().sigmoid(), c.sum(-1)),
+                                lambda: (_r(64, 32), _r(100, dtype=torch.float16),
+                                         _r(16, 512))),
     # split reduction (one long row at the default threshold): partials, then combine
     "split_var_mean_all": (lambda x: torch.var_mean(x), lambda: (_r(1 << 16),)),
 }

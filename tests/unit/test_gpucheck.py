@@ -148,7 +148,8 @@ def test_smoke_kernels_through_the_interpreter(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 1024)  # interpreter-sized rows split
     monkeypatch.setattr(split, "MIN_CHUNK", 256)
     results = gpucheck.smoke("cpu", n=1 << 14, rows=8, cols=64)
-    assert [r["name"] for r in results] == ["pointwise", "reduction", "split-reduction", "random"]
+    assert [r["name"] for r in results] == ["pointwise", "reduction", "split-reduction", "random",
+                                            "horizontal"]
     assert all(r["ok"] for r in results), results
 
 

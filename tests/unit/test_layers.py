@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("nvfuse.runtime",),                               # NVRTC, caches, launch, dumps
     ("nvfuse.schedules",),                             # the schedule registry
     ("nvfuse.pipeline",),                              # the compiler driver
-    ("nvfuse.runtime.executor", "nvfuse.runtime.replay"),  # runs a group; replays a plan
+    ("nvfuse.runtime.executor", "nvfuse.runtime.horizontal",  # runs a group, a bundle;
+     "nvfuse.runtime.replay"),                                # replays a plan
     ("nvfuse.api",),                                   # nvfuse.fuse / FusedModule
     ("nvfuse.explain", "nvfuse.frontend.dynamo"),      # reports; the torch.compile entry point
     ("nvfuse",),                                       # the public package

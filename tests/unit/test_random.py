@@ -87,7 +87,8 @@ def test_two_dropouts_draw_independent_masks(interpret: None) -> None:
     x = torch.rand(128, 128) + 0.5
     fm = nvfuse.fuse(fn, (x,))
     a, b = fm(x)
-    assert len(fm.kernels) == 1
+    # one kernel for both groups (their IR is equal), launched together with a seed each
+    assert len([k for k in fm.kernels if not k.name.startswith("horizontal_")]) == 1
     agree = ((a != 0) == (b != 0)).float().mean().item()
     assert 0.45 < agree < 0.55  # independent: half the positions agree
 
