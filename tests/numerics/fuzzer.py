@@ -419,6 +419,10 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # CPU's row moments overflow to NaN; CUDA's depend on the kernel path
     if ("var" in expr or "std" in expr) and _float_variance_overflows(tensors[0]):
         return False  # the CPU accumulates float variances in float64, CUDA in float32
+    if ("sum(" in expr or "mean(" in expr) and _sum_order_matters(tensors[0]):
+        return False  # whether a float32 partial sum overflows depends on the order
+    if "F.gelu({0})" in expr and _cpu_gelu_of_inf(tensors[0]):
+        return False  # the CPU's float32 gelu(inf) is NaN, CUDA's inf * 0.5 * (1 + erf) inf
     if "prod" in expr and _product_order_matters(tensors[0]):
         return False  # whether a float32 partial product overflows depends on the order
     half = any(t.dtype in (torch.float16, torch.bfloat16) for t in tensors)
@@ -515,6 +519,22 @@ def _float_variance_overflows(t: torch.Tensor) -> bool:
     finite = t.double()[t.isfinite()]
     return bool(finite.numel()) and float(finite.abs().max()) > math.sqrt(
         torch.finfo(torch.float32).max / 64 / t.numel())
+
+
+def _sum_order_matters(t: torch.Tensor) -> bool:
+    """A sum accumulated in float32 (float32 / float16 / bfloat16 operands) whose finite
+    magnitudes add up past the float32 range: whether a partial sum overflows (and meets an
+    infinity of the other sign: NaN) depends on the order, which CPU and CUDA choose apart."""
+    if t.dtype not in (torch.float32, torch.float16, torch.bfloat16) or t.numel() == 0:
+        return False
+    finite = t.double()[t.isfinite()].abs()
+    return float(finite.sum()) > torch.finfo(torch.float32).max / 2
+
+
+def _cpu_gelu_of_inf(t: torch.Tensor) -> bool:
+    """gelu (erf form) of +inf in float32 / bfloat16: NaN from the CPU's vectorised kernel,
+    inf on CUDA (and from the CPU's scalar path, and in float64 / float16)."""
+    return t.dtype in (torch.float32, torch.bfloat16) and bool((t == math.inf).any())
 
 
 def _product_order_matters(t: torch.Tensor) -> bool:

@@ -15,7 +15,8 @@ import torch
 
 from fuzzer import (
     AVOID_ALL, InputSpec, Program, Result, Stmt, _float_variance_overflows,
-    _fmod_quotient_overflows, _product_order_matters, _squares_overflow, _undefined_int_cast,
+    _cpu_gelu_of_inf, _fmod_quotient_overflows, _product_order_matters, _squares_overflow,
+    _sum_order_matters, _undefined_int_cast,
     compare, cuda_to, fallback_reason, fuzz, generate, interpreter_env, minimise, repro, run,
 )
 
@@ -113,6 +114,11 @@ def test_cpu_and_device_differences_are_recognised() -> None:
     huge = torch.tensor([1e300, 2.5], dtype=torch.float64)
     assert huge.to(torch.int64)[0] == -2**63 and cuda_to(huge, torch.int64)[0] == 2**63 - 1
     assert _undefined_int_cast(huge, torch.int64) and not _undefined_int_cast(huge[1:], torch.int32)
+    assert torch.nn.functional.gelu(torch.full((16,), math.inf)).isnan().all()  # CUDA: inf
+    assert _cpu_gelu_of_inf(torch.tensor([math.inf, 1.0]))
+    assert not _cpu_gelu_of_inf(torch.tensor([math.inf]).double())
+    assert _sum_order_matters(torch.tensor([-1e38, -2.5e38, math.inf]))
+    assert not _sum_order_matters(torch.tensor([-1e38, 1e37, math.inf]))
     assert _product_order_matters(torch.tensor([1e38, 10.0, 0.01]))
     assert not _product_order_matters(torch.tensor([1e30, 10.0, 0.01]))
 
