@@ -1,7 +1,8 @@
 """Common-dtype conversion in front of torch's pointwise decompositions.
 
 Input: an elementwise op's decomposition.  Output: the same decomposition, called with every
-tensor operand that eager would convert to a float16 / bfloat16 common dtype already converted.
+tensor operand that eager would convert to a float16 / bfloat16 common dtype already converted
+(and addcmul's float `value=` over integer tensors read as eager reads it: truncated).
 
 Why: eager's pointwise kernels (TensorIterator, CPU and CUDA alike) first convert each operand to
 the op's common dtype and only then widen it to opmath; torch's reference decompositions widen
@@ -32,6 +33,7 @@ def converted_first(decomposition: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(decomposition)
     def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs = _integral_value(args, kwargs)
         tensors = [a for a in (*args, *kwargs.values())
                    if isinstance(a, torch.Tensor) and a.dtype != torch.bool]
         if len(tensors) < 2 or not any(t.dtype in _HALVES for t in tensors):
@@ -53,3 +55,16 @@ def converted_first(decomposition: Callable[..., Any]) -> Callable[..., Any]:
                              **{k: convert(v) for k, v in kwargs.items()})
 
     return run
+
+
+def _integral_value(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kwargs with a float `value=` (addcmul's) truncated to an int where every tensor operand
+    is an integer: eager reads it as `value.to<scalar_t>()` of the integer dtype (0.5 -> 0,
+    2.7 -> 2), torch's reference refuses a float value for an integer `self`."""
+    value = kwargs.get("value")
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not isinstance(value, float) or not tensors or not value == value or \
+            abs(value) == float("inf") or any(t.dtype.is_floating_point or t.is_complex() or
+                                               t.dtype == torch.bool for t in tensors):
+        return kwargs
+    return {**kwargs, "value": int(value)}

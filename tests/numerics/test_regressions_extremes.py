@@ -79,6 +79,20 @@ def test_integer_operand_converted_to_half_first(name: str, dtype: torch.dtype) 
     _check(MIXED_HALF_PROGRAMS[name], h, i)
 
 
+@pytest.mark.parametrize("value", (0.5, 2.7, -1.5))
+@pytest.mark.parametrize("dtype", (torch.uint8, torch.int32, torch.int64), ids=str)
+def test_integer_addcmul_with_a_float_value(dtype: torch.dtype, value: float) -> None:
+    """Eager reads the value in the integer dtype (2.7 -> 2); torch's reference refused to
+    trace it, and the whole program went through the untraceable path (fuzzer seed 2000073:
+    there a clone's layout differed from eager's)."""
+    value = abs(value) if dtype is torch.uint8 else value  # eager refuses -1.5 for uint8
+    x = _rand(3, 5, dtype=dtype)
+    _check(lambda x: torch.addcmul(x, x, x + 1, value=value) * 3, x)
+    p = _rand(2, 2, 2, 1, dtype=torch.float32, seed=1).permute(2, 1, 3, 0)
+    _check(lambda p, x: (p.clone().masked_fill_(p > 1, 0.5),
+                         torch.addcmul(x, x, x, value=value)), p, x)
+
+
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 def test_zero_dim_operands_converted_to_half_first(dtype: torch.dtype) -> None:
     h = _rand(5, 3, dtype=dtype)
