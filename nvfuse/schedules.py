@@ -12,12 +12,16 @@ the SPLIT entry applies (`schedule`); and, for a built signature, its kind's low
     ROW        any other reduction                           schedule/reduction.py, lower/reduction
     SPLIT      a ROW / COLUMN launch with few long rows      schedule/split.py, lower/split
 
+A launch's scalars are a name -> value mapping whose names are those of the `kir.Param`s its
+kernels declare (nvfuse/schedule/names.py spells them for both sides); the executor orders them
+by each kernel's declared parameters once per prepared call (`kir.bind_scalars`).
+
 Adding a schedule is adding an entry here (docs/adding.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -100,11 +104,13 @@ _LOWER = {e.kind: e.lower for e in (*ENTRIES, SPLIT)}
 
 @dataclass(frozen=True)
 class Launch:
-    """One call's kernels in launch order as (signature, params, grid), the scalar arguments
-    every stage receives, and the workspaces (dtype, numel) a split reduction needs."""
+    """One call's kernels in launch order as (signature, params, grid), their scalar arguments
+    by parameter name (nvfuse/schedule/names.py; each stage takes the names its kernel
+    declares, `kir.bind_scalars`, and the launcher adds `seed` where one is declared), and the
+    workspaces (dtype, numel) a split reduction needs."""
 
     stages: tuple[tuple[Any, Any, int], ...]
-    scalars: tuple[int, ...]
+    scalars: Mapping[str, int]
     workspaces: tuple[tuple[Any, int], ...] = ()
 
 
@@ -123,7 +129,7 @@ def schedule(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[tor
     if two is not None:
         return Launch(two.stages, two.scalars, two.workspaces)
     one = call.base
-    return Launch(((one.signature, one.params, one.grid),), one.scalar_args)
+    return Launch(((one.signature, one.params, one.grid),), one.scalars)
 
 
 def lower(ir: FusionIR, sig: Any, params: Any) -> kir.Kernel:

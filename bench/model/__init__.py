@@ -110,8 +110,7 @@ def _full_traffic(stage_index: int, call: PlannedCall, copy: ScaledCall) -> Traf
     """The stage's traffic on the scaled copy, scaled per tensor to the full size."""
     small = copy.call.stages[stage_index]
     kernel_ir = small.kernel.kernel_ir
-    scalars = copy.call.scalars + (0,) * (len(kernel_ir.scalars) - len(copy.call.scalars))
-    t = count_traffic(kernel_ir, copy.call.tensors, scalars, small.grid)
+    t = count_traffic(kernel_ir, copy.call.tensors, copy.call.scalars[stage_index], small.grid)
     names = [p.name for p in kernel_ir.tensors]
     full = Traffic()
     for k, name in enumerate(names):

@@ -52,7 +52,7 @@ class PlannedCall:
     inputs: tuple[torch.Tensor, ...]
     stages: list[Stage]
     tensors: list[torch.Tensor]
-    scalars: tuple[int, ...]
+    scalars: tuple[tuple[int, ...], ...]  # per stage, its kernel's (a seed is 0)
 
 
 def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
@@ -72,7 +72,8 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
     stages = [Stage(pipeline.build(launch.ir, launch.key, sig, params, False), grid)
               for sig, params, grid in launch.stages]
     work = [torch.empty(n, dtype=d.torch, device=device) for d, n in launch.workspaces]
-    call = PlannedCall(group, ins, stages, [*ins, *outs, *work], launch.scalars)
+    scalars, _ = executor.bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
+    call = PlannedCall(group, ins, stages, [*ins, *outs, *work], scalars)
     return call, outputs
 
 

@@ -1,7 +1,8 @@
 """The kernel-IR machine: runs a `Kernel` on the CPU, every thread of every block in lockstep.
 
 Input: a kernel-IR `Kernel`, CPU torch tensors matching `kernel.tensors` (in order), the scalar
-arguments matching `kernel.scalars` and the grid size.  Output: none; the kernel's stores land
+arguments matching `kernel.scalars` (in declared order: `kir.kernel_args` orders a schedule's
+named scalars) and the grid size.  Output: none; the kernel's stores land
 in the given tensors in place, exactly where the device would write them.
 
 Model.  All `grid * kernel.block` threads are one numpy vector: a per-thread value is an array

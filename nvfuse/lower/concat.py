@@ -1,9 +1,10 @@
 """Lowering of a fusion's concatenation leaves (PIECE_LOAD, IN_PIECE) into pointwise kernel IR.
 
 Input: the FusionIR, its ConcatSignature, the index variables of the merged dims and the index
-dtype.  Output (`lower_pieces`): the scalar parameters the concatenation adds (in the order of
-`nvfuse.schedule.concat`'s launch scalars), the statements that load every piece operand and
-the kernel-IR expression of every PIECE_LOAD / IN_PIECE node, for the lane body.
+dtype.  Output (`lower_pieces`): the scalar parameters the concatenation adds (named as
+`nvfuse.schedule.concat`'s launch scalars, by `nvfuse.schedule.names`), the statements that
+load every piece operand and the kernel-IR expression of every PIECE_LOAD / IN_PIECE node,
+for the lane body.
 
 A piece operand (input i placed as segment k of concatenation c) is one register array
 `r_in{i}_c{c}p{k}` (a vector of `lanes` when the schedule vectorizes: a thread's lanes then
@@ -19,6 +20,8 @@ Only existing kernel-IR constructs are used, so the emitter, the verifier and th
 
 from __future__ import annotations
 
+from functools import partial
+
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, piece_operands
 from nvfuse.fusion.prims import Prim
@@ -27,6 +30,7 @@ from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Stmt, Var,
     stride_exprs,
 )
+from nvfuse.schedule import names
 from nvfuse.schedule.concat import ConcatSignature
 
 
@@ -42,11 +46,11 @@ def piece_params(ir: FusionIR, sig: ConcatSignature, idx: DType) -> tuple[
     strides: list[list[Expr]] = []
     scalars: list[Param] = []
     for (i, c, k), classes in zip(piece_operands(ir), sig.pieces):
-        name = f"stride_{ir.inputs[i].name}_c{c}p{k}_{{d}}"
-        strides.append(stride_exprs(classes, name, idx, scalars))
+        operand = names.piece(ir.inputs[i].name, c, k)
+        strides.append(stride_exprs(classes, partial(names.stride, operand), idx, scalars))
     for c, cat in enumerate(ir.concats):
-        scalars += [Param(f"cat{c}_end{k}", idx) for k in range(len(cat.segments))]
-        scalars += [Param(f"cat{c}_shift{k}", idx) for k, s in enumerate(cat.segments)
+        scalars += [Param(names.cat_end(c, k), idx) for k in range(len(cat.segments))]
+        scalars += [Param(names.cat_shift(c, k), idx) for k, s in enumerate(cat.segments)
                     if s.length is None]
     return strides, scalars
 
@@ -88,7 +92,7 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
         coords = [shifted if d == sig.cat_dims[c] else v for d, v in enumerate(index_vars)]
         off = Var(f"off_{tag}", idx)
         load = (Declare(shifted.name, idx,
-                        init=IndexOp("+", j, Param(f"cat{c}_shift{k}", idx), idx)),
+                        init=IndexOp("+", j, Param(names.cat_shift(c, k), idx), idx)),
                 Declare(off.name, idx, init=offset(coords, row, idx)),
                 Load(reg, t.dtype, t.name, off, n, vector=n > 1))
         stmts.append(If(_in_segment(j, c, k, idx), load))
@@ -101,7 +105,7 @@ def lower_pieces(ir: FusionIR, sig: ConcatSignature, index_vars: list[Expr],
         elif node.op is Prim.IN_PIECE:
             c, k = node.attr  # type: ignore[misc]
             exprs[index] = IndexOp("<", _coordinate(sig, c, index_vars, idx),
-                                   Param(f"cat{c}_end{k}", idx), DType.BOOL)
+                                   Param(names.cat_end(c, k), idx), DType.BOOL)
     return stmts, exprs
 
 
@@ -111,8 +115,8 @@ def _coordinate(sig: ConcatSignature, c: int, index_vars: list[Expr], idx: DType
 
 
 def _in_segment(j: Expr, c: int, k: int, idx: DType) -> Expr:
-    below = IndexOp("<", j, Param(f"cat{c}_end{k}", idx), DType.BOOL)
+    below = IndexOp("<", j, Param(names.cat_end(c, k), idx), DType.BOOL)
     if k == 0:
         return below
-    above = IndexOp("<=", Param(f"cat{c}_end{k - 1}", idx), j, DType.BOOL)
+    above = IndexOp("<=", Param(names.cat_end(c, k - 1), idx), j, DType.BOOL)
     return IndexOp("&&", above, below, DType.BOOL)

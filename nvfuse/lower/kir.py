@@ -28,9 +28,11 @@ Expressions are pure and typed.  Statements run in order, per thread.  Conventio
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
+from nvfuse.errors import LaunchError
 from nvfuse.fusion.ir import Scalar, format_scalar
 from nvfuse.fusion.prims import Prim
 
@@ -119,13 +121,15 @@ class Random:
 Expr = Const | Var | Param | Special | Elem | SharedElem | IndexOp | Compute | Random
 
 
-def stride_exprs(classes: str, name: str, idx: DType, scalars: list[Param]) -> list[Expr]:
+def stride_exprs(classes: str, name: Callable[[int], str], idx: DType,
+                 scalars: list[Param]) -> list[Expr]:
     """One operand's stride per dim from its signature's stride classes: the literal for "0"
-    and "1", else a new kernel argument named `name.format(d=dim)`, appended to `scalars`."""
+    and "1", else a new kernel argument named `name(dim)` (a `nvfuse.schedule.names`
+    spelling, the schedule's name for that value), appended to `scalars`."""
     row: list[Expr] = []
     for d, c in enumerate(classes):
         if c == "s":
-            p = Param(name.format(d=d), idx)
+            p = Param(name(d), idx)
             scalars.append(p)
             row.append(p)
         else:
@@ -364,17 +368,21 @@ REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce, ArgReduce)
 @dataclass(frozen=True)
 class TensorParam:
     """A pointer argument: `const T* __restrict__` for inputs, `T* __restrict__` for outputs.
-    `align` is the byte alignment the launcher guarantees for the pointer."""
+    `align` is the byte alignment the launcher guarantees for the pointer.  `restrict` False:
+    the pointer may alias another argument (an output written into an input's memory), so it
+    is declared without `__restrict__` (aliasing restrict pointers is undefined behaviour)."""
 
     name: str
     dtype: DType
     is_output: bool
     align: int
+    restrict: bool = True
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """One __global__ function.  Arguments are passed in the order tensors, then scalars.
+    """One __global__ function.  Arguments are passed in the order tensors, then scalars (the
+    launcher binds a schedule's named scalars to them by name: `bind_scalars`).
     The launch uses `block` threads and `grid` blocks (an expression over scalar params)."""
 
     name: str
@@ -387,6 +395,34 @@ class Kernel:
 
     def __str__(self) -> str:
         return print_kernel(self)
+
+
+def bind_scalars(kernels: Sequence[Kernel],
+                 values: Mapping[str, int]) -> tuple[tuple[int, ...], ...]:
+    """Per kernel, the named launch `values` ordered by its declared scalar parameters: the
+    one place named scalars become positional arguments (executor, packed GPU launch,
+    interpreter callers, benches).  Several kernels (a split reduction's stages) share one
+    mapping and each takes the names it declares.  LaunchError: a kernel declares a name
+    `values` lacks, or `values` holds a name no kernel declares."""
+    bound = []
+    for k in kernels:
+        missing = [p.name for p in k.scalars if p.name not in values]
+        if missing:
+            raise LaunchError(f"{k.name}: no value for scalar parameter(s) "
+                              f"{', '.join(missing)}")
+        bound.append(tuple(values[p.name] for p in k.scalars))
+    declared = {p.name for k in kernels for p in k.scalars}
+    unknown = [name for name in values if name not in declared]
+    if unknown:
+        names = ", ".join(k.name for k in kernels)
+        raise LaunchError(f"{names}: scalar(s) {', '.join(unknown)} given but not a parameter "
+                          "of the kernel")
+    return tuple(bound)
+
+
+def kernel_args(kernel: Kernel, values: Mapping[str, int]) -> tuple[int, ...]:
+    """`bind_scalars` for one kernel."""
+    return bind_scalars([kernel], values)[0]
 
 
 # -- printer -------------------------------------------------------------------------------
@@ -416,7 +452,8 @@ def print_expr(e: Expr) -> str:
 def print_kernel(k: Kernel) -> str:
     """The one printer of the kernel IR (repr, dumps, tests)."""
     params = [
-        f"{'out' if t.is_output else 'in'} {t.name}: {t.dtype}* align {t.align}" for t in k.tensors
+        f"{'out' if t.is_output else 'in'} {t.name}: {t.dtype}* align {t.align}"
+        f"{'' if t.restrict else ' aliased'}" for t in k.tensors
     ] + [f"{p.name}: {p.dtype}" for p in k.scalars]
     lines = [f"kernel {k.name}({', '.join(params)})",
              f"  launch block={k.block} grid={print_expr(k.grid)} index={k.index_dtype}"]

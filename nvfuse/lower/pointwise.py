@@ -12,8 +12,9 @@ time (lanes 1, scalar accesses), each guarded by e < numel (the tail).  Outputs 
 (stride class "0" on some dim) are stored only by the threads whose index along those dims is 0.
 
 Kernel arguments: the input then output pointers; then numel, the merged sizes without the
-outermost (implied by numel), and the "s" strides operand by operand -- the order
-`nvfuse.schedule.pointwise.plan_launch` produces.  A fusion with a concatenation (a
+outermost (implied by numel), and the "s" strides operand by operand, named as
+`nvfuse.schedule.names` spells them (the schedule's launch scalars carry the same names; the
+launcher binds them by name), then `seed` for a random kernel.  A fusion with a concatenation (a
 ConcatSignature) adds its piece loads and scalars (nvfuse.lower.concat) and skips the plain
 load of inputs it reads only through pieces (their plain offset would lie outside them).
 """
@@ -21,8 +22,9 @@ load of inputs it reads only through pieces (their plain offset would lie outsid
 from __future__ import annotations
 
 import hashlib
-from typing import cast
 from dataclasses import dataclass
+from functools import partial
+from typing import cast
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
@@ -35,6 +37,7 @@ from nvfuse.lower.kir import (
     Assign, Compute, Const, Declare, Elem, Expr, For, If, IndexOp, Load, Param, Random, Special,
     Stmt, Store, Var,
 )
+from nvfuse.schedule import names
 from nvfuse.schedule.concat import ConcatSignature, plain_inputs
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import PointwiseSignature
@@ -48,6 +51,8 @@ def content_name(prefix: str, ir: FusionIR, signature: object) -> str:
 
 
 def kernel_name(ir: FusionIR, signature: object) -> str:
+    if getattr(signature, "aliased", False):  # not in the signature's repr
+        return content_name("nvfuse_pw", ir, f"{signature!r} aliased")
     return content_name("nvfuse_pw", ir, signature)
 
 
@@ -65,24 +70,25 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     lanes = sig.lanes
     cat = cast(ConcatSignature, sig) if sig.kind is ScheduleKind.CONCAT else None
     piece_align = input_aligns(ir, cat) if cat is not None else {}
+    restrict = not sig.aliased
     tensors = tuple(
         [kir.TensorParam(i.name, i.dtype, False,
-                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)))
+                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)), restrict)
          for k, (i, c) in enumerate(zip(ir.inputs, sig.inputs))]
-        + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
+        + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes), restrict)
            for o, c in zip(ir.outputs, sig.outputs)])
-    numel = Param("numel", idx)
+    numel = Param(names.NUMEL, idx)
     # the outermost size is implied by numel: only the inner sizes split the linear index
-    sizes = [Param(f"size{d}", idx) for d in range(1, sig.rank)]
+    sizes = [Param(names.size(d), idx) for d in range(1, sig.rank)]
     strides: list[list[Expr]] = []  # per operand, per dim
     scalars: list[Param] = [numel, *sizes]
     for t, classes in zip(tensors, sig.inputs + sig.outputs):
-        strides.append(kir.stride_exprs(classes, f"stride_{t.name}_{{d}}", idx, scalars))
+        strides.append(kir.stride_exprs(classes, partial(names.stride, t.name), idx, scalars))
     piece_strides: list[list[Expr]] = []
     if cat is not None:
         piece_strides, piece_scalars = piece_params(ir, cat, idx)
         scalars += piece_scalars
-    seed = Param("seed", DType.INT64)
+    seed = Param(names.SEED, DType.INT64)
     if ir.random:
         scalars.append(seed)  # a fresh value every launch, drawn from torch's generator
     operands = _Operands(ir, sig, tensors, strides, piece_strides, sizes, seed)

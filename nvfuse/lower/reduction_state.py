@@ -23,6 +23,7 @@ inside the row or wholly past it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, ancestors, row_values
@@ -53,6 +54,7 @@ from nvfuse.lower.kir import (
     WelfordReduce,
     stride_exprs,
 )
+from nvfuse.schedule import names
 from nvfuse.schedule.reduction import ReductionSignature, cached_inputs
 
 # A column loop's body: (each operand's offset, the inner indices) -> statements.
@@ -75,17 +77,18 @@ class RowLowering:
         self.tensors = tuple(
             [kir.TensorParam(i.name, i.dtype, False, i.dtype.itemsize) for i in ir.inputs]
             + [kir.TensorParam(o.name, o.dtype, True, o.dtype.itemsize) for o in ir.outputs])
-        self.rows, self.numel = Param("rows", idx), Param("row_numel", idx)
-        self.outer_sizes = [Param(f"osize{d}", idx) for d in range(1, sig.outer_rank)]
-        self.inner_sizes = [Param(f"isize{d}", idx) for d in range(1, sig.inner_rank)]
+        self.rows, self.numel = Param(names.ROWS, idx), Param(names.ROW_NUMEL, idx)
+        self.outer_sizes = [Param(names.outer_size(d), idx) for d in range(1, sig.outer_rank)]
+        self.inner_sizes = [Param(names.inner_size(d), idx) for d in range(1, sig.inner_rank)]
         self.scalars: list[Param] = [self.rows, self.numel, *self.outer_sizes, *self.inner_sizes]
-        self.seed = Param("seed", DType.INT64)  # appended last when the kernel draws randoms
+        self.seed = Param(names.SEED, DType.INT64)  # appended last when the kernel draws randoms
         self.strides: list[list[Expr]] = []  # per operand: outer dims, then inner dims
         for t, classes in zip(self.tensors, sig.inputs + sig.outputs):
             outer, inner = classes[:sig.outer_rank], classes[sig.outer_rank:]
             self.strides.append(
-                stride_exprs(outer, f"stride_{t.name}_o{{d}}", idx, self.scalars)
-                + stride_exprs(inner, f"stride_{t.name}_i{{d}}", idx, self.scalars))
+                stride_exprs(outer, partial(names.stride, t.name, part="o"), idx, self.scalars)
+                + stride_exprs(inner, partial(names.stride, t.name, part="i"), idx,
+                               self.scalars))
         # values available before the column loops: row values and row-invariant loads
         self.row_exprs: dict[int, Expr] = {}
         # the schedule's hooks (nvfuse/lower/column.py overrides them): which column a thread

@@ -3,7 +3,8 @@ kernels (nvfuse/schedule/split.py says when and why a reduction splits).
 
 Both kernels take the same arguments: the row lowering's tensors (inputs, then outputs), then
 one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements,
-partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len`.
+partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len` (the
+launch binds each kernel's by name, nvfuse/schedule/names.py).
 Kernel 1 reads only the inputs and writes only the workspaces; kernel 2 the reverse.
 
 Kernel 1 (stage 1) is the row lowering (`RowLowering`) with block b working on row b / splits
@@ -37,6 +38,7 @@ from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction import REDUCE_OPS, lower_plain, store_output
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import COLUMN_X
 from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
@@ -56,7 +58,7 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
-    splits, chunk_len = Param("splits", idx), Param("chunk_len", idx)
+    splits, chunk_len = Param(names.SPLITS, idx), Param(names.CHUNK_LEN, idx)
     lo.scalars.extend([splits, chunk_len])
     body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
         _stage2(lo, sig, spaces, splits)

@@ -10,6 +10,9 @@ one with concatenations the concat schedule (nvfuse.schedule.concat), any other 
 ones.
 A reduction with few long rows may run as two kernels (nvfuse/schedule/split.py: partials into
 torch-allocated workspaces, then the combine and epilogue), launched in order on one stream.
+The schedule's scalars are named; a prepared call orders them once per kernel by its declared
+parameters (`bind_launch`: a missing or unknown name is a LaunchError naming it), and a kernel
+that declares `seed` gets a fresh one written into its prebuilt tuple at every launch.
 Zero-size outputs store nothing: they are left out of the launch (nvfuse.fusion.subset), and
 a call whose outputs are all empty launches nothing; a reduction over empty rows with non-empty
 results runs the kernel (sums give 0, products 1, means NaN, as eager) except amax / amin /
@@ -22,22 +25,24 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx
 
 from nvfuse import config, counters, pipeline
-from nvfuse.errors import NvfuseError
+from nvfuse.errors import LaunchError, NvfuseError
+from nvfuse.fusion.inplace import Writes
 from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.fusion.shapes import broadcast_shape
 from nvfuse.fusion.subset import select_outputs
+from nvfuse.lower import kir
 from nvfuse.runtime import devices, kernels
 from nvfuse.runtime.dump import dump
-from nvfuse.schedule import reduction
+from nvfuse.schedule import names, reduction
 
 _warned: set[str] = set()
 LAUNCH_CACHE_SIZE = 64  # prepared calls kept per group (distinct shapes/layouts in use)
@@ -73,12 +78,16 @@ class OpNames(list):
 class FusionGroup(torch.nn.Module):
     """One fusion group in a partitioned graph; `str(group)` is its fusion IR."""
 
-    def __init__(self, ir: FusionIR, eager: fx.GraphModule, built: list[Any]) -> None:
+    def __init__(self, ir: FusionIR, eager: fx.GraphModule, built: list[Any],
+                 writes: Writes = ()) -> None:
         super().__init__()
         self.name = ir.name
         self.fusion_ir = ir
         self.ops = OpNames(ir.ops)
         self.eager = eager
+        # (output k, input i): output k's values end in input i's tensor, which is returned
+        # as output k (nvfuse/fusion/inplace.py); the kernel writes there when it may
+        self.writes = writes
         self._key = kernels.fusion_key(ir)
         self._built = built  # the owning FusedModule's kernel list
         self._launches: dict[tuple[Any, ...], _Ready] = {}  # launch key -> prepared call
@@ -103,7 +112,7 @@ class FusionGroup(torch.nn.Module):
             counters.bump("fallbacks")
             warn_once(f"nvfuse: group {self.name} ({', '.join(self.ops)}) runs eagerly: "
                       f"{type(e).__name__}: {e}")
-            return tuple(self.eager(*inputs))
+            return tuple(copy_back(list(self.eager(*inputs)), inputs, self.writes))
 
     def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
         ready = self.ready(inputs, cfg)
@@ -141,17 +150,20 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         arch = _arch(device) if gpu else cfg.arch
-        launch = _plan_launch(ir, self._key, inputs, device, arch)
+        launch = _plan_launch(ir, self._key, inputs, device, arch, self.writes)
         stages = tuple(_stage(self._kernel(launch.ir, launch.key, sig, params, gpu), grid, gpu)
                        for sig, params, grid in launch.stages)
+        scalars, seeds = bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
         place = device.type != "cpu" and any(devices.is_cpu_scalar(t) for t in inputs)
-        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, launch.workspaces,
-                      launch.operands, launch.ir.random and bool(stages), place)
+        return _Ready(device, gpu, launch.outputs, stages, launch.scalars, scalars, seeds,
+                      launch.workspaces, launch.operands, any(i >= 0 for i in seeds), place,
+                      launch.into, tuple(w for w in self.writes if launch.into[w[0]] is None))
 
     def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
         """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
         (meta tensors will do: only dtypes, shapes and strides are read) will need."""
-        launch = _plan_launch(self.fusion_ir, self._key, inputs, torch.device("meta"), arch)
+        launch = _plan_launch(self.fusion_ir, self._key, inputs, torch.device("meta"), arch,
+                              self.writes)
         for sig, params, _ in launch.stages:
             pipeline.prefetch(launch.ir, launch.key, sig, params)
 
@@ -192,20 +204,22 @@ class _Launch:
     """What the schedules decide for one call: every output's allocation recipe, the fusion
     actually launched (`ir`, content key `key`: the group's, or its non-empty outputs' subset)
     and its kernels' (signature, params, grid) in order (none: nothing to launch), with their
-    scalars, workspaces and the subset's (input, output) indices."""
+    scalars by parameter name, workspaces and the subset's (input, output) indices."""
 
     outputs: tuple[Recipe, ...]
     ir: FusionIR
     key: str
     stages: tuple[tuple[Any, Any, int], ...] = ()
-    scalars: tuple[int, ...] = ()
+    scalars: Mapping[str, int] = field(default_factory=dict)
     workspaces: tuple[tuple[Any, int], ...] = ()
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    into: tuple[int | None, ...] = ()  # per output: the input whose tensor it is, or None
 
 
 def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device: torch.device,
-                 arch: str) -> _Launch:
-    """Output shapes and layouts, the empty outputs left out (nvfuse.fusion.subset), then the
+                 arch: str, writes: Writes = ()) -> _Launch:
+    """Output shapes and layouts, the outputs written into inputs where this call allows it
+    (`written_in_place`), the empty outputs left out (nvfuse.fusion.subset), then the
     schedule (pipeline.schedule picks the kind)."""
     shapes = [t.shape for t in inputs]
     try:
@@ -214,9 +228,11 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
     outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
     recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
+    into = written_in_place(outputs, inputs, writes)
+    outputs = tuple(o if j is None else inputs[j] for o, j in zip(outputs, into))
     filled = tuple(i for i, o in enumerate(outputs) if o.numel())
     if not filled:
-        return _Launch(recipes, ir, key)
+        return _Launch(recipes, ir, key, into=into)
     operands = None
     if len(filled) < len(outputs):  # empty outputs store nothing: leave them out
         ir, used = select_outputs(ir, filled)
@@ -232,48 +248,77 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
         launch = pipeline.schedule(ir, inputs, outputs, arch)
     except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
-    return _Launch(recipes, ir, key, tuple(launch.stages), tuple(launch.scalars),
-                   tuple(launch.workspaces), operands)
+    return _Launch(recipes, ir, key, tuple(launch.stages), dict(launch.scalars),
+                   tuple(launch.workspaces), operands, into)
 
 
 @dataclass(frozen=True)
 class _Ready:
     """A prepared call: everything a repeat call with the same launch key needs, computed once
-    (the outputs' allocation recipes, the kernels with their grids and launchers, the scalar
-    arguments), so that `run` only allocates and launches."""
+    (the outputs' allocation recipes, the kernels with their grids and launchers, each
+    kernel's scalar arguments in its declared order), so that `run` only allocates and
+    launches."""
 
     device: torch.device
     gpu: bool
     outputs: tuple[Recipe, ...]
     # the kernels to run in order: one, two for a split reduction, none for zero-size outputs
     stages: tuple[Stage, ...]
-    scalars: tuple[int, ...]
+    named: Mapping[str, int]  # the schedule's scalars by name (a horizontal launch binds them)
+    scalars: tuple[tuple[int, ...], ...]  # per stage, ordered by its kernel's parameters
+    seeds: tuple[int, ...]  # per stage, the position of its `seed` parameter (-1: none)
     workspaces: tuple[tuple[Any, int], ...]  # a split reduction's (dtype, numel)
     # (input indices, output indices) the kernels take when some outputs are empty; None: all
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None
-    random: bool  # the kernels draw random numbers: each launch takes a fresh seed (last)
+    random: bool  # a kernel declares `seed`: each launch takes a fresh one
     place: bool  # a 0-dim CPU tensor input is copied to the device first
+    # per output: the input whose tensor the kernel writes as this output (nothing allocated,
+    # nothing copied), or None; () when none is
+    into: tuple[int | None, ...] = ()
+    copies: Writes = ()  # (output k, input i) the kernel cannot write in place: copied after
+    # (stage, scalars) in launch order, prebuilt: the hot path zips nothing
+    calls: tuple[tuple[Stage, tuple[int, ...]], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calls", tuple(zip(self.stages, self.scalars)))
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
-        outputs, tensors, scalars = self.arguments(inputs)
-        for stage in self.stages:
-            stage.launch(tensors, scalars)
-        return outputs
+        outputs, tensors = self.arguments(inputs)
+        calls = self.calls
+        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+            calls = tuple((stage, args if i < 0 else (*args[:i], seed, *args[i + 1:]))
+                          for (stage, args), i in zip(calls, self.seeds))
+        for stage, args in calls:
+            stage.launch(tensors, args)
+        return self.finish(outputs, inputs)
+
+    def finish(self, outputs: list[torch.Tensor], inputs: Sequence[torch.Tensor]
+               ) -> list[torch.Tensor]:
+        """After the stages ran (here or in a horizontal launch): the outputs written in place
+        get their version bumps, the ones that could not be are copied into their inputs."""
+        if self.into:  # written through a raw pointer: count the write as eager's copy_ would
+            _bump_versions([o for o, j in zip(outputs, self.into) if j is not None])
+        return copy_back(outputs, inputs, self.copies)
 
     def arguments(self, inputs: Sequence[torch.Tensor]
-                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[int, ...]]:
-        """The call's freshly allocated outputs, and the tensors and scalars its stages take
-        (a horizontal launch runs them inside its own kernel: runtime/horizontal.py)."""
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The call's outputs (freshly allocated, or the inputs written in place: `into`), and
+        the tensors its stages take (a horizontal launch runs them inside its own kernel, with
+        its own scalars: runtime/horizontal.py); `finish` completes the call after the launch."""
         device = self.device
         outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
-                   for shape, strides, dtype in self.outputs]
+                   if not self.into or self.into[k] is None else inputs[self.into[k]]  # type: ignore[index]
+                   for k, (shape, strides, dtype) in enumerate(self.outputs)]
         if not self.stages:  # zero-size outputs: nothing to compute
-            return outputs, [], ()
+            return outputs, []
         if self.place:
             inputs = devices.place_inputs(tuple(inputs), device)
-        if POISON_OUTPUTS:
-            for o in outputs:
+        if POISON_OUTPUTS:  # never an output that is an input: the kernel reads it first
+            for k, o in enumerate(outputs):
+                if self.into and self.into[k] is not None:
+                    continue
                 o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
         if self.operands is None:
             tensors = [*inputs, *outputs]
@@ -282,15 +327,65 @@ class _Ready:
                        *(outputs[o] for o in self.operands[1])]
         if self.workspaces:  # a split reduction's: torch's caching allocator, same stream
             tensors += [torch.empty(n, dtype=d.torch, device=device) for d, n in self.workspaces]
-        scalars = self.scalars
-        if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it
-            scalars = (*scalars, int(torch.randint(0, 2**62, (), dtype=torch.int64)))
-        return outputs, tensors, scalars
+        return outputs, tensors
+
+
+def bind_launch(kernels: Sequence[kir.Kernel], values: Mapping[str, int]) -> tuple[
+        tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Each kernel's scalar arguments ordered by its declared parameters (`kir.bind_scalars`:
+    LaunchError for a name declared but not given, or given but not declared), with 0 where a
+    kernel declares `seed`, and that position per kernel (-1: none): `_Ready.run` writes a
+    fresh seed there for every launch."""
+    if names.SEED in values:
+        raise LaunchError(f"scalar {names.SEED!r} is the launcher's (a fresh one per launch), "
+                          "not a schedule's")
+    seeds = tuple(next((i for i, p in enumerate(k.scalars) if p.name == names.SEED), -1)
+                  for k in kernels)
+    if any(i >= 0 for i in seeds):
+        values = {**values, names.SEED: 0}
+    return kir.bind_scalars(kernels, values), seeds
+
+
+def _bump_versions(tensors: list[torch.Tensor]) -> None:
+    """Bump the version counters of tensors a kernel wrote in place, so autograd still sees
+    the write (a tensor saved for a backward and then updated raises, as in eager)."""
+    for t in tensors:
+        torch.autograd.graph.increment_version(t)
+
+
+def written_in_place(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
+                     writes: Writes) -> tuple[int | None, ...]:
+    """Per output, the input whose tensor a pointwise kernel may write it into at this call,
+    or None: where the group's plan says so (`writes`) and the input has the output's shape,
+    strides, dtype and device, at least one element, and the shape of the whole iteration
+    space (so no thread reads an element another writes: nothing broadcasts it)."""
+    into: list[int | None] = [None] * len(outputs)
+    if not writes:
+        return tuple(into)
+    space = broadcast_shape([t.shape for t in inputs])
+    for k, i in writes:
+        out, t = outputs[k], inputs[i]
+        if (t.shape == out.shape == space and t.stride() == out.stride()
+                and t.dtype == out.dtype and t.device == out.device and t.numel()):
+            into[k] = i
+    return tuple(into)
+
+
+def copy_back(outputs: list[torch.Tensor], inputs: Sequence[torch.Tensor],
+              writes: Writes) -> list[torch.Tensor]:
+    """Copy each output k of `writes` into input i (where the kernel could not write it
+    there, or the group ran eagerly); output k is then that input, as the graph expects."""
+    for k, i in writes:
+        if outputs[k] is not inputs[i]:
+            inputs[i].copy_(outputs[k])
+            outputs[k] = inputs[i]
+    return outputs
 
 
 class Stage:
     """One kernel of a prepared call with its grid; `launch(tensors, scalars)` runs it on the
-    interpreter (GpuStage: on torch's current stream of the tensors' device)."""
+    interpreter (GpuStage: on torch's current stream of the tensors' device), `scalars` being
+    its kernel's scalar arguments in declared order (`bind_launch`)."""
 
     __slots__ = ("kernel", "grid", "_gpu_launch")
 
@@ -322,9 +417,10 @@ def _stage(kernel: kernels.CompiledKernel, grid: int, gpu: bool) -> Stage:
 
 
 def _dump_launch(ready: _Ready, inputs: tuple[torch.Tensor, ...]) -> None:
-    for stage in ready.stages:
+    for stage, args in zip(ready.stages, ready.scalars):
+        named = dict(zip((p.name for p in stage.kernel.kernel_ir.scalars), args))
         dump("launch", stage.kernel.name, f"grid={stage.grid} block={stage.kernel.params.block} "
-             f"scalars={ready.scalars} shapes={[tuple(t.shape) for t in inputs]}")
+             f"scalars={named} shapes={[tuple(t.shape) for t in inputs]}")
 
 
 class _Recorder(threading.local):

@@ -6,7 +6,8 @@ in member order -- exactly what the members return when called one by one.  Each
 every member as it would alone (`FusionGroup.ready`: checks, output recipes, its own schedule and
 kernel), asks the horizontal schedule which members share a launch (block size, argument space),
 builds each shared kernel once (pipeline.build_horizontal) and launches it with every member's
-tensors and scalars plus the block offset table.  Members that cannot share (two stages, nothing
+tensors and, bound by name once per prepared call (`bind`), every member's scalars under its
+renamed parameters plus the block offset table.  Members that cannot share (two stages, nothing
 to launch, a unique block size) launch alone; a member that cannot run as a kernel runs through
 its own fallback; a shared kernel that fails to build runs its members alone (warned once, and
 raised under NVFUSE_STRICT=1).  Prepared calls are cached per member launch keys, as a group's.
@@ -26,21 +27,44 @@ from nvfuse.runtime import executor, kernels
 from nvfuse.runtime.dump import dump
 from nvfuse.runtime.executor import FusionGroup, Stage, warn_once
 from nvfuse.lower import kir
-from nvfuse.lower.horizontal import param_bytes, shared_bytes
-from nvfuse.schedule import horizontal
+from nvfuse.lower.horizontal import first_block_param, member_name, param_bytes, shared_bytes
+from nvfuse.schedule import horizontal, names
 
 # Counted as a launch key of a whole bundle: each member's.
 _Key = tuple[Any, ...]
 
 
 class _Shared:
-    """One shared launch: its members' positions in the bundle and the built stage (grid: the
-    sum of the members' grids; member i's blocks start at `firsts[i]`)."""
+    """One shared launch: its members' positions in the bundle, the built stage (grid: the
+    sum of the members' grids; member i's blocks start at `firsts[i]`) and its scalar
+    arguments in the kernel's declared order, bound by name once (`bind`), with the positions
+    of the members' seeds (a fresh one per member and launch)."""
 
-    __slots__ = ("members", "stage", "firsts")
+    __slots__ = ("members", "stage", "firsts", "scalars", "seeds")
 
-    def __init__(self, members: tuple[int, ...], stage: Stage, firsts: tuple[int, ...]) -> None:
+    def __init__(self, members: tuple[int, ...], stage: Stage, firsts: tuple[int, ...],
+                 scalars: tuple[int, ...], seeds: tuple[int, ...]) -> None:
         self.members, self.stage, self.firsts = members, stage, firsts
+        self.scalars, self.seeds = scalars, seeds
+
+
+def bind(kernel: kir.Kernel, readies: Sequence[Any],
+         firsts: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The horizontal `kernel`'s scalar arguments from its members' named scalars (member k's
+    `name` is `member_name(k, name)`, lower/horizontal.py) and block offsets, ordered by its
+    declared parameters (`kir.bind_scalars`), 0 for each member's seed; and the seeds'
+    positions."""
+    values: dict[str, int] = {}
+    seeds: list[str] = []
+    for k, (ready, first) in enumerate(zip(readies, firsts)):
+        values.update((member_name(k, n), v) for n, v in ready.named.items())
+        values[first_block_param(k)] = first
+        if ready.random:
+            seeds.append(member_name(k, names.SEED))
+            values[seeds[-1]] = 0
+    (scalars,) = kir.bind_scalars([kernel], values)
+    declared = [p.name for p in kernel.scalars]
+    return scalars, tuple(declared.index(n) for n in seeds)
 
 
 class HorizontalReady:
@@ -69,13 +93,19 @@ class HorizontalReady:
             results[i] = ready.run(parts[i]) if ready is not None else self.members[i](*parts[i])
         for s in self.shared:
             tensors: list[torch.Tensor] = []
-            scalars: list[int] = []
-            for i, first in zip(s.members, s.firsts):
-                outputs, member_tensors, member_scalars = self.readies[i].arguments(parts[i])
+            for i in s.members:
+                outputs, member_tensors = self.readies[i].arguments(parts[i])
                 results[i] = outputs
                 tensors += member_tensors
-                scalars += [*member_scalars, first]
-            s.stage.launch(tensors, tuple(scalars))
+            scalars = s.scalars
+            if s.seeds:  # a fresh seed per member and launch; torch.manual_seed reproduces them
+                fresh = list(scalars)
+                for at in s.seeds:
+                    fresh[at] = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+                scalars = tuple(fresh)
+            s.stage.launch(tensors, scalars)
+            for i in s.members:  # outputs written in place, or copied there (executor._Ready)
+                results[i] = self.readies[i].finish(list(results[i]), parts[i])
         return [t for r in results for t in r]
 
 
@@ -151,7 +181,8 @@ class HorizontalGroup(torch.nn.Module):
                 continue
             grids = [readies[i].stages[0].grid for i in members]
             firsts = tuple(sum(grids[:k]) for k in range(len(grids)))
-            shared.append(_Shared(members, stage, firsts))
+            scalars, seeds = bind(stage.kernel.kernel_ir, [readies[i] for i in members], firsts)
+            shared.append(_Shared(members, stage, firsts, scalars, seeds))
         return HorizontalReady(self._split, self.members, tuple(readies), tuple(shared))
 
     def _shared_stage(self, readies: list[Any], gpu: bool, cfg: config.Config) -> Stage | None:

@@ -1,8 +1,10 @@
 """Launching a prepared stage through the CUDA driver with a prebuilt argument buffer.
 
 Input: a stage (the executor's `GpuStage`: `.kernel`, a compiled kernel, and `.grid`), the call's
-tensors (inputs, outputs, workspaces: the kernel's pointer parameters, in order) and its scalars
-(the kernel's scalar parameters, in order).  Effect: one `cuLaunchKernel` on torch's current
+tensors (inputs, outputs, workspaces: the kernel's pointer parameters, in order) and its scalars:
+the values of the kernel's scalar parameters in declared order, which the executor ordered from
+the schedule's named scalars once per prepared call (`kir.bind_scalars`), so the hot path
+passes a prebuilt tuple.  Effect: one `cuLaunchKernel` on torch's current
 stream of the stage's device.
 
 `cuLaunchKernel` reads its arguments from an array of pointers, one per kernel parameter, each

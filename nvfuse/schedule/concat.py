@@ -1,4 +1,4 @@
-"""Concat schedule: (FusionIR with concatenations, tensors) -> (signature, params, launch args).
+"""Concat schedule: (FusionIR with concatenations, tensors) -> (signature, params, launch scalars).
 
 The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
 - The iteration space is the broadcast of the concatenations' shapes (`layout`: the pieces'
@@ -17,11 +17,11 @@ The pointwise schedule (nvfuse.schedule.pointwise) with three differences:
   (lanes never straddle a segment, piece loads stay aligned); a size-dependent fact, like the
   width itself, and the signature holds the width.
 
-Launch scalars: those of the pointwise schedule (numel, sizes[1:], the "s" strides of inputs and
-outputs), then the "s" strides of the piece operands, then per concatenation c: per segment the
-end of its range along d (`cat{c}_end{k}`), then per value segment the shift from the result's
-coordinate to the piece's (`cat{c}_shift{k}` = trimmed-before - start).  All are sizes: a new
-size reuses the kernel.
+Launch scalars (by name, nvfuse/schedule/names.py): those of the pointwise schedule (numel,
+sizes[1:], the "s" strides of inputs and outputs), the "s" strides of the piece operands, and
+per concatenation c: per segment the end of its range along d (`cat{c}_end{k}`), per value
+segment the shift from the result's coordinate to the piece's (`cat{c}_shift{k}` =
+trimmed-before - start).  All are sizes: a new size reuses the kernel.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import Concat, FusionIR, Segment, needed_nodes, piece_operands
 from nvfuse.fusion.prims import Prim
 from nvfuse.fusion.shapes import layout
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
     BLOCK, INT32_LIMIT, PointwiseLaunch, PointwiseParams, PointwiseSignature, _iteration_order,
-    _pick_lanes, aligned_strides, broadcast_shape, classify,
+    _pick_lanes, aligned_strides, broadcast_shape, classify, operand_strides, size_scalars,
 )
 
 
@@ -131,8 +132,13 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     signature = ConcatSignature(
         len(sizes), tuple(classes[:n_in]), tuple(classes[n_in:n_plain]), lanes, index, arch,
         tuple(pos), tuple(classes[n_plain:]), broadcast)
-    general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
-    per_cat = [x for lay in lays for x in (*lay.ends, *lay.shifts)]
+    scalars = size_scalars(numel, sizes) | operand_strides(ir, strides, classes)
+    for (i, c, k), st, cls in zip(pieces, strides[n_plain:], classes[n_plain:]):
+        scalars |= names.general_strides(names.piece(ir.inputs[i].name, c, k), cls, st)
+    for c, (cat, lay) in enumerate(zip(ir.concats, lays)):
+        scalars |= {names.cat_end(c, k): end for k, end in enumerate(lay.ends)}
+        values = [k for k, seg in enumerate(cat.segments) if seg.length is None]
+        scalars |= {names.cat_shift(c, k): x for k, x in zip(values, lay.shifts, strict=True)}
     return PointwiseLaunch(
-        signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
-        (numel, *sizes[1:], *general, *per_cat), grid=max(1, -(-numel // (BLOCK * lanes))))
+        signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes), scalars,
+        grid=max(1, -(-numel // (BLOCK * lanes))))

@@ -1,4 +1,4 @@
-"""Pointwise schedule: (FusionIR, actual tensors) -> (signature, PointwiseParams, launch args).
+"""Pointwise schedule: (FusionIR, actual tensors) -> (signature, PointwiseParams, launch scalars).
 
 The iteration space is the broadcast of the inputs' shapes.  Every operand (inputs and outputs)
 is described by its strides in that space (0 along broadcast dims, `iteration_strides`), and
@@ -21,6 +21,11 @@ row).  A rank-1 space needs no divisibility: the lowering gives the last thread 
 tail, so a new batch size keeps the width.  The index width depends on whether every offset fits
 in 31 bits (crossing it compiles one more specialization).
 
+An output may be one of the input tensors themselves (the executor writes an optimizer's
+update into the parameter: nvfuse/runtime/inplace.py); the signature then says `aliased` and
+the kernel's pointers lose `__restrict__`.  Each thread reads its elements before it writes
+them, so this is exact when the output and the input have the same shape and strides.
+
 Outputs are allocated with eager's shape and layout; the dims are iterated in the memory order
 of the first full-size output (so a permuted output is written coalesced) before merging.  An
 output whose shape is smaller than the iteration space (it broadcasts) has stride 0 there and is
@@ -30,7 +35,7 @@ stored only where those indices are 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 from collections.abc import Sequence
 
@@ -39,6 +44,7 @@ import torch
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.shapes import broadcast_shape
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 
 VECTOR_BYTES = 16  # widest global load/store a thread issues (LDG.128 / STG.128)
@@ -57,6 +63,9 @@ class PointwiseSignature:
     lanes: int                # elements per thread (vector width); 1 = scalar accesses
     index: DType              # INT32 or INT64 index arithmetic
     arch: str
+    # an output is an input's own tensor (written in place): pointers without __restrict__;
+    # left out of repr, which names kernels (`kernel_name` adds it), so other names stay
+    aliased: bool = field(default=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,9 @@ class PointwiseLaunch:
     params: PointwiseParams
     numel: int
     sizes: tuple[int, ...]         # merged sizes, outermost first
-    scalar_args: tuple[int, ...]   # numel, sizes[1:], then the "s" strides operand by operand
+    # the kernel's scalar arguments by parameter name (nvfuse/schedule/names.py): numel,
+    # sizes[1:], then the "s" strides operand by operand
+    scalars: dict[str, int]
     grid: int
 
 
@@ -187,9 +198,22 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     index = DType.INT32 if fits32 else DType.INT64
     signature = PointwiseSignature(
         len(sizes), tuple(classes[: len(inputs)]), tuple(classes[len(inputs):]), lanes, index,
-        arch)
-    general = [s for st, c in zip(strides, classes) for s, k in zip(st, c) if k == "s"]
+        arch, aliased=any(o is i for o in outputs for i in inputs))
     per_block = BLOCK * lanes
     return PointwiseLaunch(
         signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),
-        (numel, *sizes[1:], *general), grid=max(1, -(-numel // per_block)))
+        size_scalars(numel, sizes) | operand_strides(ir, strides, classes),
+        grid=max(1, -(-numel // per_block)))
+
+
+def size_scalars(numel: int, sizes: Sequence[int]) -> dict[str, int]:
+    """numel and the merged sizes but the outermost (numel implies it), by name."""
+    return {names.NUMEL: numel} | {names.size(d): n for d, n in enumerate(sizes) if d}
+
+
+def operand_strides(ir: FusionIR, strides: Sequence[Sequence[int]],
+                    classes: Sequence[str]) -> dict[str, int]:
+    """The "s" strides of the inputs, then the outputs, by name."""
+    operands = [*(t.name for t in ir.inputs), *(t.name for t in ir.outputs)]
+    return {name: value for t, st, c in zip(operands, strides, classes)
+            for name, value in names.general_strides(t, c, st).items()}

@@ -62,6 +62,7 @@ from nvfuse.fusion.ir import (
 )
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
     INT32_LIMIT, broadcast_shape, iteration_strides, classify, merge_dims,
@@ -229,9 +230,9 @@ class ReductionLaunch:
     params: ReductionParams
     rows: int
     row_numel: int
-    # rows, row_numel, outer sizes[1:], inner sizes[1:], then the "s" strides operand by
-    # operand (outer dims, then inner dims): the order `lower_reduction` declares them.
-    scalar_args: tuple[int, ...]
+    # the kernel's scalar arguments by parameter name (nvfuse/schedule/names.py): rows,
+    # row_numel, outer sizes[1:], inner sizes[1:], the "s" strides operand by operand
+    scalars: dict[str, int]
     grid: int
 
 
@@ -378,9 +379,14 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                                    tuple(classes[n_in:]), block, index, arch, persist, lanes,
                                    kind)
-    general = [s for o, i, c in zip(outer, inner, classes) for s, kind_ in zip(o + i, c)
-               if kind_ == "s"]
-    scalars = (rows, row_numel, *outer_sizes[1:], *inner_sizes[1:], *general)
+    scalars = {names.ROWS: rows, names.ROW_NUMEL: row_numel}
+    scalars |= {names.outer_size(d): n for d, n in enumerate(outer_sizes) if d}
+    scalars |= {names.inner_size(d): n for d, n in enumerate(inner_sizes) if d}
+    rank = len(outer_sizes)
+    operands = [*(t.name for t in ir.inputs), *(t.name for t in ir.outputs)]
+    for t, o, i, c in zip(operands, outer, inner, classes):
+        scalars |= names.general_strides(t, c[:rank], o, "o")
+        scalars |= names.general_strides(t, c[rank:], i, "i")
     grid = -(-rows // COLUMN_X) if column else -(-rows // WARP_ROWS) if warp else rows
     return ReductionLaunch(signature, ReductionParams(block, index, persist), rows, row_numel,
                            scalars, grid=grid)

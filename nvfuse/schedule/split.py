@@ -50,6 +50,7 @@ from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.phases import Phase, PhaseKind, reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import device_props
+from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import (
     COLUMN_X, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
@@ -87,7 +88,7 @@ class SplitSignature:
 @dataclass(frozen=True)
 class SplitLaunch:
     stages: tuple[tuple[SplitSignature, ReductionParams, int], ...]  # (signature, params, grid)
-    scalars: tuple[int, ...]          # the row launch's scalars, then splits, chunk_len
+    scalars: dict[str, int]           # the row launch's scalars, splits and chunk_len
     workspaces: tuple[tuple[DType, int], ...]  # dtype, element count
     splits: int
 
@@ -163,5 +164,5 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     return SplitLaunch(
         ((stage1, ReductionParams(block1, base.index), launch.grid * splits),
          (stage2, ReductionParams(STAGE2_BLOCK, base.index), launch.rows)),
-        (*launch.scalar_args, splits, chunk),
+        launch.scalars | {names.SPLITS: splits, names.CHUNK_LEN: chunk},
         tuple((d, n) for d in workspace_dtypes(ir)), splits)

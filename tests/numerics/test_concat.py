@@ -47,7 +47,9 @@ def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: tor
     nvfuse.reset_stats()
     actual = fm(*inputs)
     assert len(fm.fusion_groups) == groups, [g.ops for g in fm.fusion_groups]
-    assert nvfuse.stats()["launches"] == groups and nvfuse.stats()["fallbacks"] == 0
+    assert nvfuse.stats()["fallbacks"] == 0
+    # every group ran as a kernel; independent ones may share a launch (horizontal)
+    assert nvfuse.stats()["launches"] == nvfuse.explain(fn, *inputs).kernels_per_step
     if not isinstance(expected, tuple):
         expected, actual = (expected,), (actual,)
     for a, e in zip(actual, expected):

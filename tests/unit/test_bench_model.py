@@ -76,7 +76,7 @@ def test_byte_counts_of_a_row_sum(interpret: None) -> None:
     assert call is not None
     (stage,) = call.stages
     kir = stage.kernel.kernel_ir
-    t = count_traffic(kir, call.tensors, call.scalars, stage.grid)
+    t = count_traffic(kir, call.tensors, call.scalars[0], stage.grid)
     x_name, out_name = (p.name for p in kir.tensors)
     assert tensors_accessed(kir) == {x_name, out_name}
     assert t.unique == {x_name: x.nbytes, out_name: out.nbytes}
@@ -93,7 +93,7 @@ def test_bias_reread_per_row_is_an_l2_hit(interpret: None) -> None:
     assert call is not None
     (stage,) = call.stages
     kir, grid = stage.kernel.kernel_ir, stage.grid
-    t = count_traffic(kir, call.tensors, call.scalars, grid)
+    t = count_traffic(kir, call.tensors, call.scalars[0], grid)
     b_name = kir.tensors[1].name
     assert t.unique[b_name] == b.nbytes and t.requested[b_name] == 32 * b.nbytes
     moved, requested, elements = moved_bytes(t, grid)

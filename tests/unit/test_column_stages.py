@@ -109,7 +109,7 @@ def test_column_kernel_ir_runs_in_lockstep() -> None:
     assert "row = ((blockIdx.x * 32:int32) + tx)" in text
     assert "for col in [ty, row_numel) step 4:int32" in text
     assert text.count("sync") == 2 and "block_allreduce" not in text
-    run_kernel(kernel, [x, out], launch.scalar_args, launch.grid)
+    run_kernel(kernel, [x, out], kir.kernel_args(kernel, launch.scalars), launch.grid)
     torch.testing.assert_close(out, x.sum(0), rtol=1e-5, atol=1e-5)
 
 
@@ -117,7 +117,7 @@ def test_column_welford_combines_thread_rows() -> None:
     x = torch.randn(300, 40, dtype=torch.float64) + 1e4
     kernel, launch, out = _column_kernel(x, lambda x: x.var(0))
     verify_kernel(kernel)
-    run_kernel(kernel, [x, out], launch.scalar_args, launch.grid)
+    run_kernel(kernel, [x, out], kir.kernel_args(kernel, launch.scalars), launch.grid)
     torch.testing.assert_close(out, x.var(0), rtol=1e-9, atol=1e-9)
 
 
@@ -131,7 +131,7 @@ def test_a_missing_barrier_is_reported_as_a_race() -> None:
     kernel, launch, out = _column_kernel(x)
     broken = replace(kernel, body=_without_first_sync(kernel.body))
     with pytest.raises(InterpretError, match="race"):
-        run_kernel(broken, [x, out], launch.scalar_args, launch.grid)
+        run_kernel(broken, [x, out], kir.kernel_args(kernel, launch.scalars), launch.grid)
 
 
 def _targets(fn, *inputs: torch.Tensor) -> list[str]:  # type: ignore[no-untyped-def]

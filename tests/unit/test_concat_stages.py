@@ -129,7 +129,7 @@ def test_kernel_ir_guards_every_piece_load() -> None:
     k = verify_kernel(lower_pointwise(ir, sig, launch.params.block))
     assert [p.name for p in k.scalars][-4:] == ["cat0_end0", "cat0_end1", "cat0_shift0",
                                                 "cat0_shift1"]
-    assert launch.scalar_args[-4:] == (3, 9, 0, -3)
+    assert [launch.scalars[p.name] for p in k.scalars][-4:] == [3, 9, 0, -3]
 
     def loads(body: tuple[kir.Stmt, ...], guarded: bool) -> list[tuple[str, bool]]:
         found: list[tuple[str, bool]] = []
@@ -181,7 +181,7 @@ def test_interpreter_catches_a_piece_load_without_its_guard() -> None:
     out = torch.empty(4, 9)
     launch = cat_schedule.plan_launch(ir, [b, a], [out], "sm_90")
     k = lower_pointwise(ir, launch.signature, launch.params.block)
-    run_kernel(k, [b, a, out], launch.scalar_args, launch.grid)
+    run_kernel(k, [b, a, out], kir.kernel_args(k, launch.scalars), launch.grid)
     assert torch.equal(out, torch.cat((a, b.neg()), 1))
 
     def unguard(body: tuple[kir.Stmt, ...]) -> tuple[kir.Stmt, ...]:
@@ -197,4 +197,4 @@ def test_interpreter_catches_a_piece_load_without_its_guard() -> None:
 
     broken = dataclasses.replace(k, body=unguard(k.body))
     with pytest.raises(InterpretError, match="out-of-bounds load of in0"):
-        run_kernel(broken, [b, a, out], launch.scalar_args, launch.grid)
+        run_kernel(broken, [b, a, out], kir.kernel_args(k, launch.scalars), launch.grid)

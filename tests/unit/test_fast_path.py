@@ -286,7 +286,7 @@ def test_bench_host_measures_ratios_and_writes_markdown(interpret: None) -> None
     fm = nvfuse.fuse(bias_gelu, _inputs())
     fm(*_inputs())
     ready = next(iter(fm.fusion_groups[0]._launches.values()))
-    stub(ready.stages[0], [*_inputs(), torch.empty(4, 8)], ready.scalars)
+    stub(ready.stages[0], [*_inputs(), torch.empty(4, 8)], ready.scalars[0])
     assert len(stub.buffers) == 1
     report = {"meta": {"date": "2026-01-01"},
               "host": [{"what": "eager x.add(1)", "us": 3.0, "x_eager_add": 1.0}],

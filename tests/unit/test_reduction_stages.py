@@ -114,7 +114,8 @@ def test_signature_ignores_row_count_and_strides_are_arguments() -> None:
         outs = [torch.empty(rows, 100)]
         launch = plan_launch(ir, [x, w], outs, "sm_90")
         sigs.append(launch.signature)
-        assert launch.grid == rows and launch.scalar_args[:2] == (rows, 100)
+        assert launch.grid == rows and launch.scalars == {
+            "rows": rows, "row_numel": 100, "stride_in0_o0": 100, "stride_out0_o0": 100}
     assert sigs[0] == sigs[1]
     assert sigs[0].inputs == ("s1", "01")  # the weight broadcasts across rows
     kernel = lower_reduction(ir, sigs[0], sigs[0].block)
@@ -131,7 +132,8 @@ def test_short_rows_get_a_warp_each() -> None:
         x, w = torch.randn(rows, 8), torch.randn(8)
         launch = plan_launch(ir, [x, w], [torch.empty(rows, 8)], "sm_90")
         sigs.append(launch.signature)
-        assert launch.grid == grid and launch.scalar_args[:2] == (rows, 8)
+        assert launch.grid == grid
+        assert (launch.scalars["rows"], launch.scalars["row_numel"]) == (rows, 8)
     assert sigs[0] == sigs[1] == sigs[2]
     sig = sigs[0]
     assert sig.kind is ScheduleKind.WARP_ROW and sig.block == 128 and sig.persist == 0

@@ -33,7 +33,7 @@ def test_contiguous_add_is_rank_one_and_vectorized() -> None:
     sig = launch.signature
     assert (sig.rank, sig.inputs, sig.outputs, sig.lanes, sig.index) == (
         1, ("1", "1"), ("1",), 4, DType.INT32)
-    assert launch.scalar_args == (512,) and launch.grid == 1
+    assert launch.scalars == {"numel": 512} and launch.grid == 1
 
 
 def test_new_sizes_share_the_signature() -> None:
@@ -82,6 +82,7 @@ def test_int64_index_kernels_run_and_compile() -> None:
 
     from nvfuse.codegen.cuda import emit_cuda
     from nvfuse.interpret.machine import run_kernel
+    from nvfuse.lower.kir import kernel_args
     from nvfuse.lower.pointwise import lower_pointwise
     from nvfuse.lower.verify import verify_kernel
     from nvfuse.runtime.nvrtc import compile_to_cubin
@@ -93,7 +94,7 @@ def test_int64_index_kernels_run_and_compile() -> None:
     wide = dataclasses.replace(launch.signature, index=DType.INT64)
     kernel = verify_kernel(lower_pointwise(ir, wide, launch.params.block))
     assert kernel.index_dtype is DType.INT64
-    run_kernel(kernel, [a, b, out], launch.scalar_args, launch.grid)
+    run_kernel(kernel, [a, b, out], kernel_args(kernel, launch.scalars), launch.grid)
     torch.testing.assert_close(out, a + b)
     source = emit_cuda(kernel)
     assert "long long base" in source

@@ -13,6 +13,7 @@ from nvfuse.fusion.build import build_fusion
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.partition import partition
 from nvfuse.interpret.machine import run_kernel
+from nvfuse.lower.kir import bind_scalars
 from nvfuse.lower.split import lower_split
 from nvfuse.lower.verify import verify_kernel
 from nvfuse.fusion.phases import PhaseKind
@@ -75,7 +76,7 @@ def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
     (s1, p1, g1), (s2, p2, g2) = plan.stages
     assert (g1, g2) == (12, 3) and (s1.stage, s2.stage) == (1, 2)
     assert s1.block == p1.block == 128 and s2.block == p2.block == split.STAGE2_BLOCK
-    assert plan.scalars == (*launch.scalar_args, 4, 250)
+    assert plan.scalars == {**launch.scalars, "splits": 4, "chunk_len": 250}
     assert plan.workspaces == ((DType.FLOAT32, 12),)
     assert hash(s1) != hash(s2) and s1.base == s2.base
     monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 1 << 16)
@@ -108,8 +109,9 @@ def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None
     assert "col_end" in str(k1) and "welford" in str(k2).lower()
     splits, chunk = 5, 200
     ws = [torch.empty(2 * splits, dtype=torch.float64) for _ in workspace_dtypes(ir)]
-    scalars = (*launch.scalar_args, splits, chunk)
-    run_kernel(k1, [x, out, *ws], scalars, 2 * splits)
+    scalars = {**launch.scalars, "splits": splits, "chunk_len": chunk}
+    args1, args2 = bind_scalars([k1, k2], scalars)
+    run_kernel(k1, [x, out, *ws], args1, 2 * splits)
     assert torch.allclose(ws[2], torch.full((10,), 200.0, dtype=torch.float64))  # counts
-    run_kernel(k2, [x, out, *ws], scalars, 2)
+    run_kernel(k2, [x, out, *ws], args2, 2)
     torch.testing.assert_close(out, x.var(-1))
