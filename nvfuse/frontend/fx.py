@@ -26,6 +26,7 @@ from nvfuse.frontend.foreach import foreach_decompositions
 from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
+from nvfuse.frontend.promotion import converted_first
 from nvfuse.graph.annotate import rng_preserved, twins
 
 
@@ -66,7 +67,9 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     def elementwise(op: Any) -> bool:
         return isinstance(op, torch._ops.OpOverload) and op._opname not in _KEPT_WHOLE and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
-    table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+    # converted_first: operands reach the decomposition in eager's common dtype
+    table = {op: converted_first(fn) for op, fn in core_aten_decompositions().items()
+             if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
