@@ -163,9 +163,21 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     return gm
 
 
+def optimizer_step(fn: Any) -> torch.optim.Optimizer | None:
+    """The optimizer whose bound method `fn` is (its step), else None.  make_fx would capture
+    its parameters and state as constants, and running it updates them: such a callable is
+    traced by torch.compile (dynamo lifts parameters and state to graph inputs) and never run
+    to see whether it raises."""
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.optim.Optimizer) else None
+
+
 def raises_eagerly(fn: Callable[..., Any], inputs: Sequence[Any]) -> bool:
     """Whether running `fn` eagerly on copies of `inputs` raises (then a call raises eager's
-    own error).  Leaves the inputs, a module's buffers and the random generators unchanged."""
+    own error).  Leaves the inputs, a module's buffers and the random generators unchanged.
+    An optimizer's step is not run (it would update the parameters): False."""
+    if optimizer_step(fn) is not None:
+        return False
     try:
         with _state_preserved(fn, inputs):
             fn(*twins(inputs))
