@@ -63,3 +63,18 @@ def test_adamw_over_148_tensors_in_few_launches(dtypes: tuple[torch.dtype, ...])
     assert launches == report.kernels_per_step, str(report)
     assert launches <= 4 * len(dtypes), str(report)  # at most 4 per dtype combination
     assert n == 148
+
+
+# Upper bounds on the README's whole-step table (explain; forward + backward + optimizer).
+WHOLE_STEP = {"resnet-18 + SGD(momentum)": (110, 2), "GPT-2 (2 layers) + AdamW": (72, 2)}
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_STEP))
+def test_whole_step_kernel_counts(name: str) -> None:
+    import whole_step
+
+    if name.startswith("GPT-2"):
+        pytest.importorskip("transformers")
+    total_bound, optimizer_bound = WHOLE_STEP[name]
+    _, optimizer, total = whole_step.kernels_per_step(whole_step.SETUPS[name]())
+    assert optimizer <= optimizer_bound and total <= total_bound, (optimizer, total)
