@@ -55,7 +55,10 @@ def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: tor
     nvfuse.reset_stats()
     actual = fm(*inputs)
     assert nvfuse.stats()["fallbacks"] == 0
-    assert nvfuse.stats()["launches"] == len(fm.fusion_groups)
+    # every group ran as a kernel; independent ones may share a launch (horizontal)
+    launches = nvfuse.stats()["launches"]
+    report = nvfuse.explain(fn, *inputs)
+    assert launches == sum(g.kernels - len(g.eager) for g in report.graphs) <= len(fm.fusion_groups)
     if kernels is not None:
         assert len(fm.fusion_groups) == kernels, [g.ops for g in fm.fusion_groups]
     if not isinstance(expected, tuple):
