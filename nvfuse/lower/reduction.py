@@ -22,9 +22,10 @@ With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reducti
 the reductions read are loaded once into registers up front and every phase reads those
 (`RowLowering.load_persistent`); otherwise every phase re-reads the row from global memory
 (L2 serves re-reads of rows that fit), except that a looped softmax's max and sum of exp
-share one online pass (nvfuse/lower/online_softmax.py).  The persistent load uses vector
-accesses when sig.lanes > 1; the epilogue's loads and stores are scalar.  Block reductions of
-one dtype share one shared scratch array (the helper leaves it reusable).
+share one online pass (nvfuse/lower/online_softmax.py).  With sig.lanes > 1 the persistent
+load, the epilogue's unit-stride loads and stores and, for a looped row, every column loop
+access `lanes` columns per vector (`RowLowering.vector_operand`).  Block reductions of one
+dtype share one shared scratch array (the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
 (outer dims, then inner dims) -- the order `plan_launch` produces.

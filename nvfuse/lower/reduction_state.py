@@ -17,7 +17,9 @@ keeps the array in registers).  Loops with an explicit start / step (the Welford
 column) still read global memory.  With sig.lanes = L > 1 the load loop reads L consecutive
 columns per vector access and slot k holds column (threadIdx.x + (k / L) * blockDim.x) * L
 + k % L (`_slot_column`; the schedule guarantees L divides row_numel, so a vector is wholly
-inside the row or wholly past it).
+inside the row or wholly past it).  Looped rows with sig.lanes = L > 1 (persist 0) run every
+default column loop by vector groups (`_vector_loop`): col0 = (threadIdx.x + k * blockDim.x)
+* L, one vector load per unit-stride input the body reads, the L columns unrolled.
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ class RowLowering:
         # is built, its lane variable and the inputs preloaded as q_<input>[lanes]
         self.vec_lane: Var | None = None
         self.vec_loaded: set[int] = set()
+        # a looped row's vector column loop (`_vector_loop`): while its body is built, the
+        # vector inputs the body reads, loaded as q_<input>[lanes] before the lane loop
+        self.vec_lazy: set[int] | None = None
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
@@ -203,6 +208,10 @@ class RowLowering:
                 return Elem(f"p_{self.ir.inputs[k].name}", self.slot, node.dtype)
             if self.vec_lane is not None and k in self.vec_loaded:
                 return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
+            if self.vec_lane is not None and self.vec_lazy is not None \
+                    and self.vector_operand(k):
+                self.vec_lazy.add(k)
+                return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
             name = f"r_{self.ir.inputs[k].name}"
             out.append(Declare(name, node.dtype, lanes=1))
             out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
@@ -219,6 +228,8 @@ class RowLowering:
         col = Var("col", idx)
         if self.persist and start is None and step is None and self.col_end is None:
             return self._persistent_loop(body)
+        if self.sig.lanes > 1 and start is None and step is None and self.col_end is None:
+            return self._vector_loop(body)
         stmts: list[Stmt] = []
         offsets, inner = self._offsets(col, stmts)
         stmts.extend(body(offsets, inner))
@@ -238,6 +249,33 @@ class RowLowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         return offsets, inner
+
+    def _vector_loop(self, body: Body) -> Stmt:
+        """A looped row's column loop by vector groups: for col0 = threadIdx.x * lanes;
+        col0 < row_numel; col0 += blockDim.x * lanes: one vector load q_<input>[lanes] per
+        vector input (`vector_operand`) the body reads, then for pl < lanes (unrolled):
+        col = col0 + pl and the body, reading those inputs from q_<input>[pl].  lanes divides
+        row_numel (the schedule's `looped_lanes`), so a group is wholly inside the row."""
+        idx, lanes = self.idx, self.sig.lanes
+        col0, col, pl = Var("col0", idx), Var("col", idx), Var("pl", idx)
+        width = Const(lanes, idx)
+        stmts: list[Stmt] = [Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        offsets, inner = self._offsets(col, stmts)
+        self.vec_lane, self.vec_lazy = pl, set()
+        try:
+            stmts.extend(body(offsets, inner))
+            used = sorted(self.vec_lazy)
+        finally:
+            self.vec_lane, self.vec_lazy = None, None
+        loop: list[Stmt] = []
+        for k in used:
+            t = self.ir.inputs[k]
+            loop.append(Declare(f"q_{t.name}", t.dtype, lanes=lanes))
+            loop.append(Load(f"q_{t.name}", t.dtype, t.name,
+                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
+        loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
+        return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+                                IndexOp("*", self.lane_step, width, idx), tuple(loop)))
 
     def _persistent_loop(self, body: Body) -> Stmt:
         """for k < persist (unrolled): col = threadIdx.x + k * blockDim.x; if col < row_numel:
@@ -297,13 +335,13 @@ class RowLowering:
 
     def vector_operand(self, k: int) -> bool:
         """Whether operand `k` (an input, or an output at len(inputs) + j) is read or written
-        `lanes` columns per access in the persistent epilogue (`vector_group_loop`): a
-        persistent row with lanes > 1 whose operand has one inner dim of unit stride, elements
-        of at most 4 bytes and a vector of at most 16 bytes.  The schedule
-        (`persistent_lanes`) chose lanes only where every such operand is aligned to its
-        vector."""
+        `lanes` columns per access in the epilogue (`vector_group_loop`) and a looped row's
+        column loops (`_vector_loop`): a persistent or looped row with lanes > 1 whose
+        operand has one inner dim of unit stride, elements of at most 4 bytes and a vector of
+        at most 16 bytes.  The schedule (`persistent_lanes`, `looped_lanes`) chose lanes only
+        where every such operand is aligned to its vector."""
         lanes = self.sig.lanes
-        if not self.persist or lanes == 1 or self.col_end is not None:
+        if lanes == 1 or self.col_end is not None:
             return False
         classes = (self.sig.inputs + self.sig.outputs)[k]
         itemsize = self.tensors[k].dtype.itemsize
@@ -315,8 +353,10 @@ class RowLowering:
                           group: Callable[[Var, list[Stmt]], list[Stmt]],
                           lane: Callable[[list[Expr], dict[int, Expr], Var], list[Stmt]]
                           ) -> Stmt:
-        """The persistent epilogue by vector groups: for g < persist / lanes (unrolled):
-        col0 = (threadIdx.x + g * blockDim.x) * lanes; if col0 < row_numel: one vector load
+        """The epilogue by vector groups: for g < persist / lanes (unrolled):
+        col0 = (threadIdx.x + g * blockDim.x) * lanes; if col0 < row_numel (a looped row:
+        for col0 = threadIdx.x * lanes; col0 < row_numel; col0 += blockDim.x * lanes,
+        without register slots): one vector load
         q_<input>[lanes] per row-varying input `roots` need that is neither cached nor
         row-invariant (`vector_operand`), `group(col0, prologue)`'s statements (the caller's
         register arrays), then for pl < lanes (unrolled): col = col0 + pl, slot pk =
@@ -343,11 +383,14 @@ class RowLowering:
             body.append(Load(f"q_{t.name}", t.dtype, t.name,
                              IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
         after = group(col0, body)
-        stmts: list[Stmt] = [
-            Declare(pk.name, idx, init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)),
-            Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        stmts: list[Stmt] = []
+        if self.persist:
+            stmts.append(Declare(pk.name, idx,
+                                 init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)))
+        stmts.append(Declare(col.name, idx, init=IndexOp("+", col0, pl, idx)))
         offsets, _ = self._offsets(col, stmts)
-        self.slot, self.vec_lane, self.vec_loaded = pk, pl, loaded
+        self.slot = pk if self.persist else None
+        self.vec_lane, self.vec_loaded = pl, loaded
         try:
             values = self.column_values(roots, offsets, stmts)
             stmts.extend(lane(offsets, values, pl))
@@ -355,6 +398,9 @@ class RowLowering:
             self.slot, self.vec_lane, self.vec_loaded = None, None, set()
         body.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         body.extend(after)
+        if not self.persist:
+            return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+                                    IndexOp("*", self.lane_step, width, idx), tuple(body)))
         first = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
                         width, idx)
         return For(g, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (

@@ -25,7 +25,8 @@ Row outputs (a reduction's result, keepdim or not) are viewed with their reduced
 Block size is a bucket of C, documented in `block_for` / `column_block_for` and part of the
 signature: a new row count never recompiles, a new row length recompiles only when it crosses a
 bucket edge.  The index width is the pointwise rule (every offset, the row count and C + block
-fit in 31 bits).  Accesses are scalar, except a persistent row's loads (`lanes`, below).
+fit in 31 bits).  Accesses are scalar, except where `lanes` > 1 (persistent and looped rows,
+below).
 
 Persistent rows (`persistent_for`): when a row schedule's C fits a persistent bucket, each
 thread loads its `persist` columns (threadIdx.x + k * block, k < persist) of every input the
@@ -42,6 +43,12 @@ norm's weight and bias) and writes the unit-stride full outputs `lanes` columns 
 (where that is at most 16 bytes), so those operands must be aligned the same way.  `lanes` is
 in the signature (C % lanes and the alignments decide it, as the pointwise schedule's
 `_pick_lanes`).
+
+Vector looped rows (`looped_lanes`): a row schedule past the persistent buckets whose
+unit-stride inputs (one merged inner dim, elements of at most 4 bytes) are aligned by the same
+rule loads and stores `lanes` consecutive columns per access (16 bytes of the widest such
+input): thread t visits column groups (t + k * block) * lanes, k = 0, 1, ..., each group one
+vector access per unit-stride operand whose vector fits 16 bytes, the lanes unrolled.
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -171,6 +178,28 @@ def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
     return 1
 
 
+def looped_lanes(n_inputs: int, row_numel: int, inner: Sequence[Sequence[int]],
+                 outer: Sequence[Sequence[int]], operands: Sequence[torch.Tensor]) -> int:
+    """Columns per vector access of a looped row (module docstring), or 1: 16 bytes of the
+    widest input of at most 4 bytes with one unit-stride inner dim; every such operand (input
+    or output, `operands` as in `persistent_lanes`) whose vector fits 16 bytes must be
+    aligned to it, with C and its outer strides multiples of it (the persistent rule)."""
+    unit = [k for k in range(len(operands)) if list(inner[k]) == [1]
+            and operands[k].element_size() <= 4]
+    sizes = [operands[k].element_size() for k in unit if k < n_inputs]
+    if not sizes:
+        return 1
+    lanes = VECTOR_BYTES // max(sizes)
+    while lanes > 1:
+        if row_numel % lanes == 0 and all(
+                operands[k].data_ptr() % (lanes * operands[k].element_size()) == 0
+                and all(s % lanes == 0 for s in outer[k]) for k in unit
+                if lanes * operands[k].element_size() <= VECTOR_BYTES):
+            return lanes
+        lanes //= 2
+    return 1
+
+
 # Warp rows (kind WARP_ROW, nvfuse/lower/warp.py): a row schedule whose rows have at most
 # WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
 # of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
@@ -203,7 +232,7 @@ class ReductionSignature:
     index: DType
     arch: str
     persist: int = 0          # columns per thread held in registers (0: looped schedule)
-    lanes: int = 1            # columns per vector load of a persistent row
+    lanes: int = 1            # columns per vector access of a persistent or looped row
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
 
     def __repr__(self) -> str:
@@ -369,7 +398,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
         block, persist = persistent_for(row_numel, words, device_props(arch).persist_words,
                                         len(inner_sizes))
-        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
+        if persist:
+            lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
+        else:
+            lanes = looped_lanes(len(inputs), row_numel, inner, outer, lay.views)
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
