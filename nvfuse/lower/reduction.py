@@ -90,6 +90,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                             init=lo.offset(k, outer, range(sig.outer_rank))))
     lo.hoist_row_invariant_loads(body)
     lo.load_persistent(body)
+    lo.stage_shared(body)
     declared: set[DType] = set()
     done: set[int] = set()
     online = not lo.persist and sig.kind is not ScheduleKind.COLUMN  # a looped row

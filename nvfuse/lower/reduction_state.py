@@ -50,6 +50,7 @@ from nvfuse.lower.kir import (
     ReduceOp,
     ReduceScope,
     Shared,
+    SharedElem,
     Special,
     Stmt,
     Var,
@@ -57,7 +58,9 @@ from nvfuse.lower.kir import (
     stride_exprs,
 )
 from nvfuse.schedule import names
-from nvfuse.schedule.reduction import ReductionSignature, cached_inputs
+from nvfuse.schedule.reduction import (
+    SMEM_ROW_BYTES, ReductionSignature, cached_inputs, staged_inputs,
+)
 
 # A column loop's body: (each operand's offset, the inner indices) -> statements.
 Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
@@ -110,6 +113,15 @@ class RowLowering:
         # a looped row's vector column loop (`_vector_loop`): while its body is built, the
         # vector inputs the body reads, loaded as q_<input>[lanes] before the lane loop
         self.vec_lazy: set[int] | None = None
+        # a shared-memory row (sig.smem): the inputs staged as s_<input>[smem_cols]
+        self.staged: tuple[int, ...] = ()
+        self.smem_cols = Param(names.SMEM_COLS, idx)
+        if sig.smem:
+            unit = [[1 if c == "1" else 0 for c in classes[sig.outer_rank:]]
+                    for classes in sig.inputs]
+            self.staged = staged_inputs(ir, cached_inputs(ir, sig.inputs, sig.outer_rank),
+                                        unit)
+            self.scalars.append(self.smem_cols)
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
@@ -209,7 +221,7 @@ class RowLowering:
             if self.vec_lane is not None and k in self.vec_loaded:
                 return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
             if self.vec_lane is not None and self.vec_lazy is not None \
-                    and self.vector_operand(k):
+                    and (self.vector_operand(k) or k in self.staged):
                 self.vec_lazy.add(k)
                 return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
             name = f"r_{self.ir.inputs[k].name}"
@@ -228,7 +240,8 @@ class RowLowering:
         col = Var("col", idx)
         if self.persist and start is None and step is None and self.col_end is None:
             return self._persistent_loop(body)
-        if self.sig.lanes > 1 and start is None and step is None and self.col_end is None:
+        if (self.sig.lanes > 1 or self.staged) and start is None and step is None \
+                and self.col_end is None:
             return self._vector_loop(body)
         stmts: list[Stmt] = []
         offsets, inner = self._offsets(col, stmts)
@@ -269,13 +282,55 @@ class RowLowering:
             self.vec_lane, self.vec_lazy = None, None
         loop: list[Stmt] = []
         for k in used:
-            t = self.ir.inputs[k]
-            loop.append(Declare(f"q_{t.name}", t.dtype, lanes=lanes))
-            loop.append(Load(f"q_{t.name}", t.dtype, t.name,
-                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
+            loop.extend(self._group_load(k, col0))
         loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
                                 IndexOp("*", self.lane_step, width, idx), tuple(loop)))
+
+    def _group_load(self, k: int, col0: Var) -> list[Stmt]:
+        """q_<input k>[lanes] = columns col0 .. col0 + lanes - 1 of this row: from its
+        shared-memory copy where staged (col0 < smem_cols), else from global memory (one
+        vector access where `vector_operand`)."""
+        idx, lanes = self.idx, self.sig.lanes
+        t = self.ir.inputs[k]
+        q = f"q_{t.name}"
+        load = Load(q, t.dtype, t.name, IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx),
+                    lanes, lanes > 1 and self.vector_operand(k))
+        if k not in self.staged:
+            return [Declare(q, t.dtype, lanes=lanes), load]
+        copy = tuple(Assign(Elem(q, Const(lane, DType.INT32), t.dtype),
+                            SharedElem(f"s_{t.name}",
+                                       IndexOp("+", col0, Const(lane, idx), idx), t.dtype))
+                     for lane in range(lanes))
+        return [Declare(q, t.dtype, lanes=lanes),
+                If(IndexOp("<", col0, self.smem_cols, DType.BOOL), copy),
+                If(IndexOp("<=", self.smem_cols, col0, DType.BOOL), (load,))]
+
+    def stage_shared(self, out: list[Stmt]) -> None:
+        """A shared-memory row: declare s_<input>[smem_cols] per staged input and copy the
+        row's first smem_cols columns into it, one group of lanes per access, with the
+        column mapping of `_vector_loop` (each thread later reads back what it wrote)."""
+        if not self.staged:
+            return
+        idx, lanes = self.idx, self.sig.lanes
+        col0 = Var("col0", idx)
+        width = Const(lanes, idx)
+        copy: list[Stmt] = []
+        for k in self.staged:
+            t = self.ir.inputs[k]
+            out.append(Shared(f"s_{t.name}", t.dtype, SMEM_ROW_BYTES // t.dtype.itemsize,
+                              count=self.smem_cols))
+            q = f"q_{t.name}"
+            copy.append(Declare(q, t.dtype, lanes=lanes))
+            copy.append(Load(q, t.dtype, t.name,
+                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes,
+                             lanes > 1 and self.vector_operand(k)))
+            copy.extend(Assign(SharedElem(f"s_{t.name}",
+                                          IndexOp("+", col0, Const(lane, idx), idx), t.dtype),
+                               Elem(q, Const(lane, DType.INT32), t.dtype))
+                        for lane in range(lanes))
+        out.append(self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.smem_cols,
+                                    IndexOp("*", self.lane_step, width, idx), tuple(copy))))
 
     def _persistent_loop(self, body: Body) -> Stmt:
         """for k < persist (unrolled): col = threadIdx.x + k * blockDim.x; if col < row_numel:
@@ -375,13 +430,10 @@ class RowLowering:
                 continue
             k = int(node.attr)  # type: ignore[arg-type]
             if k in self.cached or k in loaded or index in self.row_exprs \
-                    or not self.vector_operand(k):
+                    or not (self.vector_operand(k) or k in self.staged):
                 continue
             loaded.add(k)
-            t = self.ir.inputs[k]
-            body.append(Declare(f"q_{t.name}", t.dtype, lanes=lanes))
-            body.append(Load(f"q_{t.name}", t.dtype, t.name,
-                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
+            body.extend(self._group_load(k, col0))
         after = group(col0, body)
         stmts: list[Stmt] = []
         if self.persist:

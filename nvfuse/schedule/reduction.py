@@ -50,6 +50,12 @@ rule loads and stores `lanes` consecutive columns per access (16 bytes of the wi
 input): thread t visits column groups (t + k * block) * lanes, k = 0, 1, ..., each group one
 vector access per unit-stride operand whose vector fits 16 bytes, the lanes unrolled.
 
+Shared-memory rows (`staged_inputs`, sig.smem): a looped row read more than once first copies
+its unit-stride cached inputs' first `smem_cols` columns (a kernel argument: the whole row up
+to SMEM_ROW_BYTES) into dynamic shared memory, with the same column mapping as every later
+column loop, so each thread reads back only what it wrote (no barrier); the phases read those
+columns from shared memory and the rest, if any, from global memory.
+
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
 copies; the partitioner enforces it on the traced shapes, TorchScript plans can change shapes).
@@ -67,6 +73,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
     FusionIR, OutputShape, needed_nodes, reduced_positions,
 )
+from nvfuse.fusion.phases import reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule import names
@@ -200,6 +207,32 @@ def looped_lanes(n_inputs: int, row_numel: int, inner: Sequence[Sequence[int]],
     return 1
 
 
+# Shared-memory rows: a looped row whose phases read its unit-stride cached inputs more than
+# once stages their first `smem_cols` columns in dynamic shared memory, at most
+# SMEM_ROW_BYTES a block: sm_90's 227 KiB opt-in limit less room for the reductions' static
+# scratch.  smem_cols is the row length when it fits, else a multiple of SMEM_COLS_STEP (any
+# lanes divides it) and the columns past it are re-read from global memory; 0: not staged.
+SMEM_ROW_BYTES = 224 * 1024
+SMEM_COLS_STEP = 16
+
+
+def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]]
+                  ) -> tuple[int, ...]:
+    """The inputs a looped row stages in shared memory: the cached inputs with one
+    unit-stride inner dim, when the row is read more than once (a full output's pass after
+    the reductions, or several reduction phases); else none."""
+    again = any(not o.shape.is_row for o in ir.outputs) or len(reduction_phases(ir)) > 1
+    return tuple(k for k in cached if list(inner[k]) == [1]) if again else ()
+
+
+def smem_cols(row_numel: int, itemsizes: Sequence[int]) -> int:
+    """The columns staged in shared memory (see above) for staged inputs of these sizes."""
+    if not itemsizes:
+        return 0
+    fit = SMEM_ROW_BYTES // sum(itemsizes)
+    return row_numel if row_numel <= fit else fit // SMEM_COLS_STEP * SMEM_COLS_STEP
+
+
 # Warp rows (kind WARP_ROW, nvfuse/lower/warp.py): a row schedule whose rows have at most
 # WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
 # of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
@@ -234,11 +267,14 @@ class ReductionSignature:
     persist: int = 0          # columns per thread held in registers (0: looped schedule)
     lanes: int = 1            # columns per vector access of a persistent or looped row
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
+    smem: bool = False        # a looped row staged in shared memory (`staged_inputs`)
 
     def __repr__(self) -> str:
         # Kernel names hash this text (lower/pointwise.py content_name): it spells the kind as
-        # a name of its own, so names, goldens and disk-cache entries stay stable.
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        # a name of its own and smem only when set, so names, goldens and disk-cache entries
+        # stay stable.
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.repr and (f.name != "smem" or self.smem))
         return f"{_SPELLING[self.kind]}({shown})"
 
 
@@ -389,6 +425,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     column, warp = kind is ScheduleKind.COLUMN, kind is ScheduleKind.WARP_ROW
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     persist, lanes = 0, 1
+    staged: tuple[int, ...] = ()
     if column:
         block = column_block_for(row_numel)
     elif warp:
@@ -402,6 +439,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
             lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
         else:
             lanes = looped_lanes(len(inputs), row_numel, inner, outer, lay.views)
+            staged = staged_inputs(ir, cached, inner) if row_numel > 0 else ()
+            cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged])
+            staged = staged if cols > 0 else ()
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
@@ -410,8 +450,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     n_in = len(inputs)
     signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                                    tuple(classes[n_in:]), block, index, arch, persist, lanes,
-                                   kind)
+                                   kind, bool(staged))
     scalars = {names.ROWS: rows, names.ROW_NUMEL: row_numel}
+    if staged:
+        scalars[names.SMEM_COLS] = cols
     scalars |= {names.outer_size(d): n for d, n in enumerate(outer_sizes) if d}
     scalars |= {names.inner_size(d): n for d, n in enumerate(inner_sizes) if d}
     rank = len(outer_sizes)

@@ -35,9 +35,11 @@ def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def looped(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every row schedule loops (no persistent bucket), whatever its width."""
+    """Every row schedule loops (no persistent bucket), whatever its width, over global
+    memory (nothing staged in shared memory: test_shared_rows.py)."""
     monkeypatch.setattr(reduction, "persistent_for",
                         lambda n, *_: (reduction.block_for(n), 0))
+    monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", 0)
 
 
 ROW_OPS = {**OPS, "argmax": (lambda x: torch.argmax(x, -1), 1)}
@@ -132,8 +134,10 @@ def test_vector_accesses(interpret: None, looped: None, op: str, dtype: torch.dt
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
 @pytest.mark.parametrize("dtype", [f32, bf16], ids=str)
-def test_real_width(interpret: None, op: str, dtype: torch.dtype) -> None:
+def test_real_width(interpret: None, op: str, dtype: torch.dtype,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the last persistent bucket with the real buckets: the looped schedule, vector."""
+    monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", 0)
     width = reduction.PERSIST_BUCKETS[-1][0] + 1024
     _check(op, _inputs(op, width, dtype, rows=2), dtype, 16 // dtype.itemsize)
 
@@ -151,8 +155,10 @@ def test_nvrtc_compiles_every_generated_kernel(arch: str) -> None:
 @pytest.mark.parametrize("op", ["softmax", "layer_norm", "rms_norm"])
 @pytest.mark.parametrize("dtype", [f32, bf16, f64], ids=str)
 def test_looped_kernel_does_not_spill(interpret: None, tmp_path: Path, op: str,
-                                      dtype: torch.dtype) -> None:
+                                      dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
     """The 1024-thread looped kernels (64 registers at most): no spills."""
+    monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", 0)
     width = reduction.PERSIST_BUCKETS[-1][0] + 1024
     regs, stores, loads = _ptxas_report(OPS[op][0], _inputs(op, width, dtype, rows=1),
                                         tmp_path)
