@@ -126,6 +126,35 @@ def test_smem_cols_at_real_sizes() -> None:
     assert reduction.SMEM_ROW_BYTES + 48 * 1024 // 32 <= 227 * 1024
 
 
+def test_dynamic_layout_matches_the_launch_size() -> None:
+    """The emitter places each dynamic array after the previous ones rounded up to 16 bytes,
+    exactly as `kir.dynamic_shared_bytes` sizes the launch; a nested declaration is refused."""
+    from nvfuse.codegen.cuda import emit_cuda
+    from nvfuse.dtypes import DType
+    from nvfuse.fusion.prims import Prim
+    from nvfuse.lower.verify import verify_kernel
+
+    i32 = DType.INT32
+    cols = kir.Param(names.SMEM_COLS, i32)
+    a = kir.Shared("s_a", DType.FLOAT32, 64, count=cols)
+    b = kir.Shared("s_b", DType.BFLOAT16, 64, count=cols)
+    idx = kir.Special("threadIdx.x", i32)
+    body: tuple[kir.Stmt, ...] = (a, b, kir.Assign(
+        kir.SharedElem("s_b", idx, DType.BFLOAT16),
+        kir.Compute(Prim.CAST, (kir.SharedElem("s_a", idx, DType.FLOAT32),),
+                    DType.BFLOAT16)))
+    k = verify_kernel(kir.Kernel("k", (), (cols,), body, 32, kir.Const(1, i32), i32))
+    assert kir.dynamic_shared_bytes(k, (5,)) == 32 + 16 and kir.dynamic_shared_bytes(k, (8,)) == 48
+    src = emit_cuda(k)
+    assert "float* s_a = reinterpret_cast<float*>(nvf_dyn_smem + 0);" in src
+    assert ("s_b = reinterpret_cast<nvf_bfloat16*>(nvf_dyn_smem + (((size_t)smem_cols * 4 + 15)"
+            " / 16 * 16));") in src
+    nested = kir.Kernel("k", (), (cols,), (kir.If(kir.Const(True, DType.BOOL), (a,)),), 32,
+                        kir.Const(1, i32), i32)
+    with pytest.raises(Exception, match="nested scope"):
+        verify_kernel(nested)
+
+
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm"])
 @pytest.mark.parametrize("dtype", [f32, bf16], ids=str)
 def test_real_width(interpret: None, op: str, dtype: torch.dtype) -> None:
