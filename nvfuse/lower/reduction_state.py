@@ -20,6 +20,10 @@ columns per vector access and slot k holds column (threadIdx.x + (k / L) * block
 inside the row or wholly past it).  Looped rows with sig.lanes = L > 1 (persist 0) run every
 default column loop by vector groups (`_vector_loop`): col0 = (threadIdx.x + k * blockDim.x)
 * L, one vector load per unit-stride input the body reads, the L columns unrolled.
+Shared-memory rows (sig.smem): `stage_shared` copies the staged inputs' first smem_cols columns
+into s_<input>[smem_cols] (dynamic shared memory) with the same thread-to-column mapping, so
+every later default column loop reads them back (`_group_load`) from the columns its own
+thread wrote: no barrier; columns past smem_cols come from global memory.
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ class RowLowering:
             unit = [[1 if c == "1" else 0 for c in classes[sig.outer_rank:]]
                     for classes in sig.inputs]
             self.staged = staged_inputs(ir, cached_inputs(ir, sig.inputs, sig.outer_rank),
-                                        unit)
+                                        unit, sig.lanes)
             self.scalars.append(self.smem_cols)
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
@@ -281,21 +285,26 @@ class RowLowering:
         finally:
             self.vec_lane, self.vec_lazy = None, None
         loop: list[Stmt] = []
+        at: list[Expr] | None = None
+        if lanes == 1 and used:  # any stride: the offsets of column col0
+            at, _ = self._offsets(col0, loop)
         for k in used:
-            loop.extend(self._group_load(k, col0))
+            loop.extend(self._group_load(k, col0, at[k] if at is not None else None))
         loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
                                 IndexOp("*", self.lane_step, width, idx), tuple(loop)))
 
-    def _group_load(self, k: int, col0: Var) -> list[Stmt]:
+    def _group_load(self, k: int, col0: Var, at: Expr | None = None) -> list[Stmt]:
         """q_<input k>[lanes] = columns col0 .. col0 + lanes - 1 of this row: from its
-        shared-memory copy where staged (col0 < smem_cols), else from global memory (one
-        vector access where `vector_operand`)."""
+        shared-memory copy where staged (col0 < smem_cols), else from global memory at `at`
+        (default: row offset + col0, a unit-stride operand; one vector access where
+        `vector_operand`)."""
         idx, lanes = self.idx, self.sig.lanes
         t = self.ir.inputs[k]
         q = f"q_{t.name}"
-        load = Load(q, t.dtype, t.name, IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx),
-                    lanes, lanes > 1 and self.vector_operand(k))
+        if at is None:
+            at = IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx)
+        load = Load(q, t.dtype, t.name, at, lanes, lanes > 1 and self.vector_operand(k))
         if k not in self.staged:
             return [Declare(q, t.dtype, lanes=lanes), load]
         copy = tuple(Assign(Elem(q, Const(lane, DType.INT32), t.dtype),
@@ -316,6 +325,9 @@ class RowLowering:
         col0 = Var("col0", idx)
         width = Const(lanes, idx)
         copy: list[Stmt] = []
+        at: list[Expr] | None = None
+        if lanes == 1:  # any stride (`staged_inputs`): the offsets of column col0
+            at, _ = self._offsets(col0, copy)
         for k in self.staged:
             t = self.ir.inputs[k]
             out.append(Shared(f"s_{t.name}", t.dtype, SMEM_ROW_BYTES // t.dtype.itemsize,
@@ -323,7 +335,8 @@ class RowLowering:
             q = f"q_{t.name}"
             copy.append(Declare(q, t.dtype, lanes=lanes))
             copy.append(Load(q, t.dtype, t.name,
-                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes,
+                             at[k] if at is not None
+                             else IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes,
                              lanes > 1 and self.vector_operand(k)))
             copy.extend(Assign(SharedElem(f"s_{t.name}",
                                           IndexOp("+", col0, Const(lane, idx), idx), t.dtype),

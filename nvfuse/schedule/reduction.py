@@ -51,10 +51,12 @@ input): thread t visits column groups (t + k * block) * lanes, k = 0, 1, ..., ea
 vector access per unit-stride operand whose vector fits 16 bytes, the lanes unrolled.
 
 Shared-memory rows (`staged_inputs`, sig.smem): a looped row read more than once first copies
-its unit-stride cached inputs' first `smem_cols` columns (a kernel argument: the whole row up
-to SMEM_ROW_BYTES) into dynamic shared memory, with the same column mapping as every later
-column loop, so each thread reads back only what it wrote (no barrier); the phases read those
-columns from shared memory and the rest, if any, from global memory.
+its cached inputs' first `smem_cols` columns (a kernel argument: the whole row up to
+SMEM_ROW_BYTES; with lanes > 1 only the unit-stride inputs, with lanes 1 any strides: group
+norm's channels x pixels, batch norm's batch x pixels) into dynamic shared memory, with the
+same column mapping as every later column loop, so each thread reads back only what it wrote
+(no barrier); the phases read those columns from shared memory and the rest, if any, from
+global memory.
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -216,13 +218,14 @@ SMEM_ROW_BYTES = 224 * 1024
 SMEM_COLS_STEP = 16
 
 
-def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]]
-                  ) -> tuple[int, ...]:
-    """The inputs a looped row stages in shared memory: the cached inputs with one
-    unit-stride inner dim, when the row is read more than once (a full output's pass after
-    the reductions, or several reduction phases); else none."""
+def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]],
+                  lanes: int) -> tuple[int, ...]:
+    """The inputs a looped row stages in shared memory: the cached inputs (with one
+    unit-stride inner dim where `lanes` > 1: a group of lanes is then one contiguous
+    access), when the row is read more than once (a full output's pass after the
+    reductions, or several reduction phases); else none."""
     again = any(not o.shape.is_row for o in ir.outputs) or len(reduction_phases(ir)) > 1
-    return tuple(k for k in cached if list(inner[k]) == [1]) if again else ()
+    return tuple(k for k in cached if lanes == 1 or list(inner[k]) == [1]) if again else ()
 
 
 def smem_cols(row_numel: int, itemsizes: Sequence[int]) -> int:
@@ -439,7 +442,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
             lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
         else:
             lanes = looped_lanes(len(inputs), row_numel, inner, outer, lay.views)
-            staged = staged_inputs(ir, cached, inner) if row_numel > 0 else ()
+            staged = staged_inputs(ir, cached, inner, lanes) if row_numel > 0 else ()
             cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged])
             staged = staged if cols > 0 else ()
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))

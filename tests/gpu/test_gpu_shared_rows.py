@@ -61,3 +61,17 @@ def test_nan_and_inf_rows_on_device(op: str, width: int) -> None:
     x[3, 0], x[3, width - 1] = inf, -inf
     x[5, :width // 2] = -inf
     _check(T.OPS[op][0], (x.cuda(), *(t.cuda() for t in inputs[1:])), f32)
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_norms_of_several_dims_on_device(norm: str) -> None:
+    """Group norm (rows of 8 channels x 3136 pixels: fit) and batch-norm training (rows of
+    32 x 3136 per channel: overflow), staged through their strides."""
+    S = numerics("test_shared_rows")
+    x = _make((32, 256, 56, 56), f32, f"{norm}x").cuda()
+    w, b = _make((256,), f32, "w").cuda(), _make((256,), f32, "b").cuda()
+    if norm == "group":
+        _check(lambda a, c, d: torch.nn.functional.group_norm(a, 32, c, d), (x, w, b), f32)
+    else:
+        rm, rv = _make((256,), f32, "rm").cuda(), _make((256,), f32, "rv", near_one=True).cuda()
+        _check(S._batch_norm, (x, w, b, rm, rv), f32)

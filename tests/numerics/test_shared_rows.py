@@ -69,6 +69,31 @@ def test_staged_rows(interpret: None, staged: None, op: str, dtype: torch.dtype,
     _check(OPS[op][0], _inputs(op, width, dtype), dtype, True)
 
 
+def _group_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.group_norm(x, 4, w, b)
+
+
+def _batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Tensor,
+                rv: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.batch_norm(x, rm, rv, w, b, training=True)
+
+
+@pytest.mark.parametrize("hw", [8, 16])  # rows of 128 / 512 columns: fit, overflow
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_rows_of_several_dims(interpret: None, staged: None, norm: str, hw: int) -> None:
+    """Group norm (channels x pixels per row) and batch-norm training (batch x pixels per
+    channel): rows of two inner dims, staged with scalar lanes through their strides."""
+    x = _make((2, 8, hw, hw), f32, f"{norm}x")
+    w, b = _make((8,), f32, f"{norm}w"), _make((8,), f32, f"{norm}b")
+    if norm == "group":
+        fm = _check(_group_norm, (x, w, b), f32, True)
+    else:
+        rm, rv = _make((8,), f32, "rm"), _make((8,), f32, "rv", near_one=True)
+        fm = _check(_batch_norm, (x, w, b, rm, rv), f32, True, groups=None)
+    sig = fm.kernels[0].signature[1]
+    assert sig.inner_rank == 2 and sig.lanes == 1
+
+
 @pytest.mark.parametrize("op", ["sum", "var_mean", "argmax"])
 def test_rows_read_once_are_not_staged(interpret: None, staged: None, op: str) -> None:
     """One pass over the row, no full output: staging would only add shared-memory traffic."""
