@@ -54,7 +54,8 @@ class Plan:
         self.sized = sized  # the graph passes decided on the example's sizes (sunk views)
         self.compiled = compiled
         self.eager = eager
-        self.mutates_inputs = gm is not None and _writes_placeholder(gm)
+        self.mutates_inputs = gm is not None and (
+            _writes_placeholder(gm) or any(g.writes for g in groups))
         self.replayable = gm is not None and not self.mutates_inputs and replayable(gm)
 
 
@@ -229,7 +230,7 @@ class FusedModule:
         groups = []
         by_name = {}
         for g in planned.groups:
-            group = FusionGroup(g.ir, g.eager, self.kernels)
+            group = FusionGroup(g.ir, g.eager, self.kernels, g.writes)
             setattr(planned.fused, g.name, group)
             groups.append(group)
             by_name[g.name] = (group, sum(n.op == "placeholder" for n in g.eager.graph.nodes))
@@ -308,12 +309,39 @@ def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]
     """AOTAutograd as nvfuse uses it (explain builds the same, so its report matches what
     runs): the min-cut partitioner and no AOT-level decompositions; the graphs keep whole aten
     ops (native_layer_norm_backward, _softmax_backward_data) and nvfuse's own table
-    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced."""
+    (nvfuse/frontend/fx.py) decomposes them when each graph is retraced.
+
+    A graph that needs no gradients (an optimizer step) keeps its writes into its inputs
+    (`copy_` at the end: the parameters and their state) instead of returning the new values
+    for AOTAutograd's wrapper to copy eagerly, so the kernel computing a value writes it in
+    place (nvfuse/fusion/inplace.py).  A training graph returns them as before: there torch
+    would keep buffer writes too (batch norm's running statistics), through views that keep
+    the update out of the statistics' kernel."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-                        partition_fn=min_cut_rematerialization_partition)
+    def backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
+        return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
+                            partition_fn=min_cut_rematerialization_partition,
+                            keep_inference_input_mutations=_needs_no_grad(gm),
+                            )(gm, example_inputs, **kwargs)
+    return backend
+
+
+def _needs_no_grad(gm: fx.GraphModule) -> bool:
+    """Whether dynamo's graph `gm` computes nothing that needs gradients: grad mode is off, or
+    no output requires grad (dynamo's `example_value`s say; unknown: assume it does)."""
+    if not torch.is_grad_enabled():
+        return True
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            for value in pytree.tree_leaves(node.args):
+                if not isinstance(value, fx.Node):
+                    continue  # a constant
+                example = value.meta.get("example_value")
+                if example is None or isinstance(example, torch.Tensor) and example.requires_grad:
+                    return False
+    return True
 
 
 def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:

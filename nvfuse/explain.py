@@ -46,6 +46,7 @@ class GraphReport:
     groups: list[list[str]]                      # the aten ops of each fusion group
     eager: list[tuple[str, str]]                 # (op, why it is not fused), kernel-launching ops
     views: int                                   # eager ops that launch no kernel
+    in_place: int = 0                            # group outputs written into graph inputs
     shared: list[list[int]] = field(default_factory=list)  # groups launched together
 
     @property
@@ -69,6 +70,9 @@ class ExplainReport:
                          f"({len(g.groups)} fused, {len(g.eager)} eager; {g.views} views free)")
             for i, ops in enumerate(g.groups):
                 lines.append(f"  group {i}: {len(ops)} ops: {', '.join(ops)}")
+            if g.in_place:
+                lines.append(f"  in place: {g.in_place} group outputs written into the inputs "
+                             "they update (no copy)")
             for s in g.shared:
                 lines.append(f"  one launch (horizontal): groups {', '.join(map(str, s))}")
             reasons = Counter(g.eager)
@@ -95,7 +99,8 @@ def explain_plan(name: str, plan: pipeline.Plan) -> GraphReport:
         else:
             eager.append((op, why_unfusible(node) or node.meta.get(EAGER_REASON)
                           or "not merged into a group"))
-    return GraphReport(name, aten_ops, groups, eager, views, _shared(plan))
+    return GraphReport(name, aten_ops, groups, eager, views, shared=_shared(plan),
+                       in_place=sum(len(g.writes) for g in plan.groups))
 
 
 def _shared(plan: pipeline.Plan) -> list[list[int]]:

@@ -2,7 +2,8 @@
 
     trace(frontend, inputs)       -> aten fx.GraphModule, every node annotated (meta["val"])
     plan(graph)                   -> Plan: PLAN_STAGES (graph passes, partition, fusion IR,
-                                     horizontal bundles of independent groups)
+                                     outputs written in place, horizontal bundles of
+                                     independent groups)
     output_shapes(ir, shapes)     -> eager's output shapes for one call
     schedule(ir, ins, outs, arch) -> Launch: the kernels' signatures, params, grids, scalars
                                      (the schedule registry, nvfuse/schedules.py, picks the kind)
@@ -25,7 +26,7 @@ import hashlib
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import fx
@@ -34,6 +35,7 @@ from nvfuse import config, counters, schedules
 from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.fusion.build import build_fusion
 from nvfuse.fusion.horizontal import bundle_groups
+from nvfuse.fusion.inplace import Writes, find_writes
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.partition import partition
 from nvfuse.fusion import shapes
@@ -73,11 +75,14 @@ def run_stages(stages: Sequence[Stage], value: Any, label: str) -> Any:
 # -- plan: graph -> fusion groups ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Group:
-    """One fusion group: its IR and the eager subgraph of the same nodes (the fallback)."""
+    """One fusion group: its IR and the eager subgraph of the same nodes (the fallback).
+    `writes`: (output k, input i) pairs -- output k is written into the tensor of input i,
+    which the graph then no longer copies (nvfuse/fusion/inplace.py)."""
 
     name: str
     ir: FusionIR
     eager: fx.GraphModule
+    writes: Writes = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,15 @@ def _fusion_ir(p: _Partitioned) -> Plan:
     return Plan(p.graph, p.fused, tuple(groups), bool(p.graph.meta.get(SIZED)))
 
 
+def _in_place(p: Plan) -> Plan:
+    """Outputs written into the graph inputs they update, instead of copied there."""
+    fused, writes = find_writes(p.fused, {g.name: g.ir for g in p.groups})
+    if not writes:
+        return p
+    groups = tuple(replace(g, writes=writes.get(g.name, ())) for g in p.groups)
+    return replace(p, fused=fused, groups=groups)
+
+
 def _horizontal(p: Plan) -> Plan:
     if not config.get().horizontal:
         return p
@@ -131,6 +145,7 @@ PLAN_STAGES: tuple[Stage, ...] = (
     Stage("partition", _partition),
     Stage("fusion_ir", _fusion_ir,  # one dump per group, named after its graph's
           lambda plan, label: ((f"{label}.{g.name}", str(g.ir)) for g in plan.groups)),
+    Stage("inplace", _in_place),
     Stage("horizontal", _horizontal, _dump_bundles),
 )
 

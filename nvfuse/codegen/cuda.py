@@ -63,8 +63,8 @@ class CudaEmitter:
             self.line(f"// kernel IR: launch block={k.block}, one thread per "
                       f"{_lanes_comment(k)} elements")
         params = [
-            f"{t.dtype.c_type}* __restrict__ {t.name}" if t.is_output
-            else f"const {t.dtype.c_type}* __restrict__ {t.name}" for t in k.tensors
+            f"{'' if t.is_output else 'const '}{t.dtype.c_type}*"
+            f"{' __restrict__' if t.restrict else ''} {t.name}" for t in k.tensors
         ] + [f"{p.dtype.c_type} {p.name}" for p in k.scalars]
         self.line(f'extern "C" __global__ void __launch_bounds__({_launch_bounds(k.block)})')
         with self.block(f"{k.name}({', '.join(params)})"):

@@ -22,6 +22,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
 
+from nvfuse.frontend.foreach import foreach_decompositions
 from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
@@ -34,8 +35,12 @@ _POINTWISE_FAMILY = frozenset({
     "gelu_backward", "silu_backward", "sigmoid_backward", "tanh_backward", "threshold_backward",
     "logit_backward", "elu_backward", "hardtanh_backward", "leaky_relu_backward",
     "hardswish_backward", "hardsigmoid_backward", "softplus_backward", "mish_backward",
-    "log_sigmoid_backward", "native_dropout_backward", "rsub", "lerp", "addcmul", "addcdiv",
+    "log_sigmoid_backward", "native_dropout_backward", "rsub",
 })
+# Kept whole although tagged pointwise: the op table lowers them as eager computes them, in
+# opmath with one rounding of a half result; their decompositions round every intermediate
+# (a bf16 optimizer's moments would drift from eager's).
+_KEPT_WHOLE = frozenset({"lerp", "addcmul", "addcdiv"})
 
 
 def native_dropout(x: torch.Tensor, p: float, train: bool | None
@@ -52,19 +57,23 @@ def native_dropout(x: torch.Tensor, p: float, train: bool | None
 
 @functools.cache
 def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
-    """The subset of torch's core decompositions that turn an op into elementwise ops.
+    """The subset of torch's core decompositions that turn an op into elementwise ops, and the
+    foreach ops as per-tensor ops (nvfuse/frontend/foreach.py).
 
     Only these: every other op keeps its real kernel, so its result has exactly eager's
     numerics and memory layout (the views of an AOTAutograd graph rely on those layouts, and
     e.g. attention's decomposition returns a different layout than its kernel)."""
     def elementwise(op: Any) -> bool:
-        return isinstance(op, torch._ops.OpOverload) and (
+        return isinstance(op, torch._ops.OpOverload) and op._opname not in _KEPT_WHOLE and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
     table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
-    return {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+    wrapped = {op: _in_eager_layout(op, fn) for op, fn in table.items()}
+    # foreach ops -> per-tensor ops (their own entries keep eager's layouts)
+    wrapped.update(foreach_decompositions())
+    return wrapped
 
 
 def _in_eager_layout(op: Any, decomposition: Callable[..., Any]) -> Callable[..., Any]:

@@ -24,6 +24,11 @@ again, until every group is valid.  Valid reduction groups that only share an in
 (var_mean's var and mean; sibling gradients) are then merged (`_merge_siblings`) when that
 keeps one iteration space, one set of reduced dims and no path between them.
 
+A 0-dim CPU value a device group would hand out (an optimizer's `step + 1`) is left to the
+host with what it is computed from (`_host_scalars_left_out`); a 0-dim value written back into
+an input from a larger group becomes a group of its own (`_written_scalars_apart`), so it can be
+written in place.
+
 View ops never join a group: the passes move the views that feed fusible work down to values
 no group computes, where a view is only the strides through which the group reads its input
 (nvfuse/graph/views.py; it also turns most keepdim=False reductions into keepdim=True ones
@@ -439,10 +444,93 @@ def _acyclic(gm: fx.GraphModule, groups: list[set[fx.Node]]) -> bool:
     return True
 
 
+def _host_scalars_left_out(group: set[fx.Node]) -> set[fx.Node]:
+    """`group` without the 0-dim CPU values it would hand out from a device kernel, and the
+    group members they are computed from (all 0-dim CPU values too: a device operand makes a
+    device result).  A 0-dim CPU tensor joins a device group as a scalar (Adam's CPU `step`
+    and its bias corrections), but a result the graph needs on the CPU (`step + 1`, copied
+    back into the counter) would come back from the device: a device-to-host copy that
+    waits for the kernel, per parameter.  Left out, it is a host op, and the group reads it
+    as a scalar input like the counter itself."""
+    def device(n: fx.Node) -> str | None:
+        val = n.meta.get("val")
+        return val.device.type if isinstance(val, torch.Tensor) else None
+
+    def on_cpu(n: fx.Node) -> bool:
+        return device(n) == "cpu" and n.meta["val"].dim() == 0
+
+    if all(device(n) in ("cpu", None) for n in group):
+        return group  # a CPU kernel (the interpreter): nothing comes back from a device
+    out = {n for n in group if on_cpu(n) and any(u not in group for u in n.users)}
+    stack = list(out)
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a in group and a not in out:
+                out.add(a)
+                stack.append(a)
+    return group - out
+
+
+def _written_scalars_apart(group: set[fx.Node]) -> list[set[fx.Node]]:
+    """`group`, and apart from it as a group of their own the 0-dim values it computes that
+    the graph writes back into an input (`copy_` into a placeholder: an optimizer's
+    `step + 1`) with the 0-dim members they are computed from, when the group's other values
+    are larger.  Inside the larger group the counter could not be written in place (every
+    element reads it, nvfuse/fusion/inplace.py), so it would cost a copy per parameter; as
+    its own 0-dim group it is written in place, before the update that reads its new value,
+    and such groups of all parameters share one launch (horizontal fusion)."""
+    def zero_dim(n: fx.Node) -> bool:
+        val = n.meta.get("val")
+        return isinstance(val, torch.Tensor) and val.dim() == 0
+
+    def written_back(n: fx.Node) -> bool:
+        return any(u.op == "call_function" and u.target is torch.ops.aten.copy_.default
+                   and len(u.args) == 2 and u.args[1] is n and isinstance(u.args[0], fx.Node)
+                   and u.args[0].op == "placeholder" for u in n.users)
+
+    if all(zero_dim(n) for n in group):
+        return [group]
+    apart = {n for n in group if zero_dim(n) and written_back(n)}
+    stack = list(apart)
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a in group and a not in apart:  # an operand of a 0-dim result is 0-dim
+                apart.add(a)
+                stack.append(a)
+    if not apart or not all(zero_dim(n) for n in apart):
+        return [group]
+    return [group - apart, apart]
+
+
+def _unshare_constants(gm: fx.GraphModule) -> None:
+    """Give each user of a fusible one-element constant (a value computed from no tensor:
+    `full((), v)` and what only reads such values) a copy of its own.  CSE makes one such
+    chain for all of an optimizer's parameters (each lerp's weight `full((), 0.1)`, its
+    `abs`, `where`...); shared, it would join the groups of all its users into one, with no
+    single iteration space when their shapes differ, instead of a group per user.  A copy
+    costs nothing: it is a few literal operations in each kernel."""
+    constant: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        val = node.meta.get("val")
+        if node.op == "call_function" and all(a in constant for a in node.all_input_nodes) \
+                and isinstance(val, torch.Tensor) and val.numel() == 1 \
+                and why_unfusible(node) is None:
+            constant.add(node)
+    for node in reversed(list(gm.graph.nodes)):  # users first: their copies' producers follow
+        if node not in constant:
+            continue
+        for user in list(node.users)[1:]:
+            with gm.graph.inserting_after(node):
+                twin = gm.graph.call_function(node.target, node.args, dict(node.kwargs))
+            twin.meta = dict(node.meta)
+            user.replace_input_with(node, twin)
+
+
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
+    _unshare_constants(gm)
     known: dict[fx.Node, tuple[int, ...]] = {}
     groups: list[set[fx.Node]] = []
     taken: set[fx.Node] = set()
@@ -456,6 +544,9 @@ def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
         if not found:
             break
     groups = _merge_siblings(groups, known, gm)
+    groups = [g for g in (_host_scalars_left_out(g) for g in groups) if g]
+    groups = [part for g in groups for part in _written_scalars_apart(g)]
+    taken = set().union(*groups) if groups else set()
     for n in taken:  # grouped after all: explain must not report them eager
         n.meta.pop(EAGER_REASON, None)
     if not groups:

@@ -5,7 +5,8 @@ Contract: `simplify_peephole(gm) -> gm` never mutates its input.  Value rules re
 one of its operands (x*1, x/1, x-0, x+(-0.0) on floats, t(t(x)), transpose twice, a cast to the
 own dtype, eval-mode dropout, an expand its users broadcast anyway) only where
 `nvfuse.graph.aliasing.can_forward` allows; `cast(cast(x, b), c)` becomes `cast(x, c)` when
-x -> b is lossless.  Rules needing dtype/shape facts read meta["val"] and skip unannotated nodes.
+x -> b is lossless; `x.new_full((), v)` (new_zeros, new_ones) becomes `full((), v)`.  Rules
+needing dtype/shape facts read meta["val"] and skip unannotated nodes.
 """
 
 from __future__ import annotations
@@ -201,6 +202,35 @@ def _collapse_cast_chain(node: torch.fx.Node) -> bool:
     return True
 
 
+# x.new_full(size, v) and kin: a constant whose shape is the `size` argument; x only gives the
+# default dtype and the device
+_NEW_CONSTANTS = {_aten.new_full.default: None, _aten.new_zeros.default: 0,
+                  _aten.new_ones.default: 1}
+
+
+def _operandless_constant(node: torch.fx.Node) -> bool:
+    """x.new_full((), v) (new_zeros, new_ones) -> full((), v) of the result's dtype and device.
+    lerp's decomposition builds its scalar weight so; as `full` the 0-dim constant no longer
+    reads x, so it fuses (its shape is not x's broadcast).  True if rewritten."""
+    if node.target not in _NEW_CONSTANTS or not node.args:
+        return False
+    val = meta_val(node)
+    size: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("size")
+    if not isinstance(val, torch.Tensor) or val.dim() != 0 or not isinstance(size, (list, tuple)) \
+            or size or node.kwargs.get("layout") not in (None, torch.strided):
+        return False
+    value: Any = _NEW_CONSTANTS[node.target]
+    if value is None:
+        value = node.args[2] if len(node.args) > 2 else node.kwargs.get("fill_value")
+    if not isinstance(value, (bool, int, float)):
+        return False
+    node.target = _aten.full.default
+    node.args = ([], value)
+    node.kwargs = {"dtype": val.dtype, "layout": torch.strided, "device": val.device,
+                   "pin_memory": False}
+    return True
+
+
 def _eval_dropout(node: torch.fx.Node) -> torch.fx.Node | None:
     """x for dropout(x, p, train=False): the identity (traced eval-mode models carry these)."""
     if node.target in DROPOUTS and len(node.args) == 3 and node.args[2] is False:
@@ -255,7 +285,7 @@ def _simplify_once(work: torch.fx.GraphModule) -> bool:
     for node in list(work.graph.nodes):
         if node.op != "call_function":
             continue
-        if _collapse_cast_chain(node):
+        if _collapse_cast_chain(node) or _operandless_constant(node):
             changed = True
         for rule in _VALUE_RULES:
             replacement = rule(work, node)

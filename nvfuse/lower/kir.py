@@ -375,12 +375,15 @@ REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce, ArgReduce)
 @dataclass(frozen=True)
 class TensorParam:
     """A pointer argument: `const T* __restrict__` for inputs, `T* __restrict__` for outputs.
-    `align` is the byte alignment the launcher guarantees for the pointer."""
+    `align` is the byte alignment the launcher guarantees for the pointer.  `restrict` False:
+    the pointer may alias another argument (an output written into an input's memory), so it
+    is declared without `__restrict__` (aliasing restrict pointers is undefined behaviour)."""
 
     name: str
     dtype: DType
     is_output: bool
     align: int
+    restrict: bool = True
 
 
 @dataclass(frozen=True)
@@ -480,7 +483,8 @@ def print_expr(e: Expr) -> str:
 def print_kernel(k: Kernel) -> str:
     """The one printer of the kernel IR (repr, dumps, tests)."""
     params = [
-        f"{'out' if t.is_output else 'in'} {t.name}: {t.dtype}* align {t.align}" for t in k.tensors
+        f"{'out' if t.is_output else 'in'} {t.name}: {t.dtype}* align {t.align}"
+        f"{'' if t.restrict else ' aliased'}" for t in k.tensors
     ] + [f"{p.name}: {p.dtype}" for p in k.scalars]
     lines = [f"kernel {k.name}({', '.join(params)})",
              f"  launch block={k.block} grid={print_expr(k.grid)} index={k.index_dtype}"]

@@ -51,6 +51,8 @@ def content_name(prefix: str, ir: FusionIR, signature: object) -> str:
 
 
 def kernel_name(ir: FusionIR, signature: object) -> str:
+    if getattr(signature, "aliased", False):  # not in the signature's repr
+        return content_name("nvfuse_pw", ir, f"{signature!r} aliased")
     return content_name("nvfuse_pw", ir, signature)
 
 
@@ -68,11 +70,12 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
     lanes = sig.lanes
     cat = cast(ConcatSignature, sig) if sig.kind is ScheduleKind.CONCAT else None
     piece_align = input_aligns(ir, cat) if cat is not None else {}
+    restrict = not sig.aliased
     tensors = tuple(
         [kir.TensorParam(i.name, i.dtype, False,
-                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)))
+                         max(_align(i.dtype, c, lanes), piece_align.get(k, 1)), restrict)
          for k, (i, c) in enumerate(zip(ir.inputs, sig.inputs))]
-        + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes))
+        + [kir.TensorParam(o.name, o.dtype, True, _align(o.dtype, c, lanes), restrict)
            for o, c in zip(ir.outputs, sig.outputs)])
     numel = Param(names.NUMEL, idx)
     # the outermost size is implied by numel: only the inner sizes split the linear index

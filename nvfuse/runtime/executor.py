@@ -34,6 +34,7 @@ from torch import fx
 
 from nvfuse import config, counters, pipeline
 from nvfuse.errors import LaunchError, NvfuseError
+from nvfuse.fusion.inplace import Writes
 from nvfuse.fusion.ir import FusionIR, Output, reduced_positions
 from nvfuse.fusion.prims import Prim
 from nvfuse.fusion.shapes import broadcast_shape
@@ -77,12 +78,16 @@ class OpNames(list):
 class FusionGroup(torch.nn.Module):
     """One fusion group in a partitioned graph; `str(group)` is its fusion IR."""
 
-    def __init__(self, ir: FusionIR, eager: fx.GraphModule, built: list[Any]) -> None:
+    def __init__(self, ir: FusionIR, eager: fx.GraphModule, built: list[Any],
+                 writes: Writes = ()) -> None:
         super().__init__()
         self.name = ir.name
         self.fusion_ir = ir
         self.ops = OpNames(ir.ops)
         self.eager = eager
+        # (output k, input i): output k's values end in input i's tensor, which is returned
+        # as output k (nvfuse/fusion/inplace.py); the kernel writes there when it may
+        self.writes = writes
         self._key = kernels.fusion_key(ir)
         self._built = built  # the owning FusedModule's kernel list
         self._launches: dict[tuple[Any, ...], _Ready] = {}  # launch key -> prepared call
@@ -107,7 +112,7 @@ class FusionGroup(torch.nn.Module):
             counters.bump("fallbacks")
             warn_once(f"nvfuse: group {self.name} ({', '.join(self.ops)}) runs eagerly: "
                       f"{type(e).__name__}: {e}")
-            return tuple(self.eager(*inputs))
+            return tuple(copy_back(list(self.eager(*inputs)), inputs, self.writes))
 
     def _run_kernel(self, inputs: tuple[Any, ...], cfg: config.Config) -> tuple[torch.Tensor, ...]:
         ready = self.ready(inputs, cfg)
@@ -145,18 +150,20 @@ class FusionGroup(torch.nn.Module):
             raise CannotRun(f"inputs on {device}: kernels run on CUDA tensors, or on CPU "
                             "tensors with NVFUSE_INTERPRET=1")
         arch = _arch(device) if gpu else cfg.arch
-        launch = _plan_launch(ir, self._key, inputs, device, arch)
+        launch = _plan_launch(ir, self._key, inputs, device, arch, self.writes)
         stages = tuple(_stage(self._kernel(launch.ir, launch.key, sig, params, gpu), grid, gpu)
                        for sig, params, grid in launch.stages)
         scalars, seeds = bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
         place = device.type != "cpu" and any(devices.is_cpu_scalar(t) for t in inputs)
         return _Ready(device, gpu, launch.outputs, stages, launch.scalars, scalars, seeds,
-                      launch.workspaces, launch.operands, any(i >= 0 for i in seeds), place)
+                      launch.workspaces, launch.operands, any(i >= 0 for i in seeds), place,
+                      launch.into, tuple(w for w in self.writes if launch.into[w[0]] is None))
 
     def prefetch(self, inputs: Sequence[torch.Tensor], arch: str) -> None:
         """Start compiling, on worker threads, the kernels a GPU call with inputs like `inputs`
         (meta tensors will do: only dtypes, shapes and strides are read) will need."""
-        launch = _plan_launch(self.fusion_ir, self._key, inputs, torch.device("meta"), arch)
+        launch = _plan_launch(self.fusion_ir, self._key, inputs, torch.device("meta"), arch,
+                              self.writes)
         for sig, params, _ in launch.stages:
             pipeline.prefetch(launch.ir, launch.key, sig, params)
 
@@ -206,11 +213,13 @@ class _Launch:
     scalars: Mapping[str, int] = field(default_factory=dict)
     workspaces: tuple[tuple[Any, int], ...] = ()
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    into: tuple[int | None, ...] = ()  # per output: the input whose tensor it is, or None
 
 
 def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device: torch.device,
-                 arch: str) -> _Launch:
-    """Output shapes and layouts, the empty outputs left out (nvfuse.fusion.subset), then the
+                 arch: str, writes: Writes = ()) -> _Launch:
+    """Output shapes and layouts, the outputs written into inputs where this call allows it
+    (`written_in_place`), the empty outputs left out (nvfuse.fusion.subset), then the
     schedule (pipeline.schedule picks the kind)."""
     shapes = [t.shape for t in inputs]
     try:
@@ -219,9 +228,11 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]} do not broadcast") from e
     outputs = tuple(_allocate(s, o, device) for s, o in zip(out_shapes, ir.outputs))
     recipes = tuple((o.shape, o.stride(), o.dtype) for o in outputs)
+    into = written_in_place(outputs, inputs, writes)
+    outputs = tuple(o if j is None else inputs[j] for o, j in zip(outputs, into))
     filled = tuple(i for i, o in enumerate(outputs) if o.numel())
     if not filled:
-        return _Launch(recipes, ir, key)
+        return _Launch(recipes, ir, key, into=into)
     operands = None
     if len(filled) < len(outputs):  # empty outputs store nothing: leave them out
         ir, used = select_outputs(ir, filled)
@@ -237,7 +248,7 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
     except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: {e}") from e
     return _Launch(recipes, ir, key, tuple(launch.stages), dict(launch.scalars),
-                   tuple(launch.workspaces), operands)
+                   tuple(launch.workspaces), operands, into)
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,10 @@ class _Ready:
     operands: tuple[tuple[int, ...], tuple[int, ...]] | None
     random: bool  # a kernel declares `seed`: each launch takes a fresh one
     place: bool  # a 0-dim CPU tensor input is copied to the device first
+    # per output: the input whose tensor the kernel writes as this output (nothing allocated,
+    # nothing copied), or None; () when none is
+    into: tuple[int | None, ...] = ()
+    copies: Writes = ()  # (output k, input i) the kernel cannot write in place: copied after
     # (stage, scalars) in launch order, prebuilt: the hot path zips nothing
     calls: tuple[tuple[Stage, tuple[int, ...]], ...] = field(init=False)
 
@@ -276,21 +291,33 @@ class _Ready:
                           for (stage, args), i in zip(calls, self.seeds))
         for stage, args in calls:
             stage.launch(tensors, args)
-        return outputs
+        return self.finish(outputs, inputs)
+
+    def finish(self, outputs: list[torch.Tensor], inputs: Sequence[torch.Tensor]
+               ) -> list[torch.Tensor]:
+        """After the stages ran (here or in a horizontal launch): the outputs written in place
+        get their version bumps, the ones that could not be are copied into their inputs."""
+        if self.into:  # written through a raw pointer: count the write as eager's copy_ would
+            _bump_versions([o for o, j in zip(outputs, self.into) if j is not None])
+        return copy_back(outputs, inputs, self.copies)
 
     def arguments(self, inputs: Sequence[torch.Tensor]
                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The call's freshly allocated outputs, and the tensors its stages take (a horizontal
-        launch runs them inside its own kernel, with its own scalars: runtime/horizontal.py)."""
+        """The call's outputs (freshly allocated, or the inputs written in place: `into`), and
+        the tensors its stages take (a horizontal launch runs them inside its own kernel, with
+        its own scalars: runtime/horizontal.py); `finish` completes the call after the launch."""
         device = self.device
         outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
-                   for shape, strides, dtype in self.outputs]
+                   if not self.into or self.into[k] is None else inputs[self.into[k]]  # type: ignore[index]
+                   for k, (shape, strides, dtype) in enumerate(self.outputs)]
         if not self.stages:  # zero-size outputs: nothing to compute
             return outputs, []
         if self.place:
             inputs = devices.place_inputs(tuple(inputs), device)
-        if POISON_OUTPUTS:
-            for o in outputs:
+        if POISON_OUTPUTS:  # never an output that is an input: the kernel reads it first
+            for k, o in enumerate(outputs):
+                if self.into and self.into[k] is not None:
+                    continue
                 o.fill_(float("nan")) if o.is_floating_point() else o.untyped_storage().fill_(255)  # type: ignore[attr-defined]
         if self.operands is None:
             tensors = [*inputs, *outputs]
@@ -316,6 +343,42 @@ def bind_launch(kernels: Sequence[kir.Kernel], values: Mapping[str, int]) -> tup
     if any(i >= 0 for i in seeds):
         values = {**values, names.SEED: 0}
     return kir.bind_scalars(kernels, values), seeds
+
+
+def _bump_versions(tensors: list[torch.Tensor]) -> None:
+    """Bump the version counters of tensors a kernel wrote in place, so autograd still sees
+    the write (a tensor saved for a backward and then updated raises, as in eager)."""
+    for t in tensors:
+        torch.autograd.graph.increment_version(t)
+
+
+def written_in_place(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
+                     writes: Writes) -> tuple[int | None, ...]:
+    """Per output, the input whose tensor a pointwise kernel may write it into at this call,
+    or None: where the group's plan says so (`writes`) and the input has the output's shape,
+    strides, dtype and device, at least one element, and the shape of the whole iteration
+    space (so no thread reads an element another writes: nothing broadcasts it)."""
+    into: list[int | None] = [None] * len(outputs)
+    if not writes:
+        return tuple(into)
+    space = broadcast_shape([t.shape for t in inputs])
+    for k, i in writes:
+        out, t = outputs[k], inputs[i]
+        if (t.shape == out.shape == space and t.stride() == out.stride()
+                and t.dtype == out.dtype and t.device == out.device and t.numel()):
+            into[k] = i
+    return tuple(into)
+
+
+def copy_back(outputs: list[torch.Tensor], inputs: Sequence[torch.Tensor],
+              writes: Writes) -> list[torch.Tensor]:
+    """Copy each output k of `writes` into input i (where the kernel could not write it
+    there, or the group ran eagerly); output k is then that input, as the graph expects."""
+    for k, i in writes:
+        if outputs[k] is not inputs[i]:
+            inputs[i].copy_(outputs[k])
+            outputs[k] = inputs[i]
+    return outputs
 
 
 class Stage:

@@ -104,6 +104,8 @@ class HorizontalReady:
                     fresh[at] = int(torch.randint(0, 2**62, (), dtype=torch.int64))
                 scalars = tuple(fresh)
             s.stage.launch(tensors, scalars)
+            for i in s.members:  # outputs written in place, or copied there (executor._Ready)
+                results[i] = self.readies[i].finish(list(results[i]), parts[i])
         return [t for r in results for t in r]
 
 

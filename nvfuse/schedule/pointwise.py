@@ -21,6 +21,11 @@ row).  A rank-1 space needs no divisibility: the lowering gives the last thread 
 tail, so a new batch size keeps the width.  The index width depends on whether every offset fits
 in 31 bits (crossing it compiles one more specialization).
 
+An output may be one of the input tensors themselves (the executor writes an optimizer's
+update into the parameter: nvfuse/runtime/inplace.py); the signature then says `aliased` and
+the kernel's pointers lose `__restrict__`.  Each thread reads its elements before it writes
+them, so this is exact when the output and the input have the same shape and strides.
+
 Outputs are allocated with eager's shape and layout; the dims are iterated in the memory order
 of the first full-size output (so a permuted output is written coalesced) before merging.  An
 output whose shape is smaller than the iteration space (it broadcasts) has stride 0 there and is
@@ -30,7 +35,7 @@ stored only where those indices are 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 from collections.abc import Sequence
 
@@ -58,6 +63,9 @@ class PointwiseSignature:
     lanes: int                # elements per thread (vector width); 1 = scalar accesses
     index: DType              # INT32 or INT64 index arithmetic
     arch: str
+    # an output is an input's own tensor (written in place): pointers without __restrict__;
+    # left out of repr, which names kernels (`kernel_name` adds it), so other names stay
+    aliased: bool = field(default=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], outputs: Sequence[
     index = DType.INT32 if fits32 else DType.INT64
     signature = PointwiseSignature(
         len(sizes), tuple(classes[: len(inputs)]), tuple(classes[len(inputs):]), lanes, index,
-        arch)
+        arch, aliased=any(o is i for o in outputs for i in inputs))
     per_block = BLOCK * lanes
     return PointwiseLaunch(
         signature, PointwiseParams(BLOCK, lanes, index), numel, tuple(sizes),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch._inductor.inductor_prims  # registers prims.fma
 import torch.nn.functional as F
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
@@ -28,6 +29,12 @@ INTS = (i32, i64)
 ALL_INTS = (u8, i8, i16, i32, i64)
 
 Tol = tuple[float, float]  # (atol, rtol)
+
+
+def _fma(a: torch.Tensor, b: torch.Tensor | float, c: torch.Tensor) -> torch.Tensor:
+    return torch.ops.prims.fma(a, b, c)
+
+
 DEFAULT_TOL: dict[torch.dtype, Tol] = {
     f32: (1e-5, 1e-5), f64: (1e-12, 1e-12), f16: (1e-3, 2e-3), bf16: (8e-3, 1.6e-2),
 }
@@ -400,6 +407,11 @@ case("lerp_tensor", lambda x, y, w: torch.lerp(x, y, w),
 case("addcmul", lambda x, y: torch.addcmul(x, x, y, value=0.5), binary(), FLOATS)
 case("addcmul_int", lambda x, y: torch.addcmul(x, x, y, value=3), binary(-99, 99), INTS)
 case("addcdiv", lambda x, y: torch.addcdiv(x, x, y, value=0.5), binary(), FLOATS)
+# prims.fma (dynamo writes addcmul_ / add_ with a factor as it): a * b + c, product unrounded;
+# torch releases without the prim have no case
+if hasattr(torch.ops.prims, "fma"):
+    case("fma_scalar", lambda x, y: _fma(x, 0.125, y), binary(), FLOATS + INTS)
+    case("fma_tensor", lambda x, y: _fma(x, y, x), binary(specials=False), FLOATS)
 case("copysign", torch.copysign, binary(other_specials=[-0.0, 0.0, NAN, -INF]), FLOATS + INTS)
 case("copysign_scalar", lambda x: torch.copysign(x, -1.0), unary(), FLOATS)
 case("logaddexp", torch.logaddexp,
@@ -446,3 +458,6 @@ case("ones_like", lambda x: torch.ones_like(x), unary(), NUM + (b8,))
 case("full_like", lambda x: torch.full_like(x, 3.0), unary(), NUM)
 case("full_like_dtype", lambda x: torch.full_like(x, 7, dtype=i32) + x, unary(), FLOATS)
 case("zero_dim_input", lambda x, s: torch.exp(x) * s, binary(other_shape=()), FLOATS)
+# x.new_full((), v): lerp's scalar weight (a 0-dim constant, not x's shape)
+case("new_full_zero_dim", lambda x: x * x.new_full((), 0.3) + x.new_ones(()), unary(), FLOATS)
+case("new_zeros_zero_dim", lambda x: x - x.new_zeros((), dtype=f64), unary(), (f32, f64))

@@ -22,7 +22,7 @@ def _fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def test_stage_lists_are_named_in_pipeline_order() -> None:
     assert [s.name for s in pipeline.PLAN_STAGES] == ["graph", "partition", "fusion_ir",
-                                                      "horizontal"]
+                                                      "inplace", "horizontal"]
     assert [s.name for s in pipeline.BUILD_STAGES] == ["kernel_ir", "cuda"]
     assert [s.name for s in pipeline.HORIZONTAL_STAGES] == ["kernel_ir", "cuda"]
     assert pipeline.BUILD_STAGES[0].verify is not None

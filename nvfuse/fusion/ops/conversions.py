@@ -1,6 +1,7 @@
 """Conversion and constant lowerings: dtype conversions (_to_copy, to, type_as,
-prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_copy, copy),
-zeros_like / ones_like / full_like, and 0-dim constants (scalar_tensor, full) -> prims.
+prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_copy, copy,
+prims.copy_strided), zeros_like / ones_like / full_like, and 0-dim constants (scalar_tensor,
+full, new_full / new_zeros / new_ones of size ()) -> prims.
 
 Contract: importing this module registers each lowering in the op table
 (`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
@@ -28,6 +29,13 @@ def _copy(c: Call) -> Val:
     if fmt not in (None, torch.preserve_format, torch.contiguous_format):
         raise Unsupported(f"memory_format {fmt}")
     return c.value(c.tensor("self"), c.out)
+
+
+@register(op("copy_strided", ns=torch.ops.prims))
+def _copy_strided(c: Call) -> Val:
+    # copy_strided(a, stride): a's values with the given strides (lerp's decomposition restores
+    # eager's layout so); the output's recorded layout carries the strides
+    return c.value(c.tensor("a"), c.out)
 
 
 @register(aten.copy.default)
@@ -120,3 +128,17 @@ def _full(c: Call) -> Val:
     if list(c["size"]) != []:
         raise Unsupported("full() with a shape not taken from an input")
     return _zero_dim_const(c, c.scalar("fill_value"))
+
+
+def _new_constant(c: Call, value: Scalar) -> Val:
+    # x.new_full((), v): 0-dim, x gives only the default dtype (c.out) and the device; the
+    # graph passes rewrite it as full((), v), whose shape reads no input
+    _check_layout(c)
+    if list(c["size"]) != []:
+        raise Unsupported(f"{c.target} with a shape of its own")
+    return _zero_dim_const(c, value)
+
+
+register(aten.new_full.default)(lambda c: _new_constant(c, c.scalar("fill_value")))
+register(aten.new_zeros.default)(lambda c: _new_constant(c, 0))
+register(aten.new_ones.default)(lambda c: _new_constant(c, 1))

@@ -1,6 +1,6 @@
 """Math lowerings: float unary functions (sqrt, exp, log, trig, erf...), rounding (floor, ceil,
 trunc, round, frac), abs / neg / sign, and composite math (nan_to_num, lerp, addcmul / addcdiv,
-logaddexp, xlogy, deg2rad / rad2deg, sinc) -> prims.
+prims.fma, logaddexp, xlogy, deg2rad / rad2deg, sinc) -> prims.
 
 Contract: importing this module registers each lowering in the op table
 (`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
@@ -10,6 +10,7 @@ Contract: importing this module registers each lowering in the op table
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -185,6 +186,32 @@ def _addc(c: Call, op: Prim) -> Val:
 
 
 register(aten.addcmul.default)(lambda c: _addc(c, P.MUL))
+
+
+def _fma_op() -> Any:
+    """prims.fma (inductor's prim, registered when its module is imported; dynamo writes
+    `add_`/`addcmul_`/`addcdiv_` with a scalar factor as it), or None where torch lacks it."""
+    try:
+        import torch._inductor.inductor_prims
+    except ImportError:
+        return None
+    return op("fma", ns=torch.ops.prims)
+
+
+@register(_fma_op())
+def _fma(c: Call) -> Val:
+    # a * b + c with no rounding of the product: computed in the compute dtype (float32 for
+    # halves) and rounded once on store; a scalar operand is read in opmath, as eager's
+    # addcmul reads its value
+    dt = c.out
+    if dt is BOOL:
+        raise Unsupported(f"{c.target} on {dt}")
+
+    def operand(name: str) -> Val:
+        x = c.operand(name)
+        return c.value(x, dt) if isinstance(x, Val) else c.opmath(x, dt)
+
+    return c.p(P.ADD, c.p(P.MUL, operand("a"), operand("b")), operand("c"))
 register(aten.addcdiv.default)(lambda c: _addc(c, P.DIV))
 
 
