@@ -202,6 +202,19 @@ def test_horizontal_refuses_dynamic_shared_memory(interpret: None, staged: None)
 # -- compile checks (after the cases above have filled _generated) ---------------------------
 
 
+def test_independent_staged_rows_launch_alone(interpret: None, staged: None) -> None:
+    """Two independent staged softmaxes of one call: each launches alone (the horizontal
+    bundling counts a dynamic array at its cap), both against eager."""
+    x, y = _make((3, 400), f32, "alone-x"), _make((5, 480), f32, "alone-y")  # one block size
+
+    def two(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.softmax(a, -1), torch.softmax(b, -1)
+
+    fm = _run(two, (x, y), f32, groups=2)
+    assert nvfuse.stats()["launches"] == 2
+    assert all(kir.dynamic_shared(k.kernel_ir) for k in fm.kernels)
+
+
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_nvrtc_compiles_every_generated_kernel(arch: str) -> None:
     assert _generated, "run with the numerics cases above"
