@@ -209,13 +209,21 @@ def looped_lanes(n_inputs: int, row_numel: int, inner: Sequence[Sequence[int]],
     return 1
 
 
-# Shared-memory rows: a looped row whose phases read its unit-stride cached inputs more than
-# once stages their first `smem_cols` columns in dynamic shared memory, at most
-# SMEM_ROW_BYTES a block: sm_90's 227 KiB opt-in limit less room for the reductions' static
-# scratch.  smem_cols is the row length when it fits, else a multiple of SMEM_COLS_STEP (any
-# lanes divides it) and the columns past it are re-read from global memory; 0: not staged.
+# Shared-memory rows: a looped row whose phases read its cached inputs more than once stages
+# their first `smem_cols` columns in dynamic shared memory, at most SMEM_ROW_BYTES a block:
+# sm_90's 227 KiB opt-in limit less room for the reductions' static scratch; on a device
+# with less shared memory per SM, that less SMEM_RESERVED (the 1 KiB the system keeps per
+# block, 3 KiB of scratch): 160 KiB on an A100 (`smem_row_bytes`).  smem_cols is the row
+# length when it fits, else a multiple of SMEM_COLS_STEP (any lanes divides it) and the
+# columns past it are re-read from global memory; 0: not staged.
 SMEM_ROW_BYTES = 224 * 1024
 SMEM_COLS_STEP = 16
+SMEM_RESERVED = 4 * 1024
+
+
+def smem_row_bytes(arch: str) -> int:
+    """The shared memory a block of `arch` may stage its row in (above)."""
+    return min(SMEM_ROW_BYTES, device_props(arch).smem_per_sm - SMEM_RESERVED)
 
 
 def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]],
@@ -228,11 +236,11 @@ def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[
     return tuple(k for k in cached if lanes == 1 or list(inner[k]) == [1]) if again else ()
 
 
-def smem_cols(row_numel: int, itemsizes: Sequence[int]) -> int:
+def smem_cols(row_numel: int, itemsizes: Sequence[int], arch: str = "sm_90") -> int:
     """The columns staged in shared memory (see above) for staged inputs of these sizes."""
     if not itemsizes:
         return 0
-    fit = SMEM_ROW_BYTES // sum(itemsizes)
+    fit = max(smem_row_bytes(arch), 0) // sum(itemsizes)
     return row_numel if row_numel <= fit else fit // SMEM_COLS_STEP * SMEM_COLS_STEP
 
 
@@ -443,7 +451,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
         else:
             lanes = looped_lanes(len(inputs), row_numel, inner, outer, lay.views)
             staged = staged_inputs(ir, cached, inner, lanes) if row_numel > 0 else ()
-            cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged])
+            cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged], arch)
             staged = staged if cols > 0 else ()
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)

@@ -149,6 +149,10 @@ def test_smem_cols_at_real_sizes() -> None:
     cols = reduction.smem_cols(131_072, [2])
     assert cols % reduction.SMEM_COLS_STEP == 0 and cols * 2 <= reduction.SMEM_ROW_BYTES
     assert reduction.SMEM_ROW_BYTES + 48 * 1024 // 32 <= 227 * 1024
+    # an A100 opts in to at most 163 KiB a block: its cap is lower
+    assert reduction.smem_row_bytes("sm_90") == reduction.SMEM_ROW_BYTES == 224 * 1024
+    assert reduction.smem_row_bytes("sm_80") == 160 * 1024
+    assert reduction.smem_cols(131_072, [2], "sm_80") == 80 * 1024
 
 
 def test_dynamic_layout_matches_the_launch_size() -> None:
