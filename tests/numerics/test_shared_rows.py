@@ -236,3 +236,26 @@ def test_staged_kernel_does_not_spill(interpret: None, tmp_path: Path, op: str,
                                         tmp_path)
     assert stores == 0 and loads == 0, (op, dtype, regs, stores, loads)
     assert regs <= 64
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas not installed")
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_staged_norms_of_several_dims_do_not_spill(interpret: None, tmp_path: Path,
+                                                   norm: str) -> None:
+    """Group norm (one group: rows of 8 channels x 4096 pixels) and batch-norm training
+    (8 x 4096 per channel): past the persistent buckets, staged with the index math of two
+    inner dims."""
+    x = _make((8, 8, 64, 64), f32, f"{norm}-ptxas")
+    w, b = _make((8,), f32, "w"), _make((8,), f32, "b")
+    if norm == "group":
+        fn, inputs = (lambda a, c, d: torch.nn.functional.group_norm(a, 1, c, d)), (x, w, b)
+    else:
+        rm, rv = _make((8,), f32, "rm"), _make((8,), f32, "rv", near_one=True)
+        fn, inputs = _batch_norm, (x, w, b, rm, rv)  # type: ignore[assignment]
+    fm = nvfuse.fuse(fn, inputs)
+    fm(*inputs)
+    sig = fm.kernels[0].signature[1]
+    assert sig.smem and sig.inner_rank == 2 and sig.block == 1024
+    regs, stores, loads = _ptxas_report(fn, inputs, tmp_path)
+    assert stores == 0 and loads == 0, (norm, regs, stores, loads)
+    assert regs <= 64
