@@ -193,7 +193,8 @@ def _vector_store_full(lo: RowLowering, full: list[tuple[int, Output]],
         stores: list[Stmt] = []
         for k, o in vector:
             out.append(Declare(f"w_{o.name}", o.dtype, lanes=sig.lanes))
-            at = IndexOp("+", Var(f"ro_{o.name}", lo.idx), col0, lo.idx)
+            at = (lo.group_offsets[k] if lo.group_offsets is not None
+                  else IndexOp("+", Var(f"ro_{o.name}", lo.idx), col0, lo.idx))
             store: Stmt = Store(o.name, o.dtype, at, f"w_{o.name}", sig.lanes, vector=True)
             guard = lo.guard(k, outer, outer_dims)
             stores.append(If(guard, (store,)) if guard is not None else store)

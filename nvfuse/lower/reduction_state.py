@@ -117,6 +117,7 @@ class RowLowering:
         # a looped row's vector column loop (`_vector_loop`): while its body is built, the
         # vector inputs the body reads, loaded as q_<input>[lanes] before the lane loop
         self.vec_lazy: set[int] | None = None
+        self.group_offsets: list[Expr] | None = None
         # a shared-memory row (sig.smem): the inputs staged as s_<input>[smem_cols]
         self.staged: tuple[int, ...] = ()
         self.smem_cols = Param(names.SMEM_COLS, idx)
@@ -286,7 +287,7 @@ class RowLowering:
             self.vec_lane, self.vec_lazy = None, None
         loop: list[Stmt] = []
         at: list[Expr] | None = None
-        if lanes == 1 and used:  # any stride: the offsets of column col0
+        if used and (lanes == 1 or self.sig.inner_rank > 1):  # the offsets of column col0
             at, _ = self._offsets(col0, loop)
         for k in used:
             loop.extend(self._group_load(k, col0, at[k] if at is not None else None))
@@ -326,7 +327,7 @@ class RowLowering:
         width = Const(lanes, idx)
         copy: list[Stmt] = []
         at: list[Expr] | None = None
-        if lanes == 1:  # any stride (`staged_inputs`): the offsets of column col0
+        if lanes == 1 or self.sig.inner_rank > 1:  # the offsets of column col0
             at, _ = self._offsets(col0, copy)
         for k in self.staged:
             t = self.ir.inputs[k]
@@ -415,7 +416,10 @@ class RowLowering:
         itemsize = self.tensors[k].dtype.itemsize
         # 8-byte values: a pair per access gains little and the lane arrays made the largest
         # float64 bucket spill (tests/numerics/test_persistent.py)
-        return classes[self.sig.outer_rank:] == "1" and itemsize <= 4 and lanes * itemsize <= 16
+        inner = classes[self.sig.outer_rank:]
+        if self.persist and inner != "1":
+            return False
+        return inner.endswith("1") and itemsize <= 4 and lanes * itemsize <= 16
 
     def vector_group_loop(self, roots: list[int],
                           group: Callable[[Var, list[Stmt]], list[Stmt]],
@@ -436,6 +440,9 @@ class RowLowering:
         col0, col, pk = Var("col0", idx), Var("col", idx), Var("pk", idx)
         width = Const(lanes, idx)
         body: list[Stmt] = []
+        # rows of several inner dims: every operand's offset at col0 (a group of lanes stays
+        # inside the innermost dim), for the group's loads and the caller's stores
+        self.group_offsets = self._offsets(col0, body)[0] if self.sig.inner_rank > 1 else None
         loaded = set()
         for index in self._needed(roots):
             node = self.ir.nodes[index]
@@ -446,8 +453,10 @@ class RowLowering:
                     or not (self.vector_operand(k) or k in self.staged):
                 continue
             loaded.add(k)
-            body.extend(self._group_load(k, col0))
+            body.extend(self._group_load(
+                k, col0, self.group_offsets[k] if self.group_offsets is not None else None))
         after = group(col0, body)
+        self.group_offsets = None
         stmts: list[Stmt] = []
         if self.persist:
             stmts.append(Declare(pk.name, idx,

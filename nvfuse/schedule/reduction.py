@@ -187,22 +187,24 @@ def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
     return 1
 
 
-def looped_lanes(n_inputs: int, row_numel: int, inner: Sequence[Sequence[int]],
+def looped_lanes(n_inputs: int, inner_sizes: Sequence[int], inner: Sequence[Sequence[int]],
                  outer: Sequence[Sequence[int]], operands: Sequence[torch.Tensor]) -> int:
     """Columns per vector access of a looped row (module docstring), or 1: 16 bytes of the
-    widest input of at most 4 bytes with one unit-stride inner dim; every such operand (input
-    or output, `operands` as in `persistent_lanes`) whose vector fits 16 bytes must be
-    aligned to it, with C and its outer strides multiples of it (the persistent rule)."""
-    unit = [k for k in range(len(operands)) if list(inner[k]) == [1]
+    widest input of at most 4 bytes with unit stride along the innermost inner dim; every
+    such operand (input or output, `operands` as in `persistent_lanes`) whose vector fits 16
+    bytes must be aligned to it, with the innermost inner size and the operand's other
+    strides multiples of it (the persistent rule; a group of lanes then never crosses the
+    innermost dim: group norm's pixels of one channel)."""
+    unit = [k for k in range(len(operands)) if inner[k] and inner[k][-1] == 1
             and operands[k].element_size() <= 4]
     sizes = [operands[k].element_size() for k in unit if k < n_inputs]
-    if not sizes:
+    if not sizes or not inner_sizes:
         return 1
     lanes = VECTOR_BYTES // max(sizes)
     while lanes > 1:
-        if row_numel % lanes == 0 and all(
+        if inner_sizes[-1] % lanes == 0 and all(
                 operands[k].data_ptr() % (lanes * operands[k].element_size()) == 0
-                and all(s % lanes == 0 for s in outer[k]) for k in unit
+                and all(s % lanes == 0 for s in [*outer[k], *inner[k][:-1]]) for k in unit
                 if lanes * operands[k].element_size() <= VECTOR_BYTES):
             return lanes
         lanes //= 2
@@ -228,12 +230,13 @@ def smem_row_bytes(arch: str) -> int:
 
 def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]],
                   lanes: int) -> tuple[int, ...]:
-    """The inputs a looped row stages in shared memory: the cached inputs (with one
-    unit-stride inner dim where `lanes` > 1: a group of lanes is then one contiguous
-    access), when the row is read more than once (a full output's pass after the
+    """The inputs a looped row stages in shared memory: the cached inputs (with unit stride
+    along the innermost inner dim where `lanes` > 1: a group of lanes is then one
+    contiguous access), when the row is read more than once (a full output's pass after the
     reductions, or several reduction phases); else none."""
     again = any(not o.shape.is_row for o in ir.outputs) or len(reduction_phases(ir)) > 1
-    return tuple(k for k in cached if lanes == 1 or list(inner[k]) == [1]) if again else ()
+    return tuple(k for k in cached if lanes == 1 or (inner[k] and inner[k][-1] == 1)) \
+        if again else ()
 
 
 def smem_cols(row_numel: int, itemsizes: Sequence[int], arch: str = "sm_90") -> int:
@@ -449,7 +452,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
         if persist:
             lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
         else:
-            lanes = looped_lanes(len(inputs), row_numel, inner, outer, lay.views)
+            lanes = looped_lanes(len(inputs), inner_sizes, inner, outer, lay.views)
             staged = staged_inputs(ir, cached, inner, lanes) if row_numel > 0 else ()
             cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged], arch)
             staged = staged if cols > 0 else ()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_looped_rows import ROW_OPS, _inputs
-from test_persistent import OPS, _ptxas_report
+from test_persistent import OPS, _ptxas_report, _vector_accesses
 from test_reductions import _make, _run
 
 import nvfuse
@@ -78,20 +78,30 @@ def _batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Ten
     return torch.nn.functional.batch_norm(x, rm, rv, w, b, training=True)
 
 
-@pytest.mark.parametrize("hw", [8, 16])  # rows of 128 / 512 columns: fit, overflow
+@pytest.mark.parametrize(("h", "w", "lanes"), [
+    (8, 8, 4), (16, 16, 4),   # rows of 128 / 512 columns: fit, overflow
+    (5, 10, 2), (5, 9, 1),    # the pixels per channel decide the lanes
+])
 @pytest.mark.parametrize("norm", ["group", "batch"])
-def test_rows_of_several_dims(interpret: None, staged: None, norm: str, hw: int) -> None:
+def test_rows_of_several_dims(interpret: None, staged: None, norm: str, h: int, w: int,
+                              lanes: int) -> None:
     """Group norm (channels x pixels per row) and batch-norm training (batch x pixels per
-    channel): rows of two inner dims, staged with scalar lanes through their strides."""
-    x = _make((2, 8, hw, hw), f32, f"{norm}x")
-    w, b = _make((8,), f32, f"{norm}w"), _make((8,), f32, f"{norm}b")
+    channel): rows of two inner dims, staged through their strides, a group of lanes inside
+    one channel's pixels."""
+    x = _make((2, 8, h, w), f32, f"{norm}x")
+    weight, b = _make((8,), f32, f"{norm}w"), _make((8,), f32, f"{norm}b")
     if norm == "group":
-        fm = _check(_group_norm, (x, w, b), f32, True)
+        fm = _check(_group_norm, (x, weight, b), f32, True)
     else:
         rm, rv = _make((8,), f32, "rm"), _make((8,), f32, "rv", near_one=True)
-        fm = _check(_batch_norm, (x, w, b, rm, rv), f32, True, groups=None)
+        fm = _check(_batch_norm, (x, weight, b, rm, rv), f32, True, groups=None)
     sig = fm.kernels[0].signature[1]
-    assert sig.inner_rank == 2 and sig.lanes == 1
+    assert sig.inner_rank == 2 and sig.lanes == lanes
+    if lanes > 1:
+        k = fm.kernels[0].kernel_ir
+        assert _vector_accesses(k.body, "Load")[k.tensors[0].name] == lanes
+        out = next(t.name for t in k.tensors if t.is_output)  # the normalized x
+        assert _vector_accesses(k.body, "Store")[out] == lanes
 
 
 @pytest.mark.parametrize("op", ["sum", "var_mean", "argmax"])
