@@ -23,7 +23,7 @@ from nvfuse import config, pipeline
 from nvfuse.api import aot_backend
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.functional import Unfunctionalizable
-from nvfuse.frontend.fx import raises_eagerly
+from nvfuse.frontend.fx import optimizer_step, raises_eagerly
 from nvfuse.frontend.protocol import Frontend, TracedFrontend, Untraceable, frontend_for
 from nvfuse.fusion.build import op_name
 from nvfuse.fusion.partition import EAGER_REASON, why_unfusible
@@ -153,13 +153,23 @@ def _unchanged(fn: Any, inputs: Sequence[Any]) -> Iterator[None]:
     for module in _modules(fn):
         for t in [*module.parameters(), *module.buffers()]:
             tensors[id(t)] = t
+    optimizer = optimizer_step(fn)
+    if optimizer is not None:  # an optimizer's step: its parameters and state
+        for group in optimizer.param_groups:
+            for t in group["params"]:
+                tensors[id(t)] = t
+        for state in optimizer.state.values():
+            for t in state.values():
+                if isinstance(t, torch.Tensor):
+                    tensors[id(t)] = t
     for t in pytree.tree_leaves(list(inputs)):
         if isinstance(t, torch.Tensor):
             tensors[id(t)] = t
     saved = [(t, t.detach().clone(), t.grad if t.is_leaf else None) for t in tensors.values()]
     for t, _, grad in saved:
-        if grad is not None:
+        if grad is not None and optimizer is None:  # (a step reads its parameters' grads)
             t.grad = None  # a backward then fills a fresh one, and the caller's stays untouched
+    states = set(optimizer.state) if optimizer is not None else set()
     devices = sorted({t.device.index or 0 for t in tensors.values() if t.is_cuda})
     try:
         with torch.random.fork_rng(devices=devices):
@@ -171,6 +181,9 @@ def _unchanged(fn: Any, inputs: Sequence[Any]) -> Iterator[None]:
                     t.copy_(value)
                 if t.is_leaf:
                     t.grad = grad
+            if optimizer is not None:  # state the explained step created is dropped again
+                for key in set(optimizer.state) - states:
+                    del optimizer.state[key]
 
 
 def _modules(fn: Any) -> list[torch.nn.Module]:

@@ -26,6 +26,7 @@ from nvfuse.frontend.foreach import foreach_decompositions
 from nvfuse.frontend.functional import functionalize
 from nvfuse.frontend.norm_backward import backward_decompositions
 from nvfuse.frontend.norms import norm_decompositions
+from nvfuse.frontend.promotion import converted_first
 from nvfuse.graph.annotate import rng_preserved, twins
 
 
@@ -66,7 +67,9 @@ def pointwise_decompositions() -> dict[Any, Callable[..., Any]]:
     def elementwise(op: Any) -> bool:
         return isinstance(op, torch._ops.OpOverload) and op._opname not in _KEPT_WHOLE and (
             torch.Tag.pointwise in op.tags or op._opname in _POINTWISE_FAMILY)
-    table = {op: fn for op, fn in core_aten_decompositions().items() if elementwise(op)}
+    # converted_first: operands reach the decomposition in eager's common dtype
+    table = {op: converted_first(fn) for op, fn in core_aten_decompositions().items()
+             if elementwise(op)}
     table[torch.ops.aten.native_dropout.default] = native_dropout
     table.update(norm_decompositions())  # multi-output norms -> single-output reductions
     table.update(backward_decompositions())  # layer norm / softmax backwards -> the same
@@ -160,9 +163,21 @@ def trace_to_aten(fn: Callable[..., Any], inputs: Sequence[Any]) -> fx.GraphModu
     return gm
 
 
+def optimizer_step(fn: Any) -> torch.optim.Optimizer | None:
+    """The optimizer whose bound method `fn` is (its step), else None.  make_fx would capture
+    its parameters and state as constants, and running it updates them: such a callable is
+    traced by torch.compile (dynamo lifts parameters and state to graph inputs) and never run
+    to see whether it raises."""
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.optim.Optimizer) else None
+
+
 def raises_eagerly(fn: Callable[..., Any], inputs: Sequence[Any]) -> bool:
     """Whether running `fn` eagerly on copies of `inputs` raises (then a call raises eager's
-    own error).  Leaves the inputs, a module's buffers and the random generators unchanged."""
+    own error).  Leaves the inputs, a module's buffers and the random generators unchanged.
+    An optimizer's step is not run (it would update the parameters): False."""
+    if optimizer_step(fn) is not None:
+        return False
     try:
         with _state_preserved(fn, inputs):
             fn(*twins(inputs))

@@ -13,6 +13,11 @@ returning eager's tuple, traced by make_fx (nvfuse/frontend/fx.py adds them to i
   eps defaulting to the compute dtype's machine epsilon, y = x * rstd [* weight] in x's dtype
   (where the op reaches the tracer whole: on the CPU rms_norm's C++ composite decomposes first,
   and fx.py's `_functional_temporaries` makes its in-place eps add fusible).
+- linalg_vector_norm / norm.Scalar*(x, ord, dim, keepdim, dtype) where every reduced dim has
+  size 1 (a 0-dim x, or dim None over a one-element x) -> |x| (ord 0: x != 0) in the result
+  dtype, the reduced dims dropped unless keepdim: eager's own shortcut for that case
+  (linalg_vector_norm's `is_reduce_over_1D_vector`, CPU and CUDA alike), which never squares
+  x (a 1e38 stays finite, a 1e-30 nonzero); any other vector norm stays whole.
 - max.dim / min.dim(x, dim, keepdim) -> (amax(x, [dim], keepdim), argmax / argmin(x, dim,
   keepdim)): one kernel computes both from one (value, index) pair reduction, the value being
   the indexed element's (nvfuse/lower/argreduce.py).  Eager refuses argmax of bools, so a bool
@@ -101,6 +106,49 @@ def fused_rms_norm(x: torch.Tensor, normalized_shape: list[int], weight: Any,
     return _rms(x, normalized_shape, weight, eps)
 
 
+def _norm_over_ones(x: torch.Tensor, ord: Any, dim: Any, keepdim: bool, dtype: Any) -> Any:
+    """See the module docstring (NotImplemented: the norm stays whole)."""
+    if not x.is_floating_point():
+        return NotImplemented  # eager raises for integer inputs; complex stays whole
+    dims = list(range(x.dim())) if dim is None or (not isinstance(dim, int) and not dim) \
+        else [dim] if isinstance(dim, int) else list(dim)
+    dims = [d % x.dim() for d in dims] if x.dim() else []
+    if any(x.shape[d] != 1 for d in dims):
+        return NotImplemented
+    y = x if dtype is None else aten._to_copy.default(x, dtype=dtype)
+    ord = 2.0 if ord is None else ord
+    if ord == 0:
+        r = aten._to_copy.default(aten.ne.Scalar(y, 0), dtype=y.dtype)
+    else:
+        r = aten.abs.default(y)
+    r = r if keepdim or not dims else aten.squeeze.dims(r, dims)
+    return aten.clone.default(r, memory_format=torch.contiguous_format)
+
+
+def _vector_norm(x: torch.Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
+                 dtype: Any = None) -> Any:
+    return _norm_over_ones(x, ord, dim, keepdim, dtype)
+
+
+def _norm_dim(x: torch.Tensor, p: Any, dim: Any, keepdim: bool = False, *,
+              dtype: Any = None) -> Any:
+    return _norm_over_ones(x, p, dim, keepdim, dtype)
+
+
+def _norm_all(x: torch.Tensor, p: Any = 2, *, dtype: Any = None) -> Any:
+    return _norm_over_ones(x, p, None, False, dtype)
+
+
+def vector_norm_ops() -> dict[Any, Callable[..., Any]]:
+    """The vector-norm overloads this torch has -> their size-1 shortcut."""
+    table: dict[Any, Callable[..., Any]] = {aten.linalg_vector_norm.default: _vector_norm}
+    for overload, fn in (("ScalarOpt_dim", _norm_dim), ("ScalarOpt_dim_dtype", _norm_dim),
+                         ("Scalar", _norm_all), ("ScalarOpt_dtype", _norm_all)):
+        if hasattr(aten.norm, overload):
+            table[getattr(aten.norm, overload)] = fn
+    return table
+
+
 def _value_and_index_fn(values: Any, indices: Any
                         ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     def decomposed(x: torch.Tensor, dim: int, keepdim: bool = False
@@ -127,6 +175,7 @@ def norm_decompositions() -> dict[Any, Callable[..., Any]]:
     for target, (values, indices) in value_and_index_ops().items():
         table[target] = _value_and_index_fn(values, indices)
     table[aten.native_layer_norm.default] = native_layer_norm
+    table.update(vector_norm_ops())
     table[aten.rms_norm.default] = rms_norm
     if hasattr(aten, "_fused_rms_norm"):
         table[aten._fused_rms_norm.default] = fused_rms_norm

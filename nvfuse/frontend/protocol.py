@@ -30,7 +30,7 @@ from torch import fx
 
 from nvfuse.errors import NvfuseError
 from nvfuse.frontend.functional import Unfunctionalizable
-from nvfuse.frontend.fx import trace_to_aten
+from nvfuse.frontend.fx import optimizer_step, trace_to_aten
 from nvfuse.frontend.torchscript import graph_module_from_script, is_torchscript
 from nvfuse.graph.annotate import annotate
 
@@ -95,6 +95,9 @@ class TracedFrontend:
         self.arity: tuple[int, int | None] | None = _positional_range(obj) or (n, n)
 
     def trace(self, inputs: Sequence[Any]) -> fx.GraphModule:
+        if optimizer_step(self.obj) is not None:
+            raise Untraceable("an optimizer's step: its parameters and state are not inputs "
+                              "make_fx can see (torch.compile lifts them)")
         try:
             return trace_to_aten(self.obj, list(inputs))
         except Unfunctionalizable:

@@ -1,8 +1,9 @@
 """Subset: a FusionIR restricted to some of its outputs.
 
 Input: a verified `FusionIR` and the indices of the outputs to keep.  Output: a verified
-`FusionIR` computing only those outputs (dead nodes dropped, the inputs no kept value, shape or
-concatenation refers to dropped, everything renumbered) and the original indices of its inputs.
+`FusionIR` computing only those outputs (dead nodes dropped, the concatenations no kept value
+reads and the inputs no kept value, shape or concatenation refers to dropped, everything
+renumbered) and the original indices of its inputs.
 
 The executor uses it when some outputs of a group are empty at run time: a group's iteration
 space is the broadcast of all its inputs, so an empty input (`y` of shape (0, 32, 8, 1)) empties
@@ -26,16 +27,26 @@ def select_outputs(ir: FusionIR, keep: tuple[int, ...]) -> tuple[FusionIR, tuple
     outputs = tuple(ir.outputs[o] for o in keep)
     live = sorted(needed_nodes(ir.nodes, outputs))
     used: set[int] = set()
+    cats: set[int] = set()  # the concatenations the kept outputs read or broadcast with
     for n in live:
         node = ir.nodes[n]
         if node.op is Prim.LOAD:
             used.add(int(node.attr))  # type: ignore[arg-type]
         elif node.op is Prim.PIECE_LOAD:
             used.add(node.attr[0])  # type: ignore[index]
+            cats.add(node.attr[1])  # type: ignore[index]
+        elif node.op is Prim.IN_PIECE:
+            cats.add(node.attr[0])  # type: ignore[index]
     for out in outputs:
         used.update(out.shape_from, out.reduced_from)
-    for cat in ir.concats:  # concatenations are kept whole: their pieces' shapes are needed
-        for seg in cat.segments:
+        cats.update(out.from_concats)
+    # a concatenation only dropped outputs need goes (its shape would still set the space: an
+    # empty stack beside a non-empty pad emptied it); the others are kept whole: their pieces'
+    # shapes are needed
+    kept_cats = sorted(cats)
+    new_cat = {old: i for i, old in enumerate(kept_cats)}
+    for c in kept_cats:
+        for seg in ir.concats[c].segments:
             used.update(seg.shape_from)
     inputs = tuple(sorted(used))
     new_input = {old: i for i, old in enumerate(inputs)}
@@ -47,20 +58,25 @@ def select_outputs(ir: FusionIR, keep: tuple[int, ...]) -> tuple[FusionIR, tuple
         if node.op is Prim.LOAD:
             attr = new_input[int(attr)]  # type: ignore[arg-type]
         elif node.op is Prim.PIECE_LOAD:
-            attr = (new_input[attr[0]], *attr[1:])  # type: ignore[index]
+            attr = (new_input[attr[0]], new_cat[attr[1]], *attr[2:])  # type: ignore[index]
+        elif node.op is Prim.IN_PIECE:
+            attr = (new_cat[attr[0]], *attr[1:])  # type: ignore[index]
         return replace(node, args=tuple(new_node[a] for a in node.args), attr=attr)
 
     def remap_inputs(indices: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(new_input[i] for i in indices)
 
-    concats = tuple(replace(cat, segments=tuple(
-        _remap_segment(seg, remap_inputs) for seg in cat.segments)) for cat in ir.concats)
+    concats = tuple(replace(ir.concats[c], segments=tuple(
+        _remap_segment(seg, remap_inputs) for seg in ir.concats[c].segments))
+        for c in kept_cats)
     nodes = tuple(remap_node(n) for n in live)
     reduces = any(node.op in REDUCTIONS or node.op is Prim.ROW_NUMEL for node in nodes)
     sub = replace(
         ir, inputs=tuple(ir.inputs[i] for i in inputs), nodes=nodes,
         outputs=tuple(replace(o, value=new_node[o.value], shape_from=remap_inputs(o.shape_from),
-                              reduced_from=remap_inputs(o.reduced_from)) for o in outputs),
+                              reduced_from=remap_inputs(o.reduced_from),
+                              from_concats=tuple(new_cat[c] for c in o.from_concats))
+                      for o in outputs),
         concats=concats,
         reduce_ndim=ir.reduce_ndim if reduces else 0,
         reduce_dims=ir.reduce_dims if reduces else None)

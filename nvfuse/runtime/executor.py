@@ -243,6 +243,7 @@ def _plan_launch(ir: FusionIR, key: str, inputs: Sequence[torch.Tensor], device:
     if _nothing_to_do(ir, shapes):
         raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an empty iteration "
                         "space for non-empty outputs")
+    _check_full_outputs_over_empty_rows(ir, shapes)
     try:
         launch = pipeline.schedule(ir, inputs, outputs, arch)
     except (RuntimeError, ValueError) as e:  # no common broadcast shape; bad reduction
@@ -464,6 +465,28 @@ def _nothing_to_do(ir: FusionIR, shapes: list[torch.Size]) -> bool:
     if any(space[d] == 0 for d in reduced) and any(n.op in _NEED_ELEMENTS for n in ir.nodes):
         raise CannotRun("amax / amin / argmax / argmin over an empty dim (eager raises)")
     return False
+
+
+def _check_full_outputs_over_empty_rows(ir: FusionIR, shapes: list[torch.Size]) -> None:
+    """Raise CannotRun where a non-row output would be stored from an empty row loop: a
+    reduced dim of the space is empty, an input has size 1 there (it has elements) and it
+    varies along the row (size 1 along a reduced dim of size 1 keeps its own stride, see
+    nvfuse.schedule.pointwise.iteration_strides), so it is read, and every output computed
+    from it stored, per element of the row, of which there are none (`x.sum() + y` with x
+    (1, 0), y (1, 1): the output has an element the kernel never stores)."""
+    if not ir.reduce_ndim or ir.concats or all(o.shape.is_row for o in ir.outputs):
+        return
+    space = reduction.iteration_space(shapes)
+    reduced = reduced_positions(ir.reduce_axes, len(space))
+    if not any(space[d] == 0 for d in reduced):
+        return
+    for shape in shapes:
+        own = [d for d in reduced if d >= len(space) - len(shape)]
+        sizes = {d: shape[d - len(space) + len(shape)] for d in own}
+        if any(space[d] == 0 and sizes[d] == 1 for d in own) and any(
+                sizes[d] == space[d] == 1 for d in own):
+            raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an output read "
+                            "along rows that are empty")
 
 
 def _allocate(shape: torch.Size, out: Output, device: torch.device) -> torch.Tensor:

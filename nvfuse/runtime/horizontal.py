@@ -167,7 +167,8 @@ class HorizontalGroup(torch.nn.Module):
         (_, gpu), = devices
         candidates = [i for i, r in enumerate(readies) if r is not None and len(r.stages) == 1]
         plan = horizontal.bundle([_member(readies[i].stages[0].kernel.kernel_ir,
-                                          readies[i].stages[0].grid) for i in candidates])
+                                          readies[i].stages[0].grid) for i in candidates],
+                                 param_space())
         groups = [tuple(candidates[p] for p in positions) for positions in plan]
         jobs = [[readies[i] for i in members] for members in groups]
         if gpu and len(jobs) > 1:  # NVRTC releases the GIL: compile the launches side by side
@@ -203,6 +204,25 @@ class HorizontalGroup(torch.nn.Module):
         return executor._stage(kernel, grid, gpu)
 
 
+def param_space() -> int:
+    """The kernel argument bytes a launch may take with the installed NVRTC (its cubins need a
+    driver at least as new); the interpreter follows the same rule, so explain agrees."""
+    global _param_space
+    if _param_space is None:
+        try:
+            from nvfuse.runtime.nvrtc import nvrtc_version
+
+            major, minor = (int(p) for p in nvrtc_version().split(".")[:2])
+            new = (major, minor) >= (12, 1)
+        except Exception:  # no NVRTC: only the interpreter runs kernels; keep the GPU's rule
+            new = True
+        _param_space = horizontal.MAX_PARAM_BYTES if new else horizontal.LEGACY_PARAM_BYTES
+    return _param_space
+
+
+_param_space: int | None = None
+
+
 def _member(kernel: kir.Kernel, grid: int) -> horizontal.Member:
     return horizontal.Member(kernel.block, grid, param_bytes(kernel), shared_bytes(kernel))
 
@@ -228,4 +248,4 @@ def planned_launches(members: Sequence[tuple[Any, Any]], arch: str) -> list[list
         kernel = pipeline.build(launch.ir, launch.key, sig, params, gpu=False)
         candidates.append(i)
         found.append(_member(kernel.kernel_ir, grid))
-    return [[candidates[p] for p in b] for b in horizontal.bundle(found)]
+    return [[candidates[p] for p in b] for b in horizontal.bundle(found, param_space())]

@@ -10,8 +10,8 @@ a training step's optimizer update or bookkeeping is hundreds of small independe
 sharing launches is where its time goes.  Sharing never changes a member's own schedule:
 - members are bucketed by block size, so no member runs with threads it would not have had
   (a narrower member inside a wider block would idle the extra threads of each of its blocks);
-- each launch's arguments stay within `MAX_PARAM_BYTES`, the kernel parameter space every CUDA
-  version accepts, and its members' shared memory (side by side: every block of the launch
+- each launch's arguments stay within the kernel parameter space (`MAX_PARAM_BYTES`, 4 KB with
+  an NVRTC older than 12.1), and its members' shared memory (side by side: every block of the launch
   reserves the sum) within `MAX_SHARED_BYTES`, so that shared memory never limits the blocks
   an SM holds much more than a member's own would (more members start another launch);
 - a member of two kernels (a split reduction) or none (empty outputs) launches as before.
@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 
 from nvfuse.schedule.kind import ScheduleKind
 
-# 4 KB: the kernel argument space of every CUDA version and architecture (CUDA 12.1+ allows
-# 32 KB on Volta and newer; this keeps one rule everywhere at the cost of a launch per ~50
-# optimizer parameters).
-MAX_PARAM_BYTES = 4096
+# The kernel argument space: 32,764 bytes from CUDA 12.1 on (every architecture nvfuse targets,
+# sm_80 and newer, and every driver that loads a CUDA 12.1+ NVRTC's cubin), 4 KB before.  A
+# launch of GPT-2 small's 148 AdamW updates needs about 10 KB.
+MAX_PARAM_BYTES = 32764
+LEGACY_PARAM_BYTES = 4096
 # Shared memory a block of one launch may reserve for all its members together: the block
 # reductions' scratch is 16-384 bytes each, so this only stops bundles of many reductions.
 MAX_SHARED_BYTES = 8192
@@ -65,9 +66,10 @@ class Member:
     shared_bytes: int = 0
 
 
-def bundle(members: Sequence[Member]) -> list[list[int]]:
+def bundle(members: Sequence[Member], max_param_bytes: int = MAX_PARAM_BYTES
+           ) -> list[list[int]]:
     """Positions of `members` grouped into horizontal launches (each of two or more members,
-    in member order); members left out launch alone."""
+    in member order) whose arguments fit `max_param_bytes`; members left out launch alone."""
     by_block: dict[int, list[int]] = {}
     for i, m in enumerate(members):
         if m.grid > 0:
@@ -79,7 +81,7 @@ def bundle(members: Sequence[Member]) -> list[list[int]]:
         for i in positions:
             size = members[i].param_bytes + POINTER_BYTES  # alignment slack
             extra = members[i].shared_bytes
-            if current and (used + size > MAX_PARAM_BYTES or shared + extra > MAX_SHARED_BYTES):
+            if current and (used + size > max_param_bytes or shared + extra > MAX_SHARED_BYTES):
                 launches.append(current)
                 current, used, shared = [], 0, 0
             current.append(i)

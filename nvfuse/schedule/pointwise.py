@@ -96,10 +96,15 @@ class PointwiseLaunch:
 def iteration_strides(t: torch.Tensor, shape: Sequence[int]) -> list[int]:
     """Strides of `t` in the iteration space `shape` (right-aligned): 0 along the dims it lacks
     or broadcasts (size 1 where `shape` is longer), its own stride along a dim of size 1 in
-    `shape` -- the stride that dim has when it is longer (a batch of one), see `merge_dims`."""
+    `shape` -- the stride that dim has when it is longer (a batch of one), see `merge_dims`.
+    A dim of size 0 is never a broadcast, whatever its stride (an expanded empty tensor has
+    stride 0 there): read as one, a reduction would load its row-invariant element before an
+    empty row, and the tensor has no element."""
     pad = len(shape) - t.dim()
     strides = [0] * pad
     for n, size, stride in zip(shape[pad:], t.shape, t.stride()):
+        if size == 0:
+            stride = stride or 1
         strides.append(stride if n == 1 or size != 1 else 0)
     return strides
 

@@ -35,7 +35,9 @@ def _adamw_state(dtypes: tuple[torch.dtype, ...]) -> tuple[torch.Tensor, ...]:
     return (*params, *grads, *m, *v, *steps)
 
 
-TOLERANCE = {torch.float32: (1e-5, 1e-7), torch.bfloat16: (1.6e-2, 1e-5)}
+# bf16: within one unit in the last place at the parameters' scale (~0.02: 2^-13) after five
+# steps, as eager's per-op roundings and nvfuse's per-op roundings may land either side
+TOLERANCE = {torch.float32: (1e-5, 1e-7), torch.bfloat16: (1.6e-2, 2 ** -13)}
 
 
 @pytest.mark.parametrize("dtypes", [(torch.float32,), (torch.float32, torch.bfloat16)],

@@ -1,5 +1,5 @@
-"""The differential fuzzer (fuzzer.py) in the suite: a bounded, seeded run with every AVOID flag
-of the still-open issue-10 items on must give no wrong result and no crash; and the fuzzer's own
+"""The differential fuzzer (fuzzer.py) in the suite: a bounded, seeded run (every pattern
+generated: no issue-10 item is open) must give no wrong result and no crash; and the fuzzer's own
 parts (CUDA's cast rule for the reference, the comparison, minimisation, the repro script) do
 what they promise.  Run many more programs by hand:
 
@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from fuzzer import (
-    AVOID_ALL, InputSpec, Program, Result, Stmt, compare, cuda_to, fuzz, generate, interpreter_env,
-    minimise, repro, run,
+    AVOID_ALL, InputSpec, Program, Result, Stmt, _float_variance_overflows,
+    _cpu_gelu_of_inf, _fmod_quotient_overflows, _product_order_matters, _squares_overflow,
+    _sum_order_matters, _undefined_int_cast,
+    compare, cuda_to, fallback_reason, fuzz, generate, interpreter_env, minimise, repro, run,
 )
 
 CI_PROGRAMS = 60  # about 30 s on two uncontended cores
@@ -92,3 +94,40 @@ def test_run_classifies_partial_and_fused() -> None:
         assert run(fused).kind == "fused"
         assert run(partial).kind == "partial"
     assert Result("wrong").failed and not Result("partial").failed
+
+
+def test_cpu_and_device_differences_are_recognised() -> None:
+    """The conditions under which the fuzzer does not generate a statement because eager's
+    CPU result differs from the device's (fuzzer._allowed), each next to the CPU behaviour it
+    stands for (so a torch that changes it shows here)."""
+    a, b = torch.full((64,), 1e38), torch.full((64,), 0.25)
+    assert torch.fmod(a, b).isnan().all()  # the vectorised CPU fmod; exact: 0
+    assert _fmod_quotient_overflows([a, b])
+    assert not _fmod_quotient_overflows([a, torch.full((64,), 1.64)])
+    assert not _fmod_quotient_overflows([a.double(), b.double()])
+    row = torch.full((1, 4), 1e300, dtype=torch.float64)
+    assert torch.nn.functional.layer_norm(row, (4,)).isnan().all()  # CUDA's Welford: 0
+    assert _squares_overflow(row) and not _squares_overflow(row / 1e200)
+    spread = torch.tensor([1e19, -1e19, 3.0])
+    assert torch.var(spread).isfinite()  # float64 accumulation; in float32 it overflows
+    assert _float_variance_overflows(spread) and not _float_variance_overflows(spread.double())
+    huge = torch.tensor([1e300, 2.5], dtype=torch.float64)
+    assert huge.to(torch.int64)[0] == -2**63 and cuda_to(huge, torch.int64)[0] == 2**63 - 1
+    assert _undefined_int_cast(huge, torch.int64) and not _undefined_int_cast(huge[1:], torch.int32)
+    assert torch.nn.functional.gelu(torch.full((16,), math.inf)).isnan().all()  # CUDA: inf
+    assert _cpu_gelu_of_inf(torch.tensor([math.inf, 1.0]))
+    assert not _cpu_gelu_of_inf(torch.tensor([math.inf]).double())
+    assert _sum_order_matters(torch.tensor([-1e38, -2.5e38, math.inf]))
+    assert not _sum_order_matters(torch.tensor([-1e38, 1e37, math.inf]))
+    assert _product_order_matters(torch.tensor([1e38, 10.0, 0.01]))
+    assert not _product_order_matters(torch.tensor([1e30, 10.0, 0.01]))
+
+
+def test_fallback_reasons_group_alike() -> None:
+    a = fallback_reason("eager ops ['aten::cumsum', 'aten::cumsum']; ")
+    assert a == "ops left eager: aten::cumsum"
+    b = fallback_reason("eager ops []; nvfuse: group fused_3 (aten::sum) runs eagerly: "
+                        "CannotRun: input shapes [(3, 0)]: x")
+    c = fallback_reason("eager ops []; nvfuse: group fused_0 (aten::sum) runs eagerly: "
+                        "CannotRun: input shapes [(1, 7)]: x")
+    assert b == c and b.startswith("group ran eagerly: CannotRun")

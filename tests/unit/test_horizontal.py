@@ -196,15 +196,16 @@ def test_bundle_buckets_by_block_and_argument_space() -> None:
     small = [member(f"k{i}", 128, 3) for i in range(200)]
     other = [member("r0", 256, 2), member("r1", 256, 2)]
     lone = [member("r2", 512, 1), member("e", 128, 0)]
-    launches = hschedule.bundle(small + other + lone)
+    launches = hschedule.bundle(small + other + lone, hschedule.LEGACY_PARAM_BYTES)
     assert [200, 201] in launches
     covered = sorted(i for b in launches for i in b)
     assert covered == list(range(202))  # the 512-thread kernel and the empty one stay alone
     for b in launches:
         size = sum(([*small, *other])[i].param_bytes for i in b)
-        assert size <= hschedule.MAX_PARAM_BYTES
-    # 200 members of 28 argument bytes each: more than one launch's 4 KB
+        assert size <= hschedule.LEGACY_PARAM_BYTES
+    # 200 members of 28 argument bytes each: more than one launch's 4 KB, one launch's 32 KB
     assert len([b for b in launches if b[0] < 200]) == 2
+    assert len([b for b in hschedule.bundle(small) if b[0] < 200]) == 1
     reductions = [hschedule.Member(256, 4, 64, shared_bytes=3000) for _ in range(5)]
     assert [len(b) for b in hschedule.bundle(reductions)] == [2, 2]  # 8 KB of shared memory
 

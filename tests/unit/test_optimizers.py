@@ -120,3 +120,35 @@ def test_bf16_parameters(interpret: None) -> None:
     launches, left = run_steps(lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=True),
                           torch.bfloat16)
     assert launches == per_step_launches(True) and left == 0
+
+
+@pytest.mark.parametrize("make", [lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: torch.optim.AdamW(ps, lr=1e-2)],
+                         ids=["sgd", "adamw"])
+def test_explain_and_fuse_of_a_step_leave_no_trace(make, interpret: None) -> None:
+    """explain(opt.step) changes no parameter, grad or state; nvfuse.fuse(opt.step) goes
+    through torch.compile (make_fx would capture the parameters as constants) and never runs
+    the step to see whether it raises (that would be an extra update)."""
+    g = torch.Generator().manual_seed(5)
+    params = [torch.randn(s, generator=g).requires_grad_() for s in [(8, 4), (4,), (3, 3, 3)]]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    for p, t in zip(params, twins):
+        p.grad = torch.randn(p.shape, generator=g)
+        t.grad = p.grad.clone()
+    opt, ref = make(params), make(twins)
+    opt.step()
+    ref.step()
+    values = [p.detach().clone() for p in params]
+    state = {k: v.clone() for s in opt.state.values() for k, v in s.items()
+             if isinstance(v, torch.Tensor)}
+    report = nvfuse.explain(opt.step)
+    assert report.kernels_per_step <= 2, str(report)
+    assert all(torch.equal(v, p) for v, p in zip(values, params))
+    after = {k: v for s in opt.state.values() for k, v in s.items() if isinstance(v, torch.Tensor)}
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    step = nvfuse.fuse(opt.step, ())
+    for _ in range(3):
+        step()
+        ref.step()
+    for p, t in zip(params, twins):
+        torch.testing.assert_close(p, t, rtol=1e-5, atol=1e-6)

@@ -1,7 +1,7 @@
 """Conversion and constant lowerings: dtype conversions (_to_copy, to, type_as,
 prims.convert_element_type), copies (clone, alias, detach, positive, lift_fresh_copy, copy,
-prims.copy_strided), zeros_like / ones_like / full_like, and 0-dim constants (scalar_tensor,
-full, new_full / new_zeros / new_ones of size ()) -> prims.
+prims.copy_strided), zeros_like / ones_like / full_like / fill, and 0-dim constants
+(scalar_tensor, full, new_full / new_zeros / new_ones of size ()) -> prims.
 
 Contract: importing this module registers each lowering in the op table
 (`nvfuse.fusion.ops.registry.TABLE`); each takes a `Call` and returns the result `Val`, raising
@@ -104,6 +104,12 @@ def _ones_like(c: Call) -> Val:
 def _full_like(c: Call) -> Val:
     _check_layout(c)
     return _filled(c, c.scalar("fill_value"))
+
+
+@register(aten.fill.Scalar)
+def _fill(c: Call) -> Val:
+    # functionalized `x.fill_(v)`: full_like(x, v) in x's dtype (`self` gives the shape only)
+    return _filled(c, c.scalar("value"))
 
 
 def _zero_dim_const(c: Call, value: Scalar) -> Val:

@@ -4,9 +4,10 @@ as the reductions they are made of.
 Input: a `Call` whose `self` is a `Val` of known rank (`Val.ndim`).  Output: the result Val;
 reductions become REDUCE_* prims over any set of dims (`Builder.reduce`, dims negative and
 right-aligned), whose results are row values (keepdim shapes; whether eager keeps the dims only
-changes the output's shape, which `nvfuse.fusion.build` records).  Raises Unsupported for a
-0-dim input, for a group that already reduces other dims, and for results nvfuse does not
-reduce into (bool sums).
+changes the output's shape, which `nvfuse.fusion.build` records).  A 0-dim input's sum,
+prod, amax, amin, mean, any and all are that element in eager's dtype.  Raises Unsupported
+for other reductions of a 0-dim input, for a group that already reduces other dims, and for
+results nvfuse does not reduce into (bool sums).
 
 Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
 - accumulate float16/bfloat16/float32 in float32, float64 in float64, every integer and bool in
@@ -17,6 +18,7 @@ Numerics follow eager's CUDA reductions (aten/src/ATen/native/cuda/Reduce*.cu):
   argument), never a literal, so a new row length reuses the kernel;
 - logsumexp = log(sum(exp(x - m))) + m with m = amax(x), an infinite m replaced by 0 as eager
   does (an all -inf row gives -inf, a +inf element gives +inf, NaN propagates);
+- any / all count the nonzero (zero) elements in int64: an empty row gives False (True);
 - amax / amin propagate NaN; softmax (aten._softmax, and TorchScript's aten.softmax.int) =
   exp(x - amax) / sum(exp(x - amax)), log_softmax = x - amax - log(sum(exp(x - amax))), in
   float32 for halves.
@@ -61,7 +63,6 @@ def reduced_dims(x: Val, dims: Any) -> tuple[int, ...]:
 def _reduce(c: Call, prim: Prim, dims: Any) -> Val:
     """`prim` of `self` converted to eager's result dtype, over `dims`."""
     x = c.tensor("self")
-    k = reduced_dims(x, dims)
     out = c.out
     if out is DType.BOOL and prim in (P.REDUCE_SUM, P.REDUCE_PROD):
         raise Unsupported(f"{c.target} into bool")
@@ -69,7 +70,15 @@ def _reduce(c: Call, prim: Prim, dims: Any) -> Val:
     # the max, and the same operand as max.dim's argmax, so both ride one pair reduction)
     v = held(c, x) if prim in (P.REDUCE_MAX, P.REDUCE_MIN) else c.value(x, out)
     acc = accumulator(out)
-    return c.b.reduce(prim, c.b.cast(v, acc), k)
+    if _zero_dim(x, dims):  # a reduction of one element is that element (in eager's dtype)
+        return c.b.cast(v, acc)
+    return c.b.reduce(prim, c.b.cast(v, acc), reduced_dims(x, dims))
+
+
+def _zero_dim(x: Val, dims: Any) -> bool:
+    """Whether `x` is 0-dim and `dims` names no dim or its one pseudo-dim (0 or -1)."""
+    listed = [] if dims is None else [dims] if isinstance(dims, int) else list(dims)
+    return x.ndim == 0 and all(d in (0, -1) for d in listed)
 
 
 def _dims(c: Call, name: str = "dim") -> Any:
@@ -100,8 +109,29 @@ def _amin(c: Call) -> Val:
 def _mean(c: Call) -> Val:
     c.float_out()  # eager refuses integer means without a float dtype=
     total = _reduce(c, P.REDUCE_SUM, _dims(c))
+    if _zero_dim(c.tensor("self"), _dims(c)):
+        return total
     count = c.b.cast(c.b.row_numel(c.b.reduce_axes), total.dtype)
     return c.p(P.DIV, total, count)
+
+
+def _any_all(c: Call, all_: bool) -> Val:
+    """any / all: how many elements are nonzero (all: zero), counted in int64 -- an empty row
+    counts 0, so any is False and all True, as eager's; NaN counts as nonzero."""
+    x = c.tensor("self")
+    if c.out is not DType.BOOL:
+        raise Unsupported(f"{c.target} into {c.out}")  # uint8 inputs reduce into uint8
+    v, zero = c.value(x, x.eager), c.b.const(0, x.eager)
+    if _zero_dim(x, _dims(c)):  # one element: any and all are both whether it is nonzero
+        return c.p(P.NE, v, zero)
+    test = c.p(P.EQ if all_ else P.NE, v, zero)
+    count = c.b.reduce(P.REDUCE_SUM, c.b.cast(test, DType.INT64), reduced_dims(x, _dims(c)))
+    zero = c.b.const(0, DType.INT64)
+    return c.p(P.EQ if all_ else P.NE, count, zero)
+
+
+register(*ops("any", "dim", "dims", "default"))(lambda c: _any_all(c, False))
+register(*ops("all", "dim", "dims", "default"))(lambda c: _any_all(c, True))
 
 
 def _softmax_parts(c: Call) -> tuple[Val, Val, Val]:
