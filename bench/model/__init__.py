@@ -9,7 +9,8 @@ would launch (bench/model/plan.py: meta tensors, nothing runs), and each kernel 
                    scaled copy of the call (bench/model/traffic.py), scaled to the full size;
   requested_bytes  the 32-byte sectors the kernel's warps ask L1/L2 for, same scaling;
   load_bits / store_bits  widths of the global loads / stores in the sm_90 SASS (nvdisasm);
-  regs, spills, smem      ptxas -v (spills: spill store + load bytes; smem: static bytes);
+  regs, spills, smem      ptxas -v (spills: spill store + load bytes; smem: static bytes plus
+                          the launch's dynamic shared memory);
   occupancy        theoretical, on an H100 (bench/model/occupancy.py);
   predicted_fraction      THE MODEL's fraction of copy bandwidth (formula in occupancy.py).
 
@@ -43,7 +44,7 @@ from bench.model import occupancy as occ
 from bench.model import sass
 from bench.model.plan import PlannedCall, ScaledCall, Stage, plan_case, scaled_copy
 from bench.model.traffic import Traffic, count_traffic
-from nvfuse.lower.kir import Load, Store
+from nvfuse.lower.kir import Load, Store, dynamic_shared_bytes
 
 ARCH = "sm_90"
 L1_REUSE_BYTES = 32 * 1024
@@ -167,7 +168,9 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
             loads, stores = sass.global_widths(sass.disassemble(cubin, disasm.path))
         compiled[kernel.source] = (res, loads, stores)  # type: ignore[assignment]
     res, loads, stores = compiled[kernel.source]  # type: ignore[misc]
-    blocks, occupancy = occ.occupancy(kir.block, res.regs, res.smem)
+    # ptxas reports the static shared memory; a dynamic array's size is the launch's
+    smem = res.smem + dynamic_shared_bytes(kir, call.scalars[index])
+    blocks, occupancy = occ.occupancy(kir.block, res.regs, smem)
     predicted = narrow = sectors = None
     if moved is not None and requested and elements is not None:
         sectors = requested / max(elements, 1.0)
@@ -180,7 +183,7 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
            "moved_bytes": None if moved is None else int(moved),
            "requested_bytes": None if requested is None else int(requested),
            "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
-           "smem": res.smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
+           "smem": smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
            "predicted_fraction": None if predicted is None else round(predicted, 4),
            "narrow_share": None if narrow is None else round(narrow, 4),
            "sector_ratio": None if sectors is None else round(sectors, 4),

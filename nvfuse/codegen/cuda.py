@@ -38,6 +38,7 @@ class CudaEmitter:
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._depth = 0
+        self._dynamic: list[str] = []  # byte sizes of the dynamic shared arrays so far
 
     # -- text plumbing -----------------------------------------------------------------------
     def line(self, text: str = "") -> None:
@@ -55,6 +56,7 @@ class CudaEmitter:
     def emit(self, k: kir.Kernel) -> str:
         headers = headers_for(k)
         self._lines = [""]
+        self._dynamic = []
         if any(isinstance(s, (kir.BlockReduce, kir.ArgReduce)) for s in _walk(k.body)):
             self.line(f"// kernel IR: launch block={k.block}, one block per row")
         else:
@@ -105,12 +107,28 @@ class CudaEmitter:
                 self.stmts(s.body)
         elif isinstance(s, kir.Comment):
             self.line(f"// {s.text}")
+        elif isinstance(s, kir.Shared) and s.count is not None:
+            self.dynamic_shared(s)
         elif isinstance(s, kir.Shared):
             self.line(f"__shared__ {s.dtype.c_type} {s.name}[{s.size}];")
         elif isinstance(s, kir.Sync):
             self.line("__syncthreads();")
         else:
             self.reduction(s)
+
+    def dynamic_shared(self, s: kir.Shared) -> None:
+        """A dynamic shared array: a typed pointer into the launch's dynamic shared memory,
+        after the arrays declared before it (each rounded up to kir.SHARED_ALIGN bytes, as
+        `kir.dynamic_shared_bytes` sizes the launch)."""
+        assert s.count is not None
+        if not self._dynamic:
+            self.line(f"extern __shared__ __align__({kir.SHARED_ALIGN}) unsigned char "
+                      "nvf_dyn_smem[];")
+        at = " + ".join(self._dynamic) or "0"
+        self.line(f"{s.dtype.c_type}* {s.name} = reinterpret_cast<{s.dtype.c_type}*>("
+                  f"nvf_dyn_smem + {at});")
+        self._dynamic.append(f"(((size_t){s.count.name} * {s.dtype.itemsize} + "
+                             f"{kir.SHARED_ALIGN - 1}) / {kir.SHARED_ALIGN} * {kir.SHARED_ALIGN})")
 
     def reduction(self, s: kir.Stmt) -> None:
         if isinstance(s, kir.WarpReduce):

@@ -38,6 +38,8 @@ from nvfuse.lower.kir import Shared, SharedElem, Sync
 
 # Static __shared__ arrays are limited to 48 KiB per block (more needs dynamic shared memory).
 STATIC_SHARED_BYTES = 48 * 1024
+# A block's shared memory with the opt-in attribute on sm_90 (227 KiB).
+DYNAMIC_SHARED_BYTES = 227 * 1024
 
 
 def shared_array(m: Machine, name: str) -> SharedArray:
@@ -80,16 +82,28 @@ def _declare_shared(m: Machine, s: Shared) -> None:
     existing = m.shared.get(s.name)
     if existing is not None:
         # A static declaration met again (in a loop body) is the same array, as in C.
-        if existing.dtype is s.dtype and existing.size == s.size:
+        if existing.dtype is s.dtype and (existing.size == s.size or s.count is not None):
             return
         raise m.fail(f"shared array {s.name} declared again as {s.dtype}[{s.size}], "
                      f"was {existing.dtype}[{existing.size}]")
-    if s.size * s.dtype.itemsize > STATIC_SHARED_BYTES:
+    size = s.size
+    if s.count is not None:
+        # dynamic: the launch's element count, at most the declared cap (kir.Shared)
+        counts = np.unique(np.asarray(evaluate_expr(m, s.count), dtype=np.int64))
+        if counts.size != 1 or not 0 < int(counts[0]) <= s.size:
+            raise m.fail(f"dynamic shared array {s.name}: {s.count.name} = "
+                         f"{counts.tolist()}, not one value in 1..{s.size}")
+        size = int(counts[0])
+        total = sum(a.size * a.dtype.itemsize for a in m.shared.values())
+        if total + size * s.dtype.itemsize > DYNAMIC_SHARED_BYTES:
+            raise m.fail(f"dynamic shared array {s.name}: the block's shared memory exceeds "
+                         f"{DYNAMIC_SHARED_BYTES} bytes")
+    elif s.size * s.dtype.itemsize > STATIC_SHARED_BYTES:
         raise m.fail(f"shared array {s.name}: {s.dtype}[{s.size}] exceeds the "
                      f"{STATIC_SHARED_BYTES}-byte static shared memory limit")
-    shape = (m.grid, s.size)
+    shape = (m.grid, size)
     m.shared[s.name] = SharedArray(
-        s.dtype, s.size, np.full(shape, poison(s.dtype), dtype=s.dtype.np_storage),
+        s.dtype, size, np.full(shape, poison(s.dtype), dtype=s.dtype.np_storage),
         np.full(shape, NO_THREAD, np.int64), np.full(shape, NO_THREAD, np.int64))
 
 

@@ -18,7 +18,8 @@ Contract:
   memory): `combine` raises ValueError otherwise.  The caller buckets members by block size, so
   that no member runs with threads it would not have had (a worse schedule).
 - Block indices fit in int32 (CUDA's grid limit), and so does every block offset.
-- Members keep their shared memory side by side (not overlapped), so their sum must fit.
+- Members keep their shared memory side by side (not overlapped), so their sum must fit.  A
+  member with dynamic shared memory (`kir.Shared.count`) is refused (ValueError).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def param_bytes(kernel: kir.Kernel) -> int:
 
 def shared_bytes(kernel: kir.Kernel) -> int:
     """The static shared memory `kernel` declares (a horizontal kernel holds its members' side
-    by side)."""
+    by side); a dynamic array counts at its cap, so a kernel with one exceeds what the
+    bundling (nvfuse/schedule/horizontal.py) puts in one launch and launches alone."""
     return sum(s.size * s.dtype.itemsize for s in _statements(kernel.body)
                if isinstance(s, kir.Shared))
 
@@ -93,6 +95,9 @@ def combine(name: str, members: Sequence[kir.Kernel]) -> kir.Kernel:
     body: list[kir.Stmt] = []
     grid: kir.Expr | None = None
     for i, m in enumerate(members):
+        if kir.dynamic_shared(m):
+            raise ValueError(f"horizontal kernel {name}: member {m.name} uses dynamic shared "
+                             "memory, sized per launch; it launches alone")
         if m.block != block and not _thread_local(m):
             raise ValueError(f"horizontal kernel {name}: member {m.name} synchronises its "
                              f"block of {m.block} threads; the launch block is {block}")

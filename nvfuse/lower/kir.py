@@ -11,7 +11,8 @@ Expressions are pure and typed.  Statements run in order, per thread.  Conventio
   checks the promise).  `Store` is the mirror.  Loads and stores move bits: conversions are
   explicit `Compute(Prim.CAST, ...)`.
 - Shared memory: `Shared` declares a per-block array of static size (at most once per name; a
-  declaration inside a loop is the same array each time, as in C); `SharedElem` reads it and is
+  declaration inside a loop is the same array each time, as in C), or one in the launch's
+  dynamic shared memory sized by a scalar parameter (`Shared.count`); `SharedElem` reads it and is
   an `Assign` target.  Cross-thread communication through it needs a `Sync` between the write
   and the read (the interpreter reports the race otherwise).
 - Reductions (`WarpReduce`, `BlockReduce`, `WelfordReduce`, `ArgReduce`) are allreduces: every
@@ -203,11 +204,17 @@ class Comment:
 
 @dataclass(frozen=True)
 class Shared:
-    """`__shared__ T name[size];`: one array per block, uninitialised, alive for the kernel."""
+    """`__shared__ T name[size];`: one array per block, uninitialised, alive for the kernel.
+
+    With `count` (a scalar parameter) the array lives in the launch's dynamic shared memory
+    instead and holds `count` elements, at most `size` (the schedule's cap): the dynamic
+    arrays are laid out in declaration order, each at a 16-byte multiple
+    (`dynamic_shared_bytes`), and are declared at the kernel's top level only."""
 
     name: str
     dtype: DType
     size: int
+    count: Param | None = None
 
     def __post_init__(self) -> None:
         if self.size <= 0:
@@ -420,6 +427,30 @@ def bind_scalars(kernels: Sequence[Kernel],
     return tuple(bound)
 
 
+def dynamic_shared(kernel: Kernel) -> list[Shared]:
+    """The kernel's dynamic shared arrays (`Shared.count`), in declaration order."""
+    return [s for s in kernel.body if isinstance(s, Shared) and s.count is not None]
+
+
+SHARED_ALIGN = 16
+
+
+def dynamic_shared_bytes(kernel: Kernel, scalars: Sequence[int]) -> int:
+    """The dynamic shared memory a launch of `kernel` with these scalar arguments (in the
+    kernel's declared order) needs: its dynamic arrays side by side, each rounded up to
+    SHARED_ALIGN bytes."""
+    arrays = dynamic_shared(kernel)
+    if not arrays:
+        return 0
+    values = {p.name: v for p, v in zip(kernel.scalars, scalars)}
+    total = 0
+    for a in arrays:
+        assert a.count is not None
+        nbytes = values[a.count.name] * a.dtype.itemsize
+        total += -(-nbytes // SHARED_ALIGN) * SHARED_ALIGN
+    return total
+
+
 def kernel_args(kernel: Kernel, values: Mapping[str, int]) -> tuple[int, ...]:
     """`bind_scalars` for one kernel."""
     return bind_scalars([kernel], values)[0]
@@ -493,6 +524,8 @@ def _print_body(body: tuple[Stmt, ...], depth: int, lines: list[str]) -> None:
 def _print_sync_or_reduce(s: Stmt) -> str:
     """Shared memory, barriers and reductions ($name marks a shared array)."""
     if isinstance(s, Shared):
+        if s.count is not None:
+            return f"shared {s.dtype} ${s.name}[{s.count.name} <= {s.size}] dynamic"
         return f"shared {s.dtype} ${s.name}[{s.size}]"
     if isinstance(s, Sync):
         return "sync"

@@ -22,9 +22,10 @@ With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reducti
 the reductions read are loaded once into registers up front and every phase reads those
 (`RowLowering.load_persistent`); otherwise every phase re-reads the row from global memory
 (L2 serves re-reads of rows that fit), except that a looped softmax's max and sum of exp
-share one online pass (nvfuse/lower/online_softmax.py).  The persistent load uses vector
-accesses when sig.lanes > 1; the epilogue's loads and stores are scalar.  Block reductions of
-one dtype share one shared scratch array (the helper leaves it reusable).
+share one online pass (nvfuse/lower/online_softmax.py).  With sig.lanes > 1 the persistent
+load, the epilogue's unit-stride loads and stores and, for a looped row, every column loop
+access `lanes` columns per vector (`RowLowering.vector_operand`).  Block reductions of one
+dtype share one shared scratch array (the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
 (outer dims, then inner dims) -- the order `plan_launch` produces.
@@ -89,6 +90,7 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                             init=lo.offset(k, outer, range(sig.outer_rank))))
     lo.hoist_row_invariant_loads(body)
     lo.load_persistent(body)
+    lo.stage_shared(body)
     declared: set[DType] = set()
     done: set[int] = set()
     online = not lo.persist and sig.kind is not ScheduleKind.COLUMN  # a looped row
@@ -191,7 +193,8 @@ def _vector_store_full(lo: RowLowering, full: list[tuple[int, Output]],
         stores: list[Stmt] = []
         for k, o in vector:
             out.append(Declare(f"w_{o.name}", o.dtype, lanes=sig.lanes))
-            at = IndexOp("+", Var(f"ro_{o.name}", lo.idx), col0, lo.idx)
+            at = (lo.group_offsets[k] if lo.group_offsets is not None
+                  else IndexOp("+", Var(f"ro_{o.name}", lo.idx), col0, lo.idx))
             store: Stmt = Store(o.name, o.dtype, at, f"w_{o.name}", sig.lanes, vector=True)
             guard = lo.guard(k, outer, outer_dims)
             stores.append(If(guard, (store,)) if guard is not None else store)

@@ -17,7 +17,13 @@ keeps the array in registers).  Loops with an explicit start / step (the Welford
 column) still read global memory.  With sig.lanes = L > 1 the load loop reads L consecutive
 columns per vector access and slot k holds column (threadIdx.x + (k / L) * blockDim.x) * L
 + k % L (`_slot_column`; the schedule guarantees L divides row_numel, so a vector is wholly
-inside the row or wholly past it).
+inside the row or wholly past it).  Looped rows with sig.lanes = L > 1 (persist 0) run every
+default column loop by vector groups (`_vector_loop`): col0 = (threadIdx.x + k * blockDim.x)
+* L, one vector load per unit-stride input the body reads, the L columns unrolled.
+Shared-memory rows (sig.smem): `stage_shared` copies the staged inputs' first smem_cols columns
+into s_<input>[smem_cols] (dynamic shared memory) with the same thread-to-column mapping, so
+every later default column loop reads them back (`_group_load`) from the columns its own
+thread wrote: no barrier; columns past smem_cols come from global memory.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from nvfuse.lower.kir import (
     ReduceOp,
     ReduceScope,
     Shared,
+    SharedElem,
     Special,
     Stmt,
     Var,
@@ -55,7 +62,9 @@ from nvfuse.lower.kir import (
     stride_exprs,
 )
 from nvfuse.schedule import names
-from nvfuse.schedule.reduction import ReductionSignature, cached_inputs
+from nvfuse.schedule.reduction import (
+    SMEM_ROW_BYTES, ReductionSignature, cached_inputs, staged_inputs,
+)
 
 # A column loop's body: (each operand's offset, the inner indices) -> statements.
 Body = Callable[[list[Expr], list[Expr]], list[Stmt]]
@@ -105,6 +114,19 @@ class RowLowering:
         # is built, its lane variable and the inputs preloaded as q_<input>[lanes]
         self.vec_lane: Var | None = None
         self.vec_loaded: set[int] = set()
+        # a looped row's vector column loop (`_vector_loop`): while its body is built, the
+        # vector inputs the body reads, loaded as q_<input>[lanes] before the lane loop
+        self.vec_lazy: set[int] | None = None
+        self.group_offsets: list[Expr] | None = None
+        # a shared-memory row (sig.smem): the inputs staged as s_<input>[smem_cols]
+        self.staged: tuple[int, ...] = ()
+        self.smem_cols = Param(names.SMEM_COLS, idx)
+        if sig.smem:
+            unit = [[1 if c == "1" else 0 for c in classes[sig.outer_rank:]]
+                    for classes in sig.inputs]
+            self.staged = staged_inputs(ir, cached_inputs(ir, sig.inputs, sig.outer_rank),
+                                        unit, sig.lanes)
+            self.scalars.append(self.smem_cols)
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
@@ -203,6 +225,10 @@ class RowLowering:
                 return Elem(f"p_{self.ir.inputs[k].name}", self.slot, node.dtype)
             if self.vec_lane is not None and k in self.vec_loaded:
                 return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
+            if self.vec_lane is not None and self.vec_lazy is not None \
+                    and (self.vector_operand(k) or k in self.staged):
+                self.vec_lazy.add(k)
+                return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
             name = f"r_{self.ir.inputs[k].name}"
             out.append(Declare(name, node.dtype, lanes=1))
             out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
@@ -219,6 +245,9 @@ class RowLowering:
         col = Var("col", idx)
         if self.persist and start is None and step is None and self.col_end is None:
             return self._persistent_loop(body)
+        if (self.sig.lanes > 1 or self.staged) and start is None and step is None \
+                and self.col_end is None:
+            return self._vector_loop(body)
         stmts: list[Stmt] = []
         offsets, inner = self._offsets(col, stmts)
         stmts.extend(body(offsets, inner))
@@ -238,6 +267,84 @@ class RowLowering:
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
         return offsets, inner
+
+    def _vector_loop(self, body: Body) -> Stmt:
+        """A looped row's column loop by vector groups: for col0 = threadIdx.x * lanes;
+        col0 < row_numel; col0 += blockDim.x * lanes: one vector load q_<input>[lanes] per
+        vector input (`vector_operand`) the body reads, then for pl < lanes (unrolled):
+        col = col0 + pl and the body, reading those inputs from q_<input>[pl].  lanes divides
+        row_numel (the schedule's `looped_lanes`), so a group is wholly inside the row."""
+        idx, lanes = self.idx, self.sig.lanes
+        col0, col, pl = Var("col0", idx), Var("col", idx), Var("pl", idx)
+        width = Const(lanes, idx)
+        stmts: list[Stmt] = [Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        offsets, inner = self._offsets(col, stmts)
+        self.vec_lane, self.vec_lazy = pl, set()
+        try:
+            stmts.extend(body(offsets, inner))
+            used = sorted(self.vec_lazy)
+        finally:
+            self.vec_lane, self.vec_lazy = None, None
+        loop: list[Stmt] = []
+        at: list[Expr] | None = None
+        if used and (lanes == 1 or self.sig.inner_rank > 1):  # the offsets of column col0
+            at, _ = self._offsets(col0, loop)
+        for k in used:
+            loop.extend(self._group_load(k, col0, at[k] if at is not None else None))
+        loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
+        return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+                                IndexOp("*", self.lane_step, width, idx), tuple(loop)))
+
+    def _group_load(self, k: int, col0: Var, at: Expr | None = None) -> list[Stmt]:
+        """q_<input k>[lanes] = columns col0 .. col0 + lanes - 1 of this row: from its
+        shared-memory copy where staged (col0 < smem_cols), else from global memory at `at`
+        (default: row offset + col0, a unit-stride operand; one vector access where
+        `vector_operand`)."""
+        idx, lanes = self.idx, self.sig.lanes
+        t = self.ir.inputs[k]
+        q = f"q_{t.name}"
+        if at is None:
+            at = IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx)
+        load = Load(q, t.dtype, t.name, at, lanes, lanes > 1 and self.vector_operand(k))
+        if k not in self.staged:
+            return [Declare(q, t.dtype, lanes=lanes), load]
+        copy = tuple(Assign(Elem(q, Const(lane, DType.INT32), t.dtype),
+                            SharedElem(f"s_{t.name}",
+                                       IndexOp("+", col0, Const(lane, idx), idx), t.dtype))
+                     for lane in range(lanes))
+        return [Declare(q, t.dtype, lanes=lanes),
+                If(IndexOp("<", col0, self.smem_cols, DType.BOOL), copy),
+                If(IndexOp("<=", self.smem_cols, col0, DType.BOOL), (load,))]
+
+    def stage_shared(self, out: list[Stmt]) -> None:
+        """A shared-memory row: declare s_<input>[smem_cols] per staged input and copy the
+        row's first smem_cols columns into it, one group of lanes per access, with the
+        column mapping of `_vector_loop` (each thread later reads back what it wrote)."""
+        if not self.staged:
+            return
+        idx, lanes = self.idx, self.sig.lanes
+        col0 = Var("col0", idx)
+        width = Const(lanes, idx)
+        copy: list[Stmt] = []
+        at: list[Expr] | None = None
+        if lanes == 1 or self.sig.inner_rank > 1:  # the offsets of column col0
+            at, _ = self._offsets(col0, copy)
+        for k in self.staged:
+            t = self.ir.inputs[k]
+            out.append(Shared(f"s_{t.name}", t.dtype, SMEM_ROW_BYTES // t.dtype.itemsize,
+                              count=self.smem_cols))
+            q = f"q_{t.name}"
+            copy.append(Declare(q, t.dtype, lanes=lanes))
+            copy.append(Load(q, t.dtype, t.name,
+                             at[k] if at is not None
+                             else IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes,
+                             lanes > 1 and self.vector_operand(k)))
+            copy.extend(Assign(SharedElem(f"s_{t.name}",
+                                          IndexOp("+", col0, Const(lane, idx), idx), t.dtype),
+                               Elem(q, Const(lane, DType.INT32), t.dtype))
+                        for lane in range(lanes))
+        out.append(self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.smem_cols,
+                                    IndexOp("*", self.lane_step, width, idx), tuple(copy))))
 
     def _persistent_loop(self, body: Body) -> Stmt:
         """for k < persist (unrolled): col = threadIdx.x + k * blockDim.x; if col < row_numel:
@@ -297,26 +404,31 @@ class RowLowering:
 
     def vector_operand(self, k: int) -> bool:
         """Whether operand `k` (an input, or an output at len(inputs) + j) is read or written
-        `lanes` columns per access in the persistent epilogue (`vector_group_loop`): a
-        persistent row with lanes > 1 whose operand has one inner dim of unit stride, elements
-        of at most 4 bytes and a vector of at most 16 bytes.  The schedule
-        (`persistent_lanes`) chose lanes only where every such operand is aligned to its
-        vector."""
+        `lanes` columns per access in the epilogue (`vector_group_loop`) and a looped row's
+        column loops (`_vector_loop`): a persistent or looped row with lanes > 1 whose
+        operand has one inner dim of unit stride, elements of at most 4 bytes and a vector of
+        at most 16 bytes.  The schedule (`persistent_lanes`, `looped_lanes`) chose lanes only
+        where every such operand is aligned to its vector."""
         lanes = self.sig.lanes
-        if not self.persist or lanes == 1 or self.col_end is not None:
+        if lanes == 1 or self.col_end is not None:
             return False
         classes = (self.sig.inputs + self.sig.outputs)[k]
         itemsize = self.tensors[k].dtype.itemsize
         # 8-byte values: a pair per access gains little and the lane arrays made the largest
         # float64 bucket spill (tests/numerics/test_persistent.py)
-        return classes[self.sig.outer_rank:] == "1" and itemsize <= 4 and lanes * itemsize <= 16
+        inner = classes[self.sig.outer_rank:]
+        if self.persist and inner != "1":
+            return False
+        return inner.endswith("1") and itemsize <= 4 and lanes * itemsize <= 16
 
     def vector_group_loop(self, roots: list[int],
                           group: Callable[[Var, list[Stmt]], list[Stmt]],
                           lane: Callable[[list[Expr], dict[int, Expr], Var], list[Stmt]]
                           ) -> Stmt:
-        """The persistent epilogue by vector groups: for g < persist / lanes (unrolled):
-        col0 = (threadIdx.x + g * blockDim.x) * lanes; if col0 < row_numel: one vector load
+        """The epilogue by vector groups: for g < persist / lanes (unrolled):
+        col0 = (threadIdx.x + g * blockDim.x) * lanes; if col0 < row_numel (a looped row:
+        for col0 = threadIdx.x * lanes; col0 < row_numel; col0 += blockDim.x * lanes,
+        without register slots): one vector load
         q_<input>[lanes] per row-varying input `roots` need that is neither cached nor
         row-invariant (`vector_operand`), `group(col0, prologue)`'s statements (the caller's
         register arrays), then for pl < lanes (unrolled): col = col0 + pl, slot pk =
@@ -328,6 +440,9 @@ class RowLowering:
         col0, col, pk = Var("col0", idx), Var("col", idx), Var("pk", idx)
         width = Const(lanes, idx)
         body: list[Stmt] = []
+        # rows of several inner dims: every operand's offset at col0 (a group of lanes stays
+        # inside the innermost dim), for the group's loads and the caller's stores
+        self.group_offsets = self._offsets(col0, body)[0] if self.sig.inner_rank > 1 else None
         loaded = set()
         for index in self._needed(roots):
             node = self.ir.nodes[index]
@@ -335,19 +450,21 @@ class RowLowering:
                 continue
             k = int(node.attr)  # type: ignore[arg-type]
             if k in self.cached or k in loaded or index in self.row_exprs \
-                    or not self.vector_operand(k):
+                    or not (self.vector_operand(k) or k in self.staged):
                 continue
             loaded.add(k)
-            t = self.ir.inputs[k]
-            body.append(Declare(f"q_{t.name}", t.dtype, lanes=lanes))
-            body.append(Load(f"q_{t.name}", t.dtype, t.name,
-                             IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes, True))
+            body.extend(self._group_load(
+                k, col0, self.group_offsets[k] if self.group_offsets is not None else None))
         after = group(col0, body)
-        stmts: list[Stmt] = [
-            Declare(pk.name, idx, init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)),
-            Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        self.group_offsets = None
+        stmts: list[Stmt] = []
+        if self.persist:
+            stmts.append(Declare(pk.name, idx,
+                                 init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)))
+        stmts.append(Declare(col.name, idx, init=IndexOp("+", col0, pl, idx)))
         offsets, _ = self._offsets(col, stmts)
-        self.slot, self.vec_lane, self.vec_loaded = pk, pl, loaded
+        self.slot = pk if self.persist else None
+        self.vec_lane, self.vec_loaded = pl, loaded
         try:
             values = self.column_values(roots, offsets, stmts)
             stmts.extend(lane(offsets, values, pl))
@@ -355,6 +472,9 @@ class RowLowering:
             self.slot, self.vec_lane, self.vec_loaded = None, None, set()
         body.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         body.extend(after)
+        if not self.persist:
+            return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+                                    IndexOp("*", self.lane_step, width, idx), tuple(body)))
         first = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
                         width, idx)
         return For(g, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (

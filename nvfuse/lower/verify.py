@@ -99,6 +99,10 @@ class _Verifier:
                 self.expr(s.init, scope)
             self.declare(s.name, scope, s.dtype, s.lanes)
         elif isinstance(s, kir.Shared):
+            if s.count is not None:
+                if scope.parent is not None:
+                    raise self.fail(f"dynamic shared array {s.name} declared in a nested scope")
+                self.expr(s.count, scope)
             self.declare(s.name, scope, s.dtype, s.size)
         elif isinstance(s, kir.Assign):
             self.expr(s.target, scope)

@@ -96,13 +96,17 @@ class LoadedKernel:
         """The CUfunction handle, for launching through the driver (nvfuse/runtime/packed.py)."""
         return int(self._function.ptr)
 
-    def launch_args(self, grid: int, block: int, params: int, stream: int) -> None:
-        """cuLaunchKernel with a prebuilt `void* kernelParams[]` at address `params`, in this
-        kernel's device context (for a caller whose current device is another one)."""
+    def launch_args(self, grid: int, block: int, params: int, stream: int,
+                    shared_mem: int = 0) -> None:
+        """cuLaunchKernel with a prebuilt `void* kernelParams[]` at address `params` and
+        `shared_mem` bytes of dynamic shared memory, in this kernel's device context (for a
+        caller whose current device is another one)."""
         with self._cupy.cuda.Device(self.device_index):
             try:
-                self._driver.launchKernel(self.function_pointer, grid, 1, 1, block, 1, 1, 0,
-                                          stream, params, 0)
+                if shared_mem > self._smem_limit:
+                    self.raise_smem_limit(shared_mem)
+                self._driver.launchKernel(self.function_pointer, grid, 1, 1, block, 1, 1,
+                                          shared_mem, stream, params, 0)
             except self._driver.CUDADriverError as e:
                 raise LaunchError(f"launching {self.name} on cuda:{self.device_index} failed "
                                   f"(grid={grid}, block={block}): {e}") from e
@@ -110,7 +114,7 @@ class LoadedKernel:
     def _launch(self, grid: int, block: int, kargs: list[Any], smem: int, stream: Any) -> None:
         try:
             if smem > self._smem_limit:
-                self._raise_smem_limit(smem)
+                self.raise_smem_limit(smem)
             self._function((grid,), (block,), kargs, shared_mem=smem, stream=stream)
         except self._driver.CUDADriverError as e:
             raise LaunchError(
@@ -118,7 +122,12 @@ class LoadedKernel:
                 f"(grid={grid}, block={block}, shared_mem={smem}, stream={stream.ptr:#x}): {e}"
             ) from e
 
-    def _raise_smem_limit(self, smem: int) -> None:
+    @property
+    def smem_limit(self) -> int:
+        """The dynamic shared memory this function may use without raising its limit."""
+        return self._smem_limit
+
+    def raise_smem_limit(self, smem: int) -> None:
         # Above 48 KiB a kernel must opt in to its dynamic shared memory size, once per function.
         self._driver.funcSetAttribute(
             self._function.ptr, self._driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem

@@ -29,6 +29,7 @@ import torch
 
 from nvfuse.dtypes import DType
 from nvfuse.errors import LaunchError
+from nvfuse.lower.kir import dynamic_shared, dynamic_shared_bytes
 
 # The C type of each scalar parameter dtype (kernel scalars are sizes, strides, counts, seeds).
 _CTYPES: dict[DType, type] = {
@@ -100,6 +101,9 @@ class PackedLaunch:
         self._driver_error = driver.CUDADriverError
         self._get_device = runtime.getDevice
         self._local = _Loaded()
+        # dynamic shared memory (kir.Shared.count): sized per launch from its scalars
+        self._kir = kernel.kernel_ir
+        self._dynamic = bool(dynamic_shared(self._kir))
 
     def buffer(self) -> ArgBuffer:
         buffer = self._local.buffer
@@ -111,11 +115,14 @@ class PackedLaunch:
         buffer = self.buffer()
         buffer.fill(tensors, scalars)
         stream = current_raw_stream(self.device_index)
+        smem = dynamic_shared_bytes(self._kir, scalars) if self._dynamic else 0
         if self._get_device() != self.device_index:
-            self._loaded.launch_args(self.grid, self.block, buffer.address, stream)
+            self._loaded.launch_args(self.grid, self.block, buffer.address, stream, smem)
             return  # another device is current: enter the kernel's context for this launch
         try:
-            self._launch(self._function, self.grid, 1, 1, self.block, 1, 1, 0, stream,
+            if smem > self._loaded.smem_limit:
+                self._loaded.raise_smem_limit(smem)
+            self._launch(self._function, self.grid, 1, 1, self.block, 1, 1, smem, stream,
                          buffer.address, 0)
         except self._driver_error as e:
             raise LaunchError(f"launching {self.name} on cuda:{self.device_index} failed "

@@ -12,6 +12,7 @@ that the two sides can never disagree on a spelling.
     {input}_c{c}p{k}                   the operand of input placed as segment k of concat c
     cat{c}_end{k}, cat{c}_shift{k}     a concatenation's segment ends and shifts
     splits, chunk_len                  a split reduction's chunk count and length
+    smem_cols                          a looped row's columns staged in shared memory
     seed                               a random kernel's seed: the launcher draws it per launch
 """
 
@@ -24,6 +25,7 @@ ROWS = "rows"
 ROW_NUMEL = "row_numel"
 SPLITS = "splits"
 CHUNK_LEN = "chunk_len"
+SMEM_COLS = "smem_cols"  # a shared-memory row's staged columns (nvfuse/schedule/reduction.py)
 SEED = "seed"  # not a schedule's: drawn fresh for every launch (nvfuse/runtime/executor.py)
 
 

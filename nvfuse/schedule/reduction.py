@@ -25,7 +25,8 @@ Row outputs (a reduction's result, keepdim or not) are viewed with their reduced
 Block size is a bucket of C, documented in `block_for` / `column_block_for` and part of the
 signature: a new row count never recompiles, a new row length recompiles only when it crosses a
 bucket edge.  The index width is the pointwise rule (every offset, the row count and C + block
-fit in 31 bits).  Accesses are scalar, except a persistent row's loads (`lanes`, below).
+fit in 31 bits).  Accesses are scalar, except where `lanes` > 1 (persistent and looped rows,
+below).
 
 Persistent rows (`persistent_for`): when a row schedule's C fits a persistent bucket, each
 thread loads its `persist` columns (threadIdx.x + k * block, k < persist) of every input the
@@ -42,6 +43,20 @@ norm's weight and bias) and writes the unit-stride full outputs `lanes` columns 
 (where that is at most 16 bytes), so those operands must be aligned the same way.  `lanes` is
 in the signature (C % lanes and the alignments decide it, as the pointwise schedule's
 `_pick_lanes`).
+
+Vector looped rows (`looped_lanes`): a row schedule past the persistent buckets whose
+unit-stride inputs (one merged inner dim, elements of at most 4 bytes) are aligned by the same
+rule loads and stores `lanes` consecutive columns per access (16 bytes of the widest such
+input): thread t visits column groups (t + k * block) * lanes, k = 0, 1, ..., each group one
+vector access per unit-stride operand whose vector fits 16 bytes, the lanes unrolled.
+
+Shared-memory rows (`staged_inputs`, sig.smem): a looped row read more than once first copies
+its cached inputs' first `smem_cols` columns (a kernel argument: the whole row up to
+SMEM_ROW_BYTES; with lanes > 1 only the unit-stride inputs, with lanes 1 any strides: group
+norm's channels x pixels, batch norm's batch x pixels) into dynamic shared memory, with the
+same column mapping as every later column loop, so each thread reads back only what it wrote
+(no barrier); the phases read those columns from shared memory and the rest, if any, from
+global memory.
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -60,6 +75,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
     FusionIR, OutputShape, needed_nodes, reduced_positions,
 )
+from nvfuse.fusion.phases import reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule import names
@@ -171,6 +187,66 @@ def persistent_lanes(cached: Sequence[int], persist: int, row_numel: int,
     return 1
 
 
+def looped_lanes(n_inputs: int, inner_sizes: Sequence[int], inner: Sequence[Sequence[int]],
+                 outer: Sequence[Sequence[int]], operands: Sequence[torch.Tensor]) -> int:
+    """Columns per vector access of a looped row (module docstring), or 1: 16 bytes of the
+    widest input of at most 4 bytes with unit stride along the innermost inner dim; every
+    such operand (input or output, `operands` as in `persistent_lanes`) whose vector fits 16
+    bytes must be aligned to it, with the innermost inner size and the operand's other
+    strides multiples of it (the persistent rule; a group of lanes then never crosses the
+    innermost dim: group norm's pixels of one channel)."""
+    unit = [k for k in range(len(operands)) if inner[k] and inner[k][-1] == 1
+            and operands[k].element_size() <= 4]
+    sizes = [operands[k].element_size() for k in unit if k < n_inputs]
+    if not sizes or not inner_sizes:
+        return 1
+    lanes = VECTOR_BYTES // max(sizes)
+    while lanes > 1:
+        if inner_sizes[-1] % lanes == 0 and all(
+                operands[k].data_ptr() % (lanes * operands[k].element_size()) == 0
+                and all(s % lanes == 0 for s in [*outer[k], *inner[k][:-1]]) for k in unit
+                if lanes * operands[k].element_size() <= VECTOR_BYTES):
+            return lanes
+        lanes //= 2
+    return 1
+
+
+# Shared-memory rows: a looped row whose phases read its cached inputs more than once stages
+# their first `smem_cols` columns in dynamic shared memory, at most SMEM_ROW_BYTES a block:
+# sm_90's 227 KiB opt-in limit less room for the reductions' static scratch; on a device
+# with less shared memory per SM, that less SMEM_RESERVED (the 1 KiB the system keeps per
+# block, 3 KiB of scratch): 160 KiB on an A100 (`smem_row_bytes`).  smem_cols is the row
+# length when it fits, else a multiple of SMEM_COLS_STEP (any lanes divides it) and the
+# columns past it are re-read from global memory; 0: not staged.
+SMEM_ROW_BYTES = 224 * 1024
+SMEM_COLS_STEP = 16
+SMEM_RESERVED = 4 * 1024
+
+
+def smem_row_bytes(arch: str) -> int:
+    """The shared memory a block of `arch` may stage its row in (above)."""
+    return min(SMEM_ROW_BYTES, device_props(arch).smem_per_sm - SMEM_RESERVED)
+
+
+def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]],
+                  lanes: int) -> tuple[int, ...]:
+    """The inputs a looped row stages in shared memory: the cached inputs (with unit stride
+    along the innermost inner dim where `lanes` > 1: a group of lanes is then one
+    contiguous access), when the row is read more than once (a full output's pass after the
+    reductions, or several reduction phases); else none."""
+    again = any(not o.shape.is_row for o in ir.outputs) or len(reduction_phases(ir)) > 1
+    return tuple(k for k in cached if lanes == 1 or (inner[k] and inner[k][-1] == 1)) \
+        if again else ()
+
+
+def smem_cols(row_numel: int, itemsizes: Sequence[int], arch: str = "sm_90") -> int:
+    """The columns staged in shared memory (see above) for staged inputs of these sizes."""
+    if not itemsizes:
+        return 0
+    fit = max(smem_row_bytes(arch), 0) // sum(itemsizes)
+    return row_numel if row_numel <= fit else fit // SMEM_COLS_STEP * SMEM_COLS_STEP
+
+
 # Warp rows (kind WARP_ROW, nvfuse/lower/warp.py): a row schedule whose rows have at most
 # WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
 # of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
@@ -203,13 +279,16 @@ class ReductionSignature:
     index: DType
     arch: str
     persist: int = 0          # columns per thread held in registers (0: looped schedule)
-    lanes: int = 1            # columns per vector load of a persistent row
+    lanes: int = 1            # columns per vector access of a persistent or looped row
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
+    smem: bool = False        # a looped row staged in shared memory (`staged_inputs`)
 
     def __repr__(self) -> str:
         # Kernel names hash this text (lower/pointwise.py content_name): it spells the kind as
-        # a name of its own, so names, goldens and disk-cache entries stay stable.
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        # a name of its own and smem only when set, so names, goldens and disk-cache entries
+        # stay stable.
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.repr and (f.name != "smem" or self.smem))
         return f"{_SPELLING[self.kind]}({shown})"
 
 
@@ -360,6 +439,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     column, warp = kind is ScheduleKind.COLUMN, kind is ScheduleKind.WARP_ROW
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
     persist, lanes = 0, 1
+    staged: tuple[int, ...] = ()
     if column:
         block = column_block_for(row_numel)
     elif warp:
@@ -369,7 +449,13 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
         words = sum(-(-ir.inputs[k].dtype.itemsize // 4) for k in cached)
         block, persist = persistent_for(row_numel, words, device_props(arch).persist_words,
                                         len(inner_sizes))
-        lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
+        if persist:
+            lanes = persistent_lanes(cached, persist, row_numel, inner, outer, lay.views)
+        else:
+            lanes = looped_lanes(len(inputs), inner_sizes, inner, outer, lay.views)
+            staged = staged_inputs(ir, cached, inner, lanes) if row_numel > 0 else ()
+            cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged], arch)
+            staged = staged if cols > 0 else ()
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
@@ -378,8 +464,10 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     n_in = len(inputs)
     signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                                    tuple(classes[n_in:]), block, index, arch, persist, lanes,
-                                   kind)
+                                   kind, bool(staged))
     scalars = {names.ROWS: rows, names.ROW_NUMEL: row_numel}
+    if staged:
+        scalars[names.SMEM_COLS] = cols
     scalars |= {names.outer_size(d): n for d, n in enumerate(outer_sizes) if d}
     scalars |= {names.inner_size(d): n for d, n in enumerate(inner_sizes) if d}
     rank = len(outer_sizes)

@@ -157,12 +157,13 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
         sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
     # chunks loop over global memory: no register-resident row, no vector width (both depend
     # on the row length, which would make a new size recompile for nothing)
-    base = dataclasses.replace(sig, block=block1, persist=0, lanes=1)
+    base = dataclasses.replace(sig, block=block1, persist=0, lanes=1, smem=False)
     stage1 = SplitSignature(base, 1, block1)
     stage2 = SplitSignature(base, 2, STAGE2_BLOCK)
     n = launch.rows * splits
     return SplitLaunch(
         ((stage1, ReductionParams(block1, base.index), launch.grid * splits),
          (stage2, ReductionParams(STAGE2_BLOCK, base.index), launch.rows)),
-        launch.scalars | {names.SPLITS: splits, names.CHUNK_LEN: chunk},
+        {k: v for k, v in launch.scalars.items() if k != names.SMEM_COLS}
+        | {names.SPLITS: splits, names.CHUNK_LEN: chunk},
         tuple((d, n) for d in workspace_dtypes(ir)), splits)

@@ -81,7 +81,9 @@ def _loads_of(stmts: tuple[kir.Stmt, ...], tensor: str) -> int:
 def test_layer_norm_kernel_reads_the_row_once_or_twice(width: int) -> None:
     """Persistent (300 wide): one load loop into registers, then the pivot (column 0 only),
     Welford + sum and normalize + store read the registers; looped (40000 wide, past the last
-    persistent bucket): the pivot, Welford + sum and normalize + store each read the row."""
+    persistent bucket, staged in shared memory): the copy loop into shared memory, then the
+    pivot, Welford + sum and normalize + store each read global memory (the latter two only
+    past the staged columns)."""
     x, w, b = torch.randn(4, width), torch.randn(width), torch.randn(width)
     gm, names = partition(trace_to_aten(lambda x, w, b: F.layer_norm(x, (width,), w, b),
                                         (x, w, b)))
@@ -94,11 +96,12 @@ def test_layer_norm_kernel_reads_the_row_once_or_twice(width: int) -> None:
     loops = [s for s in kernel.body if isinstance(s, kir.For)]
     persistent = width == 300
     assert (launch.signature.persist > 0) == persistent
-    assert len(loops) == (4 if persistent else 3)
-    pivot = loops[1] if persistent else loops[0]
+    assert launch.signature.smem is not persistent
+    assert len(loops) == 4
+    pivot = loops[1]
     assert pivot.start == kir.Const(0, pivot.start.dtype)
-    # x: the load loop and the pivot (persistent), or every loop (looped)
+    # x: the load loop and the pivot (persistent), or every loop (staged)
     assert [_loads_of((s,), "in0") for s in loops] == ([1, 1, 0, 0] if persistent
-                                                         else [1, 1, 1])
+                                                         else [1, 1, 1, 1])
     assert sum(isinstance(s, kir.WelfordReduce) for s in kernel.body) == 1
     assert sum(isinstance(s, kir.BlockReduce) for s in kernel.body) == 1

@@ -1,17 +1,39 @@
 extern "C" __global__ void __launch_bounds__(1024, 1)
-nvfuse_red_ed2aa31b12a4(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_out0_o0) {
+nvfuse_red_ccaa3b5028d9(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_o0, int stride_out0_o0, int smem_cols) {
   int row = ((int)blockIdx.x);
   int ro_in0 = (row * stride_in0_o0);
   int ro_out0 = (row * stride_out0_o0);
+  extern __shared__ __align__(16) unsigned char nvf_dyn_smem[];
+  float* s_in0 = reinterpret_cast<float*>(nvf_dyn_smem + 0);
+  for (int col0 = (((int)threadIdx.x) * 4); col0 < smem_cols; col0 += (((int)blockDim.x) * 4)) {
+    float q_in0[4];
+    nvf_load_vector<float, 4>(q_in0, in0 + (ro_in0 + col0));
+    s_in0[(col0 + 0)] = q_in0[0];
+    s_in0[(col0 + 1)] = q_in0[1];
+    s_in0[(col0 + 2)] = q_in0[2];
+    s_in0[(col0 + 3)] = q_in0[3];
+  }
   __shared__ float red_f32[32];
   float om1 = nvf_bits_as_float(0xff800000u);
   float os1 = 0.0f;
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    float r_in0[1];
-    nvf_load<float, 1>(r_in0, in0 + (ro_in0 + col));
-    float omn1 = nvf_maximum<float>(om1, r_in0[0]);
-    os1 = ((((os1) * (((((om1) == (omn1))) ? (1.0f) : (expf(((om1) - (omn1)))))))) + (((((r_in0[0]) == (nvf_bits_as_float(0xff800000u)))) ? (0.0f) : (expf(((r_in0[0]) - (omn1)))))));
-    om1 = omn1;
+  for (int col0 = (((int)threadIdx.x) * 4); col0 < row_numel; col0 += (((int)blockDim.x) * 4)) {
+    float q_in0[4];
+    if ((col0 < smem_cols)) {
+      q_in0[0] = s_in0[(col0 + 0)];
+      q_in0[1] = s_in0[(col0 + 1)];
+      q_in0[2] = s_in0[(col0 + 2)];
+      q_in0[3] = s_in0[(col0 + 3)];
+    }
+    if ((smem_cols <= col0)) {
+      nvf_load_vector<float, 4>(q_in0, in0 + (ro_in0 + col0));
+    }
+    #pragma unroll
+    for (int pl = 0; pl < 4; pl += 1) {
+      int col = (col0 + pl);
+      float omn1 = nvf_maximum<float>(om1, q_in0[pl]);
+      os1 = ((((os1) * (((((om1) == (omn1))) ? (1.0f) : (expf(((om1) - (omn1)))))))) + (((((q_in0[pl]) == (nvf_bits_as_float(0xff800000u)))) ? (0.0f) : (expf(((q_in0[pl]) - (omn1)))))));
+      om1 = omn1;
+    }
   }
   float v1;
   v1 = nvf_block_allreduce<nvf_op_max, float>(om1, red_f32);
@@ -19,14 +41,26 @@ nvfuse_red_ed2aa31b12a4(const float* __restrict__ in0, float* __restrict__ out0,
   float osum1;
   osum1 = nvf_block_allreduce<nvf_op_sum, float>(osp1, red_f32);
   float v4 = ((((v1) == (nvf_bits_as_float(0xff800000u)))) ? (nvf_bits_as_float(0x7fc00000u)) : (osum1));
-  for (int col = ((int)threadIdx.x); col < row_numel; col += ((int)blockDim.x)) {
-    float r_in0[1];
-    nvf_load<float, 1>(r_in0, in0 + (ro_in0 + col));
-    float v2 = ((r_in0[0]) - (v1));
-    float v3 = expf(v2);
-    float v5 = ((v3) / (v4));
-    float r_out0[1];
-    r_out0[0] = v5;
-    nvf_store<float, 1>(out0 + (ro_out0 + col), r_out0);
+  for (int col0 = (((int)threadIdx.x) * 4); col0 < row_numel; col0 += (((int)blockDim.x) * 4)) {
+    float q_in0[4];
+    if ((col0 < smem_cols)) {
+      q_in0[0] = s_in0[(col0 + 0)];
+      q_in0[1] = s_in0[(col0 + 1)];
+      q_in0[2] = s_in0[(col0 + 2)];
+      q_in0[3] = s_in0[(col0 + 3)];
+    }
+    if ((smem_cols <= col0)) {
+      nvf_load_vector<float, 4>(q_in0, in0 + (ro_in0 + col0));
+    }
+    float w_out0[4];
+    #pragma unroll
+    for (int pl = 0; pl < 4; pl += 1) {
+      int col = (col0 + pl);
+      float v2 = ((q_in0[pl]) - (v1));
+      float v3 = expf(v2);
+      float v5 = ((v3) / (v4));
+      w_out0[pl] = v5;
+    }
+    nvf_store_vector<float, 4>(out0 + (ro_out0 + col0), w_out0);
   }
 }

@@ -1,0 +1,77 @@
+"""GPU tier for shared-memory rows (marker `gpu`, skipped without CUDA): the cases of
+tests/numerics/test_shared_rows.py on the device at full sizes, outputs poisoned, against eager
+CUDA: rows that fit the staging cap whole (a 50K-wide bf16 vocabulary, 40K fp32: over 48 KiB,
+so the launch raises the kernel's dynamic shared memory limit) and rows that overflow it (128K
+columns), every float dtype, two staged inputs side by side, and NaN / inf rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfuse
+from nvfuse.lower import kir
+
+from gpu_support import numerics
+
+
+compare = numerics("cases").compare
+T = numerics("test_persistent")
+_make = numerics("test_reductions")._make
+
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
+f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+
+
+def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:
+    fm = nvfuse.fuse(fn, inputs)
+    actual, expected = fm(*inputs), fn(*inputs)  # type: ignore[operator]
+    if not isinstance(expected, tuple):
+        actual, expected = (actual,), (expected,)
+    for a, e in zip(actual, expected):
+        compare(a, e, dtype)
+    assert nvfuse.stats()["fallbacks"] == 0
+    assert kir.dynamic_shared(fm.kernels[0].kernel_ir)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
+@pytest.mark.parametrize("dtype", [f32, f16, bf16, f64], ids=str)
+@pytest.mark.parametrize("width", [40_000, 50_304, 131_072])
+def test_staged_rows_on_device(op: str, dtype: torch.dtype, width: int) -> None:
+    inputs = tuple(t.cuda() for t in T._inputs(op, width, dtype, rows=256))
+    _check(T.OPS[op][0], inputs, dtype)
+
+
+@pytest.mark.parametrize("width", [40_000, 131_072])
+def test_two_staged_inputs_on_device(width: int) -> None:
+    x = _make((128, width), f32, "two-x").cuda()
+    y = _make((128, width), bf16, "two-y").cuda()
+    _check(lambda a, b: torch.softmax(a + b, -1), (x, y), f32)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
+@pytest.mark.parametrize("width", [50_304, 131_072])
+def test_nan_and_inf_rows_on_device(op: str, width: int) -> None:
+    inputs = T._inputs(op, width, f32, rows=64)
+    x = inputs[0].clone()
+    inf = float("inf")
+    x[0] = -inf
+    x[1, width // 3] = inf
+    x[2, width - 1] = float("nan")
+    x[3, 0], x[3, width - 1] = inf, -inf
+    x[5, :width // 2] = -inf
+    _check(T.OPS[op][0], (x.cuda(), *(t.cuda() for t in inputs[1:])), f32)
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_norms_of_several_dims_on_device(norm: str) -> None:
+    """Group norm (rows of 8 channels x 3136 pixels: fit) and batch-norm training (rows of
+    32 x 3136 per channel: overflow), staged through their strides."""
+    S = numerics("test_shared_rows")
+    x = _make((32, 256, 56, 56), f32, f"{norm}x").cuda()
+    w, b = _make((256,), f32, "w").cuda(), _make((256,), f32, "b").cuda()
+    if norm == "group":
+        _check(lambda a, c, d: torch.nn.functional.group_norm(a, 32, c, d), (x, w, b), f32)
+    else:
+        rm, rv = _make((256,), f32, "rm").cuda(), _make((256,), f32, "rv", near_one=True).cuda()
+        _check(S._batch_norm, (x, w, b, rm, rv), f32)
