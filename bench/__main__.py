@@ -1,12 +1,16 @@
 """`python -m bench`: time eager PyTorch, torch.compile (inductor, default mode) and nvfuse on
 every case of bench/cases.py, print the table, write bench/results/<date>-<gpu>.{json,md,png}.
 
-    python -m bench [--size tiny|full] [--only SUBSTRING] [--out DIR] [--device cpu|cuda]
-                    [--no-inductor]
+    python -m bench [--size tiny|full] [--only SUBSTRING[,SUBSTRING...]] [--out DIR]
+                    [--device cpu|cuda] [--no-inductor] [--budget SECONDS]
     python -m bench --model [--only SUBSTRING] [--out DIR]
 
 `--model` times nothing: it builds every case's kernels at the full size without running them
 and writes the static performance MODEL, <out>/model-<date>.{json,md} (bench/model/).
+
+`--only` runs the cases whose name contains any of the comma-separated substrings, in the
+order given (a device lease runs the cases that matter first); `--budget` starts no case once
+that many seconds have passed, and the report lists the cases left out.
 
 Every case is first checked against eager (each compiled variant, at the size being timed); a
 variant that fails or mismatches records NaN and the reason is printed: one failure never stops
@@ -32,6 +36,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,9 +213,22 @@ def warm_up_toolchain(run: Run) -> None:
     timing.sync(run.cuda)
 
 
+def select(only: str | None) -> list[Case]:
+    """The cases named by `only` (comma-separated substrings; each case once, in the order of
+    the first substring it contains); every case when `only` is None or empty."""
+    if not only:
+        return list(CASES)
+    chosen: dict[str, Case] = {}
+    for part in filter(None, (p.strip() for p in only.split(","))):
+        chosen.update((c.name, c) for c in CASES if part in c.name and c.name not in chosen)
+    return list(chosen.values())
+
+
 def run_suite(size: str = "full", only: str | None = None, out_dir: str = "bench/results",
-              device: str | None = None, inductor: bool | None = None) -> tuple[Run, dict]:
-    """Run the cases whose name contains `only` and write the reports; returns (run, results)."""
+              device: str | None = None, inductor: bool | None = None,
+              budget_s: float | None = None) -> tuple[Run, dict]:
+    """Run the cases `select(only)` names, starting none after `budget_s` seconds, and write
+    the reports; returns (run, results)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cpu" and size != "tiny":
         print("note: full sizes need a GPU; the CPU runs --size tiny")
@@ -224,11 +242,16 @@ def run_suite(size: str = "full", only: str | None = None, out_dir: str = "bench
         meta = report.meta(dev, timing.copy_bandwidth_gbps(dev))
         warm_up_toolchain(run)
         rows: list[dict[str, Any]] = []
-        for case in CASES:
-            if only and only not in case.name:
+        started, left_out = time.monotonic(), []
+        for case in select(only):
+            if budget_s is not None and time.monotonic() - started > budget_s:
+                left_out.append(case.name)
                 continue
             print(f"{case.name} ...", flush=True)
             rows.extend(guarded_case(run, case))
+    if left_out:
+        meta["left_out"] = f"time budget ({budget_s:.0f} s) spent before: {', '.join(left_out)}"
+        print(meta["left_out"])
     results = {"meta": meta, "cases": rows}
     print(report.render(results))
     for path in report.write_all(results, out_dir):
@@ -256,7 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "write <out>/<date>-<gpu>.json, .md and .png.")
     p.add_argument("--size", choices=("tiny", "full"), default="full",
                    help="full: the GPU sizes (default); tiny: a few elements per tensor")
-    p.add_argument("--only", default=None, help="run the cases whose name contains this")
+    p.add_argument("--only", default=None,
+                   help="run the cases whose name contains any of these comma-separated "
+                        "substrings, in that order")
+    p.add_argument("--budget", type=float, default=None,
+                   help="start no case after this many seconds (the report lists the rest)")
     p.add_argument("--out", default=os.path.join("bench", "results"), help="output directory")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available; cpu runs nvfuse's interpreter, tiny only")
@@ -283,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
     run, _ = run_suite(args.size, args.only, args.out, args.device,
-                       False if args.no_inductor else None)
+                       False if args.no_inductor else None, args.budget)
     if run.failures:
         print(f"\n{len(run.failures)} variant(s) recorded NaN (reasons above)")
     return 0

@@ -111,7 +111,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [f"# nvfuse benchmarks: {m['gpu']}, {m['date']}", "",
              (f"torch {m['torch']}, CuPy {m['cupy']}, NVRTC {m['nvrtc']}; "
               f"device-to-device copy: {bw:.1f} GB/s (bytes read + written)."), "",
-             method, "", header, "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             method, "", *([f"Not run: {m['left_out']}.", ""] if m.get("left_out") else []),
+             header, "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results["cases"]:
         d = derived(r, bw)
         lines.append(

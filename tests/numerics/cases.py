@@ -63,6 +63,17 @@ class OpCase:
         return self.tol.get(dtype) if self.tol else None
 
 
+def sum_tolerance(x: torch.Tensor, dtype: torch.dtype) -> Tol:
+    """(atol, rtol) for a sum over x's last dim that adds in another order than eager's (a
+    GPU's eager sum): the dtype's default plus twice the accumulator's epsilon times the
+    largest row's sum of |x| over finite elements -- the reordering error bound that
+    random-sign rows stay well under; float16/bfloat16 rows accumulate in float32."""
+    atol, rtol = DEFAULT_TOL.get(dtype, DEFAULT_TOL[f32])
+    acc = f64 if dtype is f64 else f32
+    finite = x.double().abs().nan_to_num(0.0, 0.0, 0.0)
+    return atol + 2 * torch.finfo(acc).eps * float(finite.sum(-1).max()), rtol
+
+
 def compare(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype,
             tol: Tol | None = None) -> None:
     """Assert `actual` matches eager's `expected` (dtype and shape too); see module docstring.

@@ -99,3 +99,30 @@ def test_derived_metrics() -> None:
     assert d["x_eager"] == pytest.approx(4.0) and d["x_inductor"] == pytest.approx(2.0)
     assert report.geomean([1.0, 4.0, math.nan]) == pytest.approx(2.0)
     assert report.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_only_selects_by_substrings_in_order() -> None:
+    from bench.__main__ import select
+
+    names = [c.name for c in select("softmax-w32k-bf16,bias-gelu,softmax-w32k")]
+    assert names[0] == "softmax-w32k-bf16"
+    assert names[1:3] == [c.name for c in CASES if "bias-gelu" in c.name][:2]
+    assert len(names) == len(set(names))  # each case once
+    assert "softmax-w32k-fp32" in names and "log-softmax-w32k-fp32" in names
+    assert [c.name for c in select(None)] == [c.name for c in CASES]
+
+
+def test_budget_leaves_cases_out_and_says_so(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")
+    monkeypatch.setenv("NVFUSE_CACHE_DIR", str(tmp_path / "cache"))
+    config.reload()
+    try:
+        _, results = run_suite(size="tiny", only="bias-add-rows,bias-add-cols",
+                               out_dir=str(tmp_path), device="cpu", budget_s=0.0)
+    finally:
+        monkeypatch.undo()
+        config.reload()
+    assert results["cases"] == []  # no time at all: no case starts
+    assert "bias-add-rows-fp32, bias-add-cols-fp32" in results["meta"]["left_out"]
+    assert "Not run: " in next(tmp_path.glob("*.md")).read_text()
