@@ -20,6 +20,8 @@ tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
   Saved statistics have eager's dtype: float32 for half inputs on CUDA or with float32
   parameters (CPU mixed precision), x's dtype otherwise.  Eval mode (training=False) is not
   decomposed here (returns NotImplemented: the op runs as it is).
+- `cudnn_batch_norm` / `miopen_batch_norm` (what `aten.batch_norm` becomes on a CUDA or ROCm
+  device in training mode): the same decomposition (cuDNN's extra output: an empty reserve).
 - native_group_norm(x, weight, bias, N, C, HxW, group, eps) -> (y, mean, rstd): x viewed as
   [N, group, C / group, HxW] (a view), statistics over the trailing two dims -- a row
   reduction -- with weight and bias viewed as [1, group, C / group, 1]; mean and rstd [N, group]
@@ -105,6 +107,18 @@ def native_batch_norm_no_stats(x: torch.Tensor, weight: Any, bias: Any, training
     return native_batch_norm(x, weight, bias, None, None, training, momentum, eps)
 
 
+def cudnn_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
+                     running_var: Any, training: bool, momentum: float, eps: float) -> Any:
+    """`cudnn_batch_norm`, what `aten.batch_norm` becomes for a float32/half CUDA input in
+    training mode (its `_batch_norm_impl_index` is decomposed before make_fx's table sees
+    it): the native decomposition with an empty reserve; cuDNN's saved statistics are the
+    mean and the inverse std, as native's."""
+    out = native_batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    if out is NotImplemented:
+        return out
+    return (*out, x.new_empty((0,), dtype=torch.uint8))
+
+
 def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int,
                       hxw: int, group: int, eps: float
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,6 +147,9 @@ def batch_norm_decompositions() -> dict[Any, Callable[..., Any]]:
     if legit is not None:
         table[legit.default] = native_batch_norm
         table[legit.no_stats] = native_batch_norm_no_stats
+    # the device-specific paths of aten.batch_norm (cuDNN on CUDA, MIOpen on ROCm)
+    table[aten.cudnn_batch_norm.default] = cudnn_batch_norm
+    table[aten.miopen_batch_norm.default] = native_batch_norm
     functional = getattr(aten, "_native_batch_norm_legit_functional", None)
     if functional is not None:
         table[functional.default] = native_batch_norm_functional

@@ -352,8 +352,28 @@ case("ceil", torch.ceil, unary(-9, 9), NUM)
 case("trunc", torch.trunc, unary(-9, 9), NUM)
 case("round", torch.round, lambda d, g: (tensor((3, 5), d, g, -9, 9, [0.5, 1.5, 2.5, -0.5,
                                                                      -2.5, NAN, INF]),), NUM)
-case("round_decimals", lambda x: torch.round(x, decimals=2), unary(-9, 9), FLOATS)
-case("round_decimals_neg", lambda x: torch.round(x, decimals=-1), unary(-900, 900), FLOATS)
+def _round_decimals_cuda(decimals: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Eager CUDA's round(x, decimals=): in the tensor's own type, so for float16 / bfloat16
+    10^|d| and the quotient / product round to the dtype before nearbyint (CPU eager keeps
+    float32; the first GPU run found a bfloat16 tie, -346 / 10, landing apart)."""
+    def ref(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype not in (f16, bf16):
+            return torch.round(x, decimals=decimals)
+        ten = torch.tensor(10.0 ** abs(decimals), dtype=x.dtype, device=x.device).float()
+        q = (x.float() / ten if decimals < 0 else x.float() * ten).to(x.dtype).float()
+        return (torch.round(q) * ten if decimals < 0 else torch.round(q) / ten).to(x.dtype)
+
+    return ref
+
+
+case("round_decimals", lambda x: torch.round(x, decimals=2), unary(-9, 9), FLOATS,
+     reference=_round_decimals_cuda(2))
+case("round_decimals_neg", lambda x: torch.round(x, decimals=-1), unary(-900, 900), FLOATS,
+     reference=_round_decimals_cuda(-1))
+# bfloat16 ties of x / 10 (-346 / 10 = -34.6 rounds to -34.5, then to -34): CUDA's answer
+case("round_decimals_ties", lambda x: torch.round(x, decimals=-1),
+     lambda d, g: (torch.tensor([[-346.0, 346.0, 250.0, -250.0, 1004.0, 44.0]], dtype=d),),
+     (f16, bf16), reference=_round_decimals_cuda(-1))
 case("frac", torch.frac, unary(-9, 9), FLOATS)
 
 # comparisons and logic

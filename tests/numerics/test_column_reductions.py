@@ -226,6 +226,31 @@ def test_native_batch_norm_saved_statistics(dtype: torch.dtype, interpret: None)
     _run(fn, (x, w, b), dtype, _tol("sum", dtype, 50))
 
 
+@pytest.mark.parametrize("op", ["cudnn_batch_norm", "miopen_batch_norm"])
+@pytest.mark.parametrize("dtype", [f32, f16], ids=str)
+def test_device_batch_norm_paths_fuse(op: str, dtype: torch.dtype, interpret: None) -> None:
+    """aten.batch_norm becomes cudnn_batch_norm on a CUDA input (miopen on ROCm), which no CPU
+    kernel implements: traced here on CPU tensors, the decomposition must give native's
+    outputs and running-stat updates, in one kernel."""
+    x = _make((4, 6, 5, 7), dtype, "dbn") + 2
+    w, b = _make((6,), f32, "dw"), _make((6,), f32, "db")
+    stats = [_make((6,), f32, "drm"), _make((6,), f32, "drv").abs() + 0.5]
+
+    def fn(x: torch.Tensor, rm: torch.Tensor, rv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return getattr(torch.ops.aten, op)(x, w, b, rm, rv, True, 0.2, 1e-5)[:3]
+
+    eager = [s.clone() for s in stats]
+    expected = torch.ops.aten.native_batch_norm(x, w, b, *eager, True, 0.2, 1e-5)
+    fm = nvfuse.fuse(fn, (x, *[s.clone() for s in stats]))
+    nvfuse.reset_stats()
+    got = fm(x, *stats)
+    assert nvfuse.stats()["launches"] == 1 and nvfuse.stats()["fallbacks"] == 0
+    assert len(fm.kernels) == 1
+    tol = _tol("sum", dtype, 140)
+    for a, e in zip((*got, *stats), (*expected, *eager)):
+        compare(a, e, dtype, tol)
+
+
 def test_batch_norm_statistics_at_large_mean(interpret: None) -> None:
     x = _make((16, 3, 20, 20), f32, "bnbig") / 2 + 1e4
     w = _make((3,), f32, "bnw")

@@ -83,12 +83,19 @@ def _round_decimals(c: Call) -> Val:
     x = c.value(c.tensor("self"), dt)
     if decimals == 0:
         return c.p(P.RINT, x)
-    # torch (round_decimals_kernel): ten_pow = opmath(pow(10, |d|)); negative decimals
-    # divide then multiply, positive ones multiply then divide.
-    ten = c.b.const(const_of(10.0 ** abs(decimals), dt), dt.compute)
-    if decimals < 0:
-        return c.p(P.MUL, c.p(P.RINT, c.p(P.DIV, x, ten)), ten)
-    return c.p(P.DIV, c.p(P.RINT, c.p(P.MUL, x, ten)), ten)
+    # torch (round_decimals_kernel_cuda) computes in the tensor's own type, scalar_t: ten_pow
+    # is pow(10, |d|) rounded to the dtype, and the quotient (negative decimals: x / ten_pow)
+    # or product (positive: x * ten_pow) rounds to the dtype before nearbyint -- a half or
+    # bfloat16 tie can land the other way than in float32.  Then nearbyint(q) * or / ten_pow
+    # in float, rounded once on the store.  (CPU eager keeps float32 throughout; nvfuse
+    # follows CUDA.)
+    ten_value = float(torch.tensor(10.0 ** abs(decimals), dtype=dt.torch).double())
+    ten = c.b.const(const_of(ten_value, dt), dt.compute)
+    q = c.p(P.DIV, x, ten) if decimals < 0 else c.p(P.MUL, x, ten)
+    if dt.is_reduced_float:
+        q = c.b.cast(c.b.cast(q, dt), dt.compute)
+    q = c.p(P.RINT, q)
+    return c.p(P.MUL, q, ten) if decimals < 0 else c.p(P.DIV, q, ten)
 
 
 @register(aten.frac.default)
