@@ -32,7 +32,8 @@ Persistent rows (`persistent_for`): when a row schedule's C fits a persistent bu
 thread loads its `persist` columns (threadIdx.x + k * block, k < persist) of every input the
 reductions read once into registers, and every phase reads the registers; `persist` is a
 compile-time constant of the signature, C stays a kernel argument (columns past it are
-predicated off), so one kernel serves every C of its bucket.
+predicated off).  The block is cut to the row (`_fitted`: the smallest power of two of threads
+whose slots cover C), so one kernel serves every C between two powers of two of its bucket.
 
 Vector row loads (`persistent_lanes`): a persistent row whose cached inputs all have unit
 stride along a single merged inner dim, with C, every outer stride and every data pointer a
@@ -136,11 +137,21 @@ def persistent_for(row_numel: int, words: int, budget: int = PERSIST_WORDS,
         for limit, block in PERSIST_BUCKETS:
             if row_numel <= limit:
                 while block <= MAX_BLOCK:
-                    if (limit // block) * words <= budget and limit // block <= most:
-                        return block, limit // block
+                    persist = limit // block
+                    if persist * words <= budget and persist <= most:
+                        return _fitted(block, persist, row_numel), persist
                     block *= 2
                 break
     return block_for(row_numel), 0
+
+
+def _fitted(block: int, persist: int, row_numel: int) -> int:
+    """The bucket's block cut to the row: the smallest power of two (at least a warp) whose
+    threads' `persist` slots cover `row_numel` columns.  A 4096-wide row in the 8192 bucket
+    runs 256 threads of 16 slots, not 512 with half of them idle (twice the rows per SM, half
+    the warps in each block reduction)."""
+    need = max(1, -(-row_numel // persist))
+    return min(block, max(32, 1 << (need - 1).bit_length()))
 
 
 def cached_inputs(ir: FusionIR, inputs: Sequence[str], outer_rank: int) -> tuple[int, ...]:

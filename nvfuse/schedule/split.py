@@ -29,10 +29,12 @@ Heuristics (numbers, and why):
 - split when the one-kernel grid has fewer blocks than the device has SMs and row_numel >=
   SPLIT_MIN_NUMEL (64Ki: below that one block per row finishes in a few microseconds and the
   second launch would cost more than it saves);
-- S = the largest power of two <= min(ceil(WAVES * SMs / blocks), row_numel / MIN_CHUNK,
-  MAX_SPLITS): about two blocks per SM, every block at least MIN_CHUNK = 4096 elements (four
-  per thread of a 1024-thread block), and at most MAX_SPLITS = STAGE2_BLOCK = 256 partials per
-  row so that kernel 2's threads hold at most one partial each.
+- S = the largest power of two <= min(ceil(WAVES * slots / blocks), row_numel / MIN_CHUNK,
+  MAX_SPLITS), slots = SMs * (1024 / the one-kernel block's threads, at least 1; row splits
+  count 1024): about two 1024-thread blocks' worth per SM, every block at least MIN_CHUNK =
+  4096 elements (four per thread of a 1024-thread block), and at most MAX_SPLITS =
+  STAGE2_BLOCK = 256 partials per row so that kernel 2's threads hold at most one partial
+  each.
 S and chunk_len are kernel arguments and only kernel 1's block (the `block_for` bucket of
 chunk_len) is in the signature, so a new size recompiles only across a block bucket.
 Tests monkeypatch SPLIT_MIN_NUMEL and MIN_CHUNK so that interpreter-sized tensors split.
@@ -129,12 +131,17 @@ def splittable(ir: FusionIR) -> bool:
     return True
 
 
-def choose_splits(blocks: int, row_numel: int, sms: int) -> int:
-    """S for a one-kernel grid of `blocks` blocks over rows of `row_numel` elements (a column
-    schedule passes its reduced extent times COLUMN_X) on `sms` SMs; 1: do not split."""
-    if blocks >= sms or row_numel < SPLIT_MIN_NUMEL:
+def choose_splits(blocks: int, row_numel: int, sms: int, threads: int = 1024) -> int:
+    """S for a one-kernel grid of `blocks` blocks of `threads` threads over rows of
+    `row_numel` elements (a column schedule passes its reduced extent times COLUMN_X) on `sms`
+    SMs; 1: do not split.  A block of fewer than 1024 threads counts as its share of an SM:
+    a column schedule's 512-thread blocks need twice as many to keep as many loads in flight
+    (128 column tiles of a [8192, 4096] layer-norm gradient ran 2 splits, 256 half-filled
+    blocks, at 15% of copy bandwidth on an H100)."""
+    slots = sms * max(1, 1024 // threads)
+    if blocks >= slots or row_numel < SPLIT_MIN_NUMEL:
         return 1
-    want = min(-(-WAVES * sms // blocks), row_numel // MIN_CHUNK, MAX_SPLITS)
+    want = min(-(-WAVES * slots // blocks), row_numel // MIN_CHUNK, MAX_SPLITS)
     return 1 << (want.bit_length() - 1) if want >= 2 else 1
 
 
@@ -148,7 +155,8 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
     # at a COLUMN_X times shorter extent
     scale = COLUMN_X if column else 1
-    splits = choose_splits(launch.grid, launch.row_numel * scale, device_props(sig.arch).sm_count)
+    splits = choose_splits(launch.grid, launch.row_numel * scale,
+                           device_props(sig.arch).sm_count, sig.block if column else 1024)
     if splits < 2:
         return None
     chunk = -(-launch.row_numel // splits)

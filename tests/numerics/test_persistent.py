@@ -121,9 +121,12 @@ def test_online_softmax_50000_wide(interpret: None, op: str, dtype: torch.dtype)
 
 def test_schedule_per_width() -> None:
     """The persistent buckets and the register budget (one fp32 input: 1 word a column)."""
-    assert persistent_for(7, 1) == (128, 4)
+    assert persistent_for(7, 1) == (32, 4)          # the block is cut to the row: one warp
     assert persistent_for(512, 1) == (128, 4)
-    assert persistent_for(513, 1) == (256, 8)
+    assert persistent_for(513, 1) == (128, 8)        # the 2048 bucket's 8 slots, 65 -> 128
+    assert persistent_for(2048, 1) == (256, 8)
+    assert persistent_for(4096, 1) == (256, 16)      # not 512 threads with half of them idle
+    assert persistent_for(4096, 3) == (512, 8)       # doubled for the budget, then cut
     assert persistent_for(8192, 1) == (512, 16)
     assert persistent_for(8192, 2) == (512, 16)      # x and a residual, or one fp64 input
     assert persistent_for(8192, 3) == (1024, 8)      # over budget at 512: the block doubles

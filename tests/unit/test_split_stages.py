@@ -45,6 +45,11 @@ def test_choose_splits_numbers() -> None:
     assert choose_splits(1, 1 << 16, 132) == 16  # 65536 / 4096
     assert choose_splits(132, 1 << 26, 132) == 1  # a row per SM already
     assert choose_splits(100, 1 << 20, 132) == 2  # ceil(264 / 100) = 3 -> 2
+    # 512-thread column blocks count half an SM: 128 tiles of 32 columns over 8192 rows (the
+    # layer-norm weight gradient at hidden 4096) -> ceil(528 / 128) = 5 -> 4
+    assert choose_splits(128, 8192 * 32, 132, threads=512) == 4
+    assert choose_splits(200, 8192 * 32, 132, threads=512) == 2  # 200 < 264 slots
+    assert choose_splits(264, 8192 * 32, 132, threads=512) == 1
 
 
 def test_which_fusions_split() -> None:
