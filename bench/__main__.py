@@ -4,6 +4,7 @@ every case of bench/cases.py, print the table, write bench/results/<date>-<gpu>.
     python -m bench [--size tiny|full] [--only SUBSTRING[,SUBSTRING...]] [--out DIR]
                     [--device cpu|cuda] [--no-inductor] [--budget SECONDS]
     python -m bench --model [--only SUBSTRING] [--out DIR]
+    python -m bench --host | --launch [--out DIR]
 
 `--model` times nothing: it builds every case's kernels at the full size without running them
 and writes the static performance MODEL, <out>/model-<date>.{json,md} (bench/model/).
@@ -291,10 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", action="store_true",
                    help="no timing: write the static performance MODEL of every kernel at the "
                         "full size (no GPU needed) to <out>/model-<date>.json and .md")
+    p.add_argument("--launch", action="store_true",
+                   help="instead: host microseconds of a cached call and of the driver launch "
+                        "alone on a CUDA device (bench/launch.py), to <out>/launch-<date>-<gpu>")
     p.add_argument("--host", action="store_true",
                    help="instead: host path and compile time on this CPU (bench/host.py), "
                         "written to <out>/host-<date>.json and .md; no GPU needed")
     args = p.parse_args(argv)
+    if args.launch:
+        from bench.launch import run_launch
+
+        run_launch(args.out)
+        return 0
     if args.host:
         from bench.host import run_host
 
