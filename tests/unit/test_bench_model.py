@@ -145,3 +145,30 @@ def test_plan_case_at_full_size_on_meta() -> None:
     (small,) = copy.call.stages
     assert small.kernel is stage.kernel and small.grid == 64
     assert copy.requested == [64.0, 64.0] and copy.unique == [64.0, 64.0]
+
+
+def test_compare_against_gpu_timings() -> None:
+    """A case's prediction sums its kernels' times; measured is the bench's % copy."""
+    from bench.model.compare import compare, render
+
+    model = {"cases": [
+        {"case": "one", "moved_bytes": 100, "predicted_fraction": 0.5},
+        {"case": "two", "moved_bytes": 100, "predicted_fraction": 1.0},
+        {"case": "two", "moved_bytes": 100, "predicted_fraction": 0.5},
+    ]}
+    # copy bandwidth 1 GB/s
+    bench = {"meta": {"copy_bw_gbps": 1.0, "gpu": "test"}, "cases": [
+        {"case": "one", "kind": "reduction", "bytes": 100, "nvfuse_ms": 0.0002,
+         "eager_ms": 1.0, "inductor_ms": 1.0},     # 100 B in 200 ns: half of copy speed
+        {"case": "two", "kind": "normalization", "bytes": 100, "nvfuse_ms": 0.001,
+         "eager_ms": 1.0, "inductor_ms": 1.0},     # 10% of copy speed
+        {"case": "overhead-x", "kind": "overhead", "bytes": 0, "nvfuse_ms": 1.0,
+         "eager_ms": 1.0, "inductor_ms": 1.0},
+    ]}
+    rows = {r["case"]: r for r in compare(model, [bench])}
+    assert set(rows) == {"one", "two"}
+    assert rows["one"]["measured"] == 0.5 and rows["one"]["predicted"] == 0.5
+    assert rows["one"]["ratio"] == 1.0
+    # two kernels: 100 / 1.0 + 100 / 0.5 = 300 byte-times for a floor of 100: one third
+    assert rows["two"]["predicted"] == 0.333 and rows["two"]["measured"] == 0.1
+    assert "| two | 10% | 33% | 0.30 |" in render(list(rows.values()), "test")
