@@ -24,6 +24,11 @@ again, until every group is valid.  Valid reduction groups that only share an in
 (var_mean's var and mean; sibling gradients) are then merged (`_merge_siblings`) when that
 keeps one iteration space, one set of reduced dims and no path between them.
 
+Before grouping, a reduction over leading dims gets its own copy of a pointwise operand it
+would otherwise share with a reduction over other dims (nvfuse/fusion/rematerialize.py: layer
+norm's weight and bias gradients recompute `g * xhat` from x and g instead of reading it in
+float32 from the input gradient's kernel).
+
 A 0-dim CPU value a device group would hand out (an optimizer's `step + 1`) is left to the
 host with what it is computed from (`_host_scalars_left_out`); a 0-dim value written back into
 an input from a larger group becomes a group of its own (`_written_scalars_apart`), so it can be
@@ -64,6 +69,7 @@ from nvfuse.fusion.build import lower_node
 from nvfuse.fusion.builder import Builder, Unsupported
 from nvfuse.fusion.ir import dropped_shape, keepdim_shape, reduced_positions
 from nvfuse.fusion.outline import outline_groups
+from nvfuse.fusion.rematerialize import rematerialize_leading_reductions
 from nvfuse.fusion.vertical import propose_groups
 from nvfuse.fusion import optable
 
@@ -526,11 +532,30 @@ def _unshare_constants(gm: fx.GraphModule) -> None:
             user.replace_input_with(node, twin)
 
 
+def _rematerialize(gm: fx.GraphModule) -> None:
+    """nvfuse/fusion/rematerialize.py, with this module's answers memoized per node."""
+    axes_of: dict[fx.Node, tuple[int, ...]] = {}
+    fusible_of: dict[fx.Node, bool] = {}
+
+    def axes(n: fx.Node) -> tuple[int, ...]:
+        if n not in axes_of:
+            axes_of[n] = reduce_axes(n) if fusible(n) else ()
+        return axes_of[n]
+
+    def fusible(n: fx.Node) -> bool:
+        if n not in fusible_of:
+            fusible_of[n] = n.op == "call_function" and why_unfusible(n) is None
+        return fusible_of[n]
+
+    rematerialize_leading_reductions(gm, axes, fusible)
+
+
 def partition(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """Return a copy of `gm` whose fusible regions are `fused_<k>` submodule calls, and the
     submodule names in graph order.  `gm` itself is not changed."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))  # graph copy: meta and codegen kept
     _unshare_constants(gm)
+    _rematerialize(gm)
     known: dict[fx.Node, tuple[int, ...]] = {}
     groups: list[set[fx.Node]] = []
     taken: set[fx.Node] = set()

@@ -379,9 +379,13 @@ def _row_view(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
 
 def is_column(outer: list[list[int]], inner: list[list[int]], n_inputs: int) -> bool:
     """Whether the kept dims, not the reduced ones, are innermost in memory: no input that
-    spans the reduced dims has unit stride along the innermost reduced dim, and one has unit
-    stride along the innermost kept dim.  Then threads along the kept dims read coalesced."""
-    spanning = [i for i in range(n_inputs) if inner[i] and all(s != 0 for s in inner[i])]
+    spans the whole iteration space has unit stride along the innermost reduced dim, and one
+    has unit stride along the innermost kept dim.  Then threads along the kept dims read
+    coalesced.  An input that spans only the reduced dims (a per-row statistic such as layer
+    norm's saved mean, [N, 1], in its weight gradient's sum over N) is read once per reduced
+    index by every thread alike: its strides do not decide."""
+    spanning = [i for i in range(n_inputs) if inner[i] and all(s != 0 for s in inner[i])
+                and any(s != 0 for s in outer[i])]
     if not spanning or not outer or not outer[0]:
         return False
     return (all(inner[i][-1] != 1 for i in spanning)

@@ -242,7 +242,9 @@ def test_kernels_per_training_step(name: str) -> None:
     assert [g.name for g in report.graphs] == ["forward", "backward"]
     assert all(g.groups for g in report.graphs), str(report)
     assert report.kernels_per_step <= KERNELS_PER_STEP[name], str(report)
-    assert nvfuse.stats()["compiles"] == 0  # explain only reports
+    # explain only reports: it may lower kernels (horizontal bundling sizes their parameter
+    # space, nvfuse/runtime/horizontal.py), never compiles one
+    assert nvfuse.stats()["nvrtc_compiles"] == 0
 
 
 
