@@ -54,11 +54,19 @@ def rematerialize_leading_reductions(gm: fx.GraphModule, axes: Axes, fusible: Fu
                    for c in cone):
             continue
         _copy_cone_for(gm, node, operand, cone)
+        _erase_unused(gm, cone)
         copied += 1
     if copied:
-        gm.graph.eliminate_dead_code()
         gm.recompile()
     return copied
+
+
+def _erase_unused(gm: fx.GraphModule, cone: set[fx.Node]) -> None:
+    """Erase the cone's originals that only the copied-from reduction used (all pure), users
+    first; nothing else (the graph's own dead-code rules keep unused random draws)."""
+    for n in reversed([n for n in gm.graph.nodes if n in cone]):
+        if not n.users:
+            gm.graph.erase_node(n)
 
 
 def _pointwise_cone(operand: fx.Node, axes: Axes, fusible: Fusible) -> set[fx.Node]:
