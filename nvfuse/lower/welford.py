@@ -128,7 +128,8 @@ def _two_pass(lo: RowLowering, tag: str, dtype: DType, operand: int, state: tupl
               shifted: Callable[[dict[int, Expr], list[Stmt]], Var],
               add_sums: Callable[[dict[int, Expr]], list[Stmt]]) -> list[Stmt]:
     """A persistent row's per-thread (n, mean, m2) by two passes over its registers (see the
-    module docstring, step 2); the sums ride the mean's pass."""
+    module docstring, step 2); the sums ride the m2 pass (on the mean's pass, layer norm at
+    hidden 4096 spilled: 64 registers and 20 bytes of local memory, against 61 and none)."""
     n, mean, m2 = state
     one = Const(1.0, dtype)
 
@@ -141,7 +142,6 @@ def _two_pass(lo: RowLowering, tag: str, dtype: DType, operand: int, state: tupl
         d = shifted(exprs, stmts)
         stmts.append(Assign(mean, Compute(P.ADD, (mean, Compute(P.MUL, (d, share), dtype)),
                                           dtype)))
-        stmts.extend(add_sums(exprs))
         return stmts
 
     def m2_pass(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
@@ -152,6 +152,7 @@ def _two_pass(lo: RowLowering, tag: str, dtype: DType, operand: int, state: tupl
         stmts.append(Declare(dev_var.name, dtype, init=dev))
         stmts.append(Assign(m2, Compute(P.ADD, (m2, Compute(P.MUL, (dev_var, dev_var), dtype)),
                                         dtype)))
+        stmts.extend(add_sums(exprs))
         return stmts
 
     share = Var(f"wshare{tag}", dtype)
