@@ -139,7 +139,9 @@ def choose_splits(blocks: int, row_numel: int, sms: int, threads: int = 1024) ->
     (128 column tiles of a [8192, 4096] layer-norm gradient ran 2 splits, 256 half-filled
     blocks, at 15% of copy bandwidth on an H100)."""
     slots = sms * max(1, 1024 // threads)
-    if blocks >= slots or row_numel < SPLIT_MIN_NUMEL:
+    # a grid of a block per SM already streams (a [16384, 8192] float32 column sum's 256
+    # blocks of 512 ran at copy bandwidth on an H100): only smaller grids split
+    if blocks >= sms or row_numel < SPLIT_MIN_NUMEL:
         return 1
     want = min(-(-WAVES * slots // blocks), row_numel // MIN_CHUNK, MAX_SPLITS)
     return 1 << (want.bit_length() - 1) if want >= 2 else 1
