@@ -30,7 +30,8 @@ int64, then wraps) -- the reference evaluates `_to` casts that way (`cuda_to`) i
 CPU's; integer overflow wraps (as on the CPU); integer division by zero is never generated
 (divisors are made nonzero), nor are shifts.  Where eager on the CPU and on the device differ,
 the device is what nvfuse follows and the fuzzer does not generate the case: copysign from a
-NaN (a NaN's sign: negative on x86, positive for CUDA's canonical NaN), prod of f16 / bf16
+NaN (a NaN's sign: negative on x86, positive for CUDA's canonical NaN), addcmul whose
+t1 * t2 overflows (the CPU multiplies value * t1 first), prod of f16 / bf16
 rows (the CPU multiplies in the half dtype and overflows, the device in float32), and at
 extreme values: fmod / remainder whose quotient overflows (the CPU's vectorised fmod gives NaN),
 layer_norm of values whose squares overflow (the CPU's moments give NaN), float32 / half
@@ -425,6 +426,8 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # the CPU's float32 gelu(inf) is NaN, CUDA's inf * 0.5 * (1 + erf) inf
     if "prod" in expr and _product_order_matters(tensors[0]):
         return False  # whether a float32 partial product overflows depends on the order
+    if "addcmul" in expr and _addcmul_product_overflows(tensors):
+        return False  # the CPU computes (value * t1) * t2, CUDA value * (t1 * t2)
     half = any(t.dtype in (torch.float16, torch.bfloat16) for t in tensors)
     if "item1_empty_multi_output" in avoid and result.numel() == 0:
         return False
@@ -548,6 +551,17 @@ def _product_order_matters(t: torch.Tensor) -> bool:
     big = float(finite[finite >= 1].log().sum())
     small = float(finite[finite <= 1].log().sum())
     return big > math.log(info.max) - 1 or small < math.log(info.smallest_normal) + 1
+
+
+def _addcmul_product_overflows(tensors: list[torch.Tensor]) -> bool:
+    """addcmul(a, t1, t2, value) whose t1 * t2 leaves the opmath range somewhere: CUDA's
+    `pointwise_op_impl` (and nvfuse) multiply t1 * t2 first and overflow there, the CPU
+    multiplies value * t1 first and may stay finite (value 0.5, t2 = -1e38)."""
+    if len(tensors) < 3 or not all(t.is_floating_point() for t in tensors[1:3]):
+        return False
+    p = tensors[1].double() * tensors[2].double()
+    common = torch.empty(0, dtype=torch.result_type(tensors[1], tensors[2]))
+    return bool(((p.abs() > torch.finfo(_opmath(common)).max) & p.isfinite()).any())
 
 
 def generate(seed: int, avoid: frozenset[str] = AVOID_ALL) -> Program:

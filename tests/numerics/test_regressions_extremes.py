@@ -268,6 +268,19 @@ def test_layer_norm_of_huge_float64_rows_follows_welford() -> None:
     assert out.isfinite().all()
 
 
+def test_addcmul_multiplies_the_tensors_first() -> None:
+    """CUDA's addcmul (pointwise_op_impl) is a + value * (t1 * t2): with t1 * t2 past the
+    float32 range the result is infinite, where the CPU's (value * t1) * t2 stays finite
+    (fuzzer: not generated)."""
+    a = _rand(8)
+    t1 = _rand(8, seed=1) + 4
+    t2 = torch.full((8,), -1e38)
+    out = _fused(lambda a, t1, t2: torch.addcmul(a, t1, t2, value=0.5), a, t1, t2)
+    cuda_order = a.double() + 0.5 * (t1 * t2).double()  # t1 * t2 rounded (to -inf) first
+    torch.testing.assert_close(out.double(), cuda_order)
+    assert bool((out == -math.inf).all())
+
+
 # -- NVRTC ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_generated_kernel_compiles(arch: str) -> None:
