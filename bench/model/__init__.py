@@ -44,7 +44,11 @@ from bench.model import occupancy as occ
 from bench.model import sass
 from bench.model.plan import PlannedCall, ScaledCall, Stage, plan_case, scaled_copy
 from bench.model.traffic import Traffic, count_traffic
+from nvfuse import pipeline
+from nvfuse.lower.horizontal import param_bytes, shared_bytes
 from nvfuse.lower.kir import Load, Store, dynamic_shared_bytes
+from nvfuse.runtime.horizontal import param_space
+from nvfuse.schedule import horizontal as hschedule
 
 ARCH = "sm_90"
 L1_REUSE_BYTES = 32 * 1024
@@ -53,6 +57,7 @@ BUDGETS = (1 << 19, 1 << 21, 1 << 23, 1 << 24)  # scaled-copy sizes tried, in el
 MOVED_SLACK = 1.05
 NARROW_SHARE = 0.05  # flag a kernel moving more than this share of its bytes below 128 bits
 TARGET_OCCUPANCY = 0.5
+LATENCY_BOUND_BYTES = 1 << 20  # under this, a kernel's time is its launch's (flags())
 
 
 @dataclass
@@ -127,7 +132,14 @@ def _full_traffic(stage_index: int, call: PlannedCall, copy: ScaledCall) -> Traf
 
 
 def flags(row: dict[str, Any]) -> list[str]:
-    """What is off the targets (meta["targets"])."""
+    """What is off the targets (meta["targets"]).  A kernel moving under LATENCY_BOUND_BYTES
+    (a split reduction's second stage, an optimizer's step counters) runs for about a launch's
+    latency whatever its access widths: its bandwidth targets do not apply, and it says so."""
+    if row["min_bytes"] < LATENCY_BOUND_BYTES:
+        out = [f"latency-bound: {row['min_bytes']} B moved"]
+        if row["spills"]:
+            out.append("spills")
+        return out
     out = []
     if row["moved_bytes"] is not None and row["moved_bytes"] > MOVED_SLACK * row["min_bytes"]:
         out.append(f"moved {row['moved_bytes'] / row['min_bytes']:.2f}x min")
@@ -187,19 +199,102 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
            "predicted_fraction": None if predicted is None else round(predicted, 4),
            "narrow_share": None if narrow is None else round(narrow, 4),
            "sector_ratio": None if sectors is None else round(sectors, 4),
-           "moved_method": note}
+           "moved_method": note,
+           # what a shared launch's row is recomputed from (dropped before the report)
+           "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}
     return row
+
+
+def shared_launch_row(members: list[dict[str, Any]], disasm: Disasm,
+                      compiled: dict[str, Any]) -> dict[str, Any]:
+    """One row for a horizontal launch of `members` (their single-stage rows): the kernel the
+    runtime builds for them (pipeline.build_horizontal), compiled for its resources and widths;
+    bytes and the grid summed over the members; the prediction recomputed on the sums."""
+    kernel = pipeline.build_horizontal([m["_raw"]["kernel"] for m in members], ARCH, False)
+    if kernel.source not in compiled:
+        res, cubin = sass.compile_report(kernel.source, ARCH)
+        loads = stores = None
+        if disasm.path is not None:
+            loads, stores = sass.global_widths(sass.disassemble(cubin, disasm.path))
+        compiled[kernel.source] = (res, loads, stores)
+    res, loads, stores = compiled[kernel.source]
+    grid = sum(m["grid"] for m in members)
+    smem = max(res.smem, *(m["smem"] for m in members))
+    blocks, occupancy = occ.occupancy(kernel.kernel_ir.block, res.regs, smem)
+    min_b = sum(m["min_bytes"] for m in members)
+    known = all(m["moved_bytes"] is not None for m in members)
+    moved = sum(m["moved_bytes"] for m in members) if known else None
+    requested = sum(m["requested_bytes"] for m in members) if known else None
+    elements = sum(m["_raw"]["elements"] for m in members) if known else None
+    widths: dict[int, float] = {}
+    for m in members:
+        for w, b in m["_raw"]["widths"].items():
+            widths[w] = widths.get(w, 0.0) + b
+    predicted = narrow = sectors = None
+    if moved is not None and requested and elements is not None:
+        sectors = requested / max(elements, 1.0)
+        predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, grid, blocks,
+                                           res.spills, sectors)
+        narrow = sum(b for w, b in widths.items() if w < 128) / (sum(widths.values()) or 1.0)
+    kinds = sorted({m["kernel"] for m in members})
+    return {**members[0], "kernel": kernel.name, "block": kernel.kernel_ir.block, "grid": grid,
+            "min_bytes": int(min_b), "moved_bytes": None if moved is None else int(moved),
+            "requested_bytes": None if requested is None else int(requested),
+            "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
+            "smem": smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
+            "predicted_fraction": None if predicted is None else round(predicted, 4),
+            "narrow_share": None if narrow is None else round(narrow, 4),
+            "sector_ratio": None if sectors is None else round(sectors, 4),
+            "moved_method": (f"one horizontal launch of {len(members)} members "
+                             f"({', '.join(kinds)}); bytes summed over the members'"),
+            "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}
+
+
+def _shared_launches(calls: list[PlannedCall], rows: list[list[dict[str, Any]]],
+                     disasm: Disasm, compiled: dict[str, Any]) -> list[dict[str, Any]]:
+    """The case's rows in launch order, a horizontal bundle's members that share a launch
+    (the runtime's rule: nvfuse/schedule/horizontal.py `bundle`) merged into one row."""
+    out: list[dict[str, Any]] = []
+    done: set[int] = set()
+    for i, call in enumerate(calls):
+        if i in done:
+            continue
+        if call.bundle is None:
+            out += rows[i]
+            continue
+        members = [j for j, c in enumerate(calls) if c.bundle == call.bundle]
+        done.update(members)
+        single = [j for j in members if len(calls[j].stages) == 1]
+        plan = hschedule.bundle([
+            hschedule.Member(calls[j].stages[0].kernel.kernel_ir.block, calls[j].stages[0].grid,
+                             param_bytes(calls[j].stages[0].kernel.kernel_ir),
+                             shared_bytes(calls[j].stages[0].kernel.kernel_ir))
+            for j in single], param_space())
+        together = {single[p]: launch for launch in plan for p in launch}
+        emitted: set[int] = set()
+        for j in members:
+            launch = together.get(j)
+            if launch is None:
+                out += rows[j]
+            elif id(launch) not in emitted:
+                emitted.add(id(launch))
+                out.append(shared_launch_row([rows[single[p]][0] for p in launch],
+                                             disasm, compiled))
+    return out
 
 
 def model_case(case: Case, disasm: Disasm,
                compiled: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for call in plan_case(case, ARCH):
+    calls = plan_case(case, ARCH)
+    per_call = []
+    for call in calls:
         copy = _scaled(call)
-        for index, stage in enumerate(call.stages):
-            row = model_stage(case, call, index, stage, copy, disasm, compiled)
-            row["flags"] = flags(row)
-            rows.append(row)
+        per_call.append([model_stage(case, call, index, stage, copy, disasm, compiled)
+                         for index, stage in enumerate(call.stages)])
+    rows = _shared_launches(calls, per_call, disasm, compiled)
+    for row in rows:
+        del row["_raw"]
+        row["flags"] = flags(row)
     return rows
 
 
@@ -231,7 +326,8 @@ def meta(disasm: Disasm) -> dict[str, Any]:
                         "signature) and scaled per tensor (bench/model/__init__.py)"),
         "targets": {"moved_over_min": MOVED_SLACK, "access_bits": 128,
                     "narrow_share_flagged_over": NARROW_SHARE,
-                    "sector_ratio": MOVED_SLACK, "spills": 0, "occupancy": TARGET_OCCUPANCY},
+                    "sector_ratio": MOVED_SLACK, "spills": 0, "occupancy": TARGET_OCCUPANCY,
+                    "bandwidth_targets_from_bytes": LATENCY_BOUND_BYTES},
         "narrow_share": "share of the kernel's bytes moved by accesses narrower than 128 bits "
                         "(the kernel IR's widths, weighted by the interpreter's counts)",
     }

@@ -22,6 +22,7 @@ signature equals the full-size one (so it is the same kernel).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from nvfuse.fusion.ir import reduced_positions
 from nvfuse import pipeline
 from nvfuse.runtime import executor, kernels
 from nvfuse.runtime.executor import FusionGroup
+from nvfuse.runtime.horizontal import HorizontalGroup
 from nvfuse.schedule import pointwise, reduction
 
 
@@ -53,6 +55,7 @@ class PlannedCall:
     stages: list[Stage]
     tensors: list[torch.Tensor]
     scalars: tuple[tuple[int, ...], ...]  # per stage, its kernel's (a seed is 0)
+    bundle: int | None = None  # the horizontal bundle whose call made it (None: alone)
 
 
 def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
@@ -81,6 +84,8 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
 def _recording(calls: list[PlannedCall], arch: str) -> Iterator[None]:
     """Replace FusionGroup.forward by a planner returning meta outputs (module docstring)."""
     original = FusionGroup.forward
+    original_bundle = HorizontalGroup.forward
+    bundles = itertools.count()
 
     def forward(self: FusionGroup, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         call, outputs = plan_call(self, inputs, arch, torch.device("meta"))
@@ -88,11 +93,23 @@ def _recording(calls: list[PlannedCall], arch: str) -> Iterator[None]:
             calls.append(call)
         return outputs
 
+    def bundle_forward(self: HorizontalGroup, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # each member planned alone, tagged with the bundle (the model merges its shared
+        # launches as the runtime's horizontal schedule would form them)
+        tag, first = next(bundles), len(calls)
+        outputs = [o for m, part in zip(self.members, self._split)
+                   for o in forward(m, *inputs[part])]
+        for call in calls[first:]:
+            call.bundle = tag
+        return tuple(outputs)
+
     FusionGroup.forward = forward  # type: ignore[method-assign]
+    HorizontalGroup.forward = bundle_forward  # type: ignore[method-assign]
     try:
         yield
     finally:
         FusionGroup.forward = original  # type: ignore[method-assign]
+        HorizontalGroup.forward = original_bundle  # type: ignore[method-assign]
 
 
 def plan_case(case: Case, arch: str = "sm_90") -> list[PlannedCall]:

@@ -33,7 +33,10 @@ def render(results: dict[str, Any]) -> str:
         f"- moved bytes: {meta['moved_bytes']}.",
         "- flags: moved > 1.05x min; over 5% of the bytes in accesses narrower than 128 bits "
         "(the SASS columns list every global access width); sectors requested > 1.05x the "
-        "bytes used; spills; occupancy < 50%.",
+        "bytes used; spills; occupancy < 50%. A kernel moving under 1 MiB is flagged "
+        "latency-bound instead (its time is a launch's, whatever its widths). A horizontal "
+        "bundle's members that share a launch are one row (the shared kernel's SASS; bytes "
+        "and grid summed).",
         "",
         "| case | kernel | stage | block | grid | min MB | moved MB | moved/min | load bits "
         "| store bits | regs | spills | smem | occ | MODEL % copy bw | flags |",

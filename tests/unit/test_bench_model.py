@@ -172,3 +172,40 @@ def test_compare_against_gpu_timings() -> None:
     # two kernels: 100 / 1.0 + 100 / 0.5 = 300 byte-times for a floor of 100: one third
     assert rows["two"]["predicted"] == 0.333 and rows["two"]["measured"] == 0.1
     assert "| two | 10% | 33% | 0.30 |" in render(list(rows.values()), "test")
+
+
+def test_latency_bound_kernels_skip_the_bandwidth_flags() -> None:
+    """Under 1 MiB a kernel's time is its launch's: only spills are flagged, the rest is
+    named latency-bound; a large kernel gets every bandwidth flag it earns."""
+    from bench.model import LATENCY_BOUND_BYTES, flags
+
+    row = {"min_bytes": 64, "moved_bytes": 640, "load_bits": [32], "store_bits": [32],
+           "spills": 0, "occupancy": 0.1, "narrow_share": 1.0, "sector_ratio": 4.0}
+    assert flags(row) == ["latency-bound: 64 B moved"]
+    big = {**row, "min_bytes": LATENCY_BOUND_BYTES, "moved_bytes": 10 * LATENCY_BOUND_BYTES}
+    assert any(f.startswith("moved 10.00x") for f in flags(big))
+    assert not any(f.startswith("latency-bound") for f in flags(big))
+
+
+def test_horizontal_members_share_one_row() -> None:
+    """Three same-shaped pointwise calls of one horizontal bundle: planned one by one, tagged
+    with their bundle, and modelled as the single launch the runtime makes of them (bytes and
+    grids summed)."""
+    from bench.cases import Case
+    from bench.model import Disasm, model_case
+
+    def step(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch._foreach_mul(torch._foreach_add([a, b, c], 1.0), 2.0))
+
+    def inputs(size: str, device: str) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.randn(1 << 12, device=device) for _ in range(3))
+
+    case = Case("foreach-test", "pointwise", torch.float32, step, inputs)
+    calls = plan_case(case)
+    assert len(calls) == 3 and len({c.bundle for c in calls}) == 1 and calls[0].bundle is not None
+    rows = model_case(case, Disasm(None), {})
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["kernel"].startswith("horizontal")
+    assert row["min_bytes"] == 3 * 2 * 4 * (1 << 12)
+    assert row["grid"] == sum(c.stages[0].grid for c in calls)
