@@ -85,3 +85,21 @@ def test_golden_kernels_compile_to_the_same_cubin_with_the_speed_options(arch: s
         source = inline_helpers(HELPERS, kernels) + kernels
         assert nvrtc.compile_to_cubin(source, arch, path.name) == _without_speed(source, arch), (
             path.name)
+
+
+def test_bench_host_splits_a_compile_into_its_phases() -> None:
+    from bench import host
+
+    front, nvvm, ptxas = host._phases_ms(host.EMPTY_KERNEL)
+    assert front > 0 and front + nvvm + ptxas > front  # medians: a phase may read ~0 alone
+    assert host._plain_ms(host.EMPTY_KERNEL) > 0
+    report = {"meta": {"date": "2026-01-01"}, "host": [], "tracing_ms": 1.0,
+              "compile": {"first_nvrtc_call_ms": 1.0, "empty_kernel_ms": 20.0,
+                          "empty_kernel_nvfuse_options_ms": 16.0, "nvfuse_options": "--minimal",
+                          "bench_kernels": 2, "median_kernel_ms": 40.0, "median_over_empty": 2.0,
+                          "phases_ms_front_end_nvvm_ptxas": {"empty kernel": [11.0, 2.0, 5.0]},
+                          "two_kernel_plan_serial_ms": 1.0, "two_kernel_plan_parallel_ms": 1.0,
+                          "slowest_of_the_two_ms": 1.0, "cores": 2, "options_median_ms": {}}}
+    text = host.to_markdown(report)
+    assert "| empty kernel, plain NVRTC defaults | 20.0 |" in text
+    assert "| empty kernel | 11.0 | 2.0 | 5.0 |" in text
