@@ -228,6 +228,7 @@ def compile_times() -> dict[str, Any]:
     per_kernel = {name: round(_median_ms(src), 1) for name, src in sources}
     median = statistics.median(per_kernel.values())
     median_name = sorted(per_kernel, key=per_kernel.__getitem__)[len(per_kernel) // 2]
+    phase_ms: dict[str, Any]
     try:
         phases = [_phases_ms(src) for _, src in sources]
         phase_ms = {"empty kernel": [round(x, 1) for x in _phases_ms(EMPTY_KERNEL)],
