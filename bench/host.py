@@ -9,9 +9,13 @@ slower machine where the absolute numbers do not:
     launch's driver argument buffer (nvfuse/runtime/packed.py), which is all the GPU path adds
     before the driver call itself.  "per-group path" runs the plan's graph without the replay.
   * compile: NVRTC milliseconds per kernel, cold (no cache), for every kernel the bench cases
-    build, against NVRTC on an empty kernel; the first NVRTC call of a fresh process; a plan's
-    kernels compiled one after another against all at once on worker threads; and the NVRTC
-    options that might cost time for no gain.
+    build with nvfuse's own options (runtime/nvrtc.py: COMPILE_OPTIONS and the speed options
+    the loaded NVRTC has), against NVRTC on an empty kernel with plain NVRTC defaults (only
+    the arch given): `median_over_empty`.  Also the phases of those compiles (front end alone
+    with --fdevice-syntax-only, then + NVVM to PTX for compute_XY, then + ptxas to the cubin),
+    the first NVRTC call of a fresh process, a plan's kernels compiled one after another
+    against all at once on worker threads, and the NVRTC options that might cost time for no
+    gain.
 Timing: min over repeats of the mean of a loop (host path), median of repeats (compiles).
 """
 
@@ -122,6 +126,36 @@ def host_path() -> list[dict[str, Any]]:
     return rows
 
 
+def _plain_ms(source: str, options: Sequence[str] = (), arch: str | None = None) -> float:
+    """Milliseconds of one raw NVRTC compile with NVRTC's defaults plus the arch (NVFUSE_ARCH's
+    sm_XY: a cubin; compute_XY: PTX only) and `options` (none of nvfuse's own)."""
+    from cupy_backends.cuda.libs import nvrtc as raw  # type: ignore[import-untyped]
+
+    arch = arch or config.get().arch
+    start = time.perf_counter()
+    prog = raw.createProgram(source, "bench.cu", (), ())
+    try:
+        raw.compileProgram(prog, (f"--gpu-architecture={arch}", *options))
+    finally:
+        raw.destroyProgram(prog)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _phases_ms(source: str) -> tuple[float, float, float]:
+    """(front end, NVVM, ptxas) milliseconds of `source` with nvfuse's options: a syntax-only
+    compile, a compile to PTX for compute_XY less that, a cubin compile less that."""
+    arch = config.get().arch
+    opts = (*nvrtc.COMPILE_OPTIONS, *nvrtc.speed_options())
+    virtual = "compute_" + arch.split("_", 1)[1]
+    runs: dict[str, list[float]] = {"front": [], "ptx": [], "cubin": []}
+    for _ in range(3):  # interleaved, so load on the machine hits the three alike
+        runs["front"].append(_plain_ms(source, (*opts, "--fdevice-syntax-only"), virtual))
+        runs["ptx"].append(_plain_ms(source, opts, virtual))
+        runs["cubin"].append(_plain_ms(source, opts, arch))
+    front, ptx, cubin = (statistics.median(runs[k]) for k in ("front", "ptx", "cubin"))
+    return front, ptx - front, cubin - ptx
+
+
 def _compile_ms(source: str, options: Sequence[str] = ()) -> float:
     saved = nvrtc.COMPILE_OPTIONS
     nvrtc.COMPILE_OPTIONS = (*saved, *options)
@@ -187,11 +221,25 @@ def compile_times() -> dict[str, Any]:
     first = first_nvrtc_call_ms()
     _compile_ms(EMPTY_KERNEL)  # NVRTC started in this process
     sources = bench_kernel_sources()
-    empty = _median_ms(EMPTY_KERNEL, repeats=5)
+    # The reference: an empty kernel with NVRTC's own defaults, so that nvfuse's options
+    # (--minimal trims NVRTC's builtin header too) count for nvfuse, not for the reference.
+    empty = statistics.median(_plain_ms(EMPTY_KERNEL) for _ in range(5))
+    empty_nvfuse = _median_ms(EMPTY_KERNEL, repeats=5)
     per_kernel = {name: round(_median_ms(src), 1) for name, src in sources}
     median = statistics.median(per_kernel.values())
-    options = {}
+    median_name = sorted(per_kernel, key=per_kernel.__getitem__)[len(per_kernel) // 2]
+    phase_ms: dict[str, Any]
+    try:
+        phases = [_phases_ms(src) for _, src in sources]
+        phase_ms = {"empty kernel": [round(x, 1) for x in _phases_ms(EMPTY_KERNEL)],
+                    "median over the bench kernels": [
+                        round(statistics.median(p[i] for p in phases), 1) for i in range(3)]}
+    except Exception as e:  # an NVRTC without --fdevice-syntax-only: no phase split
+        phase_ms = {"unavailable": f"{type(e).__name__}: {str(e)[:80]}"}
+    options: dict[str, Any] = {}
     sample = [src for _, src in sources[:: max(1, len(sources) // 6)]]
+    options["(plain NVRTC defaults)"] = round(
+        statistics.median(_plain_ms(s) for s in sample), 1)
     for opts in OPTION_SETS:
         try:
             ms = statistics.median(_median_ms(s, opts, repeats=1) for s in sample)
@@ -203,7 +251,11 @@ def compile_times() -> dict[str, Any]:
     return {
         "first_nvrtc_call_ms": round(first, 1),
         "empty_kernel_ms": round(empty, 1),
+        "empty_kernel_nvfuse_options_ms": round(empty_nvfuse, 1),
+        "nvfuse_options": " ".join((*nvrtc.COMPILE_OPTIONS, *nvrtc.speed_options())),
         "bench_kernels": len(per_kernel),
+        "median_kernel": median_name,
+        "phases_ms_front_end_nvvm_ptxas": phase_ms,
         "median_kernel_ms": round(median, 1),
         "median_over_empty": round(median / empty, 3),
         "per_kernel_ms": per_kernel,
@@ -236,14 +288,23 @@ def to_markdown(report: dict[str, Any]) -> str:
     c = report["compile"]
     lines += ["", "| compile | ms |", "|---|---:|",
               f"| first NVRTC call of a process | {c['first_nvrtc_call_ms']} |",
-              f"| empty kernel | {c['empty_kernel_ms']} |",
+              f"| empty kernel, plain NVRTC defaults | {c['empty_kernel_ms']} |",
+              f"| empty kernel, nvfuse's options ({c.get('nvfuse_options', '')}) | "
+              f"{c.get('empty_kernel_nvfuse_options_ms', '')} |",
               f"| median bench kernel ({c['bench_kernels']}) | {c['median_kernel_ms']} "
               f"({c['median_over_empty']}x empty) |",
               f"| two-kernel plan, serial | {c['two_kernel_plan_serial_ms']} |",
               f"| two-kernel plan, parallel ({c['cores']} cores) | "
               f"{c['two_kernel_plan_parallel_ms']} (slowest alone {c['slowest_of_the_two_ms']}) |",
               f"| nvfuse.fuse tracing + planning | {report['tracing_ms']} |", ""]
-    lines += ["| NVRTC options | median ms |", "|---|---:|"]
+    phases = c.get("phases_ms_front_end_nvvm_ptxas", {})
+    if phases:
+        lines += ["| compile phases, nvfuse's options | front end | NVVM | ptxas |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {k} | " + (" | ".join(str(x) for x in v) if isinstance(v, list) else v)
+                  + " |" for k, v in phases.items()]
+        lines += [""]
+    lines += ["| NVRTC options (a sample of the kernels) | median ms |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in c["options_median_ms"].items()]
     return "\n".join(lines) + "\n"
 

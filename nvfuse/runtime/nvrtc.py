@@ -1,10 +1,19 @@
 """NVRTC through CuPy: CUDA C++ source text -> cubin (or PTX) bytes.  No GPU needed.
 
 `compile_to_cubin(source, arch)` runs one raw NVRTC compile with `COMPILE_OPTIONS` plus
-`--gpu-architecture=<arch>` and returns the cubin (an ELF image).  It deliberately passes no
-fast-math option: fused kernels must round like eager PyTorch (IEEE division and sqrt, denormals
-kept).  On failure it raises `CompileError` carrying the source, the NVRTC log and the arch; an
-arch the installed NVRTC cannot target is reported as such, naming the NVRTC version.
+`--gpu-architecture=<arch>` and returns the cubin (an ELF image).  Where the loaded NVRTC knows
+them it also passes `SPEED_OPTIONS` (`speed_options()`): options that only make NVRTC faster and
+change no byte of the cubin of any source that compiles with them (`--minimal`, NVRTC >= 12.4,
+leaves out the CUDA runtime's declarations, textures and device-side launch, which nvfuse's
+kernels never use, saving ~5 ms of parsing per kernel).  They are not part of the cache key for
+that reason.  A source that NVRTC refuses with them is compiled again without them, so a
+`compile_source` caller using those features gets the same result and error log as before; an
+NVRTC that rejects one as an invalid option stops being given them for the process.
+
+It deliberately passes no fast-math option: fused kernels must round like eager PyTorch (IEEE
+division and sqrt, denormals kept).  On failure it raises `CompileError` carrying the source,
+the NVRTC log and the arch; an arch the installed NVRTC cannot target is reported as such,
+naming the NVRTC version.
 
 The cubin is read through NVRTC's own size query (`_cubin_image`): CuPy's getCUBIN strips a
 "trailing NUL" as it does for PTX text, which cuts the last byte off every cubin.
@@ -33,6 +42,12 @@ if TYPE_CHECKING:
 # change here invalidates old entries.  No --use_fast_math (see the module docstring).
 COMPILE_OPTIONS: tuple[str, ...] = ("-std=c++17",)
 
+# (option, first NVRTC version that knows it): options that cut compile time and leave the cubin
+# unchanged (tests/unit/test_nvrtc_options.py compiles the golden kernels with and without them
+# and compares the bytes).
+SPEED_OPTIONS: tuple[tuple[str, tuple[int, int]], ...] = (("--minimal", (12, 4)),)
+_speed_refused = False  # set once an NVRTC rejects a speed option as invalid
+
 _ARCH = re.compile(r"^(sm|compute)_(\d+)([a-z]?)$")
 
 
@@ -52,6 +67,24 @@ def nvrtc_version() -> str:
     """The installed NVRTC's version as "major.minor" (e.g. "12.8")."""
     major, minor = _nvrtc().getVersion()
     return f"{major}.{minor}"
+
+
+def speed_options() -> tuple[str, ...]:
+    """The `SPEED_OPTIONS` the loaded NVRTC accepts (by its version; none once one was refused
+    or where the version cannot be read)."""
+    if _speed_refused:
+        return ()
+    try:
+        version = _version_tuple()
+    except (CompileError, AttributeError, RuntimeError):
+        return ()
+    return tuple(opt for opt, since in SPEED_OPTIONS if version >= since)
+
+
+@functools.cache
+def _version_tuple() -> tuple[int, int]:
+    major, minor = _nvrtc().getVersion()
+    return int(major), int(minor)
 
 
 @functools.cache
@@ -125,21 +158,50 @@ def compile_to_ptx(source: str, arch: str, name: str = "kernel.cu") -> str:
 
 
 def _compile(source: str, arch: str, name: str, want_ptx: bool) -> bytes:
+    global _speed_refused
     nvrtc = _nvrtc()
     _check_arch(source, arch, name)
     options = (f"--gpu-architecture={arch}", *COMPILE_OPTIONS)
+    fast = speed_options()
+    if fast:
+        try:
+            return _run(nvrtc, source, (*options, *fast), name, want_ptx)
+        except _Failed as failed:
+            if failed.status == _INVALID_OPTION:
+                _speed_refused = True  # this NVRTC does not know one of them: never again
+            # else the source may use what --minimal leaves out: the full compile decides
+    try:
+        return _run(nvrtc, source, options, name, want_ptx)
+    except _Failed as failed:
+        raise CompileError(
+            f"NVRTC {nvrtc_version()} failed to compile {name} for {arch}: {failed.error}",
+            source=source,
+            log=failed.log,
+            arch=arch,
+        ) from None
+
+
+_INVALID_OPTION = 5  # NVRTC_ERROR_INVALID_OPTION
+
+
+class _Failed(Exception):
+    """NVRTC refused a program: its error, status code and log."""
+
+    def __init__(self, error: Exception, log: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.status = getattr(error, "status", None)
+        self.log = log
+
+
+def _run(nvrtc: Any, source: str, options: tuple[str, ...], name: str, want_ptx: bool) -> bytes:
+    """One NVRTC program: the PTX or the cubin; `_Failed` when NVRTC refuses it."""
     prog = nvrtc.createProgram(source, name, (), ())
     try:
         try:
             nvrtc.compileProgram(prog, options)
         except nvrtc.NVRTCError as e:
-            log = _log(nvrtc, prog)
-            raise CompileError(
-                f"NVRTC {nvrtc_version()} failed to compile {name} for {arch}: {e}",
-                source=source,
-                log=log,
-                arch=arch,
-            ) from None
+            raise _Failed(e, _log(nvrtc, prog)) from None
         return bytes(nvrtc.getPTX(prog)) if want_ptx else _cubin_image(nvrtc, prog)
     finally:
         nvrtc.destroyProgram(prog)
