@@ -8,8 +8,11 @@ the same result as `Replay.run(inputs)`.
 
 How a key is captured (its first call after the recording one): static input buffers are
 allocated with each input's shape, strides, dtype and device; the Replay runs on them under
-stream capture, on a side stream, into the module's graph memory pool (one pool per
-FusedModule, `GraphSet`), which also holds the outputs it allocates.  Every call then copies
+stream capture, on a side stream, into a private graph memory pool of its own, which also
+holds the outputs it allocates.  Not one pool per module: captures sharing a pool may reuse
+each other's freed intermediates, which is safe only when they replay in capture order, and
+the reuse rule below replays them in any order (a capture's intermediates could land on
+another capture's outputs that the caller still holds).  Every call then copies
 its inputs into the static buffers (no copy for an input that *is* its static buffer:
 `FusedModule.graph_inputs` hands them out) and replays the graph on torch's current stream;
 attribute tensors (weights) are read at the address they had at capture, which is checked per
@@ -35,12 +38,13 @@ records why (`GraphSet.skip`).  A refusal or a failed capture leaves the call on
 Replay -- the same results as without the flag -- and is counted in `graph_skips`
 (nvfuse.stats) and, by reason, in `FusedModule.cuda_graph_skips`.
 
-Memory: at most `MAX_CAPTURES` captures per module, `COPIES` per key; past that the least
-recently replayed key gives up its captures (the device is synchronized first) and captures
-again if it is used again.
+Memory: at most `MAX_CAPTURES` captures per module (`GraphSet`), `COPIES` per key; past that
+the least recently replayed key gives up its captures (the device is synchronized first) and
+captures again if it is used again.
 
-Calls must be ordered, as for any CUDA graph: one stream, or streams the caller synchronizes
-(two replays of one capture running at once would share its buffers).
+Calls must be ordered, as for any CUDA graph: one stream, or streams the caller synchronizes,
+and one thread at a time per module (two replays of one capture running at once would share
+its buffers).
 
 The capture machinery is a `Backend` (`CudaBackend`; tests inject a CPU stand-in through
 `set_backend`), so everything but the CUDA calls runs on a machine without a GPU.
@@ -70,7 +74,7 @@ class Backend(Protocol):
         """Why a call on `tensors` cannot be captured (None: it can)."""
 
     def new_pool(self) -> Any:
-        """A graph memory pool handle for one module's captures."""
+        """A graph memory pool handle for one capture."""
 
     def capture(self, fn: Callable[[], Any], pool: Any, device: torch.device) -> tuple[Any, Any]:
         """Run `fn` under capture; (graph with `.replay()`, what `fn` returned)."""
@@ -144,7 +148,6 @@ class GraphSet:
     """One FusedModule's captures: the memory pool, the skip reasons, the LRU bound."""
 
     def __init__(self) -> None:
-        self.pool: Any = None
         self.skips: dict[str, int] = {}
         self._users: OrderedDict[int, GraphedReplay] = OrderedDict()  # least recent first
 
@@ -166,15 +169,17 @@ class GraphSet:
         self._users.pop(id(user), None)
         self._users[id(user)] = user
 
-    def make_room(self, user: GraphedReplay) -> None:
-        """Evict least recently used keys' captures until one more fits."""
-        while sum(len(u.captures) for u in self._users.values()) >= MAX_CAPTURES:
+    def make_room(self, user: GraphedReplay) -> bool:
+        """Evict least recently used keys' captures until one more fits; False: it cannot
+        (`user`'s own captures fill the bound)."""
+        while self.count() >= MAX_CAPTURES:
             victim = next((u for u in self._users.values() if u is not user and u.captures),
                           None)
             if victim is None:
-                return
+                return False
             victim.release()
             self._users.pop(id(victim), None)
+        return True
 
     def clear(self) -> None:
         """Release every capture (the module dropped its replays)."""
@@ -266,12 +271,13 @@ class GraphedReplay:
         for capture in self.captures:
             if capture.free():
                 return self._replay(capture, inputs)
-        if len(self.captures) < COPIES:
-            capture = self._capture(inputs)
-            if capture is not None:
-                return self._replay(capture, inputs)
+        if len(self.captures) < COPIES and self.owner.make_room(self):
+            new = self._capture(inputs)
+            if new is not None:
+                return self._replay(new, inputs)
             return self.replay.run(inputs)
-        self.owner.skip("the caller still holds the outputs of every capture of this shape")
+        self.owner.skip("the caller still holds the outputs of every capture of this shape, "
+                        "or the capture bound is reached")
         return self.replay.run(inputs)
 
     def _replay(self, capture: _Capture, inputs: Sequence[torch.Tensor]) -> Any:
@@ -294,15 +300,12 @@ class GraphedReplay:
     def _capture(self, inputs: Sequence[torch.Tensor]) -> _Capture | None:
         owner = self.owner
         cfg = config.get()
-        owner.make_room(self)
         if self.static is None:
             self.static = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype,
                                                device=t.device) for t in inputs]
         static = self.static
-        if owner.pool is None:
-            owner.pool = _backend.new_pool()
         try:
-            graph, result = _backend.capture(lambda: self.replay.run(static), owner.pool,
+            graph, result = _backend.capture(lambda: self.replay.run(static), _backend.new_pool(),
                                              inputs[0].device)
         except Exception as e:
             if cfg.strict:

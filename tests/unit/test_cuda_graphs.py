@@ -240,6 +240,22 @@ def test_loop_alternates_two_captures(interpret: None, fake: FakeBackend) -> Non
         y = fm(*args)  # the previous y is alive during the call
         torch.testing.assert_close(y, bias_gelu(*args))
     assert [g.replays for g in fake.graphs] == [3, 3] and fm.cuda_graph_skips == {}
+    assert fake.pools == 2  # a pool per capture: they replay in any order
+
+
+def test_capture_bound_of_one_runs_held_calls_without_a_graph(
+        interpret: None, fake: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphs, "MAX_CAPTURES", 1)
+    fm = nvfuse.fuse(bias_gelu, _inputs(), cuda_graphs=True)
+    fm(*_inputs())
+    held = []
+    for _ in range(3):
+        args = _inputs()
+        held.append((fm(*args), args))
+    for out, args in held:
+        torch.testing.assert_close(out, bias_gelu(*args))
+    assert len(fake.graphs) == 1 and nvfuse.stats()["graph_replays"] == 1
+    assert nvfuse.stats()["graph_skips"] == 2
 
 
 def test_static_inputs_passed_back_are_not_copied(interpret: None, fake: FakeBackend,
