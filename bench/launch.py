@@ -7,7 +7,9 @@ alike), each a loop of calls closed by one synchronize, host microseconds per ca
   * eager x.add(1) and eager bias + GELU + residual (3 ops): the references;
   * nvfuse bias + GELU + residual, a cached one-kernel call (everything the user pays);
   * the driver launch alone: the same stage, tensors and scalars handed to the packed launcher
-    (`nvfuse/runtime/packed.py`: patch the pointer slots, one cuLaunchKernel).
+    (`nvfuse/runtime/packed.py`: patch the pointer slots, one cuLaunchKernel);
+  * the same call with `cuda_graphs=True` (nvfuse/runtime/graphs.py): a graph replay with the
+    inputs copied into its static buffers, and with the static buffers passed (no copies).
 The difference of the last two is nvfuse's own host path.  Written to
 <out>/launch-<date>-<gpu>.json and .md.  Host wall time on the GPU machine, not device time.
 """
@@ -85,11 +87,20 @@ def run_launch(out_dir: str) -> dict[str, Any]:
     fm = nvfuse.fuse(_bias_gelu, (x, b, r))
     torch.testing.assert_close(fm(x, b, r), _bias_gelu(x, b, r))
     stage, tensors, scalars = captured_launch(fm, (x, b, r))
+    graphed = nvfuse.fuse(_bias_gelu, (x, b, r), cuda_graphs=True)
+    for _ in range(2):  # record, then capture
+        torch.testing.assert_close(graphed(x, b, r), _bias_gelu(x, b, r))
+    static = graphed.graph_inputs(x, b, r)
+    if static is None:
+        raise RuntimeError(f"no CUDA graph captured: {graphed.cuda_graph_skips}")
     times = interleaved_us({
         "eager x.add(1)": lambda: one.add(1),
         "eager bias+gelu+residual (3 ops)": lambda: _bias_gelu(x, b, r),
         "nvfuse bias+gelu+residual (1 kernel, cached call)": lambda: fm(x, b, r),
         "driver launch alone (packed, same kernel)": lambda: stage.launch(tensors, scalars),
+        "nvfuse cuda_graphs=True (3 input copies + graph replay)": lambda: graphed(x, b, r),
+        "nvfuse cuda_graphs=True, static inputs passed (graph replay)":
+            lambda: graphed(*static),
     })
     ref = times["eager x.add(1)"]
     gpu = torch.cuda.get_device_name(dev)

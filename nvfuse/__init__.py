@@ -5,13 +5,15 @@
     nvfuse.compile_source(src, arch="sm_90") -> cubin bytes   (raises nvfuse.CompileError)
     nvfuse.stats(), nvfuse.reset_stats()
     torch.compile(model, backend="nvfuse")
+    nvfuse.fuse(obj, example_inputs, cuda_graphs=True)        # CUDA-graph replays
+    torch.compile(model, backend="nvfuse", options={"cuda_graphs": True})
     print(nvfuse.explain(model, *inputs, training=True))   # groups, kernels, eager ops and why
 """
 
 from __future__ import annotations
 
 from nvfuse import counters as _counters
-from nvfuse.api import FusedModule, fuse
+from nvfuse.api import FusedModule, backend, fuse
 from nvfuse.errors import CompileError, LaunchError, LoweringError, NvfuseError
 from nvfuse.explain import ExplainReport, explain
 from nvfuse.frontend import dynamo as _dynamo
@@ -28,7 +30,8 @@ def compile_source(src: str, arch: str | None = None) -> bytes:
 
 
 def stats() -> dict[str, int]:
-    """Counters: compiles, memory_hits, disk_hits, fallbacks, launches (and nvrtc_compiles)."""
+    """Counters: compiles, memory_hits, disk_hits, fallbacks, launches (and nvrtc_compiles,
+    graph_captures, graph_replays, graph_skips)."""
     return _counters.snapshot()
 
 
@@ -38,5 +41,5 @@ def reset_stats() -> None:
 
 __all__ = [
     "CompileError", "ExplainReport", "FusedModule", "LaunchError", "LoweringError", "NvfuseError",
-    "compile_source", "explain", "fuse", "reset_stats", "stats", "__version__",
+    "backend", "compile_source", "explain", "fuse", "reset_stats", "stats", "__version__",
 ]

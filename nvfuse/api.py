@@ -25,6 +25,7 @@ from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Untraceable, frontend_for
 from nvfuse.fusion.build import dim_order
 from nvfuse.runtime.executor import FusionGroup, prefetch_groups, warn_once
+from nvfuse.runtime.graphs import GraphedReplay, GraphSet
 from nvfuse.runtime.horizontal import HorizontalGroup
 from nvfuse.runtime.kernels import CompiledKernel
 from nvfuse.runtime.replay import Replay, record, replay_key, replayable
@@ -66,7 +67,7 @@ class _ReplayEntry:
 
     __slots__ = ("replay", "plan", "config", "grad_sensitive")
 
-    def __init__(self, replay: Replay, plan: Plan, cfg: config.Config,
+    def __init__(self, replay: Replay | GraphedReplay, plan: Plan, cfg: config.Config,
                  grad_sensitive: bool) -> None:
         self.replay, self.plan, self.config, self.grad_sensitive = replay, plan, cfg, grad_sensitive
 
@@ -75,11 +76,18 @@ class FusedModule:
     """Callable like the object given to `nvfuse.fuse`; fused where nvfuse can, eager elsewhere.
 
     `fusion_groups`: the groups of the most recent plan.  `kernels`: every specialization built
-    for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`)."""
+    for this module so far (`.name`, `.source`, `.signature`, `.kernel_ir`).
+
+    `cuda_graphs=True`: a fully fused call is captured into a CUDA graph per input shape and
+    layout at its second call and replayed after (nvfuse/runtime/graphs.py: which calls are
+    captured, and the output reuse rule); `cuda_graph_skips` counts the calls that were not,
+    by reason."""
 
     def __init__(self, obj: Any, example_inputs: Sequence[Any] | None = None,
-                 trace_now: bool = True, compile_fallback: bool = True) -> None:
+                 trace_now: bool = True, compile_fallback: bool = True, *,
+                 cuda_graphs: bool = False) -> None:
         self._original = obj
+        self._graphs = GraphSet() if cuda_graphs else None
         self._compile_fallback = compile_fallback
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
@@ -106,6 +114,20 @@ class FusedModule:
     def fusion_groups(self) -> list[FusionGroup]:
         return list(self._latest.groups) if self._latest is not None else []
 
+    @property
+    def cuda_graph_skips(self) -> dict[str, int]:
+        """Calls that ran without a CUDA graph, by reason (empty without cuda_graphs=True)."""
+        return dict(self._graphs.skips) if self._graphs is not None else {}
+
+    def graph_inputs(self, *inputs: Any) -> tuple[torch.Tensor, ...] | None:
+        """The static input buffers of the CUDA graph for calls like `inputs` (None: no
+        capture yet).  Write new values into them and pass them themselves: nothing is copied."""
+        entry = self._replays.get(replay_key(inputs)) if self._replays else None  # type: ignore[arg-type]
+        graphed = entry.replay if entry is not None else None
+        if isinstance(graphed, GraphedReplay) and graphed.static is not None:
+            return tuple(graphed.static)
+        return None
+
     def __call__(self, *inputs: Any) -> Any:
         if self._replays:  # the fast path: a fully fused plan already run with such inputs
             entry = self._replays.get(replay_key(inputs))  # type: ignore[arg-type]
@@ -117,29 +139,51 @@ class FusedModule:
                 except Exception:
                     if entry.config.strict:
                         raise
-                    self._replays.clear()  # the plan's own path falls back group by group
+                    self._drop_replays()  # the plan's own path falls back group by group
         self._check_arity(inputs)
         cfg = config.get()
+        graphs = self._graphs
         if cfg.disable:
+            if graphs is not None:
+                graphs.skip("nvfuse is disabled (NVFUSE_DISABLE=1)")
             return self._original(*inputs)
         plan = self._plan_for(inputs)
         if plan.eager or plan.mutates_inputs and _share_memory(inputs):
+            if graphs is not None:
+                graphs.skip("the call runs eagerly" if plan.eager else
+                            "the plan writes into an input")
             return self._original(*inputs)
         grad_sensitive = plan.grad_params or any(isinstance(t, torch.Tensor) and t.requires_grad
                                                  for t in pytree.tree_leaves(list(inputs)))
         if plan.compiled or grad_sensitive and torch.is_grad_enabled():
+            if graphs is not None:
+                graphs.skip("the call runs through torch.compile (graph breaks)" if plan.compiled
+                            else "the call needs autograd")
             return self._call_with_autograd(inputs)
         if plan.gm is None:
+            if graphs is not None:
+                graphs.skip("the graph runs unfused")
             return self._original(*inputs)
         key = replay_key(inputs) if plan.replayable and "launch" not in cfg.dump else None
         if key is None:
+            if graphs is not None:
+                graphs.skip(_not_replayable(plan, inputs, cfg))
             return plan.gm.forward(*inputs)  # a plan's graph has no hooks: skip nn.Module.__call__
         result, replay = record(plan.gm, inputs)
         if replay is not None:
             if len(self._replays) >= REPLAY_CACHE_SIZE:
-                self._replays.clear()
-            self._replays[key] = _ReplayEntry(replay, plan, cfg, grad_sensitive)
+                self._drop_replays()
+            run: Any = replay if graphs is None else graphs.wrap(replay, inputs, cfg)
+            self._replays[key] = _ReplayEntry(run, plan, cfg, grad_sensitive)
+        elif graphs is not None:
+            graphs.skip("a group ran eagerly, or the call is not replayable (an input passed "
+                        "twice, container inputs)")
         return result
+
+    def _drop_replays(self) -> None:
+        self._replays.clear()
+        if self._graphs is not None:
+            self._graphs.clear()
 
     def _call_with_autograd(self, inputs: Sequence[Any]) -> Any:
         """Kernels return tensors without autograd history, so a call that needs gradients goes
@@ -238,6 +282,17 @@ class FusedModule:
             setattr(planned.fused, name, HorizontalGroup(
                 name, [by_name[m][0] for m in members], [by_name[m][1] for m in members]))
         return Plan(planned.fused, groups, _reads_trainable_tensor(planned.graph), planned.sized)
+
+
+def _not_replayable(plan: Plan, inputs: Sequence[Any], cfg: config.Config) -> str:
+    """Why a call of `plan` cannot be replayed (so cannot be captured either)."""
+    if "launch" in cfg.dump:
+        return "NVFUSE_DUMP=launch prints every launch"
+    if plan.mutates_inputs:
+        return "the plan writes into an input"
+    if not plan.replayable:
+        return "the plan is not fully fused (eager ops run between its kernels)"
+    return "an input is not a tensor"
 
 
 def _cuda_device(inputs: Sequence[Any]) -> torch.device | None:
@@ -344,18 +399,70 @@ def _needs_no_grad(gm: fx.GraphModule) -> bool:
     return True
 
 
-def _fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+def _graph_fuser(cuda_graphs: bool) -> Callable[..., Any]:
+    """AOTAutograd's compiler: each aten graph becomes a FusedModule (capturing CUDA graphs
+    with `cuda_graphs`)."""
     from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
 
-    fused = FusedModule(gm, list(example_inputs), trace_now=False, compile_fallback=False)
-    return make_boxed_func(fused)  # type: ignore[no-any-return]
+    def fuse_graph(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+        fused = FusedModule(gm, list(example_inputs), trace_now=False, compile_fallback=False,
+                            cuda_graphs=cuda_graphs)
+        return make_boxed_func(fused)  # type: ignore[no-any-return]
+    return fuse_graph
 
 
-def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """The `torch.compile(model, backend="nvfuse")` backend (nvfuse/frontend/dynamo.py)."""
-    return aot_backend(_fuse_graph, _fuse_graph)(gm, example_inputs, **kwargs)
+_fuse_graph = _graph_fuser(False)
+_fuse_graph_captured = _graph_fuser(True)
+
+BACKEND_OPTIONS = ("cuda_graphs",)  # torch.compile(..., options={...}) keys nvfuse reads
 
 
-def fuse(obj: Callable[..., Any], example_inputs: Sequence[Any] | None = None) -> FusedModule:
-    """Fuse `obj` (see FusedModule).  TorchScript objects need no example inputs."""
-    return FusedModule(obj, example_inputs)
+def backend_options(options: dict[str, Any] | None = None, mode: str | None = None
+                    ) -> dict[str, Any]:
+    """nvfuse's settings from torch.compile's `options` and `mode` (torch 2.x hands both to a
+    named backend as keyword arguments when they are given).  `mode="reduce-overhead"` means
+    cuda_graphs, as it does for inductor; "default", "max-autotune-no-cudagraphs" and
+    "max-autotune" change nothing else.  Raises ValueError naming an unknown option."""
+    settings: dict[str, Any] = {"cuda_graphs": mode == "reduce-overhead"}
+    unknown = sorted(set(options or {}) - set(BACKEND_OPTIONS))
+    if unknown:
+        raise ValueError(f"nvfuse: unknown torch.compile option(s) {unknown}; nvfuse reads "
+                         f"{list(BACKEND_OPTIONS)}")
+    settings.update(options or {})
+    if not isinstance(settings["cuda_graphs"], bool):
+        raise ValueError(f"nvfuse: option cuda_graphs={settings['cuda_graphs']!r}: expected "
+                         "True or False")
+    return settings
+
+
+def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], *,
+                   options: dict[str, Any] | None = None, mode: str | None = None,
+                   **kwargs: Any) -> Any:
+    """The `torch.compile(model, backend="nvfuse")` backend (nvfuse/frontend/dynamo.py);
+    `options={"cuda_graphs": True}` (or `mode="reduce-overhead"`) captures CUDA graphs of the
+    graphs that need no gradients (inference, optimizer steps); a training graph is not
+    captured (its forward's outputs are saved for the backward) and says so once."""
+    captured = backend_options(options, mode)["cuda_graphs"]
+    if captured and not _needs_no_grad(gm):
+        warn_once("nvfuse: cuda_graphs: a graph that needs autograd runs without CUDA graphs")
+        captured = False
+    fuser = _fuse_graph_captured if captured else _fuse_graph
+    return aot_backend(fuser, fuser)(gm, example_inputs, **kwargs)
+
+
+def backend(*, cuda_graphs: bool = False) -> Callable[..., Any]:
+    """The backend as a callable with its settings bound:
+    `torch.compile(m, backend=nvfuse.backend(cuda_graphs=True))` (the same as
+    `backend="nvfuse", options={"cuda_graphs": True}`)."""
+    def nvfuse_configured(gm: fx.GraphModule, example_inputs: Sequence[Any],
+                          **kwargs: Any) -> Any:
+        kwargs.setdefault("options", {"cuda_graphs": cuda_graphs})
+        return nvfuse_backend(gm, example_inputs, **kwargs)
+    return nvfuse_configured
+
+
+def fuse(obj: Callable[..., Any], example_inputs: Sequence[Any] | None = None, *,
+         cuda_graphs: bool = False) -> FusedModule:
+    """Fuse `obj` (see FusedModule).  TorchScript objects need no example inputs.
+    `cuda_graphs=True`: capture fully fused calls into CUDA graphs (FusedModule)."""
+    return FusedModule(obj, example_inputs, cuda_graphs=cuda_graphs)

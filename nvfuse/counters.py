@@ -2,7 +2,9 @@
 the stats() function so neither shadows the other).
 
 compiles: kernel specializations built; memory_hits / disk_hits: cache hits; fallbacks: group
-executions that ran eagerly instead; launches: kernel runs (GPU or interpreter).
+executions that ran eagerly instead; launches: kernel runs (GPU or interpreter, a CUDA graph's
+kernels included); graph_captures / graph_replays / graph_skips: CUDA graphs captured, graph
+launches, and calls of a `cuda_graphs=True` module that ran without one (nvfuse/runtime/graphs.py).
 
 `bump` is on every fused call's hot path, so it takes no lock: each thread counts into its own
 dict (registered once, under the lock, on the thread's first bump), and `snapshot` sums them.
@@ -15,7 +17,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-_KEYS = ("compiles", "memory_hits", "disk_hits", "fallbacks", "launches", "nvrtc_compiles")
+_KEYS = ("compiles", "memory_hits", "disk_hits", "fallbacks", "launches", "nvrtc_compiles",
+         "graph_captures", "graph_replays", "graph_skips")
 _lock = threading.Lock()
 _per_thread: list[Counter[str]] = []  # every thread's counts, alive or finished
 _local = threading.local()

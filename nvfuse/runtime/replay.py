@@ -78,6 +78,20 @@ class Replay:
                 and single and leaves[0][1] == steps[0][2]):
             self._lone = steps[0][0]
 
+    @property
+    def constants(self) -> list[Any]:
+        """The attribute tensors the replay reads (by reference)."""
+        return self._constants
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """What one run adds to the counters: (memory hits, launches)."""
+        return self._groups, self._launches
+
+    def prepared(self) -> list[Any]:
+        """Every step's prepared call (executor `_Ready` or horizontal `HorizontalReady`)."""
+        return [ready for ready, _, _ in self._steps]
+
     def run(self, inputs: Sequence[torch.Tensor]) -> Any:
         lone = self._lone
         if lone is not None:

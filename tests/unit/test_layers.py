@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nvfuse.schedules",),                             # the schedule registry
     ("nvfuse.pipeline",),                              # the compiler driver
     ("nvfuse.runtime.executor", "nvfuse.runtime.horizontal",  # runs a group, a bundle;
-     "nvfuse.runtime.replay"),                                # replays a plan
+     "nvfuse.runtime.replay", "nvfuse.runtime.graphs"),       # replays a plan; CUDA graphs
     ("nvfuse.api",),                                   # nvfuse.fuse / FusedModule
     ("nvfuse.explain", "nvfuse.frontend.dynamo"),      # reports; the torch.compile entry point
     ("nvfuse",),                                       # the public package
