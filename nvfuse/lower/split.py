@@ -57,6 +57,8 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
+    if isinstance(lo, ColumnLowering):
+        lo.unit.extend(False for _ in spaces)  # one scalar partial per lane (`_stage1`)
     splits, chunk_len = Param(names.SPLITS, idx), Param(names.CHUNK_LEN, idx)
     lo.scalars.extend([splits, chunk_len])
     body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
