@@ -5,45 +5,70 @@ along them.
 
 When the kept dims are innermost in memory (`x.sum(0)` of a contiguous [M, N]: a bias
 gradient; a permuted input), one block per row would read one element per row per warp, 32
-rows apart.  Here a block owns COLUMN_X consecutive rows instead:
+rows apart.  Here a block owns COLUMN_X consecutive rows instead, and each thread L = sig.lanes
+consecutive rows of them (the schedule's `column_lanes`: 16 bytes of the widest unit-stride
+operand, or 1), so X = COLUMN_X / L threads cover the block's rows:
 
-    tx = threadIdx.x % COLUMN_X    row = blockIdx.x * COLUMN_X + tx   (coalesced across a warp)
-    ty = threadIdx.x / COLUMN_X    columns ty, ty + Y, ty + 2Y, ...    (Y = block / COLUMN_X)
+    tx = threadIdx.x % X   row = blockIdx.x * COLUMN_X + tx * L   (rows row .. row + L - 1)
+    ty = threadIdx.x / X   columns ty, ty + Y, ty + 2Y, ...        (Y = block / X)
 
-Threads whose row is past the end (the last block) skip every load and store (`live`) but
-reach every barrier.  A reduction's per-thread partials are combined across the Y threads of a
-row through shared memory with explicit barriers -- every thread writes its partial to
-scratch[threadIdx.x], Sync, then every thread of the row combines scratch[j * COLUMN_X + tx]
-for j = 0..Y-1 in that order (so all Y threads get the same bits), Sync (the scratch is reused
-by the next reduction of its dtype).  Welford states combine the same way with Chan's update
-over three arrays.  Row outputs are stored by the ty == 0 thread of each live row.
-Scratch: one `block`-element shared array per dtype and slot (`col<slot>_<dtype>`).
+Threads whose rows are past the end (the last block) skip every load and store (`live`: the
+schedule makes the innermost kept size, hence rows, a multiple of L, so a thread's rows are all
+valid or all past the end) but reach every barrier.
+
+Lanes (L > 1): every per-row register -- an accumulator, a Welford state and pivot, a row
+value -- is an L-element array indexed by the lane loop variable `pl` (`state`), and every
+computation on it runs in an unrolled `for pl < L` loop.  A column loop iteration loads each
+input it reads once before its lane loop (`column_loop`): one L-element vector access
+q_<input>[L] at the lane-0 offset for an input with unit stride along the kept dim, one
+element for an input that broadcasts there (a [N, 1] statistic), then computes lane by lane;
+a full output collects its lanes in w_<output>[L] and is stored with one vector store.  Row-
+invariant inputs (a [C] weight) are loaded once as one vector; row outputs are stored by one
+vector store per output.  Lane l of a thread sees exactly the columns, in the same order, that
+a thread of the L = 1 layout sees for that row, and combines the partials in the same order:
+results do not depend on L.
+
+A reduction's per-thread partials are combined across the Y threads of a row through shared
+memory with explicit barriers -- every thread writes lane l's partial to
+scratch[l * block + threadIdx.x], Sync, then every thread of the row combines
+scratch[l * block + j * X + tx] for j = 0..Y-1 in that order (so all Y threads get the same
+bits), Sync (the scratch is reused by the next reduction of its dtype).  Welford states combine
+the same way with Chan's update over three arrays.  Row outputs are stored by the ty == 0
+thread of each live row.  Scratch: one `block * L`-element shared array per dtype and slot
+(`col<slot>_<dtype>`; block * L is the lanes-1 bucket's thread count).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR
-from nvfuse.fusion.prims import Prim
+from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     Assign,
     Compute,
     Const,
     Declare,
+    Elem,
     Expr,
     For,
+    If,
     IndexOp,
+    Load,
     ReduceOp,
     Shared,
     SharedElem,
     Special,
     Stmt,
+    Store,
     Sync,
     Var,
     combine_prim,
     identity_value,
 )
-from nvfuse.lower.reduction_state import RowLowering
+from nvfuse.lower.reduction_state import Body, RowLowering
 from nvfuse.schedule.reduction import COLUMN_X, ReductionSignature
 
 P = Prim
@@ -54,24 +79,49 @@ class ColumnLowering(RowLowering):
 
     def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int) -> None:
         super().__init__(ir, sig)
-        if block % COLUMN_X or block > 1024:
-            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}")
+        lanes = sig.lanes
+        if block % COLUMN_X or block > 1024 or COLUMN_X % lanes:
+            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}"
+                             f" or {lanes} lanes do not divide {COLUMN_X}")
         idx = self.idx
         self.block = block
-        self.thread_rows = block // COLUMN_X
+        self.vec = lanes
+        self.across = COLUMN_X // lanes  # threads across the block's kept elements
+        self.thread_rows = block // self.across
         self.tx, self.ty = Var("tx", idx), Var("ty", idx)
+        self.pl = Var("pl", idx)  # the lane loop variable (lanes > 1)
         self.lane = self.ty
         self.lane_step = Const(self.thread_rows, idx)
         self.live = IndexOp("<", Var("row", idx), self.rows, DType.BOOL)
         self.scratch: set[str] = set()
+        n_in = len(ir.inputs)
+        classes = sig.inputs + sig.outputs
+        # per operand: its stride along the innermost kept dim is 1 (one vector per access),
+        # else 0 (one element serves every lane; `column_lanes` allows nothing else)
+        self.unit = [c[sig.outer_rank - 1] == "1" if sig.outer_rank else False
+                     for c in classes]
+        if lanes > 1:
+            self.tensors = tuple(
+                kir.TensorParam(t.name, t.dtype, t.is_output,
+                                t.dtype.itemsize * lanes if self.unit[k] else t.align)
+                for k, t in enumerate(self.tensors))
+        self.n_in = n_in
 
+    # -- thread layout -------------------------------------------------------------------------
     def row_index(self, out: list[Stmt]) -> Expr:
+        return self.declare_row(Special("blockIdx.x", self.idx), out)
+
+    def declare_row(self, group: Expr, out: list[Stmt]) -> Var:
+        """Declare tx, ty and this thread's first row in block group `group` (module
+        docstring)."""
         idx = self.idx
-        tid, x = Special("threadIdx.x", idx), Const(COLUMN_X, idx)
+        tid, x = Special("threadIdx.x", idx), Const(self.across, idx)
         out.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
         out.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
-        first = IndexOp("*", Special("blockIdx.x", idx), x, idx)
-        out.append(Declare("row", idx, init=IndexOp("+", first, self.tx, idx)))
+        first = IndexOp("*", group, Const(COLUMN_X, idx), idx)
+        mine: Expr = self.tx if self.vec == 1 else IndexOp("*", self.tx, Const(self.vec, idx),
+                                                            idx)
+        out.append(Declare("row", idx, init=IndexOp("+", first, mine, idx)))
         return Var("row", idx)
 
     def declare_scratch(self, dtype: DType, block: int, out: list[Stmt]) -> None:
@@ -80,25 +130,208 @@ class ColumnLowering(RowLowering):
     def _slot(self, dtype: DType, slot: int, out: list[Stmt]) -> str:
         name = f"col{slot}_{dtype}"  # c_type would put a space in "long long"
         if name not in self.scratch:
-            out.append(Shared(name, dtype, self.block))
+            out.append(Shared(name, dtype, self.block * self.vec))
             self.scratch.add(name)
         return name
 
     def _partner(self, j: Var) -> Expr:
-        """scratch index of thread row j's partial for this thread's row."""
+        """scratch index of thread row j's partial for this thread's row (lane pl's)."""
         idx = self.idx
-        return IndexOp("+", IndexOp("*", j, Const(COLUMN_X, idx), idx), self.tx, idx)
+        at = IndexOp("+", IndexOp("*", j, Const(self.across, idx), idx), self.tx, idx)
+        return at if self.vec == 1 else IndexOp("+", self._lane_base(), at, idx)
 
-    def allreduce(self, dst: Var, src: Expr, op: ReduceOp, dtype: DType) -> list[Stmt]:
+    def _own(self) -> Expr:
+        """scratch index of this thread's partial (lane pl's)."""
+        tid = Special("threadIdx.x", self.idx)
+        return tid if self.vec == 1 else IndexOp("+", self._lane_base(), tid, self.idx)
+
+    def _lane_base(self) -> Expr:
+        return IndexOp("*", self.pl, Const(self.block, self.idx), self.idx)
+
+    # -- lanes -----------------------------------------------------------------------------------
+    def lanes_loop(self, body: Sequence[Stmt]) -> list[Stmt]:
+        """`body` once per lane (unrolled), or as it is with one lane."""
+        if self.vec == 1:
+            return list(body)
+        idx = self.idx
+        return [For(self.pl, Const(0, idx), Const(self.vec, idx), Const(1, idx), tuple(body),
+                    unroll=True)]
+
+    def state(self, name: str, dtype: DType) -> Var | Elem:
+        return Var(name, dtype) if self.vec == 1 else Elem(name, self.pl, dtype)
+
+    def declare_state(self, name: str, dtype: DType, init: Expr | None = None) -> list[Stmt]:
+        if self.vec == 1:
+            return [Declare(name, dtype, init=init)]
+        out: list[Stmt] = [Declare(name, dtype, lanes=self.vec)]
+        if init is not None:
+            out += self.lanes_loop([Assign(Elem(name, self.pl, dtype), init)])
+        return out
+
+    def lane_varies(self, k: int) -> bool:
+        return self.unit[k]
+
+    def vector_operand(self, k: int) -> bool:
+        """Lanes > 1: every input a column loop reads is loaded before its lane loop."""
+        return self.vec > 1 and k < self.n_in
+
+    def _at_lane(self, k: int, at: Expr) -> Expr:
+        """Operand k's offset for lane pl, given lane 0's."""
+        if self.vec == 1 or not self.unit[k]:
+            return at
+        return IndexOp("+", at, self.pl, self.idx)
+
+    def _load(self, k: int, at: Expr) -> list[Stmt]:
+        """q_<input k> = its lanes at lane-0 offset `at`: one vector, or one broadcast element."""
+        t = self.ir.inputs[k]
+        q = f"q_{t.name}"
+        lanes = self.vec if self.unit[k] else 1
+        return [Declare(q, t.dtype, lanes=lanes),
+                Load(q, t.dtype, t.name, at, lanes, vector=lanes > 1)]
+
+    def column_loop(self, body: Body, start: Expr | None = None,
+                    step: Expr | None = None) -> Stmt:
+        return self.lane_column_loop(body, None, start, step)
+
+    def lane_column_loop(self, body: Body,
+                         after: Callable[[list[Expr], list[Expr]], list[Stmt]] | None = None,
+                         start: Expr | None = None, step: Expr | None = None,
+                         before: Sequence[Stmt] = ()) -> Stmt:
+        """The column loop (`RowLowering.column_loop`); with lanes > 1 each iteration runs
+        `before`, loads the inputs the body reads, runs the body once per lane with lane
+        offsets, then `after(lane-0 offsets, inner indices)` (a full output's vector store)."""
+        if self.vec == 1:
+            assert after is None and not before
+            return super().column_loop(body, start, step)
+        idx = self.idx
+        col = Var("col", idx)
+        stmts: list[Stmt] = list(before)
+        offsets, inner = self._offsets(col, stmts)
+        lane_offsets = [self._at_lane(k, o) for k, o in enumerate(offsets)]
+        self.vec_lane, self.vec_lazy = self.pl, set()
+        try:
+            lane_body = body(lane_offsets, inner)
+            used = sorted(self.vec_lazy)
+        finally:
+            self.vec_lane, self.vec_lazy = None, None
+        for k in used:
+            stmts.extend(self._load(k, offsets[k]))
+        stmts.extend(self.lanes_loop(lane_body))
+        if after is not None:
+            stmts.extend(after(offsets, inner))
+        stop = self.col_end if self.col_end is not None else self.numel
+        return self.guarded(For(col, start if start is not None else self.lane, stop,
+                                step if step is not None else self.lane_step, tuple(stmts)))
+
+    def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
+        if self.vec == 1:
+            super().hoist_row_invariant_loads(out)
+            return
+        for index, node in enumerate(self.ir.nodes):
+            if node.op is not Prim.LOAD:
+                continue
+            k = int(node.attr)  # type: ignore[arg-type]
+            if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
+                continue
+            name = self.ir.inputs[k].name
+            lanes = self.vec if self.unit[k] else 1
+            out.append(Declare(f"r_{name}", node.dtype, lanes=lanes))
+            out.append(self.guarded(Load(f"r_{name}", node.dtype, name,
+                                         Var(f"ro_{name}", self.idx), lanes, lanes > 1)))
+            at: Expr = self.pl if lanes > 1 else Const(0, DType.INT32)
+            self.row_exprs[index] = Elem(f"r_{name}", at, node.dtype)
+
+    def row_phase(self, done: set[int], out: list[Stmt]) -> None:
+        if self.vec == 1:
+            super().row_phase(done, out)
+            return
+        assigns: list[Stmt] = []
+        for index in sorted(self.rows_live - done):
+            node = self.ir.nodes[index]
+            if node.op in REDUCTIONS:
+                continue
+            args = [self.row_exprs.get(a) if a in self.row_exprs else self.leaf(a)
+                    for a in node.args]
+            if any(a is None for a in args):
+                continue
+            out.append(Declare(f"v{index}", node.dtype, lanes=self.vec))
+            value = Elem(f"v{index}", self.pl, node.dtype)
+            assigns.append(Assign(value, Compute(node.op, tuple(args),  # type: ignore[arg-type]
+                                                 node.dtype)))
+            self.row_exprs[index] = value
+            done.add(index)
+        out.extend(self.lanes_loop(assigns) if assigns else [])
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def store_vector_outputs(self, full: list[tuple[int, Output]],
+                             rows_out: list[tuple[int, Output]], outer: list[Expr]) -> list[Stmt]:
+        """Lanes > 1: the full outputs (a column loop collecting w_<output>[lanes], one vector
+        store per output after its lane loop) and the row outputs (the same from the row
+        values, by the ty == 0 thread of each live row)."""
+        idx, sig = self.idx, self.sig
+        outer_dims = range(sig.outer_rank)
+        inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
+
+        def collect(outputs: list[tuple[int, Output]], offsets: list[Expr],
+                    out: list[Stmt]) -> None:
+            exprs = self.column_values([o.value for _, o in outputs], offsets, out)
+            for _, o in outputs:
+                value = exprs[o.value]
+                if value.dtype is not o.dtype:
+                    value = Compute(Prim.CAST, (value,), o.dtype)
+                out.append(Assign(Elem(f"w_{o.name}", self.pl, o.dtype), value))
+
+        def stores(outputs: list[tuple[int, Output]], offsets: list[Expr],
+                   inner: list[Expr] | None) -> list[Stmt]:
+            result: list[Stmt] = []
+            for k, o in outputs:
+                store: Stmt = Store(o.name, o.dtype, offsets[k], f"w_{o.name}", self.vec,
+                                    vector=True)
+                guard = self.guard(k, outer, outer_dims)
+                if inner is not None:
+                    inner_guard = self.guard(k, inner, inner_dims)
+                    guard = inner_guard if guard is None else (
+                        guard if inner_guard is None
+                        else IndexOp("&&", guard, inner_guard, DType.BOOL))
+                result.append(If(guard, (store,)) if guard is not None else store)
+            return result
+
+        def declares(outputs: list[tuple[int, Output]]) -> list[Stmt]:
+            return [Declare(f"w_{o.name}", o.dtype, lanes=self.vec) for _, o in outputs]
+
+        body: list[Stmt] = []
+        if full:
+            def lane(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
+                stmts: list[Stmt] = []
+                collect(full, offsets, stmts)
+                return stmts
+
+            body.append(self.lane_column_loop(
+                lane, lambda offsets, inner: stores(full, offsets, inner),
+                before=declares(full)))
+        if rows_out:
+            row_offsets: list[Expr] = [Var(f"ro_{t.name}", idx) for t in self.tensors]
+            lane_offsets = [self._at_lane(k, o) for k, o in enumerate(row_offsets)]
+            values: list[Stmt] = []
+            collect(rows_out, lane_offsets, values)
+            body.append(If(self.first_thread(), (
+                *declares(rows_out), *self.lanes_loop(values),
+                *stores(rows_out, row_offsets, None))))
+        return body
+
+    # -- combines across thread rows --------------------------------------------------------------
+    def allreduce(self, dst: Var | Elem, src: Expr,  # type: ignore[override]
+                  op: ReduceOp, dtype: DType) -> list[Stmt]:
         out: list[Stmt] = []
         name = self._slot(dtype, 0, out)
-        here = SharedElem(name, Special("threadIdx.x", self.idx), dtype)
-        out += [Assign(here, src), Sync(),
-                Assign(dst, Const(identity_value(op, dtype), dtype))]
-        j = Var(f"j_{dst.name}", self.idx)
+        here = SharedElem(name, self._own(), dtype)
+        out += [*self.lanes_loop([Assign(here, src)]), Sync()]
+        j = Var(f"j_{_name(dst)}", self.idx)
         step = Compute(combine_prim(op), (dst, SharedElem(name, self._partner(j), dtype)), dtype)
-        out.append(For(j, Const(0, self.idx), Const(self.thread_rows, self.idx),
-                       Const(1, self.idx), (Assign(dst, step),)))
+        out += self.lanes_loop([
+            Assign(dst, Const(identity_value(op, dtype), dtype)),
+            For(j, Const(0, self.idx), Const(self.thread_rows, self.idx), Const(1, self.idx),
+                (Assign(dst, step),))])
         out.append(Sync())  # the next reduction of this dtype rewrites the scratch
         return out
 
@@ -107,14 +340,13 @@ class ColumnLowering(RowLowering):
         dtype = states[0].dtype
         setup: list[Stmt] = []
         names = [self._slot(dtype, slot, setup) for slot in (0, 1, 2)]
-        tid = Special("threadIdx.x", self.idx)
-        combine: list[Stmt] = [Assign(SharedElem(n, tid, dtype), s)
-                               for n, s in zip(names, states)]
+        combine: list[Stmt] = self.lanes_loop([Assign(SharedElem(n, self._own(), dtype), s)
+                                               for n, s in zip(names, states)])
         combine.append(Sync())
         zero = Const(0.0, dtype)
         mean, m2, n = results
-        combine += [Assign(v, zero) for v in results]
-        j = Var(f"j_{mean.name}", self.idx)
+        per_lane: list[Stmt] = [Assign(v, zero) for v in results]
+        j = Var(f"j_{_name(mean)}", self.idx)
         other = [SharedElem(name, self._partner(j), dtype) for name in names]
         # Chan et al.: n = na + nb, delta = mb - ma, mean = ma + delta * nb / n,
         # m2 = m2a + m2b + delta^2 * na * nb / n; an empty side gives the other side as it is
@@ -142,8 +374,9 @@ class ColumnLowering(RowLowering):
                 P.ADD, (mean, Compute(P.MUL, (delta, frac), dtype)), dtype))),
             Assign(n, total),
         ]
-        combine.append(For(j, Const(0, self.idx), Const(self.thread_rows, self.idx),
-                           Const(1, self.idx), tuple(body)))
+        per_lane.append(For(j, Const(0, self.idx), Const(self.thread_rows, self.idx),
+                            Const(1, self.idx), tuple(body)))
+        combine.extend(self.lanes_loop(per_lane))
         combine.append(Sync())
         return setup, combine
 
@@ -155,3 +388,7 @@ class ColumnLowering(RowLowering):
     def grid(self) -> Expr:
         idx, x = self.idx, Const(COLUMN_X, self.idx)
         return IndexOp("/", IndexOp("+", self.rows, Const(COLUMN_X - 1, idx), idx), x, idx)
+
+
+def _name(v: Var | Elem) -> str:
+    return v.name if isinstance(v, Var) else v.array

@@ -130,6 +130,9 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                 if o.shape.is_row or j in row_like]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
+    if isinstance(lo, ColumnLowering) and lo.vec > 1:
+        body.extend(lo.store_vector_outputs(full, rows_out, outer))
+        full, rows_out = [], []
     if full:
         def store_full(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
             stmts: list[Stmt] = []
@@ -158,13 +161,13 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                       lo.grid(), idx)
 
 
-def lower_plain(lo: RowLowering, index: int) -> tuple[list[Stmt], Var]:
+def lower_plain(lo: RowLowering, index: int) -> tuple[list[Stmt], Var | Elem]:
     """A PLAIN phase: reduction `index`'s accumulator, column loop and block combine; returns
     the statements and the register holding the row's result."""
     node = lo.ir.nodes[index]
     dtype, operand, op = node.dtype, node.args[0], REDUCE_OPS[node.op]
-    acc = Var(f"acc{index}", dtype)
-    body: list[Stmt] = [Declare(acc.name, dtype, init=identity(node.op, dtype))]
+    acc = lo.state(f"acc{index}", dtype)
+    body: list[Stmt] = lo.declare_state(f"acc{index}", dtype, identity(node.op, dtype))
 
     def combine(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
@@ -173,9 +176,9 @@ def lower_plain(lo: RowLowering, index: int) -> tuple[list[Stmt], Var]:
         return stmts
 
     body.append(lo.column_loop(combine))
-    result = Var(f"v{index}", dtype)
-    body.append(Declare(result.name, dtype))
-    body.extend(lo.allreduce(result, acc, op, dtype))
+    result = lo.state(f"v{index}", dtype)
+    body.extend(lo.declare_state(f"v{index}", dtype))
+    body.extend(lo.allreduce(result, acc, op, dtype))  # type: ignore[arg-type]
     return body, result
 
 

@@ -160,6 +160,15 @@ class RowLowering:
                 [WelfordReduce(results[0], results[1], results[2], states[0], states[1],
                                states[2], ReduceScope.BLOCK, scratch)])
 
+    def state(self, name: str, dtype: DType) -> Var | Elem:
+        """A per-row register named `name`: one scalar here; the column schedule with lanes > 1
+        keeps one per lane (nvfuse/lower/column.py), valid inside its lane loops only."""
+        return Var(name, dtype)
+
+    def declare_state(self, name: str, dtype: DType, init: Expr | None = None) -> list[Stmt]:
+        """Declare `state(name, dtype)`, set to `init` when given."""
+        return [Declare(name, dtype, init=init)]
+
     def first_thread(self) -> Expr:
         """Where the row outputs are stored: one thread per row."""
         return IndexOp("==", Special("threadIdx.x", self.idx), Const(0, self.idx), DType.BOOL)
@@ -228,7 +237,8 @@ class RowLowering:
             if self.vec_lane is not None and self.vec_lazy is not None \
                     and (self.vector_operand(k) or k in self.staged):
                 self.vec_lazy.add(k)
-                return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
+                lane: Expr = self.vec_lane if self.lane_varies(k) else Const(0, DType.INT32)
+                return Elem(f"q_{self.ir.inputs[k].name}", lane, node.dtype)
             name = f"r_{self.ir.inputs[k].name}"
             out.append(Declare(name, node.dtype, lanes=1))
             out.append(Load(name, node.dtype, self.ir.inputs[k].name, offsets[k], 1, False))
@@ -420,6 +430,11 @@ class RowLowering:
         if self.persist and inner != "1":
             return False
         return inner.endswith("1") and itemsize <= 4 and lanes * itemsize <= 16
+
+    def lane_varies(self, k: int) -> bool:
+        """Whether input `k`'s preloaded q_<input> holds one value per lane (else one for all
+        lanes: a column schedule's input that broadcasts along the kept dim)."""
+        return True
 
     def vector_group_loop(self, roots: list[int],
                           group: Callable[[Var, list[Stmt]], list[Stmt]],

@@ -40,7 +40,6 @@ from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
-from nvfuse.schedule.reduction import COLUMN_X
 from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
 
 
@@ -58,6 +57,8 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
+    if isinstance(lo, ColumnLowering):
+        lo.unit.extend(False for _ in spaces)  # one scalar partial per lane (`_stage1`)
     splits, chunk_len = Param(names.SPLITS, idx), Param(names.CHUNK_LEN, idx)
     lo.scalars.extend([splits, chunk_len])
     body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
@@ -83,19 +84,22 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
     chunk = Var("chunk", idx)
     body.append(Declare(chunk.name, idx, init=IndexOp("%", block, splits, idx)))
     group = IndexOp("/", block, splits, idx)
+    vec = lo.vec if isinstance(lo, ColumnLowering) else 1
     if isinstance(lo, ColumnLowering):  # COLUMN_X rows per block, thread rows along the chunk
-        tid, x = Special("threadIdx.x", idx), Const(COLUMN_X, idx)
-        body.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
-        body.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
-        first_row = IndexOp("*", group, x, idx)
-        body.append(Declare("row", idx, init=IndexOp("+", first_row, lo.tx, idx)))
+        lo.declare_row(group, body)
         lane: Expr = lo.ty
     else:
         body.append(Declare("row", idx, init=group))
         lane = Special("threadIdx.x", idx)
-    part = Var("part", idx)  # this row's partial: row * splits + chunk
-    body.append(Declare(part.name, idx, init=IndexOp(
-        "+", IndexOp("*", Var("row", idx), splits, idx), chunk, idx)))
+    part = Var("part", idx)  # this row's partial: row * splits + chunk (lane pl's row)
+    row: Expr = Var("row", idx)
+    if vec > 1:
+        assert isinstance(lo, ColumnLowering)
+        row = IndexOp("+", row, lo.pl, idx)
+    part_decl = Declare(part.name, idx, init=IndexOp(
+        "+", IndexOp("*", row, splits, idx), chunk, idx))
+    if vec == 1:
+        body.append(part_decl)
     body.append(Declare("col_begin", idx, init=IndexOp("*", chunk, chunk_len, idx)))
     end = IndexOp("+", Var("col_begin", idx), chunk_len, idx)
     body.append(Declare("col_end", idx, init=Compute(
@@ -114,15 +118,17 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
             declared.add(dtype)
         if welford:
             body.extend(lower_m2(lo, p.node, sig.block, p.partners))
-            results.extend(Var(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
+            results.extend(lo.state(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
             results.extend(lo.row_exprs[s] for s in p.partners)
             continue
         stmts, result = lower_plain(lo, p.node)
         body.extend(stmts)
         results.append(result)
-    stores: list[Stmt] = []
+    stores: list[Stmt] = [] if vec == 1 else [part_decl]
     for name, value in zip(spaces, results):
         stores.extend(_put(name, value, part))
+    if isinstance(lo, ColumnLowering):
+        stores = lo.lanes_loop(stores)  # the partials of a row lie `splits` apart: scalars
     body.append(If(lo.first_thread(), tuple(stores)))
     return body
 

@@ -66,8 +66,8 @@ def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) 
     tag = f"{index}"
     zero = Const(0.0, dtype)
     out: list[Stmt] = []
-    pivot = Var(f"wpivot{tag}", dtype)
-    out.append(Declare(pivot.name, dtype, init=zero))
+    pivot = lo.state(f"wpivot{tag}", dtype)
+    out.extend(lo.declare_state(f"wpivot{tag}", dtype, zero))
 
     def load_pivot(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
@@ -76,10 +76,10 @@ def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) 
         return stmts
 
     out.append(lo.column_loop(load_pivot, start=Const(0, lo.idx), step=lo.numel))
-    n, mean, m2 = (Var(f"w{what}{tag}", dtype) for what in ("n", "mean", "m2"))
-    accs = [Var(f"acc{s}", dtype) for s in sums]
-    for v in (n, mean, m2, *accs):
-        out.append(Declare(v.name, dtype, init=zero))
+    state_names = [f"w{what}{tag}" for what in ("n", "mean", "m2")] + [f"acc{s}" for s in sums]
+    n, mean, m2, *accs = (lo.state(name, dtype) for name in state_names)
+    for name in state_names:
+        out.extend(lo.declare_state(name, dtype, zero))
 
     def shifted(exprs: dict[int, Expr], stmts: list[Stmt]) -> Var:
         d = Var(f"wd{tag}", dtype)
@@ -107,19 +107,20 @@ def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) 
         out.extend(_two_pass(lo, tag, dtype, operand, (n, mean, m2), shifted, add_sums))
     else:
         out.append(lo.column_loop(update))
-    results = [Var(f"w{what}_row{tag}", dtype) for what in ("mean", "m2", "n")]
-    setup, combine = lo.welford_allreduce(results, [mean, m2, n], tag, block)
+    result_names = [f"w{what}_row{tag}" for what in ("mean", "m2", "n")]
+    results = [lo.state(name, dtype) for name in result_names]
+    setup, combine = lo.welford_allreduce(results, [mean, m2, n],  # type: ignore[arg-type]
+                                          tag, block)
     out.extend(setup)
-    for v in results:
-        out.append(Declare(v.name, dtype))
+    for name in result_names:
+        out.extend(lo.declare_state(name, dtype))
     out.extend(combine)
-    row = Var(f"v{index}", dtype)
-    out.append(Declare(row.name, dtype, init=results[1]))
-    lo.row_exprs[index] = row
+    out.extend(lo.declare_state(f"v{index}", dtype, results[1]))
+    lo.row_exprs[index] = lo.state(f"v{index}", dtype)
     for s, acc in zip(sums, accs):
-        total = Var(f"v{s}", dtype)
-        out.append(Declare(total.name, dtype))
-        out.extend(lo.allreduce(total, acc, ReduceOp.SUM, dtype))
+        total = lo.state(f"v{s}", dtype)
+        out.extend(lo.declare_state(f"v{s}", dtype))
+        out.extend(lo.allreduce(total, acc, ReduceOp.SUM, dtype))  # type: ignore[arg-type]
         lo.row_exprs[s] = total
     return out
 

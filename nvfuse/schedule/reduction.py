@@ -99,14 +99,50 @@ MAX_BLOCK = 1024
 COLUMN_X = 32
 COLUMN_BUCKETS = ((64, 128), (1024, 256))
 COLUMN_MAX_BLOCK = 512
+# Vector columns (`column_lanes`): a thread owns `lanes` consecutive kept elements, so a block's
+# COLUMN_X kept elements take COLUMN_X / lanes threads across and the bucket's thread count
+# shrinks by `lanes` (at least a warp): the same thread rows, grid and bytes per block as
+# lanes 1, in 16-byte accesses.  At most 8 lanes: the per-lane accumulators of one-byte inputs
+# (summed in int64) would take 32 registers per reduction at 16.
+COLUMN_MAX_LANES = 8
 
 
-def column_block_for(row_numel: int) -> int:
-    """Threads per block of the column schedule for a reduced extent of `row_numel`."""
-    for limit, block in COLUMN_BUCKETS:
-        if row_numel <= limit:
-            return block
-    return COLUMN_MAX_BLOCK
+def column_block_for(row_numel: int, lanes: int = 1) -> int:
+    """Threads per block of the column schedule for a reduced extent of `row_numel` with
+    `lanes` kept elements per thread."""
+    block = next((b for limit, b in COLUMN_BUCKETS if row_numel <= limit), COLUMN_MAX_BLOCK)
+    return max(COLUMN_X, block // lanes)
+
+
+def column_lanes(ir: FusionIR, lay: RowLayout) -> int:
+    """Kept elements per thread of the column schedule (the vector width), or 1: 16 bytes of
+    the widest operand with unit stride along the innermost kept dim, halved until the
+    innermost kept size and every such operand's data pointer and other strides (kept and
+    reduced, along dims longer than 1) are multiples of it -- the pointwise `_pick_lanes`
+    rule, so a thread's lanes lie in one kept dim and every access is aligned.  Every other
+    input must broadcast along that dim (stride 0: one element serves all lanes) and every
+    output must have unit stride there; random numbers keep lanes 1 (their element index is
+    per lane).  Sizes other than the innermost kept one, and the reduced extent, do not
+    matter: a new batch keeps the kernel."""
+    if ir.random or not lay.outer_sizes or not lay.outer[0]:
+        return 1
+    n_in = len(ir.inputs)
+    last = [o[-1] for o in lay.outer]
+    if any(s not in (0, 1) for s in last) or any(s != 1 for s in last[n_in:]):
+        return 1
+    unit = [k for k, s in enumerate(last) if s == 1]
+    widest = max(lay.views[k].element_size() for k in unit)
+    lanes = min(VECTOR_BYTES // widest, COLUMN_MAX_LANES)
+    while lanes > 1:
+        if lay.outer_sizes[-1] % lanes == 0 and all(
+                lay.views[k].data_ptr() % (lanes * lay.views[k].element_size()) == 0
+                and all(s % lanes == 0 for s, n in zip(lay.outer[k][:-1], lay.outer_sizes[:-1])
+                        if n != 1)
+                and all(s % lanes == 0 for s, n in zip(lay.inner[k], lay.inner_sizes) if n != 1)
+                for k in unit):
+            return lanes
+        lanes //= 2
+    return 1
 
 
 # Persistent buckets (largest C, block): persist = C_max / block columns per thread, 4 to 32.
@@ -290,7 +326,8 @@ class ReductionSignature:
     index: DType
     arch: str
     persist: int = 0          # columns per thread held in registers (0: looped schedule)
-    lanes: int = 1            # columns per vector access of a persistent or looped row
+    lanes: int = 1            # columns per vector access of a persistent or looped row;
+                              # COLUMN: kept elements per thread (`column_lanes`)
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
     smem: bool = False        # a looped row staged in shared memory (`staged_inputs`)
 
@@ -456,7 +493,8 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     persist, lanes = 0, 1
     staged: tuple[int, ...] = ()
     if column:
-        block = column_block_for(row_numel)
+        lanes = column_lanes(ir, lay)
+        block = column_block_for(row_numel, lanes)
     elif warp:
         block = WARP_BLOCK
     else:

@@ -13,7 +13,9 @@ from bench.model.plan import plan_case
 from bench.model.sass import compile_report
 
 NAMES = ["batch-norm-train-nchw-fp32", "group-norm-g32-fp32", "layer-norm-residual-h16384-bf16",
-         "softmax-w32k-fp32", "log-softmax-w128k-bf16"]
+         "softmax-w32k-fp32", "log-softmax-w128k-bf16",
+         # vector column kernels (lanes per thread): a bias-gradient-like sum, LN backward's dw/db
+         "sum-first-fp32", "layer-norm-backward-h4096-bf16"]
 
 
 @pytest.mark.parametrize("name", NAMES)

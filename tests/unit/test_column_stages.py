@@ -102,8 +102,9 @@ def _column_kernel(x: torch.Tensor, fn=lambda x: x.sum(0)):  # type: ignore[no-u
 
 
 def test_column_kernel_ir_runs_in_lockstep() -> None:
-    x = torch.randn(45, 70)  # 70 kept columns: the last block has 26 dead lanes
+    x = torch.randn(45, 71)  # 71 kept columns (odd: lanes 1): the last block has 25 dead lanes
     kernel, launch, out = _column_kernel(x)
+    assert launch.signature.lanes == 1
     verify_kernel(kernel)
     text = kir.print_kernel(kernel)
     assert "row = ((blockIdx.x * 32:int32) + tx)" in text
