@@ -48,6 +48,7 @@ from nvfuse.graph.aliasing import (
 )
 from nvfuse.graph.annotate import annotate
 from nvfuse.graph.batchnorm import decompose_batch_norm
+from nvfuse.graph.cross_entropy import fuse_cross_entropy
 from nvfuse.graph.order import order_nodes
 from nvfuse.graph.peephole import simplify_peephole
 from nvfuse.graph.scatter import pad_filled_scatters
@@ -179,6 +180,7 @@ PASSES: list[Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = [
     pad_filled_scatters,
     simplify_peephole,
     decompose_batch_norm,  # after folding: running statistics may change between calls
+    fuse_cross_entropy,  # after CSE: a log_softmax read twice is one node with two users
     sink_views,  # after folding and peephole: views of constants are gone or final
     eliminate_common_subexpressions,
     eliminate_dead_code,
