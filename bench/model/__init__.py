@@ -154,6 +154,39 @@ def flags(row: dict[str, Any]) -> list[str]:
     return out
 
 
+def _compiled(kernel: Any, disasm: Disasm,
+              compiled: dict[str, Any]) -> tuple[sass.Resources, Any, Any]:
+    """(ptxas resources, global load widths, store widths) of `kernel`, compiled once."""
+    if kernel.source not in compiled:
+        res, cubin = sass.compile_report(kernel.source, ARCH)
+        loads = stores = None
+        if disasm.path is not None:
+            loads, stores = sass.global_widths(sass.disassemble(cubin, disasm.path))
+        compiled[kernel.source] = (res, loads, stores)
+    return compiled[kernel.source]  # type: ignore[no-any-return]
+
+
+def _measures(block: int, grid: int, smem: int, res: sass.Resources, loads: Any, stores: Any,
+              min_b: float, moved: float | None, requested: float | None,
+              elements: float | None, widths: dict[int, float]) -> dict[str, Any]:
+    """A row's resources, bytes, occupancy and prediction (the report's columns)."""
+    blocks, occupancy = occ.occupancy(block, res.regs, smem)
+    predicted = narrow = sectors = None
+    if moved is not None and requested and elements is not None:
+        sectors = requested / max(elements, 1.0)
+        predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, grid, blocks,
+                                           res.spills, sectors)
+        narrow = sum(b for w, b in widths.items() if w < 128) / (sum(widths.values()) or 1.0)
+    return {"block": block, "grid": grid, "min_bytes": int(min_b),
+            "moved_bytes": None if moved is None else int(moved),
+            "requested_bytes": None if requested is None else int(requested),
+            "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
+            "smem": smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
+            "predicted_fraction": None if predicted is None else round(predicted, 4),
+            "narrow_share": None if narrow is None else round(narrow, 4),
+            "sector_ratio": None if sectors is None else round(sectors, 4)}
+
+
 def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
                 copy: ScaledCall | None, disasm: Disasm,
                 compiled: dict[str, tuple[sass.Resources, list[int], list[int]] | None]
@@ -173,32 +206,12 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
         rows = call.stages[index].grid / max(copy.call.stages[index].grid, 1)
         note = (f"interpreter on a scaled copy ({copy.call.stages[index].grid} of "
                 f"{stage.grid} blocks, x{rows:.3g})")
-    if kernel.source not in compiled:
-        res, cubin = sass.compile_report(kernel.source, ARCH)
-        loads = stores = None
-        if disasm.path is not None:
-            loads, stores = sass.global_widths(sass.disassemble(cubin, disasm.path))
-        compiled[kernel.source] = (res, loads, stores)  # type: ignore[assignment]
-    res, loads, stores = compiled[kernel.source]  # type: ignore[misc]
+    res, loads, stores = _compiled(kernel, disasm, compiled)
     # ptxas reports the static shared memory; a dynamic array's size is the launch's
     smem = res.smem + dynamic_shared_bytes(kir, call.scalars[index])
-    blocks, occupancy = occ.occupancy(kir.block, res.regs, smem)
-    predicted = narrow = sectors = None
-    if moved is not None and requested and elements is not None:
-        sectors = requested / max(elements, 1.0)
-        predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, stage.grid, blocks,
-                                           res.spills, sectors)
-        total = sum(widths.values()) or 1.0
-        narrow = sum(b for w, b in widths.items() if w < 128) / total
     row = {"case": case.name, "kernel": kernel.name, "stage": index + 1,
-           "block": kir.block, "grid": stage.grid, "min_bytes": int(min_b),
-           "moved_bytes": None if moved is None else int(moved),
-           "requested_bytes": None if requested is None else int(requested),
-           "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
-           "smem": smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
-           "predicted_fraction": None if predicted is None else round(predicted, 4),
-           "narrow_share": None if narrow is None else round(narrow, 4),
-           "sector_ratio": None if sectors is None else round(sectors, 4),
+           **_measures(kir.block, stage.grid, smem, res, loads, stores, min_b, moved,
+                       requested, elements, widths),
            "moved_method": note,
            # what a shared launch's row is recomputed from (dropped before the report)
            "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}
@@ -211,40 +224,21 @@ def shared_launch_row(members: list[dict[str, Any]], disasm: Disasm,
     runtime builds for them (pipeline.build_horizontal), compiled for its resources and widths;
     bytes and the grid summed over the members; the prediction recomputed on the sums."""
     kernel = pipeline.build_horizontal([m["_raw"]["kernel"] for m in members], ARCH, False)
-    if kernel.source not in compiled:
-        res, cubin = sass.compile_report(kernel.source, ARCH)
-        loads = stores = None
-        if disasm.path is not None:
-            loads, stores = sass.global_widths(sass.disassemble(cubin, disasm.path))
-        compiled[kernel.source] = (res, loads, stores)
-    res, loads, stores = compiled[kernel.source]
-    grid = sum(m["grid"] for m in members)
-    smem = max(res.smem, *(m["smem"] for m in members))
-    blocks, occupancy = occ.occupancy(kernel.kernel_ir.block, res.regs, smem)
-    min_b = sum(m["min_bytes"] for m in members)
+    res, loads, stores = _compiled(kernel, disasm, compiled)
     known = all(m["moved_bytes"] is not None for m in members)
-    moved = sum(m["moved_bytes"] for m in members) if known else None
-    requested = sum(m["requested_bytes"] for m in members) if known else None
-    elements = sum(m["_raw"]["elements"] for m in members) if known else None
     widths: dict[int, float] = {}
     for m in members:
         for w, b in m["_raw"]["widths"].items():
             widths[w] = widths.get(w, 0.0) + b
-    predicted = narrow = sectors = None
-    if moved is not None and requested and elements is not None:
-        sectors = requested / max(elements, 1.0)
-        predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, grid, blocks,
-                                           res.spills, sectors)
-        narrow = sum(b for w, b in widths.items() if w < 128) / (sum(widths.values()) or 1.0)
+    elements = sum(m["_raw"]["elements"] for m in members) if known else None
     kinds = sorted({m["kernel"] for m in members})
-    return {**members[0], "kernel": kernel.name, "block": kernel.kernel_ir.block, "grid": grid,
-            "min_bytes": int(min_b), "moved_bytes": None if moved is None else int(moved),
-            "requested_bytes": None if requested is None else int(requested),
-            "load_bits": loads, "store_bits": stores, "regs": res.regs, "spills": res.spills,
-            "smem": smem, "blocks_per_sm": blocks, "occupancy": round(occupancy, 4),
-            "predicted_fraction": None if predicted is None else round(predicted, 4),
-            "narrow_share": None if narrow is None else round(narrow, 4),
-            "sector_ratio": None if sectors is None else round(sectors, 4),
+    return {**members[0], "kernel": kernel.name,
+            **_measures(kernel.kernel_ir.block, sum(m["grid"] for m in members),
+                        max(res.smem, *(m["smem"] for m in members)), res, loads, stores,
+                        sum(m["min_bytes"] for m in members),
+                        sum(m["moved_bytes"] for m in members) if known else None,
+                        sum(m["requested_bytes"] for m in members) if known else None,
+                        elements, widths),
             "moved_method": (f"one horizontal launch of {len(members)} members "
                              f"({', '.join(kinds)}); bytes summed over the members'"),
             "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}

@@ -24,10 +24,8 @@ from typing import Any
 import torch
 import torch.fx
 
-from nvfuse.graph.aliasing import (
-    copy_graph, finish_graph, has_side_effects, is_mutated, meta_val,
-)
-from nvfuse.graph.rewrite import FakeMeta, emit, same_layout
+from nvfuse.graph.aliasing import is_mutated, meta_val
+from nvfuse.graph.rewrite import FakeMeta, Replacements, emit, rewrite_nodes
 
 aten = torch.ops.aten
 
@@ -61,7 +59,7 @@ def _eval_args(node: torch.fx.Node) -> tuple[Any, ...] | None:
     return x, weight, bias, mean, var, float(eps)
 
 
-def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, node: torch.fx.Node) -> torch.fx.Node | None:
+def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, node: torch.fx.Node) -> Replacements | None:
     parts = _eval_args(node)
     if parts is None:
         return None
@@ -87,31 +85,13 @@ def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, node: torch.fx.Node) -> torc
         y = emit(graph, meta, node, aten.add.Tensor, (y, channel(bias)))
     if compute != x_val.dtype:
         y = emit(graph, meta, node, aten._to_copy.default, (y,), {"dtype": x_val.dtype})
-    return y
+    if node.target is aten.batch_norm.default:
+        return {node: y}
+    return {user: y for user in node.users}  # getitem(node, 0)
 
 
 def decompose_batch_norm(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring.  The input is left unchanged."""
     if not any(n.target in _BATCH_NORMS for n in gm.graph.nodes):
         return gm
-    work = copy_graph(gm)
-    meta = FakeMeta()
-    for node in list(work.graph.nodes):
-        try:
-            y = _rewrite(work.graph, meta, node)
-        except Exception:  # torch refused an argument combination: leave the op to eager
-            y = None
-        if y is None:
-            continue
-        if node.target is aten.batch_norm.default:
-            targets = [node]
-        else:
-            targets = list(node.users)  # getitem(node, 0)
-        if not all(same_layout(meta_val(y), meta_val(t)) for t in targets):
-            continue  # eager's layout differs: the unused new nodes are dropped below
-        for t in targets:
-            t.replace_all_uses_with(y)
-    for node in reversed(list(work.graph.nodes)):
-        if node.op == "call_function" and not node.users and not has_side_effects(node):
-            work.graph.erase_node(node)
-    return finish_graph(work)
+    return rewrite_nodes(gm, _rewrite)

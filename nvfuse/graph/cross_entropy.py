@@ -35,8 +35,8 @@ from typing import Any
 import torch
 import torch.fx
 
-from nvfuse.graph.aliasing import copy_graph, finish_graph, has_side_effects, meta_val
-from nvfuse.graph.rewrite import FakeMeta, emit, same_layout
+from nvfuse.graph.aliasing import meta_val
+from nvfuse.graph.rewrite import FakeMeta, Replacements, emit, rewrite_nodes
 
 aten = torch.ops.aten
 
@@ -71,9 +71,8 @@ def _match(nll: torch.fx.Node) -> tuple[Any, ...] | None:
     return x, target, weight, reduction, ignore
 
 
-def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node
-             ) -> dict[int, torch.fx.Node] | None:
-    """The new nodes for nll's outputs (index -> node), or None."""
+def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Replacements | None:
+    """nll's getitem users -> their new nodes, or None."""
     parts = _match(nll)
     if parts is None:
         return None
@@ -105,33 +104,18 @@ def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node
     loss = e(aten.where.ScalarOther, (valid, e(aten.neg.default, (
         e(aten.mul.Tensor, (picked, w)),)), 0.0))
     if reduction == _NONE:
-        return {0: cast(loss, dtype)}
-    total = e(aten.sum.default, (w,))
-    output = e(aten.sum.default, (loss,))
-    if reduction == _MEAN:
-        output = e(aten.div.Tensor, (output, total))
-    return {0: cast(output, dtype), 1: cast(total, dtype)}
+        outputs = {0: cast(loss, dtype)}
+    else:
+        total = e(aten.sum.default, (w,))
+        output = e(aten.sum.default, (loss,))
+        if reduction == _MEAN:
+            output = e(aten.div.Tensor, (output, total))
+        outputs = {0: cast(output, dtype), 1: cast(total, dtype)}
+    return {user: outputs[user.args[1]] for user in nll.users}  # type: ignore[index]
 
 
 def fuse_cross_entropy(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring.  The input is left unchanged."""
     if not any(n.target is aten.nll_loss_forward.default for n in gm.graph.nodes):
         return gm
-    work = copy_graph(gm)
-    meta = FakeMeta()
-    for node in list(work.graph.nodes):
-        try:
-            outputs = _rewrite(work.graph, meta, node)
-        except Exception:  # torch refused an argument combination: leave the ops to eager
-            outputs = None
-        if outputs is None:
-            continue
-        users = list(node.users)
-        if not all(same_layout(meta_val(outputs[u.args[1]]), meta_val(u)) for u in users):
-            continue  # eager's layout differs: the unused new nodes are dropped below
-        for user in users:
-            user.replace_all_uses_with(outputs[user.args[1]])
-    for node in reversed(list(work.graph.nodes)):
-        if node.op == "call_function" and not node.users and not has_side_effects(node):
-            work.graph.erase_node(node)
-    return finish_graph(work)
+    return rewrite_nodes(gm, _rewrite)

@@ -11,13 +11,14 @@ graph still returns eager's dtypes, shapes and layouts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.fx
 from torch.fx.node import map_arg
 
-from nvfuse.graph.aliasing import meta_val
+from nvfuse.graph.aliasing import copy_graph, finish_graph, has_side_effects, meta_val
 
 # Ops that read storage by offset and strides: their meaning changes with an operand's strides.
 _STORAGE_OPS = frozenset({torch.ops.aten.as_strided.default,
@@ -134,3 +135,31 @@ def same_outputs(old: list[Any], new: list[Any]) -> bool:
         if isinstance(a, torch.Tensor) and (not same_layout(a, b) or a.device != b.device):
             return False
     return True
+
+
+Replacements = dict[torch.fx.Node, torch.fx.Node]
+
+
+def rewrite_nodes(gm: torch.fx.GraphModule,
+                  rewrite: Callable[[torch.fx.Graph, FakeMeta, torch.fx.Node],
+                                    Replacements | None]) -> torch.fx.GraphModule:
+    """A copy of `gm` in which `rewrite(graph, meta, node)` ran on every node: it adds nodes
+    (`emit`) and returns {old node: its replacement} (None: nothing to do; raising counts as
+    None).  A node's replacements are used only when every one has its old node's layout
+    (eager's dtype, shape and strides); unused nodes left behind are dropped."""
+    work = copy_graph(gm)
+    meta = FakeMeta()
+    for node in list(work.graph.nodes):
+        try:
+            replacements = rewrite(work.graph, meta, node)
+        except Exception:  # torch refused an argument combination: leave the op as it is
+            replacements = None
+        if not replacements or not all(same_layout(meta_val(new), meta_val(old))
+                                       for old, new in replacements.items()):
+            continue
+        for old, new in replacements.items():
+            old.replace_all_uses_with(new)
+    for node in reversed(list(work.graph.nodes)):
+        if node.op == "call_function" and not node.users and not has_side_effects(node):
+            work.graph.erase_node(node)
+    return finish_graph(work)

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, Output
-from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     Assign,
@@ -223,42 +223,23 @@ class ColumnLowering(RowLowering):
         return self.guarded(For(col, start if start is not None else self.lane, stop,
                                 step if step is not None else self.lane_step, tuple(stmts)))
 
-    def hoist_row_invariant_loads(self, out: list[Stmt]) -> None:
-        if self.vec == 1:
-            super().hoist_row_invariant_loads(out)
-            return
-        for index, node in enumerate(self.ir.nodes):
-            if node.op is not Prim.LOAD:
-                continue
-            k = int(node.attr)  # type: ignore[arg-type]
-            if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
-                continue
-            name = self.ir.inputs[k].name
-            lanes = self.vec if self.unit[k] else 1
-            out.append(Declare(f"r_{name}", node.dtype, lanes=lanes))
-            out.append(self.guarded(Load(f"r_{name}", node.dtype, name,
-                                         Var(f"ro_{name}", self.idx), lanes, lanes > 1)))
-            at: Expr = self.pl if lanes > 1 else Const(0, DType.INT32)
-            self.row_exprs[index] = Elem(f"r_{name}", at, node.dtype)
+    def invariant_lanes(self, k: int) -> tuple[int, Expr]:
+        """A row-invariant input with unit stride along the kept dim (a [C] weight): one
+        vector of the thread's lanes, read lane by lane."""
+        if self.vec > 1 and self.unit[k]:
+            return self.vec, self.pl
+        return super().invariant_lanes(k)
 
     def row_phase(self, done: set[int], out: list[Stmt]) -> None:
         if self.vec == 1:
             super().row_phase(done, out)
             return
         assigns: list[Stmt] = []
-        for index in sorted(self.rows_live - done):
-            node = self.ir.nodes[index]
-            if node.op in REDUCTIONS:
-                continue
-            args = [self.row_exprs.get(a) if a in self.row_exprs else self.leaf(a)
-                    for a in node.args]
-            if any(a is None for a in args):
-                continue
-            out.append(Declare(f"v{index}", node.dtype, lanes=self.vec))
-            value = Elem(f"v{index}", self.pl, node.dtype)
-            assigns.append(Assign(value, Compute(node.op, tuple(args),  # type: ignore[arg-type]
-                                                 node.dtype)))
-            self.row_exprs[index] = value
+        for index, value in self.ready_row_values(done):
+            out.append(Declare(f"v{index}", value.dtype, lanes=self.vec))
+            lane = Elem(f"v{index}", self.pl, value.dtype)
+            assigns.append(Assign(lane, value))
+            self.row_exprs[index] = lane
             done.add(index)
         out.extend(self.lanes_loop(assigns) if assigns else [])
 

@@ -28,7 +28,7 @@ thread wrote: no barrier; columns past smem_cols come from global memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 from nvfuse.dtypes import DType
@@ -518,13 +518,19 @@ class RowLowering:
             if any(c != "0" for c in self.sig.inputs[k][self.sig.outer_rank:]):
                 continue
             name = self.ir.inputs[k].name
-            out.append(Declare(f"r_{name}", node.dtype, lanes=1))
-            out.append(self.guarded(
-                Load(f"r_{name}", node.dtype, name, Var(f"ro_{name}", self.idx), 1, False)))
-            self.row_exprs[index] = Elem(f"r_{name}", Const(0, DType.INT32), node.dtype)
+            lanes, at = self.invariant_lanes(k)
+            out.append(Declare(f"r_{name}", node.dtype, lanes=lanes))
+            out.append(self.guarded(Load(f"r_{name}", node.dtype, name,
+                                         Var(f"ro_{name}", self.idx), lanes, lanes > 1)))
+            self.row_exprs[index] = Elem(f"r_{name}", at, node.dtype)
 
-    def row_phase(self, done: set[int], out: list[Stmt]) -> None:
-        """Declare every row value whose arguments are available."""
+    def invariant_lanes(self, k: int) -> tuple[int, Expr]:
+        """(elements loaded, the element a computation reads) of row-invariant input k."""
+        return 1, Const(0, DType.INT32)
+
+    def ready_row_values(self, done: set[int]) -> Iterator[tuple[int, Compute]]:
+        """(index, its computation) of every pending row value whose arguments are available,
+        in node order; the caller declares it and records it in `row_exprs` and `done`."""
         for index in sorted(self.rows_live - done):
             node = self.ir.nodes[index]
             if node.op in REDUCTIONS:
@@ -533,7 +539,11 @@ class RowLowering:
                     for a in node.args]
             if any(a is None for a in args):
                 continue
-            out.append(Declare(f"v{index}", node.dtype,
-                               init=Compute(node.op, tuple(args), node.dtype)))  # type: ignore
-            self.row_exprs[index] = Var(f"v{index}", node.dtype)
+            yield index, Compute(node.op, tuple(args), node.dtype)  # type: ignore[arg-type]
+
+    def row_phase(self, done: set[int], out: list[Stmt]) -> None:
+        """Declare every row value whose arguments are available."""
+        for index, value in self.ready_row_values(done):
+            out.append(Declare(f"v{index}", value.dtype, init=value))
+            self.row_exprs[index] = Var(f"v{index}", value.dtype)
             done.add(index)

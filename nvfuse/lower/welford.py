@@ -104,12 +104,14 @@ def lower_m2(lo: RowLowering, index: int, block: int, sums: Sequence[int] = ()) 
         return [Assign(acc, Compute(P.ADD, (acc, exprs[operand]), dtype)) for acc in accs]
 
     if 0 < lo.persist * (2 if dtype is DType.FLOAT64 else 1) <= TWO_PASS_MAX_WORDS:
+        # a persistent row: one lane per thread, its states are scalars
+        assert isinstance(n, Var) and isinstance(mean, Var) and isinstance(m2, Var)
         out.extend(_two_pass(lo, tag, dtype, operand, (n, mean, m2), shifted, add_sums))
     else:
         out.append(lo.column_loop(update))
     result_names = [f"w{what}_row{tag}" for what in ("mean", "m2", "n")]
     results = [lo.state(name, dtype) for name in result_names]
-    setup, combine = lo.welford_allreduce(results, [mean, m2, n],  # type: ignore[arg-type]
+    setup, combine = lo.welford_allreduce(results, [mean, m2, n],  # type: ignore[arg-type,list-item]
                                           tag, block)
     out.extend(setup)
     for name in result_names:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch._inductor.inductor_prims  # registers prims.fma
@@ -99,6 +100,32 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype,
     assert bool(ok.all()), (f"values differ (atol={atol}, rtol={rtol}):\n{actual}\n"
                             f"eager:\n{expected}\nmax abs err "
                             f"{(a[fin] - e[fin]).abs().max().item():.3g}")
+
+
+def check_fused(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...],
+                dtype: torch.dtype, tol: Tol | None = None, *, launches: int | None = None,
+                generated: dict[str, str] | None = None) -> Any:
+    """nvfuse.fuse `fn` on `inputs`, call it once and compare every output with eager's
+    (`compare`); no group may fall back, `launches` (when given) is the kernel launch count
+    of the call, and `generated` collects the kernels' sources by name.  Returns the
+    FusedModule."""
+    import nvfuse
+
+    expected = fn(*inputs)
+    fm = nvfuse.fuse(fn, inputs)
+    nvfuse.reset_stats()
+    actual = fm(*inputs)
+    stats = nvfuse.stats()
+    if launches is not None:
+        assert stats["launches"] == launches, [g.ops for g in fm.fusion_groups]
+    assert stats["fallbacks"] == 0
+    if not isinstance(expected, tuple):
+        expected, actual = (expected,), (actual,)
+    for a, e in zip(actual, expected):
+        compare(a, e, dtype, tol)
+    if generated is not None:
+        generated.update((k.name, k.source) for k in fm.kernels)
+    return fm
 
 
 # -- input makers -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import compare
+from cases import check_fused, compare
 from test_reductions import _make
 
 import nvfuse
@@ -44,17 +44,7 @@ def _targets(n: int, classes: int, ignore: int | None, seed: int) -> torch.Tenso
 
 def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: torch.dtype
          ) -> nvfuse.FusedModule:
-    expected = fn(*inputs)
-    fm = nvfuse.fuse(fn, inputs)
-    nvfuse.reset_stats()
-    actual = fm(*inputs)
-    assert nvfuse.stats()["fallbacks"] == 0
-    if not isinstance(expected, tuple):
-        expected, actual = (expected,), (actual,)
-    for a, e in zip(actual, expected):
-        compare(a, e, dtype, TOL[dtype])
-    _generated.update((k.name, k.source) for k in fm.kernels)
-    return fm
+    return check_fused(fn, inputs, dtype, TOL[dtype], generated=_generated)
 
 
 def _rewritten(fm: nvfuse.FusedModule) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import compare
+from cases import check_fused, compare
 
 import nvfuse
 from nvrtc_batch import compile_all
@@ -57,18 +57,7 @@ def _column_lanes(fm: nvfuse.FusedModule) -> set[int]:
 
 def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: torch.dtype,
          tol: tuple[float, float] | None = None, launches: int = 1) -> nvfuse.FusedModule:
-    expected = fn(*inputs)
-    fm = nvfuse.fuse(fn, inputs)
-    nvfuse.reset_stats()
-    actual = fm(*inputs)
-    assert nvfuse.stats()["launches"] == launches, [g.ops for g in fm.fusion_groups]
-    assert nvfuse.stats()["fallbacks"] == 0
-    if not isinstance(expected, tuple):
-        expected, actual = (expected,), (actual,)
-    for a, e in zip(actual, expected):
-        compare(a, e, dtype, tol)
-    _generated.update((k.name, k.source) for k in fm.kernels)
-    return fm
+    return check_fused(fn, inputs, dtype, tol, launches=launches, generated=_generated)
 
 
 def _lanes_for(dtype: torch.dtype, inner: int) -> int:
