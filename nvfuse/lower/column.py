@@ -29,13 +29,13 @@ a thread of the L = 1 layout sees for that row, and combines the partials in the
 results do not depend on L.
 
 A reduction's per-thread partials are combined across the Y threads of a row through shared
-memory with explicit barriers -- every thread writes lane l's partial to
-scratch[l * block + threadIdx.x], Sync, then every thread of the row combines
-scratch[l * block + j * X + tx] for j = 0..Y-1 in that order (so all Y threads get the same
-bits), Sync (the scratch is reused by the next reduction of its dtype).  Welford states combine
-the same way with Chan's update over three arrays.  Row outputs are stored by the ty == 0
-thread of each live row.  Scratch: one `block * L`-element shared array per dtype and slot
-(`col<slot>_<dtype>`; block * L is the lanes-1 bucket's thread count).
+memory with explicit barriers, one lane at a time through one block-sized array per dtype and
+slot (`col<slot>_<dtype>`, so a launch's shared memory does not grow with L) -- every thread
+writes lane l's partial to scratch[threadIdx.x], Sync, then every thread of the row combines
+scratch[j * X + tx] for j = 0..Y-1 in that order (so all Y threads get the same bits), Sync
+(the next lane, or the next reduction of that dtype, rewrites the scratch): 2L barriers per
+reduction.  Welford states combine the same way with Chan's update over three arrays.  Row
+outputs are stored by the ty == 0 thread of each live row.
 """
 
 from __future__ import annotations
@@ -130,23 +130,14 @@ class ColumnLowering(RowLowering):
     def _slot(self, dtype: DType, slot: int, out: list[Stmt]) -> str:
         name = f"col{slot}_{dtype}"  # c_type would put a space in "long long"
         if name not in self.scratch:
-            out.append(Shared(name, dtype, self.block * self.vec))
+            out.append(Shared(name, dtype, self.block))
             self.scratch.add(name)
         return name
 
     def _partner(self, j: Var) -> Expr:
-        """scratch index of thread row j's partial for this thread's row (lane pl's)."""
+        """scratch index of thread row j's partial for this thread's row."""
         idx = self.idx
-        at = IndexOp("+", IndexOp("*", j, Const(self.across, idx), idx), self.tx, idx)
-        return at if self.vec == 1 else IndexOp("+", self._lane_base(), at, idx)
-
-    def _own(self) -> Expr:
-        """scratch index of this thread's partial (lane pl's)."""
-        tid = Special("threadIdx.x", self.idx)
-        return tid if self.vec == 1 else IndexOp("+", self._lane_base(), tid, self.idx)
-
-    def _lane_base(self) -> Expr:
-        return IndexOp("*", self.pl, Const(self.block, self.idx), self.idx)
+        return IndexOp("+", IndexOp("*", j, Const(self.across, idx), idx), self.tx, idx)
 
     # -- lanes -----------------------------------------------------------------------------------
     def lanes_loop(self, body: Sequence[Stmt]) -> list[Stmt]:
@@ -305,15 +296,17 @@ class ColumnLowering(RowLowering):
                   op: ReduceOp, dtype: DType) -> list[Stmt]:
         out: list[Stmt] = []
         name = self._slot(dtype, 0, out)
-        here = SharedElem(name, self._own(), dtype)
-        out += [*self.lanes_loop([Assign(here, src)]), Sync()]
+        here = SharedElem(name, Special("threadIdx.x", self.idx), dtype)
         j = Var(f"j_{_name(dst)}", self.idx)
         step = Compute(combine_prim(op), (dst, SharedElem(name, self._partner(j), dtype)), dtype)
+        # lane by lane through one block-sized array; the last Sync: the next lane, or the
+        # next reduction of this dtype, rewrites the scratch
         out += self.lanes_loop([
+            Assign(here, src), Sync(),
             Assign(dst, Const(identity_value(op, dtype), dtype)),
             For(j, Const(0, self.idx), Const(self.thread_rows, self.idx), Const(1, self.idx),
-                (Assign(dst, step),))])
-        out.append(Sync())  # the next reduction of this dtype rewrites the scratch
+                (Assign(dst, step),)),
+            Sync()])
         return out
 
     def welford_allreduce(self, results: list[Var], states: list[Var], tag: str,
@@ -321,12 +314,13 @@ class ColumnLowering(RowLowering):
         dtype = states[0].dtype
         setup: list[Stmt] = []
         names = [self._slot(dtype, slot, setup) for slot in (0, 1, 2)]
-        combine: list[Stmt] = self.lanes_loop([Assign(SharedElem(n, self._own(), dtype), s)
-                                               for n, s in zip(names, states)])
-        combine.append(Sync())
+        tid = Special("threadIdx.x", self.idx)
+        per_lane: list[Stmt] = [Assign(SharedElem(n, tid, dtype), s)
+                                for n, s in zip(names, states)]
+        per_lane.append(Sync())
         zero = Const(0.0, dtype)
         mean, m2, n = results
-        per_lane: list[Stmt] = [Assign(v, zero) for v in results]
+        per_lane += [Assign(v, zero) for v in results]
         j = Var(f"j_{_name(mean)}", self.idx)
         other = [SharedElem(name, self._partner(j), dtype) for name in names]
         # Chan et al.: n = na + nb, delta = mb - ma, mean = ma + delta * nb / n,
@@ -357,9 +351,8 @@ class ColumnLowering(RowLowering):
         ]
         per_lane.append(For(j, Const(0, self.idx), Const(self.thread_rows, self.idx),
                             Const(1, self.idx), tuple(body)))
-        combine.extend(self.lanes_loop(per_lane))
-        combine.append(Sync())
-        return setup, combine
+        per_lane.append(Sync())  # the next lane, or the next Welford, rewrites the scratch
+        return setup, self.lanes_loop(per_lane)
 
     def first_thread(self) -> Expr:
         first = IndexOp("==", self.ty, Const(0, self.idx), DType.BOOL)

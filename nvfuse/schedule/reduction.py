@@ -100,18 +100,17 @@ COLUMN_X = 32
 COLUMN_BUCKETS = ((64, 128), (1024, 256))
 COLUMN_MAX_BLOCK = 512
 # Vector columns (`column_lanes`): a thread owns `lanes` consecutive kept elements, so a block's
-# COLUMN_X kept elements take COLUMN_X / lanes threads across and the bucket's thread count
-# shrinks by `lanes` (at least a warp): the same thread rows, grid and bytes per block as
-# lanes 1, in 16-byte accesses.  At most 8 lanes: the per-lane accumulators of one-byte inputs
-# (summed in int64) would take 32 registers per reduction at 16.
+# COLUMN_X kept elements take COLUMN_X / lanes threads across and `lanes` times as many thread
+# rows split the reduced extent.  The block stays the bucket's (a lanes-independent thread
+# count keeps column kernels in the horizontal launches of same-block kernels, which bundles
+# by block: nvfuse/schedule/horizontal.py).  At most 8 lanes: the per-lane accumulators of
+# one-byte inputs (summed in int64) would take 32 registers per reduction at 16.
 COLUMN_MAX_LANES = 8
 
 
-def column_block_for(row_numel: int, lanes: int = 1) -> int:
-    """Threads per block of the column schedule for a reduced extent of `row_numel` with
-    `lanes` kept elements per thread."""
-    block = next((b for limit, b in COLUMN_BUCKETS if row_numel <= limit), COLUMN_MAX_BLOCK)
-    return max(COLUMN_X, block // lanes)
+def column_block_for(row_numel: int) -> int:
+    """Threads per block of the column schedule for a reduced extent of `row_numel`."""
+    return next((b for limit, b in COLUMN_BUCKETS if row_numel <= limit), COLUMN_MAX_BLOCK)
 
 
 def column_lanes(ir: FusionIR, lay: RowLayout) -> int:
@@ -494,7 +493,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     staged: tuple[int, ...] = ()
     if column:
         lanes = column_lanes(ir, lay)
-        block = column_block_for(row_numel, lanes)
+        block = column_block_for(row_numel)
     elif warp:
         block = WARP_BLOCK
     else:

@@ -157,15 +157,12 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
     # at a COLUMN_X times shorter extent
     scale = COLUMN_X if column else 1
-    # a vector column block's threads each read `lanes` kept elements: it counts as the
-    # lanes-1 block of as many bytes in flight
     splits = choose_splits(launch.grid, launch.row_numel * scale,
-                           device_props(sig.arch).sm_count,
-                           sig.block * sig.lanes if column else 1024)
+                           device_props(sig.arch).sm_count, sig.block if column else 1024)
     if splits < 2:
         return None
     chunk = -(-launch.row_numel // splits)
-    block1 = column_block_for(chunk, sig.lanes) if column else block_for(chunk)
+    block1 = column_block_for(chunk) if column else block_for(chunk)
     if launch.row_numel + block1 + chunk > (1 << 31) - 1:
         sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
     # row chunks loop over global memory: no register-resident row, no vector width (both

@@ -202,11 +202,13 @@ def test_batch_norm_training_channels_last(dtype: torch.dtype, interpret: None) 
 
 
 def test_new_batch_reuses_the_vector_kernel(interpret: None) -> None:
-    """Lanes depend on the innermost kept size and alignment only: another reduced extent
-    reuses the kernel."""
+    """Lanes depend on the innermost kept size and alignment only: another reduced extent in
+    the same block bucket (up to 64) and another batch of kept rows reuse the kernel."""
     fm = _run(lambda x: x.sum(0), (_make((37, 64), f16, "vcolr1"),), f16, _tol(f16, 37))
-    y = _make((90, 64), f16, "vcolr2")
-    compare(fm(y), y.sum(0), f16, _tol(f16, 90))
+    y = _make((60, 64), f16, "vcolr2")
+    compare(fm(y), y.sum(0), f16, _tol(f16, 60))
+    z = _make((3, 37, 64), f16, "vcolr3")
+    compare(fm(z[0]), z[0].sum(0), f16, _tol(f16, 37))
     assert len(fm.kernels) == 1 and _column_lanes(fm) == {8}
 
 

@@ -122,15 +122,25 @@ def test_column_welford_combines_thread_rows() -> None:
     torch.testing.assert_close(out, x.var(0), rtol=1e-9, atol=1e-9)
 
 
-def _without_first_sync(body: tuple[kir.Stmt, ...]) -> tuple[kir.Stmt, ...]:
-    index = next(i for i, s in enumerate(body) if isinstance(s, kir.Sync))
-    return body[:index] + body[index + 1:]
+def _without_first_sync(body: tuple[kir.Stmt, ...]) -> tuple[kir.Stmt, ...] | None:
+    """`body` without its first Sync, looking into loops (a vector column combines lane by
+    lane, its barriers inside the lane loop); None: there is none."""
+    for i, s in enumerate(body):
+        if isinstance(s, kir.Sync):
+            return body[:i] + body[i + 1:]
+        if isinstance(s, kir.For):
+            inner = _without_first_sync(s.body)
+            if inner is not None:
+                return body[:i] + (replace(s, body=inner),) + body[i + 1:]
+    return None
 
 
 def test_a_missing_barrier_is_reported_as_a_race() -> None:
     x = torch.randn(20, 40)
     kernel, launch, out = _column_kernel(x)
-    broken = replace(kernel, body=_without_first_sync(kernel.body))
+    body = _without_first_sync(kernel.body)
+    assert body is not None
+    broken = replace(kernel, body=body)
     with pytest.raises(InterpretError, match="race"):
         run_kernel(broken, [x, out], kir.kernel_args(kernel, launch.scalars), launch.grid)
 

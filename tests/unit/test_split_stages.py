@@ -95,10 +95,10 @@ def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = plan_split(ir, launch)
     assert plan is not None and plan.splits == 32  # 2^17 // 4096
     (s1, p1, g1), (s2, _, g2) = plan.stages
-    # 4 kept elements per thread (16 bytes of float32): a quarter of the threads, the same
-    # split decision and grids as one element per thread
+    # 4 kept elements per thread (16 bytes of float32): the bucket's threads, 4x the thread
+    # rows, the same split decision and grids as one element per thread
     assert (g1, g2) == (64, 40) and s1.base.lanes == 4
-    assert s1.block == column_block_for(128, 4) == column_block_for(128) // 4 == 64
+    assert s1.block == column_block_for(128) == 256
     assert plan.workspaces == ((DType.FLOAT32, 40 * 32),)
 
 

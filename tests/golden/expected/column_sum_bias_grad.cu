@@ -1,5 +1,5 @@
-extern "C" __global__ void __launch_bounds__(32)
-nvfuse_red_12db1a95fd4a(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_i0) {
+extern "C" __global__ void __launch_bounds__(128)
+nvfuse_red_621d68d12406(const float* __restrict__ in0, float* __restrict__ out0, int rows, int row_numel, int stride_in0_i0) {
   int tx = (((int)threadIdx.x) % 8);
   int ty = (((int)threadIdx.x) / 8);
   int row = ((((int)blockIdx.x) * 32) + (tx * 4));
@@ -11,7 +11,7 @@ nvfuse_red_12db1a95fd4a(const float* __restrict__ in0, float* __restrict__ out0,
     acc1[pl] = 0.0f;
   }
   if ((row < rows)) {
-    for (int col = ty; col < row_numel; col += 4) {
+    for (int col = ty; col < row_numel; col += 16) {
       float q_in0[4];
       nvf_load_vector<float, 4>(q_in0, in0 + (ro_in0 + (col * stride_in0_i0)));
       #pragma unroll
@@ -24,17 +24,14 @@ nvfuse_red_12db1a95fd4a(const float* __restrict__ in0, float* __restrict__ out0,
   __shared__ float col0_float32[128];
   #pragma unroll
   for (int pl = 0; pl < 4; pl += 1) {
-    col0_float32[((pl * 32) + ((int)threadIdx.x))] = acc1[pl];
-  }
-  __syncthreads();
-  #pragma unroll
-  for (int pl = 0; pl < 4; pl += 1) {
+    col0_float32[((int)threadIdx.x)] = acc1[pl];
+    __syncthreads();
     v1[pl] = 0.0f;
-    for (int j_v1 = 0; j_v1 < 4; j_v1 += 1) {
-      v1[pl] = ((v1[pl]) + (col0_float32[((pl * 32) + ((j_v1 * 8) + tx))]));
+    for (int j_v1 = 0; j_v1 < 16; j_v1 += 1) {
+      v1[pl] = ((v1[pl]) + (col0_float32[((j_v1 * 8) + tx)]));
     }
+    __syncthreads();
   }
-  __syncthreads();
   if (((ty == 0) && (row < rows))) {
     float w_out0[4];
     #pragma unroll
