@@ -235,60 +235,64 @@ class ColumnLowering(RowLowering):
         out.extend(self.lanes_loop(assigns) if assigns else [])
 
     # -- outputs ---------------------------------------------------------------------------------
+    def lane_outputs(self, outputs: Sequence[tuple[int, Output]], exprs: dict[int, Expr]
+                     ) -> list[Stmt]:
+        """Lane pl of each output's w_<output>[lanes] from its value in `exprs`."""
+        out: list[Stmt] = []
+        for _, o in outputs:
+            value = exprs[o.value]
+            if value.dtype is not o.dtype:
+                value = Compute(Prim.CAST, (value,), o.dtype)
+            out.append(Assign(Elem(f"w_{o.name}", self.pl, o.dtype), value))
+        return out
+
+    def declare_lane_outputs(self, outputs: Sequence[tuple[int, Output]]) -> list[Stmt]:
+        return [Declare(f"w_{o.name}", o.dtype, lanes=self.vec) for _, o in outputs]
+
+    def store_lane_outputs(self, outputs: Sequence[tuple[int, Output]], offsets: list[Expr],
+                           outer: list[Expr], inner: list[Expr] | None) -> list[Stmt]:
+        """One vector store of each output's w_<output> at its lane-0 offset, guarded where
+        the output broadcasts (`guard`; `inner` None: a row output)."""
+        sig = self.sig
+        outer_dims = range(sig.outer_rank)
+        inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
+        result: list[Stmt] = []
+        for k, o in outputs:
+            store: Stmt = Store(o.name, o.dtype, offsets[k], f"w_{o.name}", self.vec,
+                                vector=True)
+            guard = self.guard(k, outer, outer_dims)
+            if inner is not None:
+                inner_guard = self.guard(k, inner, inner_dims)
+                guard = inner_guard if guard is None else (
+                    guard if inner_guard is None
+                    else IndexOp("&&", guard, inner_guard, DType.BOOL))
+            result.append(If(guard, (store,)) if guard is not None else store)
+        return result
+
     def store_vector_outputs(self, full: list[tuple[int, Output]],
                              rows_out: list[tuple[int, Output]], outer: list[Expr]) -> list[Stmt]:
         """Lanes > 1: the full outputs (a column loop collecting w_<output>[lanes], one vector
         store per output after its lane loop) and the row outputs (the same from the row
         values, by the ty == 0 thread of each live row)."""
-        idx, sig = self.idx, self.sig
-        outer_dims = range(sig.outer_rank)
-        inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
-
-        def collect(outputs: list[tuple[int, Output]], offsets: list[Expr],
-                    out: list[Stmt]) -> None:
-            exprs = self.column_values([o.value for _, o in outputs], offsets, out)
-            for _, o in outputs:
-                value = exprs[o.value]
-                if value.dtype is not o.dtype:
-                    value = Compute(Prim.CAST, (value,), o.dtype)
-                out.append(Assign(Elem(f"w_{o.name}", self.pl, o.dtype), value))
-
-        def stores(outputs: list[tuple[int, Output]], offsets: list[Expr],
-                   inner: list[Expr] | None) -> list[Stmt]:
-            result: list[Stmt] = []
-            for k, o in outputs:
-                store: Stmt = Store(o.name, o.dtype, offsets[k], f"w_{o.name}", self.vec,
-                                    vector=True)
-                guard = self.guard(k, outer, outer_dims)
-                if inner is not None:
-                    inner_guard = self.guard(k, inner, inner_dims)
-                    guard = inner_guard if guard is None else (
-                        guard if inner_guard is None
-                        else IndexOp("&&", guard, inner_guard, DType.BOOL))
-                result.append(If(guard, (store,)) if guard is not None else store)
-            return result
-
-        def declares(outputs: list[tuple[int, Output]]) -> list[Stmt]:
-            return [Declare(f"w_{o.name}", o.dtype, lanes=self.vec) for _, o in outputs]
-
         body: list[Stmt] = []
         if full:
             def lane(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
                 stmts: list[Stmt] = []
-                collect(full, offsets, stmts)
-                return stmts
+                exprs = self.column_values([o.value for _, o in full], offsets, stmts)
+                return stmts + self.lane_outputs(full, exprs)
 
             body.append(self.lane_column_loop(
-                lane, lambda offsets, inner: stores(full, offsets, inner),
-                before=declares(full)))
+                lane, lambda offsets, inner: self.store_lane_outputs(full, offsets, outer, inner),
+                before=self.declare_lane_outputs(full)))
         if rows_out:
-            row_offsets: list[Expr] = [Var(f"ro_{t.name}", idx) for t in self.tensors]
+            row_offsets: list[Expr] = [Var(f"ro_{t.name}", self.idx) for t in self.tensors]
             lane_offsets = [self._at_lane(k, o) for k, o in enumerate(row_offsets)]
             values: list[Stmt] = []
-            collect(rows_out, lane_offsets, values)
+            exprs = self.column_values([o.value for _, o in rows_out], lane_offsets, values)
+            values += self.lane_outputs(rows_out, exprs)
             body.append(If(self.first_thread(), (
-                *declares(rows_out), *self.lanes_loop(values),
-                *stores(rows_out, row_offsets, None))))
+                *self.declare_lane_outputs(rows_out), *self.lanes_loop(values),
+                *self.store_lane_outputs(rows_out, row_offsets, outer, None))))
         return body
 
     # -- combines across thread rows --------------------------------------------------------------

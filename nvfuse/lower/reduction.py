@@ -33,11 +33,12 @@ the outermost, the inner sizes without the outermost, and the "s" strides operan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.ir import FusionIR, Output, ancestors
 from nvfuse.fusion.phases import PhaseKind, reduction_phases
-from nvfuse.fusion.prims import Prim
+from nvfuse.fusion.prims import REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     combine_prim,
@@ -91,10 +92,25 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     lo.hoist_row_invariant_loads(body)
     lo.load_persistent(body)
     lo.stage_shared(body)
+    n_in = len(ir.inputs)
+    # A full output that does not vary along the row (every inner stride 0: `x.sum(-1) + y`
+    # with y of shape (rows,)) is stored with the row outputs, from the row's registers, not
+    # from the column loop at column 0, which an empty row (row_numel 0) never reaches.
+    row_like = {j for j, o in enumerate(ir.outputs) if not o.shape.is_row and all(
+        c == "0" for c in sig.outputs[j][sig.outer_rank:])}
+    full = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+            if not o.shape.is_row and j not in row_like]
+    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs)
+                if o.shape.is_row or j in row_like]
     declared: set[DType] = set()
     done: set[int] = set()
     online = not lo.persist and sig.kind is not ScheduleKind.COLUMN  # a looped row
-    for phase in reduction_phases(ir, online):
+    phases = reduction_phases(ir, online)
+    early: list[tuple[int, Output]] = []
+    if isinstance(lo, ColumnLowering) and phases and phases[0].kind is PhaseKind.PLAIN:
+        early = _prologue_outputs(ir, full)
+        full = [f for f in full if f not in early]
+    for phase in phases:
         dtype = ir.nodes[phase.node].dtype
         # block-wide combines share one scratch per dtype (the arg pair and the M2 bring
         # their own; an M2's sums use it)
@@ -112,22 +128,13 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
             body.extend(lower_m2(lo, phase.node, block, phase.partners))
         else:
-            stmts, result = lower_plain(lo, phase.node)
+            stmts, result = lower_plain(lo, phase.node, early, outer)
+            early = []  # stored by the first phase's loop
             body.extend(stmts)
             lo.row_exprs[phase.node] = result
         done.update(phase.nodes)
         lo.row_phase(done, body)
 
-    n_in = len(ir.inputs)
-    # A full output that does not vary along the row (every inner stride 0: `x.sum(-1) + y`
-    # with y of shape (rows,)) is stored with the row outputs, from the row's registers, not
-    # from the column loop at column 0, which an empty row (row_numel 0) never reaches.
-    row_like = {j for j, o in enumerate(ir.outputs) if not o.shape.is_row and all(
-        c == "0" for c in sig.outputs[j][sig.outer_rank:])}
-    full = [(n_in + j, o) for j, o in enumerate(ir.outputs)
-            if not o.shape.is_row and j not in row_like]
-    rows_out = [(n_in + j, o) for j, o in enumerate(ir.outputs)
-                if o.shape.is_row or j in row_like]
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
     outer_dims = range(sig.outer_rank)
     if isinstance(lo, ColumnLowering) and lo.vec > 1:
@@ -161,21 +168,51 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                       lo.grid(), idx)
 
 
-def lower_plain(lo: RowLowering, index: int) -> tuple[list[Stmt], Var | Elem]:
+def _prologue_outputs(ir: FusionIR, full: list[tuple[int, Output]]
+                      ) -> list[tuple[int, Output]]:
+    """The full outputs that depend on no reduction (a GELU backward's gradient beside its
+    bias gradient): the first phase's column loop computes and stores them from the values it
+    loads anyway, instead of a last loop reading the inputs again."""
+    reductions = {i for i, n in enumerate(ir.nodes) if n.op in REDUCTIONS}
+    return [(k, o) for k, o in full if not ancestors(ir.nodes, [o.value]) & reductions]
+
+
+def lower_plain(lo: RowLowering, index: int, early: Sequence[tuple[int, Output]] = (),
+                outer: Sequence[Expr] = ()) -> tuple[list[Stmt], Var | Elem]:
     """A PLAIN phase: reduction `index`'s accumulator, column loop and block combine; returns
-    the statements and the register holding the row's result."""
+    the statements and the register holding the row's result.  `early` (the column schedule:
+    every element is visited once by one thread): full outputs that depend on no reduction,
+    computed with the operand and stored in the same loop (`outer`: the row's outer indices,
+    for their broadcast guards)."""
     node = lo.ir.nodes[index]
     dtype, operand, op = node.dtype, node.args[0], REDUCE_OPS[node.op]
     acc = lo.state(f"acc{index}", dtype)
     body: list[Stmt] = lo.declare_state(f"acc{index}", dtype, identity(node.op, dtype))
+    sig = lo.sig
+    vector = isinstance(lo, ColumnLowering) and lo.vec > 1
 
     def combine(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
-        value = lo.column_values([operand], offsets, stmts)[operand]
-        stmts.append(Assign(acc, Compute(combine_prim(op), (acc, value), dtype)))
+        values = lo.column_values([operand, *(o.value for _, o in early)], offsets, stmts)
+        stmts.append(Assign(acc, Compute(combine_prim(op), (acc, values[operand]), dtype)))
+        if vector:
+            assert isinstance(lo, ColumnLowering)
+            stmts += lo.lane_outputs(early, values)
+        else:
+            for k, o in early:
+                stmts += store_output(o, values[o.value], offsets[k], _and(
+                    lo.guard(k, list(outer), range(sig.outer_rank)),
+                    lo.guard(k, inner, range(sig.outer_rank, sig.outer_rank + sig.inner_rank))))
         return stmts
 
-    body.append(lo.column_loop(combine))
+    if vector and early:
+        assert isinstance(lo, ColumnLowering)
+        body.append(lo.lane_column_loop(
+            combine, lambda offsets, inner: lo.store_lane_outputs(early, offsets, list(outer),
+                                                                  inner),
+            before=lo.declare_lane_outputs(early)))
+    else:
+        body.append(lo.column_loop(combine))
     result = lo.state(f"v{index}", dtype)
     body.extend(lo.declare_state(f"v{index}", dtype))
     body.extend(lo.allreduce(result, acc, op, dtype))  # type: ignore[arg-type]

@@ -235,3 +235,25 @@ def test_every_generated_kernel_compiles(arch: str) -> None:
         pytest.skip("run together with the tests above (they generate the kernels)")
     assert any("float4" in s or "uint4" in s or "vec" in s for s in _generated.values())
     compile_all(_generated, arch, "vector_columns")
+
+
+@pytest.mark.parametrize(("kept", "lanes"), [(48, 8), (45, 1)])
+def test_outputs_without_a_reduction_are_stored_in_its_loop(kept: int, lanes: int,
+                                                            interpret: None) -> None:
+    """A GELU backward's gradient and its bias gradient: the gradient depends on no reduction,
+    so the reduction's column loop stores it -- each element of each tensor accessed once
+    (the interpreter's counts), not again by a last loop over the full outputs."""
+    from bench.model import count_traffic
+    from bench.model.plan import plan_call
+
+    dy, x = _make((33, kept), f16, "pa"), _make((33, kept), f16, "pb")
+    fn = FUSED["bias_grad_full_output"][0]
+    fm = _run(fn, (dy, x), f16, _tol(f16, 33))
+    assert _column_lanes(fm) == {lanes}
+    call, _ = plan_call(fm.fusion_groups[0], (dy, x), "sm_90", torch.device("cpu"))
+    assert call is not None
+    (stage,) = call.stages
+    kir = stage.kernel.kernel_ir
+    t = count_traffic(kir, call.tensors, call.scalars[0], stage.grid)
+    for param, tensor in zip(kir.tensors, call.tensors):
+        assert t.elements[param.name] == tensor.nbytes, param.name
