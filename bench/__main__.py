@@ -3,7 +3,7 @@ every case of bench/cases.py, print the table, write bench/results/<date>-<gpu>.
 
     python -m bench [--size tiny|full] [--only SUBSTRING[,SUBSTRING...]] [--out DIR]
                     [--device cpu|cuda] [--no-inductor] [--budget SECONDS]
-    python -m bench --model [--only SUBSTRING] [--out DIR]
+    python -m bench --model [--only SUBSTRING[,SUBSTRING...]] [--out DIR]
     python -m bench --host | --launch [--out DIR]
 
 `--model` times nothing: it builds every case's kernels at the full size without running them

@@ -20,7 +20,7 @@ import enum
 from dataclasses import dataclass
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR
+from nvfuse.fusion.ir import FusionIR, ancestors
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 
 P = Prim
@@ -112,3 +112,29 @@ def welford_partner(ir: FusionIR, index: int) -> int | None:
         return None
     return next((i for i, n in enumerate(ir.nodes) if n.op is P.REDUCE_M2
                  and n.args == node.args and n.dtype is node.dtype), None)
+
+
+def prologue_outputs(ir: FusionIR) -> set[int]:
+    """Indices of the full (not row-shaped) outputs that depend on no reduction (a GELU
+    backward's gradient beside its bias gradient): a reduction kernel can store them from the
+    first reduction's loop over the row, which loads their operands anyway."""
+    reductions = {i for i, n in enumerate(ir.nodes) if n.op in REDUCTIONS}
+    return {j for j, o in enumerate(ir.outputs)
+            if not o.shape.is_row and not ancestors(ir.nodes, [o.value]) & reductions}
+
+
+def plain_runs(ir: FusionIR, phases: list[Phase]) -> list[list[Phase]]:
+    """`phases` in order, consecutive PLAIN phases whose operands depend on none of the run's
+    reductions grouped (one loop over the row computes them all: layer-norm backward's dw and
+    db read g once); every other phase alone."""
+    runs: list[list[Phase]] = []
+    for phase in phases:
+        last = runs[-1] if runs else None
+        if (phase.kind is PhaseKind.PLAIN and last is not None
+                and last[0].kind is PhaseKind.PLAIN
+                and not ancestors(ir.nodes, ir.nodes[phase.node].args)
+                & {p.node for p in last}):
+            last.append(phase)
+        else:
+            runs.append([phase])
+    return runs

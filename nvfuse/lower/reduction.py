@@ -13,9 +13,12 @@ front.  Phases, in the fusion's topological order:
    col += blockDim.x: compute (loading and recomputing) the full values its operand needs and
    combine; then an allreduce (reached by every thread: the data is predicated by the loop,
    never the reduction) gives every thread the row value; row values computed from finished
-   reductions follow at once;
-2. a last column loop computes and stores the full outputs (an output that broadcasts along a
-   dim is stored only where that index is 0, as in the pointwise lowering);
+   reductions follow at once.  Consecutive plain reductions that do not depend on each other
+   share one loop (`plain_runs`: layer-norm backward's dw and db read g once), and in the
+   column schedule the first plain loop also stores the full outputs that depend on no
+   reduction (`prologue_outputs`: a GELU backward's gradient beside its bias gradient);
+2. a last column loop computes and stores the other full outputs (an output that broadcasts
+   along a dim is stored only where that index is 0, as in the pointwise lowering);
 3. thread 0 stores the row outputs.
 
 With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reduction) the inputs
@@ -36,9 +39,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nvfuse.dtypes import DType
-from nvfuse.fusion.ir import FusionIR, Output, ancestors
-from nvfuse.fusion.phases import PhaseKind, reduction_phases
-from nvfuse.fusion.prims import REDUCTIONS, Prim
+from nvfuse.fusion.ir import FusionIR, Output
+from nvfuse.fusion.phases import PhaseKind, plain_runs, prologue_outputs, reduction_phases
+from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
     combine_prim,
@@ -108,17 +111,19 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
     phases = reduction_phases(ir, online)
     early: list[tuple[int, Output]] = []
     if isinstance(lo, ColumnLowering) and phases and phases[0].kind is PhaseKind.PLAIN:
-        early = _prologue_outputs(ir, full)
+        prologue = prologue_outputs(ir)
+        early = [(k, o) for k, o in full if k - n_in in prologue]
         full = [f for f in full if f not in early]
-    for phase in phases:
-        dtype = ir.nodes[phase.node].dtype
+    for run in plain_runs(ir, phases):
+        phase = run[0]
         # block-wide combines share one scratch per dtype (the arg pair and the M2 bring
         # their own; an M2's sums use it)
         scratch = phase.kind in (PhaseKind.ONLINE, PhaseKind.PLAIN) or (
             phase.kind is PhaseKind.WELFORD and bool(phase.partners))
-        if scratch and dtype not in declared:
-            lo.declare_scratch(dtype, block, body)
-            declared.add(dtype)
+        for dtype in dict.fromkeys(ir.nodes[p.node].dtype for p in run):
+            if scratch and dtype not in declared:
+                lo.declare_scratch(dtype, block, body)
+                declared.add(dtype)
         if phase.kind is PhaseKind.ARG:  # argmax / argmin, with the max / min of the operand
             body.extend(lower_arg(lo, phase.node, phase.partners, block))
         elif phase.kind is PhaseKind.ONLINE:  # softmax's max and sum of exp in one pass
@@ -128,11 +133,12 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             # row is read once for both; the sums keep a plain accumulator (eager's NaN / inf)
             body.extend(lower_m2(lo, phase.node, block, phase.partners))
         else:
-            stmts, result = lower_plain(lo, phase.node, early, outer)
+            stmts, results = lower_plains(lo, [p.node for p in run], early, outer)
             early = []  # stored by the first phase's loop
             body.extend(stmts)
-            lo.row_exprs[phase.node] = result
-        done.update(phase.nodes)
+            lo.row_exprs.update(results)
+        for p in run:
+            done.update(p.nodes)
         lo.row_phase(done, body)
 
     inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
@@ -168,33 +174,32 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                       lo.grid(), idx)
 
 
-def _prologue_outputs(ir: FusionIR, full: list[tuple[int, Output]]
-                      ) -> list[tuple[int, Output]]:
-    """The full outputs that depend on no reduction (a GELU backward's gradient beside its
-    bias gradient): the first phase's column loop computes and stores them from the values it
-    loads anyway, instead of a last loop reading the inputs again."""
-    reductions = {i for i, n in enumerate(ir.nodes) if n.op in REDUCTIONS}
-    return [(k, o) for k, o in full if not ancestors(ir.nodes, [o.value]) & reductions]
-
-
-def lower_plain(lo: RowLowering, index: int, early: Sequence[tuple[int, Output]] = (),
-                outer: Sequence[Expr] = ()) -> tuple[list[Stmt], Var | Elem]:
-    """A PLAIN phase: reduction `index`'s accumulator, column loop and block combine; returns
-    the statements and the register holding the row's result.  `early` (the column schedule:
-    every element is visited once by one thread): full outputs that depend on no reduction,
-    computed with the operand and stored in the same loop (`outer`: the row's outer indices,
-    for their broadcast guards)."""
-    node = lo.ir.nodes[index]
-    dtype, operand, op = node.dtype, node.args[0], REDUCE_OPS[node.op]
-    acc = lo.state(f"acc{index}", dtype)
-    body: list[Stmt] = lo.declare_state(f"acc{index}", dtype, identity(node.op, dtype))
-    sig = lo.sig
+def lower_plains(lo: RowLowering, indices: Sequence[int],
+                 early: Sequence[tuple[int, Output]] = (), outer: Sequence[Expr] = ()
+                 ) -> tuple[list[Stmt], dict[int, Var | Elem]]:
+    """PLAIN phases that depend on none of each other (`plain_runs`): one accumulator each, one
+    column loop computing all their operands, then a block combine each; returns the
+    statements and the registers holding the row's results by node.  `early` (every element
+    is visited once by one thread): full outputs that depend on no reduction, computed with
+    the operands and stored in the same loop (`outer`: the row's outer indices, for their
+    broadcast guards)."""
+    ir, sig = lo.ir, lo.sig
+    nodes = [ir.nodes[i] for i in indices]
+    accs = [lo.state(f"acc{i}", n.dtype) for i, n in zip(indices, nodes)]
+    body: list[Stmt] = []
+    for i, n in zip(indices, nodes):
+        body += lo.declare_state(f"acc{i}", n.dtype, identity(n.op, n.dtype))
     vector = isinstance(lo, ColumnLowering) and lo.vec > 1
 
     def combine(offsets: list[Expr], inner: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
-        values = lo.column_values([operand, *(o.value for _, o in early)], offsets, stmts)
-        stmts.append(Assign(acc, Compute(combine_prim(op), (acc, values[operand]), dtype)))
+        operands = [n.args[0] for n in nodes]
+        wanted = dict.fromkeys([*operands, *(o.value for _, o in early)])
+        values = lo.column_values(list(wanted), offsets, stmts)
+        for acc, n, operand in zip(accs, nodes, operands):
+            op = REDUCE_OPS[n.op]
+            stmts.append(Assign(acc, Compute(combine_prim(op), (acc, values[operand]),
+                                             n.dtype)))
         if vector:
             assert isinstance(lo, ColumnLowering)
             stmts += lo.lane_outputs(early, values)
@@ -213,10 +218,13 @@ def lower_plain(lo: RowLowering, index: int, early: Sequence[tuple[int, Output]]
             before=lo.declare_lane_outputs(early)))
     else:
         body.append(lo.column_loop(combine))
-    result = lo.state(f"v{index}", dtype)
-    body.extend(lo.declare_state(f"v{index}", dtype))
-    body.extend(lo.allreduce(result, acc, op, dtype))  # type: ignore[arg-type]
-    return body, result
+    results: dict[int, Var | Elem] = {}
+    for i, n, acc in zip(indices, nodes, accs):
+        result = lo.state(f"v{i}", n.dtype)
+        body.extend(lo.declare_state(f"v{i}", n.dtype))
+        body.extend(lo.allreduce(result, acc, REDUCE_OPS[n.op], n.dtype))  # type: ignore[arg-type]
+        results[i] = result
+    return body, results
 
 
 def _vector_store_full(lo: RowLowering, full: list[tuple[int, Output]],

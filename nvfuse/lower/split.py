@@ -5,7 +5,9 @@ Both kernels take the same arguments: the row lowering's tensors (inputs, then o
 one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements,
 partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len` (the
 launch binds each kernel's by name, nvfuse/schedule/names.py).
-Kernel 1 reads only the inputs and writes only the workspaces; kernel 2 the reverse.
+Kernel 1 reads only the inputs and writes the workspaces and the full outputs that depend on no
+reduction (`prologue_outputs`, stored by its first loop: a GELU backward's gradient beside its
+bias gradient); kernel 2 reads the workspaces and writes the other outputs.
 
 Kernel 1 (stage 1) is the row lowering (`RowLowering`) with block b working on row b / splits
 and its columns [chunk * chunk_len, min(row_numel, (chunk + 1) * chunk_len)) (the `lane` and
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
-from nvfuse.fusion.phases import PhaseKind
+from nvfuse.fusion.phases import PhaseKind, plain_runs, prologue_outputs
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
 from nvfuse.lower.kir import (
@@ -35,7 +37,7 @@ from nvfuse.lower.kir import (
 )
 from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.pointwise import content_name
-from nvfuse.lower.reduction import REDUCE_OPS, lower_plain, store_output
+from nvfuse.lower.reduction import REDUCE_OPS, lower_plains, store_output
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule import names
@@ -106,24 +108,29 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
         Prim.WHERE, (IndexOp("<", end, lo.numel, DType.BOOL), end, lo.numel), idx)))
     lo.lane = IndexOp("+", Var("col_begin", idx), lane, idx)
     lo.col_end = Var("col_end", idx)
-    _rows_and_offsets(lo, Var("row", idx), body)
+    outer = _rows_and_offsets(lo, Var("row", idx), body)
     lo.hoist_row_invariant_loads(body)
+    n_in = len(ir.inputs)
+    early = [(n_in + j, ir.outputs[j]) for j in sorted(prologue_outputs(ir))]
     declared: set[DType] = set()
     results: list[Expr] = []
-    for p in parts(ir):
-        dtype = ir.nodes[p.node].dtype
+    for run in plain_runs(ir, parts(ir)):  # workspaces in `parts` order (workspace_dtypes)
+        p = run[0]
         welford = p.kind is PhaseKind.WELFORD
-        if (not welford or p.partners) and dtype not in declared:
-            lo.declare_scratch(dtype, sig.block, body)
-            declared.add(dtype)
+        for dtype in dict.fromkeys(ir.nodes[q.node].dtype for q in run):
+            if (not welford or p.partners) and dtype not in declared:
+                lo.declare_scratch(dtype, sig.block, body)
+                declared.add(dtype)
         if welford:
+            dtype = ir.nodes[p.node].dtype
             body.extend(lower_m2(lo, p.node, sig.block, p.partners))
             results.extend(lo.state(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
             results.extend(lo.row_exprs[s] for s in p.partners)
             continue
-        stmts, result = lower_plain(lo, p.node)
+        stmts, values = lower_plains(lo, [q.node for q in run], early, outer)
+        early = []  # stored by the first part's loop (`splittable`: it is a plain one)
         body.extend(stmts)
-        results.append(result)
+        results.extend(values[q.node] for q in run)
     stores: list[Stmt] = [] if vec == 1 else [part_decl]
     for name, value in zip(spaces, results):
         stores.extend(_put(name, value, part))
@@ -201,7 +208,10 @@ def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
         lo.row_phase(done, body)
     n_in = len(ir.inputs)
     stores: list[Stmt] = []
+    prologue = prologue_outputs(ir)  # kernel 1 stored them
     for j, o in enumerate(ir.outputs):
+        if j in prologue:
+            continue
         k = n_in + j
         stores.extend(store_output(o, lo.row_exprs[o.value], Var(f"ro_{o.name}", idx),
                              lo.guard(k, outer, range(sig.base.outer_rank))))

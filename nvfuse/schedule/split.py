@@ -13,8 +13,11 @@ runs two kernels (nvfuse/lower/split.py):
 2. grid rows: block r combines the S partials of row r (Chan's update for Welford), runs the
    epilogue on the row values and stores the outputs.
 
-No atomics: the same input gives the same bits.  Only fusions whose outputs are all row values
-qualify (a softmax's normalized output needs the whole row in one block), with plain or
+No atomics: the same input gives the same bits.  Only fusions whose full-size outputs depend on
+no reduction qualify, and then only when the first reduction is a plain one, whose chunk loop
+in kernel 1 stores them (a GELU backward's gradient beside its bias gradient: GPT-2's 96
+column blocks on 132 SMs split); a softmax's normalized output needs the whole row in one
+block.  The reductions must be plain or
 Welford reductions whose operands do not depend on another reduction; argmax / argmin pairs,
 and random numbers keep the one-kernel schedule.
 
@@ -49,7 +52,7 @@ from typing import ClassVar
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
-from nvfuse.fusion.phases import Phase, PhaseKind, reduction_phases
+from nvfuse.fusion.phases import Phase, PhaseKind, prologue_outputs, reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import device_props
 from nvfuse.schedule import names
@@ -113,7 +116,12 @@ def workspace_dtypes(ir: FusionIR) -> list[DType]:
 
 def splittable(ir: FusionIR) -> bool:
     """Whether the two-kernel form computes this fusion (module docstring)."""
-    if ir.random or any(not o.shape.is_row for o in ir.outputs):
+    if ir.random:
+        return False
+    full = {j for j, o in enumerate(ir.outputs) if not o.shape.is_row}
+    # full outputs only where kernel 1's first loop stores them (lower/split.py)
+    first = parts(ir)[:1]
+    if full and (full - prologue_outputs(ir) or not first or first[0].kind is not PhaseKind.PLAIN):
         return False
     if any(n.op in ARG_REDUCTIONS or n.op in (Prim.RAND, Prim.PIECE_LOAD, Prim.IN_PIECE)
            for n in ir.nodes):

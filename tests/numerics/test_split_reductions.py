@@ -164,3 +164,32 @@ def test_every_generated_kernel_compiles(arch: str) -> None:
     if not _generated:
         pytest.skip("run together with the tests above (they generate the kernels)")
     compile_all(_generated, arch, "split_reductions")
+
+
+# -- full outputs that depend on no reduction: kernel 1 stores them ---------------------------
+PROLOGUE = {
+    # GELU backward's gradient and its bias gradient (column schedule, 4 / 8 lanes or 1)
+    "bias_grad_cols": ((1500, 16), lambda dy, x: (lambda g: (g, g.sum(0)))(
+        dy * torch.sigmoid(1.702 * x))),
+    "bias_grad_cols_odd": ((1500, 5), lambda dy, x: (lambda g: (g, g.sum(0)))(dy * x + 1)),
+    # a row: the product and its sum and max (two plain parts; the first stores)
+    "row_product": ((2, 1500), lambda a, b: (lambda p: (p, p.sum(-1), p.amax(-1)))(a * b)),
+}
+
+
+@pytest.mark.parametrize("dtype", [f32, bf16], ids=str)
+@pytest.mark.parametrize("name", sorted(PROLOGUE))
+def test_split_stores_prologue_outputs(name: str, dtype: torch.dtype, interpret: None) -> None:
+    shape, fn = PROLOGUE[name]
+    a, b = _make(shape, dtype, f"pa{name}"), _make(shape, dtype, f"pb{name}")
+    eps = {f32: 1.2e-7, bf16: 8e-3}[dtype]
+    fm = _run(fn, (a, b), dtype, (max(64 * eps, 1e-5), 64 * eps + 1e-5))
+    assert all(isinstance(k.signature[1], SplitSignature) for k in fm.kernels)
+
+
+def test_full_outputs_stay_one_kernel_otherwise(interpret: None) -> None:
+    """x - x.mean(0) needs the finished mean; a first reduction that is a Welford (var) has no
+    plain loop to store from: one kernel each."""
+    x, y = _make((1500, 16), f32, "dep"), _make((1500, 16), f32, "dep2")
+    _run(lambda x: (x - x.mean(0), x.sum(0)), (x,), f32, launches=1)
+    _run(lambda x, y: (lambda g: (g * 2, g.var(0)))(x - y), (x, y), f32, launches=1)

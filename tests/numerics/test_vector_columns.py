@@ -237,18 +237,27 @@ def test_every_generated_kernel_compiles(arch: str) -> None:
     compile_all(_generated, arch, "vector_columns")
 
 
+ONE_PASS: dict[str, Callable[..., object]] = {
+    # a GELU backward's gradient and its bias gradient: the gradient depends on no reduction,
+    # so the reduction's loop stores it
+    "prologue_output": FUSED["bias_grad_full_output"][0],
+    # layer-norm backward's dw and db: two independent sums, one loop
+    "two_sums": lambda g, x: ((g * x).sum(0), g.sum(0)),
+    # both, and a max
+    "sums_max_output": lambda g, x: (lambda p: (p, p.sum(0), g.amax(0)))(g * x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PASS))
 @pytest.mark.parametrize(("kept", "lanes"), [(48, 8), (45, 1)])
-def test_outputs_without_a_reduction_are_stored_in_its_loop(kept: int, lanes: int,
-                                                            interpret: None) -> None:
-    """A GELU backward's gradient and its bias gradient: the gradient depends on no reduction,
-    so the reduction's column loop stores it -- each element of each tensor accessed once
-    (the interpreter's counts), not again by a last loop over the full outputs."""
+def test_one_pass_over_the_inputs(name: str, kept: int, lanes: int, interpret: None) -> None:
+    """Each element of each tensor is accessed once (the interpreter's counts): independent
+    reductions share one loop, and it stores the full outputs that depend on no reduction."""
     from bench.model import count_traffic
     from bench.model.plan import plan_call
 
     dy, x = _make((33, kept), f16, "pa"), _make((33, kept), f16, "pb")
-    fn = FUSED["bias_grad_full_output"][0]
-    fm = _run(fn, (dy, x), f16, _tol(f16, 33))
+    fm = _run(ONE_PASS[name], (dy, x), f16, _tol(f16, 33))
     assert _column_lanes(fm) == {lanes}
     call, _ = plan_call(fm.fusion_groups[0], (dy, x), "sm_90", torch.device("cpu"))
     assert call is not None
