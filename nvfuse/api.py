@@ -447,7 +447,16 @@ def nvfuse_backend(gm: fx.GraphModule, example_inputs: Sequence[Any], *,
         warn_once("nvfuse: cuda_graphs: a graph that needs autograd runs without CUDA graphs")
         captured = False
     fuser = _fuse_graph_captured if captured else _fuse_graph
-    return aot_backend(fuser, fuser)(gm, example_inputs, **kwargs)
+    try:
+        return aot_backend(fuser, fuser)(gm, example_inputs, **kwargs)
+    except Exception as e:  # AOTAutograd refused the graph (an in-place write to an expanded
+        # input fails its functionalization): the graph runs as dynamo captured it, which
+        # raises eager's own error where eager does
+        if config.get().strict:
+            raise
+        warn_once(f"nvfuse: AOTAutograd cannot trace a graph ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:200]}); it runs eagerly")
+        return gm.forward
 
 
 def backend(*, cuda_graphs: bool = False) -> Callable[..., Any]:

@@ -91,8 +91,24 @@ def _rows(b: Builder) -> frozenset[int]:
 
 
 def _elementwise(target: Any) -> bool:
-    """Whether the op's result is the broadcast of its operands (torch's pointwise tag)."""
-    return torch.Tag.pointwise in getattr(target, "tags", ())
+    """Whether the op's result is the broadcast of its operands (torch's pointwise tag, and
+    `copy(self, src)`: src broadcast to self's shape, untagged)."""
+    return target is torch.ops.aten.copy.default or \
+        torch.Tag.pointwise in getattr(target, "tags", ())
+
+
+# Reductions whose result has their operand's shape (not the reduced one): by definition, not
+# by a size that happens to be 1 (a plan may be reused for other sizes).
+_SHAPE_PRESERVING = frozenset(
+    getattr(getattr(torch.ops.aten, name), overload)
+    for name, overload in (("_softmax", "default"), ("_log_softmax", "default"),
+                           ("softmax", "int"), ("log_softmax", "int"))
+    if hasattr(getattr(torch.ops.aten, name), overload))
+
+
+def _keeps_shape(node: fx.Node) -> bool:
+    """Whether `node` is a reduction whose result has its operand's shape (a softmax)."""
+    return node.target in _SHAPE_PRESERVING
 
 
 def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
@@ -126,10 +142,13 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
-            if b.reduce_ndim and result.index in _rows(b) and not _elementwise(node.target):
+            if b.reduce_ndim and result.index in _rows(b) and not _elementwise(node.target) \
+                    and not _keeps_shape(node):
                 # a row value has the reduced shape of what it reduces; an elementwise op's
                 # result is the broadcast of its operands (row values and literals), so a
-                # shape-only constant among them (`zeros_like(x) + x.sum(0)`) keeps its shape
+                # shape-only constant among them (`zeros_like(x) + x.sum(0)`) keeps its shape,
+                # and so does an op whose result has its operand's shape (a softmax of a row
+                # value broadcast to the full shape by `copy`)
                 direct, through = frozenset(), direct | through
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()

@@ -5,12 +5,12 @@ along them.
 
 When the kept dims are innermost in memory (`x.sum(0)` of a contiguous [M, N]: a bias
 gradient; a permuted input), one block per row would read one element per row per warp, 32
-rows apart.  Here a block owns COLUMN_X consecutive rows instead, and each thread L = sig.lanes
-consecutive rows of them (the schedule's `column_lanes`: 16 bytes of the widest unit-stride
-operand, or 1), so X = COLUMN_X / L threads cover the block's rows:
+rows apart.  Here a block owns COLUMN_X * L consecutive rows instead, each of its COLUMN_X
+threads across L consecutive rows of them (L = sig.lanes, the schedule's `column_lanes`: 16
+bytes of the widest unit-stride operand, or 1):
 
-    tx = threadIdx.x % X   row = blockIdx.x * COLUMN_X + tx * L   (rows row .. row + L - 1)
-    ty = threadIdx.x / X   columns ty, ty + Y, ty + 2Y, ...        (Y = block / X)
+    tx = threadIdx.x % 32   row = blockIdx.x * 32 * L + tx * L   (rows row .. row + L - 1)
+    ty = threadIdx.x / 32   columns ty, ty + Y, ty + 2Y, ...      (Y = block / 32)
 
 Threads whose rows are past the end (the last block) skip every load and store (`live`: the
 schedule makes the innermost kept size, hence rows, a multiple of L, so a thread's rows are all
@@ -32,7 +32,7 @@ A reduction's per-thread partials are combined across the Y threads of a row thr
 memory with explicit barriers, one lane at a time through one block-sized array per dtype and
 slot (`col<slot>_<dtype>`, so a launch's shared memory does not grow with L) -- every thread
 writes lane l's partial to scratch[threadIdx.x], Sync, then every thread of the row combines
-scratch[j * X + tx] for j = 0..Y-1 in that order (so all Y threads get the same bits), Sync
+scratch[j * 32 + tx] for j = 0..Y-1 in that order (so all Y threads get the same bits), Sync
 (the next lane, or the next reduction of that dtype, rewrites the scratch): 2L barriers per
 reduction.  Welford states combine the same way with Chan's update over three arrays.  Row
 outputs are stored by the ty == 0 thread of each live row.
@@ -80,13 +80,12 @@ class ColumnLowering(RowLowering):
     def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int) -> None:
         super().__init__(ir, sig)
         lanes = sig.lanes
-        if block % COLUMN_X or block > 1024 or COLUMN_X % lanes:
-            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}"
-                             f" or {lanes} lanes do not divide {COLUMN_X}")
+        if block % COLUMN_X or block > 1024:
+            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}")
         idx = self.idx
         self.block = block
         self.vec = lanes
-        self.across = COLUMN_X // lanes  # threads across the block's kept elements
+        self.across = COLUMN_X  # threads across the block's COLUMN_X * lanes kept elements
         self.thread_rows = block // self.across
         self.tx, self.ty = Var("tx", idx), Var("ty", idx)
         self.pl = Var("pl", idx)  # the lane loop variable (lanes > 1)
@@ -118,7 +117,7 @@ class ColumnLowering(RowLowering):
         tid, x = Special("threadIdx.x", idx), Const(self.across, idx)
         out.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
         out.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
-        first = IndexOp("*", group, Const(COLUMN_X, idx), idx)
+        first = IndexOp("*", group, Const(COLUMN_X * self.vec, idx), idx)
         mine: Expr = self.tx if self.vec == 1 else IndexOp("*", self.tx, Const(self.vec, idx),
                                                             idx)
         out.append(Declare("row", idx, init=IndexOp("+", first, mine, idx)))
@@ -364,8 +363,9 @@ class ColumnLowering(RowLowering):
         return IndexOp("&&", first, self.live, DType.BOOL)
 
     def grid(self) -> Expr:
-        idx, x = self.idx, Const(COLUMN_X, self.idx)
-        return IndexOp("/", IndexOp("+", self.rows, Const(COLUMN_X - 1, idx), idx), x, idx)
+        idx, width = self.idx, COLUMN_X * self.vec
+        return IndexOp("/", IndexOp("+", self.rows, Const(width - 1, idx), idx), Const(width, idx),
+                       idx)
 
 
 def _name(v: Var | Elem) -> str:

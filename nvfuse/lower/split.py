@@ -16,7 +16,8 @@ row.  A Welford M2 keeps its pivot (the row's first element, the same in every c
 stored shifted means of a row's chunks combine directly.  Empty chunks store the identity (a
 Welford count of 0).
 A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s layout
-instead: block b owns rows (b / splits) * COLUMN_X + tx, its thread rows ty stride over chunk
+instead: block b owns rows (b / splits) * COLUMN_X * L + tx * L .. + L - 1, its thread rows ty
+stride over chunk
 b % splits; the ty == 0 thread of each live row stores.
 Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits loads partial t of
 row r (at most one: splits <= block), the block reduction combines them (BlockReduce with the

@@ -14,8 +14,9 @@ schedule is picked by strides, not by dim numbers (`is_column`):
   rows per 128-thread block, grid = ceil(rows / 4), warp-shuffle combines only.  See
   nvfuse/lower/warp.py;
 - column schedule (the kept dims innermost, e.g. [M, N] summed over M with N contiguous, or a
-  permuted input): COLUMN_X consecutive rows per block, one per thread of a warp (coalesced),
-  the block's thread rows split the columns; grid = ceil(rows / COLUMN_X).  See
+  permuted input): COLUMN_X * lanes consecutive rows per block, lanes per thread of a warp
+  (coalesced), the block's thread rows split the columns; grid = ceil(rows / (COLUMN_X *
+  lanes)).  See
   nvfuse/lower/column.py.  Operands are described by their strides in S exactly as in the
 pointwise schedule (0 along broadcast dims, so a (C,) weight has outer stride 0); outer and
 inner dims are merged separately (`merge_dims`), each stride classified "0" / "1" / "s".
@@ -100,11 +101,13 @@ COLUMN_X = 32
 COLUMN_BUCKETS = ((64, 128), (1024, 256))
 COLUMN_MAX_BLOCK = 512
 # Vector columns (`column_lanes`): a thread owns `lanes` consecutive kept elements, so a block's
-# COLUMN_X kept elements take COLUMN_X / lanes threads across and `lanes` times as many thread
-# rows split the reduced extent.  The block stays the bucket's (a lanes-independent thread
-# count keeps column kernels in the horizontal launches of same-block kernels, which bundles
-# by block: nvfuse/schedule/horizontal.py).  At most 8 lanes: the per-lane accumulators of
-# one-byte inputs (summed in int64) would take 32 registers per reduction at 16.
+# COLUMN_X threads across cover COLUMN_X * lanes kept elements (a warp reads 512 contiguous
+# bytes of a row) and the grid shrinks by `lanes`.  The block and its thread rows stay the
+# bucket's: the lane-by-lane combine reads thread rows x lanes partials per thread, and a
+# lanes-independent thread count keeps column kernels in the horizontal launches of
+# same-block kernels (nvfuse/schedule/horizontal.py bundles by block).  At most 8 lanes: the
+# per-lane accumulators of one-byte inputs (summed in int64) would take 32 registers per
+# reduction at 16.
 COLUMN_MAX_LANES = 8
 
 
@@ -510,7 +513,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
             staged = staged if cols > 0 else ()
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
-    fits32 = (max(max_offset, rows + COLUMN_X) <= INT32_LIMIT
+    fits32 = (max(max_offset, rows + COLUMN_X * lanes) <= INT32_LIMIT
               and row_numel + block <= INT32_LIMIT)
     index = DType.INT32 if fits32 else DType.INT64
     n_in = len(inputs)
@@ -527,6 +530,6 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     for t, o, i, c in zip(operands, outer, inner, classes):
         scalars |= names.general_strides(t, c[:rank], o, "o")
         scalars |= names.general_strides(t, c[rank:], i, "i")
-    grid = -(-rows // COLUMN_X) if column else -(-rows // WARP_ROWS) if warp else rows
+    grid = -(-rows // (COLUMN_X * lanes)) if column else -(-rows // WARP_ROWS) if warp else rows
     return ReductionLaunch(signature, ReductionParams(block, index, persist), rows, row_numel,
                            scalars, grid=grid)

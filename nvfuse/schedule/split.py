@@ -162,9 +162,9 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     if not splittable(ir):
         return None
     column = sig.kind is ScheduleKind.COLUMN
-    # a column block reads COLUMN_X kept elements per reduced index: the same bytes per block
-    # at a COLUMN_X times shorter extent
-    scale = COLUMN_X if column else 1
+    # a column block reads COLUMN_X * lanes kept elements per reduced index (fewer when there
+    # are fewer): the same bytes per block at that many times shorter an extent
+    scale = min(COLUMN_X * sig.lanes, launch.rows) if column else 1
     splits = choose_splits(launch.grid, launch.row_numel * scale,
                            device_props(sig.arch).sm_count, sig.block if column else 1024)
     if splits < 2:

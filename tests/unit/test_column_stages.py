@@ -82,7 +82,7 @@ def test_schedule_is_chosen_by_strides(shape: tuple[int, ...], dims: tuple[int, 
     # a row schedule over rows of at most WARP_ROW_MAX: warp rows, WARP_ROWS rows a block
     warp = not column and launch.row_numel <= WARP_ROW_MAX
     assert (launch.signature.kind is ScheduleKind.WARP_ROW) is warp
-    assert launch.grid == (-(-kept // COLUMN_X) if column else
+    assert launch.grid == (-(-kept // (COLUMN_X * launch.signature.lanes)) if column else
                            -(-kept // WARP_ROWS) if warp else kept)
 
 

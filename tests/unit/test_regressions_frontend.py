@@ -354,3 +354,27 @@ def test_script_with_data_dependent_values_writes_its_input_once(interpret: None
     got = nvfuse.fuse(torch.jit.script(fn))(x)
     torch.testing.assert_close(x, expected_x)
     torch.testing.assert_close(got, expected)
+
+
+def test_a_graph_aot_autograd_refuses_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-place fill of an empty narrow of an expanded input: make_fx refuses it, and so
+    does AOTAutograd inside the torch.compile fallback (its functionalization checks the
+    written tensor for overlap).  The backend hands the graph back to run as captured: eager's
+    result, a warning, no BackendCompilerFailed (NVFUSE_STRICT=1 raises instead)."""
+    from nvfuse import config
+
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")
+    monkeypatch.delenv("NVFUSE_STRICT", raising=False)
+    config.reload()
+
+    def fn(a: torch.Tensor) -> torch.Tensor:
+        return a.narrow(2, 0, 0).fill_(1.5)
+
+    a = torch.ones(1, 1, 1).expand(1, 1, 2)
+    fm = nvfuse.fuse(fn, (a.clone(),))
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fm(a)
+    assert out.shape == fn(a).shape == (1, 1, 0)
+    assert any("AOTAutograd cannot trace" in str(w.message) for w in caught)

@@ -88,18 +88,19 @@ def test_plan_split(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = torch.randn(1 << 12, 40)  # 40 kept columns: 2 column blocks, 4096 * 32 "elements"
+    x = torch.randn(1 << 12, 40)  # 40 kept columns: 4 lanes of float32 per thread, one block
     ir = _ir(lambda x: x.sum(0), x)
     launch = plan_launch(ir, [x], [torch.empty(40)], "sm_90")
-    assert launch.signature.kind is ScheduleKind.COLUMN and launch.grid == 2
+    assert launch.signature.kind is ScheduleKind.COLUMN and launch.grid == 1
+    assert launch.signature.lanes == 4
     plan = plan_split(ir, launch)
-    assert plan is not None and plan.splits == 32  # 2^17 // 4096
+    # the block reads 32 * 4 kept elements per reduced index: 4096 * 128 "elements", and
+    # 2^19 // MIN_CHUNK = 128 splits of 32 reduced indices
+    assert plan is not None and plan.splits == 128
     (s1, p1, g1), (s2, _, g2) = plan.stages
-    # 4 kept elements per thread (16 bytes of float32): the bucket's threads, 4x the thread
-    # rows, the same split decision and grids as one element per thread
-    assert (g1, g2) == (64, 40) and s1.base.lanes == 4
-    assert s1.block == column_block_for(128) == 256
-    assert plan.workspaces == ((DType.FLOAT32, 40 * 32),)
+    assert (g1, g2) == (128, 40) and s1.base.lanes == 4
+    assert s1.block == column_block_for(32) == 128
+    assert plan.workspaces == ((DType.FLOAT32, 40 * 128),)
 
 
 def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
