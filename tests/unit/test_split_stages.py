@@ -94,13 +94,13 @@ def test_plan_split_column(monkeypatch: pytest.MonkeyPatch) -> None:
     assert launch.signature.kind is ScheduleKind.COLUMN and launch.grid == 1
     assert launch.signature.lanes == 4
     plan = plan_split(ir, launch)
-    # the block reads 32 * 4 kept elements per reduced index: 4096 * 128 "elements", and
-    # 2^19 // MIN_CHUNK = 128 splits of 32 reduced indices
-    assert plan is not None and plan.splits == 128
+    # the block reads its 40 kept elements per reduced index: 4096 * 40 "elements", and
+    # 163840 // MIN_CHUNK = 40 -> 32 splits of 128 reduced indices
+    assert plan is not None and plan.splits == 32
     (s1, p1, g1), (s2, _, g2) = plan.stages
-    assert (g1, g2) == (128, 40) and s1.base.lanes == 4
-    assert s1.block == column_block_for(32) == 128
-    assert plan.workspaces == ((DType.FLOAT32, 40 * 128),)
+    assert (g1, g2) == (32, 40) and s1.base.lanes == 4
+    assert s1.block == column_block_for(128) == 256
+    assert plan.workspaces == ((DType.FLOAT32, 40 * 32),)
 
 
 def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
