@@ -76,6 +76,12 @@ def lower_node(b: Builder, node: fx.Node, env: dict[fx.Node, Val]) -> Val:
     every conversion, and a group never changes devices."""
     meta = meta_tensor(node)
     out = dtypes.from_torch(meta.dtype)
+    if node.target is torch.ops.aten.copy.default and len(node.args) > 1 and isinstance(
+            node.args[1], fx.Node) and tuple(meta_tensor(node.args[1]).shape) != tuple(meta.shape):
+        # src broadcast to self's shape: inside a reduction group a broadcast row value would
+        # become a full tensor the fusion IR cannot tell from the row value (a reduction of it
+        # reads the wrong extent); rare enough to leave to eager everywhere
+        raise Unsupported("a broadcasting copy (src's shape is not self's)")
     args = _substitute(node.args, env)
     kwargs = _substitute(dict(node.kwargs), env)
     if "device" in kwargs and kwargs["device"] is not None and (

@@ -32,7 +32,8 @@ CPU's; integer overflow wraps (as on the CPU); integer division by zero is never
 the device is what nvfuse follows and the fuzzer does not generate the case: copysign from a
 NaN (a NaN's sign: negative on x86, positive for CUDA's canonical NaN), addcmul whose
 t1 * t2 overflows (the CPU multiplies value * t1 first), add / sub with alpha whose alpha * b
-overflows a half dtype (the CPU multiplies in the half dtype), erf of half values whose result
+overflows a half dtype (the CPU multiplies in the half dtype), integer sums in a float dtype
+whose values the float cannot hold (the order decides), erf of half values whose result
 is subnormal (the CPU flushes it), var / std of an expanded tensor (equal values: the CPU's
 residue against CUDA's exact 0), gelu's tanh form where 1 + tanh cancels to a few ulps, prod of
 f16 / bf16
@@ -424,6 +425,8 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # CPU's row moments overflow to NaN; CUDA's depend on the kernel path
     if ("var" in expr or "std" in expr) and _float_variance_overflows(tensors[0]):
         return False  # the CPU accumulates float variances in float64, CUDA in float32
+    if "sum(" in expr and _int_sum_loses_precision(expr, tensors[0]):
+        return False  # which small integers survive next to huge ones depends on the order
     if ("sum(" in expr or "mean(" in expr) and _sum_order_matters(tensors[0]):
         return False  # whether a float32 partial sum overflows depends on the order
     if "F.gelu({0})" in expr and _cpu_gelu_of_inf(tensors[0]):
@@ -432,7 +435,7 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # whether a float32 partial product overflows depends on the order
     if "addcmul" in expr and _addcmul_product_overflows(tensors):
         return False  # the CPU computes (value * t1) * t2, CUDA value * (t1 * t2)
-    if "alpha=2" in expr and _half_alpha_product_overflows(tensors):
+    if "alpha=2" in expr and _half_alpha_product_overflows(tensors, result.dtype):
         return False  # the CPU computes alpha * b in the half dtype (inf), CUDA in float32
     if "torch.erf(" in expr and _half_subnormal_result(tensors[0]):
         return False  # the CPU's half erf flushes a subnormal result to 0, CUDA keeps it
@@ -577,13 +580,21 @@ def _addcmul_product_overflows(tensors: list[torch.Tensor]) -> bool:
     return bool(((p.abs() > torch.finfo(_opmath(common)).max) & p.isfinite()).any())
 
 
-def _half_alpha_product_overflows(tensors: list[torch.Tensor]) -> bool:
-    """add / sub(a, b, alpha=2) of half tensors where 2 * b leaves the half range."""
-    b = tensors[-1]
-    if b.dtype not in (torch.float16, torch.bfloat16):
+def _half_alpha_product_overflows(tensors: list[torch.Tensor], dtype: torch.dtype) -> bool:
+    """add / sub(a, b, alpha=2) computed in a half `dtype` where 2 * b leaves its range."""
+    if dtype not in (torch.float16, torch.bfloat16):
         return False
-    p = b.double() * 2
-    return bool(((p.abs() > torch.finfo(b.dtype).max) & p.isfinite()).any())
+    p = tensors[-1].double() * 2
+    return bool(((p.abs() > torch.finfo(dtype).max) & p.isfinite()).any())
+
+
+def _int_sum_loses_precision(expr: str, x: torch.Tensor) -> bool:
+    """A sum of integers in a float dtype (`dtype=`) whose values the float cannot hold
+    exactly: the order of the sum decides what is lost."""
+    if x.is_floating_point() or "dtype=torch.float" not in expr:
+        return False
+    limit = 2.0 ** (53 if "float64" in expr else 24)
+    return bool((x.double().abs() >= limit).any())
 
 
 def _half_subnormal_result(x: torch.Tensor) -> bool:
@@ -630,9 +641,15 @@ def generate(seed: int, avoid: frozenset[str] = AVOID_ALL) -> Program:
         stmt = _random_stmt(rng, pool)
         if stmt is None:
             continue
+        # an in-place statement is judged on the values it read (it has written them by now)
+        before = [pool[a].tensor.clone() for a in stmt.args] if stmt.kind == "inplace" else None
         result = _try(stmt, pool)
-        if result is None or not _allowed(stmt.expr, [pool[a] for a in stmt.args], result,
-                                          stmt.kind, avoid):
+        args = [pool[a] for a in stmt.args] if before is None else [
+            _Value(t, pool[a].kind) for t, a in zip(before, stmt.args)]
+        if result is None or not _allowed(stmt.expr, args, result, stmt.kind, avoid):
+            for a, saved in zip(stmt.args, before or []):
+                with contextlib.suppress(Exception):
+                    pool[a].tensor.copy_(saved)
             continue
         stmts.append(stmt)
         pool.append(_Value(result, stmt.kind))
