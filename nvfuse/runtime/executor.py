@@ -480,6 +480,11 @@ def _check_full_outputs_over_empty_rows(ir: FusionIR, shapes: list[torch.Size]) 
     reduced = reduced_positions(ir.reduce_axes, len(space))
     if not any(space[d] == 0 for d in reduced):
         return
+    if any(not o.shape.is_row and not o.shape_from for o in ir.outputs):
+        # a value read from no input with a reduction's shape (`var(x).clone().fill_(1.5)`):
+        # the row loop would store it, and there is no row element to store it at
+        raise CannotRun(f"input shapes {[tuple(s) for s in shapes]}: an output of a "
+                        "reduction's shape stored along rows that are empty")
     for shape in shapes:
         own = [d for d in reduced if d >= len(space) - len(shape)]
         sizes = {d: shape[d - len(space) + len(shape)] for d in own}

@@ -33,11 +33,11 @@ the device is what nvfuse follows and the fuzzer does not generate the case: cop
 NaN (a NaN's sign: negative on x86, positive for CUDA's canonical NaN), addcmul whose
 t1 * t2 overflows (the CPU multiplies value * t1 first), add / sub with alpha whose alpha * b
 overflows a half dtype (the CPU multiplies in the half dtype), integer sums in a float dtype
-whose values the float cannot hold (the order decides), erf of half values whose result
-is subnormal (the CPU flushes it), var / std of an expanded tensor (equal values: the CPU's
-residue against CUDA's exact 0), gelu's tanh form where 1 + tanh cancels to a few ulps, prod of
-f16 / bf16
-rows (the CPU multiplies in the half dtype and overflows, the device in float32), and at
+whose values the float cannot hold (the order decides), relu of -0.0 (its sign), erf of half
+values whose result is subnormal (the CPU flushes it), var / std of an expanded tensor (equal
+values: the CPU's residue against CUDA's exact 0), gelu's tanh form where 1 + tanh cancels to a
+few ulps, prod of f16 / bf16 rows (the CPU multiplies in the half dtype and overflows, the
+device in float32), and at
 extreme values: fmod / remainder whose quotient overflows (the CPU's vectorised fmod gives NaN),
 layer_norm of values whose squares overflow (the CPU's moments give NaN), float32 / half
 var / std near the float32 range (the CPU accumulates in float64), float32 prod where the order
@@ -437,6 +437,9 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # the CPU computes (value * t1) * t2, CUDA value * (t1 * t2)
     if "alpha=2" in expr and _half_alpha_product_overflows(tensors, result.dtype):
         return False  # the CPU computes alpha * b in the half dtype (inf), CUDA in float32
+    if "relu" in expr and tensors[0].is_floating_point() and bool(
+            ((tensors[0] == 0) & tensors[0].signbit()).any()):
+        return False  # relu(-0.0): the CPU's vectorised max keeps -0.0, CUDA's gives +0.0
     if "torch.erf(" in expr and _half_subnormal_result(tensors[0]):
         return False  # the CPU's half erf flushes a subnormal result to 0, CUDA keeps it
     if ("var" in expr or "std" in expr) and _is_expanded(tensors[0]):

@@ -5,6 +5,7 @@ compiled by NVRTC for sm_80 and sm_90."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -291,6 +292,30 @@ COPY_OF_ROW_VALUES: dict[str, Callable[..., object]] = {
 def test_copy_of_a_row_value_has_self_shape(name: str, dtype: torch.dtype) -> None:
     shape = (3,) if name.startswith("stacked") else (7,) if "layer_norm" in name else (5, 6)
     _check(COPY_OF_ROW_VALUES[name], _rand(*shape, dtype=dtype, seed=7))
+
+
+def test_constant_of_a_reductions_shape_over_empty_rows(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """`var(x).clone().fill_(1.5)` with x empty along the reduced dims: the constant has the
+    reduction's shape and would be stored from the empty row loop (fuzzer seed 6302515); the
+    group runs eagerly there, and fused elsewhere."""
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = torch.var(x, [0, 1, 2, 3], keepdim=True)
+        return v.clone().fill_(1.5), v.clone().fill_(2.0).flatten() + 1
+
+    from nvfuse import config
+
+    empty = torch.zeros(1, 1, 0, 1, dtype=torch.bfloat16)
+    fm = nvfuse.fuse(fn, (_rand(2, 3, 4, 5),))
+    monkeypatch.delenv("NVFUSE_STRICT", raising=False)  # the empty call falls back
+    config.reload()
+    for x in (_rand(2, 3, 4, 5), empty):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = fn(x)
+            actual = nvfuse.fuse(fn, (x,))(x) if x.numel() == 0 else fm(x)
+        for a, e in zip(actual, expected):
+            assert a.shape == e.shape and torch.equal(a, e), (a, e)
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
