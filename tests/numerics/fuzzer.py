@@ -33,7 +33,9 @@ the device is what nvfuse follows and the fuzzer does not generate the case: cop
 NaN (a NaN's sign: negative on x86, positive for CUDA's canonical NaN), addcmul whose
 t1 * t2 overflows (the CPU multiplies value * t1 first), add / sub with alpha whose alpha * b
 overflows a half dtype (the CPU multiplies in the half dtype), integer sums in a float dtype
-whose values the float cannot hold (the order decides), relu of -0.0 (its sign), erf of half
+whose values the float cannot hold (the order decides), relu of -0.0 and atan2 of a zero x (the
+sign of a zero), copy_ into integers of out-of-range floats (as type_as), lerp whose (end - start) *
+weight overflows, erf of half
 values whose result is subnormal (the CPU flushes it), var / std of an expanded tensor (equal
 values: the CPU's residue against CUDA's exact 0), gelu's tanh form where 1 + tanh cancels to a
 few ulps, prod of f16 / bf16 rows (the CPU multiplies in the half dtype and overflows, the
@@ -437,6 +439,12 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # the CPU computes (value * t1) * t2, CUDA value * (t1 * t2)
     if "alpha=2" in expr and _half_alpha_product_overflows(tensors, result.dtype):
         return False  # the CPU computes alpha * b in the half dtype (inf), CUDA in float32
+    if ".copy_({1})" in expr and _undefined_int_cast(tensors[1], tensors[0].dtype):
+        return False  # C++ UB, as type_as: copy_'s implicit cast goes by the CPU's rule
+    if "lerp" in expr and len(tensors) > 1 and _lerp_overflows(tensors):
+        return False  # (end - start) * weight overflows: the CPU's and CUDA's lerp differ
+    if "atan2" in expr and len(tensors) > 1 and bool((tensors[1] == 0).any()):
+        return False  # a zero x: its sign (from maximum / relu / products) decides 0 or pi
     if "relu" in expr and tensors[0].is_floating_point() and bool(
             ((tensors[0] == 0) & tensors[0].signbit()).any()):
         return False  # relu(-0.0): the CPU's vectorised max keeps -0.0, CUDA's gives +0.0
@@ -581,6 +589,19 @@ def _addcmul_product_overflows(tensors: list[torch.Tensor]) -> bool:
     p = tensors[1].double() * tensors[2].double()
     common = torch.empty(0, dtype=torch.result_type(tensors[1], tensors[2]))
     return bool(((p.abs() > torch.finfo(_opmath(common)).max) & p.isfinite()).any())
+
+
+def _lerp_overflows(tensors: list[torch.Tensor]) -> bool:
+    """lerp(start, end, weight) whose end - start, or its product with weight or 1 - weight,
+    leaves the range of the floating dtype the operands promote to."""
+    a, b = tensors[0], tensors[1]
+    dtype = torch.result_type(a, b)
+    if not dtype.is_floating_point:
+        return False
+    w = tensors[2].double() if len(tensors) > 2 else torch.tensor(0.3, dtype=torch.float64)
+    d = b.double() - a.double()
+    big = torch.finfo(dtype).max
+    return any(bool(((t.abs() > big) & t.isfinite()).any()) for t in (d, d * w, d * (1 - w)))
 
 
 def _half_alpha_product_overflows(tensors: list[torch.Tensor], dtype: torch.dtype) -> bool:
