@@ -278,12 +278,27 @@ class _Ready:
     copies: Writes = ()  # (output k, input i) the kernel cannot write in place: copied after
     # (stage, scalars) in launch order, prebuilt: the hot path zips nothing
     calls: tuple[tuple[Stage, tuple[int, ...]], ...] = field(init=False)
+    # nothing but fresh outputs and the stages (no in-place output, placed input, left-out
+    # operand, workspace, seed or copy back): `run` takes its shortest path
+    plain: bool = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", tuple(zip(self.stages, self.scalars)))
+        object.__setattr__(self, "plain", bool(
+            self.stages and all(j is None for j in self.into) and not self.place
+            and self.operands is None and not self.workspaces and not self.random
+            and not self.copies))
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
+        if self.plain and not POISON_OUTPUTS:
+            device = self.device
+            outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
+                       for shape, strides, dtype in self.outputs]
+            tensors = [*inputs, *outputs]
+            for stage, args in self.calls:
+                stage.launch(tensors, args)
+            return outputs
         outputs, tensors = self.arguments(inputs)
         calls = self.calls
         if self.random:  # a fresh seed per launch; torch.manual_seed reproduces it

@@ -190,6 +190,49 @@ def test_failed_replay_falls_back_to_the_plan(monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(fm(*args), bias_gelu(*args))
 
 
+def _prepared(fm: nvfuse.FusedModule) -> list[Any]:
+    """Every group's prepared calls (executor `_Ready`), replayed or not."""
+    return [ready for plan in fm._plans.values() if plan.gm is not None
+            for group in plan.gm.modules() if isinstance(group, executor.FusionGroup)
+            for ready in group._launches.values()]
+
+
+def test_plain_prepared_calls_take_the_short_path_and_others_do_not(interpret: None) -> None:
+    def scale_(x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0)
+
+    def row_sum(x: torch.Tensor) -> torch.Tensor:  # long enough rows to split in two stages
+        return (x * 2).sum(0)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.dropout(x, 0.5, training=True)
+
+    plain = nvfuse.fuse(bias_gelu, _inputs())
+    for _ in range(3):
+        args = _inputs()
+        torch.testing.assert_close(plain(*args), bias_gelu(*args))
+    assert [r.plain for r in _prepared(plain)] == [True]
+    x = torch.randn(64)
+    in_place = nvfuse.fuse(scale_, (x.clone(),))
+    for _ in range(3):
+        y = torch.randn(64)
+        got, want = y.clone(), y.clone()
+        in_place(got)
+        torch.testing.assert_close(got, scale_(want))
+    assert [r.plain for r in _prepared(in_place)] == [False]  # writes its input
+    split_input = torch.randn(65536, 4)
+    split = nvfuse.fuse(row_sum, (split_input,))
+    for _ in range(2):
+        torch.testing.assert_close(split(split_input), row_sum(split_input),
+                                   rtol=1e-4, atol=1e-3)
+    assert [(len(r.stages), bool(r.workspaces), r.plain) for r in _prepared(split)] == [
+        (2, True, False)]  # a split reduction's workspace
+    dropout = nvfuse.fuse(noisy, (x,))
+    dropout(x)
+    dropout(x)
+    assert [r.plain for r in _prepared(dropout)] == [False]  # a fresh seed per launch
+
+
 def test_poisoned_outputs_still_fully_written(interpret: None,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(executor, "POISON_OUTPUTS", True)
