@@ -10,8 +10,9 @@ case through torch.compile with the nvfuse backend, forward and backward) while
 `FusionGroup.forward` is replaced by a recorder that plans the call exactly as the executor's
 slow path does (`pipeline.output_shapes`, `pipeline.schedule`, `pipeline.build`) and returns
 meta outputs of eager's shape, so later groups see the real shapes too.  Eager ops between
-groups run on meta tensors.  Meta tensors report data pointer 0, i.e. 16-byte aligned, which is
-what torch's allocators give fresh GPU tensors.
+groups run on meta tensors (a case whose `plan_device` is "cpu" runs on CPU tensors instead,
+its groups returning uninitialised outputs).  Meta tensors report data pointer 0, i.e. 16-byte
+aligned, which is what torch's allocators give fresh GPU tensors.
 
 `scaled_copy` makes the same call at a smaller size with real CPU tensors (for the interpreter's
 byte counts, bench/model/traffic.py): kept (outer) dims of the iteration space shrink, the
@@ -81,14 +82,15 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
 
 
 @contextlib.contextmanager
-def _recording(calls: list[PlannedCall], arch: str) -> Iterator[None]:
-    """Replace FusionGroup.forward by a planner returning meta outputs (module docstring)."""
+def _recording(calls: list[PlannedCall], arch: str, device: str = "meta") -> Iterator[None]:
+    """Replace FusionGroup.forward by a planner returning uninitialised outputs on `device`
+    (meta: module docstring)."""
     original = FusionGroup.forward
     original_bundle = HorizontalGroup.forward
     bundles = itertools.count()
 
     def forward(self: FusionGroup, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        call, outputs = plan_call(self, inputs, arch, torch.device("meta"))
+        call, outputs = plan_call(self, inputs, arch, torch.device(device))
         if call is not None:
             calls.append(call)
         return outputs
@@ -117,9 +119,9 @@ def plan_case(case: Case, arch: str = "sm_90") -> list[PlannedCall]:
     from bench.__main__ import nvfuse_backend
 
     torch._dynamo.reset()
-    inputs = case.make_inputs("full", "meta")
+    inputs = case.make_inputs("full", case.plan_device)
     calls: list[PlannedCall] = []
-    with _recording(calls, arch):
+    with _recording(calls, arch, case.plan_device):
         if case.train:
             fn = train_step(torch.compile(case.fn, backend=nvfuse_backend()))
         else:

@@ -100,6 +100,8 @@ class CudaEmitter:
         elif isinstance(s, kir.For):
             if s.unroll:
                 self.line("#pragma unroll")
+            elif s.rolled:
+                self.line("#pragma unroll 1")
             v = s.var
             header = (f"for ({v.dtype.c_type} {v.name} = {self.expr(s.start)}; "
                       f"{v.name} < {self.expr(s.stop)}; {v.name} += {self.expr(s.step)})")

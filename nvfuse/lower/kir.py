@@ -187,7 +187,9 @@ class If:
 
 @dataclass(frozen=True)
 class For:
-    """for (var = start; var < stop; var += step) body.  `unroll` asks for #pragma unroll."""
+    """for (var = start; var < stop; var += step) body.  `unroll` asks for #pragma unroll;
+    `rolled` for #pragma unroll 1: a cold path (a tail) that unrolled would only cost compile
+    time (never both)."""
 
     var: Var
     start: Expr
@@ -195,6 +197,7 @@ class For:
     step: Expr
     body: tuple[Stmt, ...]
     unroll: bool = False
+    rolled: bool = False
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,7 @@ def _print_body(body: tuple[Stmt, ...], depth: int, lines: list[str]) -> None:
             lines.append(f"{pad}if {print_expr(s.cond)}:")
             _print_body(s.body, depth + 1, lines)
         elif isinstance(s, For):
-            unroll = " unroll" if s.unroll else ""
+            unroll = " unroll" if s.unroll else " rolled" if s.rolled else ""
             lines.append(f"{pad}for {s.var.name} in [{print_expr(s.start)}, {print_expr(s.stop)})"
                          f" step {print_expr(s.step)}{unroll}:")
             _print_body(s.body, depth + 1, lines)

@@ -110,7 +110,7 @@ def lower_pointwise(ir: FusionIR, sig: PointwiseSignature, block: int) -> kir.Ke
         inner = (If(IndexOp("<=", end, numel, DType.BOOL), inner),
                  If(IndexOp("<", numel, end, DType.BOOL),
                     (For(tail, Const(0, DType.INT32), Const(lanes, DType.INT32),
-                         Const(1, DType.INT32), one, unroll=True),)))
+                         Const(1, DType.INT32), one, rolled=True),)))
     body.append(If(IndexOp("<", base, numel, DType.BOOL), inner))
     grid = IndexOp("/", _add(numel, Const(block * lanes - 1, idx), idx),
                    Const(block * lanes, idx), idx)
@@ -168,9 +168,10 @@ def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
 
     element = Compute(Prim.CAST, (_add(base, Compute(Prim.CAST, (lane,), idx), idx),),
                       DType.INT64)
-    lane_body = tuple(_lane_body(ir, lane, in_lanes, element, ops.seed, leaves))
+    before, lane_body = _lane_body(ir, lane, in_lanes, element, ops.seed, leaves, lanes > 1)
+    inner += before
     inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
-                     Const(1, DType.INT32), lane_body, unroll=True))
+                     Const(1, DType.INT32), tuple(lane_body), unroll=True))
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
         store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
                             vector=lanes > 1)
@@ -184,11 +185,13 @@ def _align(dtype: DType, classes: str, lanes: int) -> int:
     return dtype.itemsize * lanes if vector else dtype.itemsize
 
 
-def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
-               seed: Param, leaves: dict[int, Expr]) -> list[Stmt]:
+def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr, seed: Param,
+               leaves: dict[int, Expr], hoist: bool) -> tuple[list[Stmt], list[Stmt]]:
     """One lane's computation: every node the outputs need, in order, as registers.
     `element` is the lane's linear index in the iteration space (what RAND draws for);
-    `leaves` holds the expressions of the concatenation leaves."""
+    `leaves` holds the expressions of the concatenation leaves.  Returns (statements before
+    the lane loop, the loop's body): with `hoist`, the nodes that are the same in every lane
+    (`lane_invariant`) are computed once, before the loop."""
     def leaf(index: int, out: list[Stmt]) -> Expr | None:
         node = ir.nodes[index]
         if index in leaves:
@@ -203,13 +206,41 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr,
             return Var(f"v{index}", node.dtype)
         return None
 
+    needed = sorted(needed_nodes(ir.nodes, ir.outputs))
+    same = lane_invariant(ir, needed, in_lanes, leaves) if hoist else set()
+    before: list[Stmt] = []
+    exprs = node_values(ir, [i for i in needed if i in same], {}, before, leaf)
     stmts: list[Stmt] = []
-    exprs = node_values(ir, sorted(needed_nodes(ir.nodes, ir.outputs)), {}, stmts, leaf)
+    exprs = node_values(ir, [i for i in needed if i not in same], exprs, stmts, leaf)
     for out in ir.outputs:
         value = exprs[out.value]
         if value.dtype is not out.dtype:
             value = Compute(Prim.CAST, (value,), out.dtype)
         stmts.append(Assign(Elem(f"r_{out.name}", lane, out.dtype), value))
-    return stmts
+    return before, stmts
+
+
+# prims whose value is not a function of their arguments alone
+_PLACED = frozenset({Prim.LOAD, Prim.RAND, Prim.PIECE_LOAD, Prim.IN_PIECE, Prim.ROW_NUMEL})
+
+
+def lane_invariant(ir: FusionIR, needed: list[int], in_lanes: list[int],
+                   leaves: dict[int, Expr]) -> set[int]:
+    """The computed nodes of `needed` (ascending) that are equal in every lane of a thread:
+    built only from literals and inputs loaded as one element (`in_lanes` 1: broadcast along
+    the inner dim), never from a random draw or a concatenation leaf."""
+    same: set[int] = set()
+    for index in needed:
+        node = ir.nodes[index]
+        if index in leaves or node.op.name.startswith("REDUCE"):
+            continue
+        if node.op is Prim.CONST:
+            same.add(index)
+        elif node.op is Prim.LOAD:
+            if in_lanes[int(node.attr)] == 1:  # type: ignore[arg-type]
+                same.add(index)
+        elif node.op not in _PLACED and all(a in same for a in node.args):
+            same.add(index)
+    return same
 
 

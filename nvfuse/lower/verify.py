@@ -121,6 +121,8 @@ class _Verifier:
             self.expr(s.cond, scope)
             self.body(s.body, _Scope(parent=scope))
         elif isinstance(s, kir.For):
+            if s.unroll and s.rolled:
+                raise self.fail(f"loop over {s.var.name} both unrolled and kept rolled")
             for bound in (s.start, s.stop, s.step):
                 self.expr(bound, scope)
             inner = _Scope(parent=scope)

@@ -122,3 +122,42 @@ def test_rank_one_vector_width_ignores_the_size() -> None:
     sigs = {plan_launch(ir, [torch.randn(n), torch.randn(n)], [torch.empty(n)],
                         "sm_90").signature for n in (24, 30, 7, 1)}
     assert len(sigs) == 1 and sigs.pop().lanes == 4
+
+
+def test_lane_invariant_values_are_computed_once_and_the_tail_stays_rolled(interpret: None
+                                                                            ) -> None:
+    """A value of broadcast scalars only (AdamW's bias corrections) is computed before the lane
+    loop, once per thread; the tail of a rank-1 space is a rolled loop (#pragma unroll 1: a
+    cold path unrolled costs compile time only).  Results match eager, tail included."""
+    import nvfuse
+    from nvfuse.lower import kir
+    from nvfuse.runtime.nvrtc import compile_to_cubin
+
+    def f(p: torch.Tensor, m: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        return p - 0.01 * m / (1 - 0.9 ** step) / ((1 - 0.999 ** step).sqrt() + 1e-8)
+
+    args = (torch.randn(1001), torch.randn(1001), torch.tensor(3.0))
+    fm = nvfuse.fuse(f, args)
+    for step in (2.0, 3.0):
+        args = (torch.randn(1001), torch.randn(1001), torch.tensor(step))
+        torch.testing.assert_close(fm(*args), f(*args))
+    (kernel,) = fm.kernels
+    body = kernel.kernel_ir.body
+
+    def walk(stmts: tuple[kir.Stmt, ...], loops: tuple[kir.For, ...] = ()):
+        for s in stmts:
+            yield s, loops
+            if isinstance(s, kir.If):
+                yield from walk(s.body, loops)
+            elif isinstance(s, kir.For):
+                yield from walk(s.body, loops + (s,))
+
+    pows = [loops for s, loops in walk(body)
+            if isinstance(s, kir.Declare) and isinstance(s.init, kir.Compute)
+            and s.init.prim is Prim.POW]
+    vector_pows = [loops for loops in pows if not any(f.var.name == "tail" for f in loops)]
+    assert len(vector_pows) == 2 and all(not loops for loops in vector_pows)  # before the loop
+    (tail,) = [s for s, _ in walk(body) if isinstance(s, kir.For) and s.var.name == "tail"]
+    assert tail.rolled and not tail.unroll
+    assert "#pragma unroll 1\n" in kernel.source
+    assert compile_to_cubin(kernel.source, "sm_90", "hoist.cu")[:4] == b"\x7fELF"

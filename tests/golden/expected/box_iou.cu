@@ -55,7 +55,7 @@ nvfuse_pw_26050b69e05c(const float* __restrict__ in0, const float* __restrict__ 
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

@@ -17,7 +17,7 @@ nvfuse_pw_ee6aac88170a(const float* __restrict__ in0, float* __restrict__ out0, 
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {
@@ -61,7 +61,7 @@ nvfuse_pw_bf862b0d6e0a(const nvf_half* __restrict__ in0, float* __restrict__ out
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {
@@ -143,7 +143,7 @@ horizontal_3_6bb3084f3680(const float* __restrict__ h0_in0, float* __restrict__ 
         nvf_store_vector<float, 4>(h0_out0 + h0_off_out0, h0_r_out0);
       }
       if ((h0_numel < (h0_base + 4))) {
-        #pragma unroll
+        #pragma unroll 1
         for (int h0_tail = 0; h0_tail < 4; h0_tail += 1) {
           int h0_e = (h0_base + h0_tail);
           if ((h0_e < h0_numel)) {
@@ -186,7 +186,7 @@ horizontal_3_6bb3084f3680(const float* __restrict__ h0_in0, float* __restrict__ 
         nvf_store_vector<float, 4>(h1_out0 + h1_off_out0, h1_r_out0);
       }
       if ((h1_numel < (h1_base + 4))) {
-        #pragma unroll
+        #pragma unroll 1
         for (int h1_tail = 0; h1_tail < 4; h1_tail += 1) {
           int h1_e = (h1_base + h1_tail);
           if ((h1_e < h1_numel)) {

@@ -19,7 +19,7 @@ nvfuse_pw_2442cb396bc6(const int* __restrict__ in0, const int* __restrict__ in1,
       nvf_store_vector<int, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

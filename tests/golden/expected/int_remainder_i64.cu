@@ -19,7 +19,7 @@ nvfuse_pw_cfba5f7b18d5(const long long* __restrict__ in0, const long long* __res
       nvf_store_vector<long long, 2>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 2))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 2; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

@@ -21,7 +21,7 @@ nvfuse_pw_c3284046dd17(const int* __restrict__ in0, const float* __restrict__ in
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

@@ -17,7 +17,7 @@ nvfuse_pw_a4640bfae702(const nvf_half* __restrict__ in0, nvf_half* __restrict__ 
       nvf_store_vector<nvf_half, 8>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 8))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 8; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

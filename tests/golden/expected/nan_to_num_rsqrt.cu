@@ -22,7 +22,7 @@ nvfuse_pw_2852689ac41b(const float* __restrict__ in0, float* __restrict__ out0, 
       nvf_store_vector<float, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

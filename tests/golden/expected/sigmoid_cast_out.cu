@@ -19,7 +19,7 @@ nvfuse_pw_90273882423f(const float* __restrict__ in0, nvf_half* __restrict__ out
       nvf_store_vector<nvf_half, 4>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

@@ -20,7 +20,7 @@ nvfuse_pw_2536777eed50(const double* __restrict__ in0, double* __restrict__ out0
       nvf_store_vector<double, 2>(out0 + off_out0, r_out0);
     }
     if ((numel < (base + 2))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 2; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {

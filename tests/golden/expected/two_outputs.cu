@@ -21,7 +21,7 @@ nvfuse_pw_83ae870770a3(const float* __restrict__ in0, float* __restrict__ out0, 
       nvf_store_vector<float, 4>(out1 + off_out1, r_out1);
     }
     if ((numel < (base + 4))) {
-      #pragma unroll
+      #pragma unroll 1
       for (int tail = 0; tail < 4; tail += 1) {
         int e = (base + tail);
         if ((e < numel)) {
