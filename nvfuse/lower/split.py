@@ -19,9 +19,11 @@ A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s
 instead: block b owns rows (b / splits) * COLUMN_X * L + tx * L .. + L - 1, its thread rows ty
 stride over chunk
 b % splits; the ty == 0 thread of each live row stores.
-Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits loads partial t of
-row r (at most one: splits <= block), the block reduction combines them (BlockReduce with the
-reduction's own op, WelfordReduce's Chan update for M2), then the epilogue (`row_phase`,
+Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits / L loads partials
+L * t .. L * t + L - 1 of row r as one vector (L = the signature's `lanes`, `stage2_lanes`;
+at most one vector: splits <= block), folds them in order, the block reduction combines them
+(BlockReduce with the reduction's own op, WelfordReduce's Chan update for M2), then the
+epilogue (`row_phase`,
 ROW_NUMEL = the original row length) and thread 0 stores the row outputs.
 """
 
@@ -56,7 +58,7 @@ def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     idx = lo.idx
     dtypes = workspace_dtypes(ir)
     spaces = [f"ws{k}" for k in range(len(dtypes))]
-    lo.tensors = lo.tensors + tuple(kir.TensorParam(n, d, True, d.itemsize)
+    lo.tensors = lo.tensors + tuple(kir.TensorParam(n, d, True, d.itemsize * sig.lanes)
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
@@ -156,23 +158,32 @@ def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
     body.append(Declare(row.name, idx, init=Special("blockIdx.x", idx)))
     outer = _rows_and_offsets(lo, row, body)
     first = IndexOp("*", row, splits, idx)
-    t = Var("t", idx)  # this thread's partial (at most one: splits <= block)
+    # this thread's first partial (at most `lanes` of them: splits <= block * lanes)
+    t = Var("t", idx)
     at = IndexOp("+", first, t, idx)
+    lanes = sig.lanes
     declared: set[DType] = set()
     done: set[int] = set()
     queue = iter(spaces)
 
     def read(name: str, dst: Var, fold: ReduceOp | None) -> list[Stmt]:
-        """dst = (dst op) workspace `name` at this thread's partial."""
-        value: Expr = Elem(f"r_{name}", Const(0, DType.INT32), dst.dtype)
-        if fold is not None:
-            value = Compute(kir.combine_prim(fold), (dst, value), dst.dtype)
-        return [Declare(f"r_{name}", dst.dtype, lanes=1),
-                Load(f"r_{name}", dst.dtype, name, at, 1, False), Assign(dst, value)]
+        """dst = (dst op) workspace `name` at this thread's partials, one vector of `lanes`
+        (`fold` None: one partial, assigned)."""
+        stmts: list[Stmt] = [Declare(f"r_{name}", dst.dtype, lanes=lanes),
+                             Load(f"r_{name}", dst.dtype, name, at, lanes, lanes > 1)]
+        for k in range(lanes):
+            value: Expr = Elem(f"r_{name}", Const(k, DType.INT32), dst.dtype)
+            if fold is not None:
+                value = Compute(kir.combine_prim(fold), (dst, value), dst.dtype)
+            stmts.append(Assign(dst, value))
+        return stmts
 
     def loop(stmts: list[Stmt]) -> Stmt:
-        return For(t, Special("threadIdx.x", idx), splits, Special("blockDim.x", idx),
-                   tuple(stmts))
+        start: Expr = Special("threadIdx.x", idx)
+        step: Expr = Special("blockDim.x", idx)
+        if lanes > 1:
+            start, step = (IndexOp("*", e, Const(lanes, idx), idx) for e in (start, step))
+        return For(t, start, splits, step, tuple(stmts))
 
     def plain(node: int, dtype: DType, op: ReduceOp) -> None:
         if dtype not in declared:

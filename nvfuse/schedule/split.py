@@ -80,6 +80,8 @@ class SplitSignature:
     base: ReductionSignature
     stage: int
     block: int
+    # kernel 2: partials a thread loads as one vector (`stage2_lanes`); kernel 1: 1
+    lanes: int = 1
 
     @property
     def arch(self) -> str:
@@ -139,6 +141,16 @@ def splittable(ir: FusionIR) -> bool:
     return True
 
 
+def stage2_lanes(ir: FusionIR, splits: int) -> int:
+    """How many of a row's partials one kernel-2 thread loads as one vector: a row's `splits`
+    partials are contiguous from row * splits (splits a power of two), so up to 16 bytes of the
+    widest partial and at most `splits`; 1 when a Welford part combines (mean, M2, count)
+    states, one per thread."""
+    if any(p.kind is PhaseKind.WELFORD for p in parts(ir)):
+        return 1
+    return max(1, min(splits, 16 // max(d.itemsize for d in workspace_dtypes(ir))))
+
+
 def choose_splits(blocks: int, row_numel: int, sms: int, threads: int = 1024) -> int:
     """S for a one-kernel grid of `blocks` blocks of `threads` threads over rows of
     `row_numel` elements (a column schedule passes its reduced extent times COLUMN_X) on `sms`
@@ -179,7 +191,7 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     lanes = sig.lanes if column else 1
     base = dataclasses.replace(sig, block=block1, persist=0, lanes=lanes, smem=False)
     stage1 = SplitSignature(base, 1, block1)
-    stage2 = SplitSignature(base, 2, STAGE2_BLOCK)
+    stage2 = SplitSignature(base, 2, STAGE2_BLOCK, stage2_lanes(ir, splits))
     n = launch.rows * splits
     return SplitLaunch(
         ((stage1, ReductionParams(block1, base.index), launch.grid * splits),

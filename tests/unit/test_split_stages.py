@@ -123,3 +123,47 @@ def test_kernels_verify_and_run_by_hand(monkeypatch: pytest.MonkeyPatch) -> None
     assert torch.allclose(ws[2], torch.full((10,), 200.0, dtype=torch.float64))  # counts
     run_kernel(k2, [x, out, *ws], args2, 2)
     torch.testing.assert_close(out, x.var(-1))
+
+
+@pytest.mark.parametrize("dtype,reduce,splits,lanes", [
+    (torch.float32, "sum", 32, 4), (torch.float32, "amax", 2, 2), (torch.float64, "sum", 8, 2),
+    (torch.int64, "sum", 4, 2), (torch.float16, "amin", 16, 4),
+])
+def test_stage2_loads_its_partials_as_vectors(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype,
+                                              reduce: str, splits: int, lanes: int) -> None:
+    """Kernel 2 of a split without a Welford part reads a row's partials up to 16 bytes at a
+    time (float32 partials 4, float64 / int64 2, never more than `splits`), folds them in order
+    and matches eager; both kernels compile with NVRTC."""
+    from nvfuse.codegen.cuda import emit_cuda
+    from nvfuse.lower import kir
+    from nvfuse.runtime.nvrtc import compile_to_cubin
+
+    monkeypatch.setattr(split, "SPLIT_MIN_NUMEL", 512)
+    monkeypatch.setattr(split, "MIN_CHUNK", 2048 // splits)
+    x = (torch.randn(3, 2048) * 100).to(dtype)
+    fn = {"sum": lambda x: x.sum(-1), "amax": lambda x: x.amax(-1),
+          "amin": lambda x: (x * 2).amin(-1)}[reduce]
+    ir = _ir(fn, x)
+    want = fn(x)
+    out = torch.empty_like(want)
+    launch = plan_launch(ir, [x], [out], "sm_90")
+    plan = plan_split(ir, launch)
+    assert plan is not None and plan.splits == splits
+    (s1, _, g1), (s2, _, g2) = plan.stages
+    assert (s1.lanes, s2.lanes) == (1, lanes)
+    k1, k2 = (verify_kernel(lower_split(ir, s)) for s in (s1, s2))
+    def walk(body: tuple[kir.Stmt, ...]):  # type: ignore[no-untyped-def]
+        for s in body:
+            yield s
+            if isinstance(s, (kir.If, kir.For)):
+                yield from walk(s.body)
+
+    loads = [s for s in walk(k2.body) if isinstance(s, kir.Load) and s.tensor == "ws0"]
+    assert [(ld.lanes, ld.vector) for ld in loads] == [(lanes, True)]
+    ws = [torch.full((n,), 7, dtype=d.torch) for d, n in plan.workspaces]
+    args1, args2 = bind_scalars([k1, k2], plan.scalars)
+    run_kernel(k1, [x, out, *ws], args1, g1)
+    run_kernel(k2, [x, out, *ws], args2, g2)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-3)
+    for k in (k1, k2):
+        assert compile_to_cubin(emit_cuda(k), "sm_90", "split.cu")[:4] == b"\x7fELF"

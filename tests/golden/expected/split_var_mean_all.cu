@@ -1,5 +1,5 @@
 extern "C" __global__ void __launch_bounds__(512)
-nvfuse_split1_b1eb941ecf48(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ ws0, float* __restrict__ ws1, float* __restrict__ ws2, float* __restrict__ ws3, int rows, int row_numel, int splits, int chunk_len) {
+nvfuse_split1_eed7f327e538(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ ws0, float* __restrict__ ws1, float* __restrict__ ws2, float* __restrict__ ws3, int rows, int row_numel, int splits, int chunk_len) {
   int chunk = (((int)blockIdx.x) % splits);
   int row = (((int)blockIdx.x) / splits);
   int part = ((row * splits) + chunk);
@@ -58,7 +58,7 @@ nvfuse_split1_b1eb941ecf48(const float* __restrict__ in0, float* __restrict__ ou
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-nvfuse_split2_abf5c454ef91(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ ws0, float* __restrict__ ws1, float* __restrict__ ws2, float* __restrict__ ws3, int rows, int row_numel, int splits, int chunk_len) {
+nvfuse_split2_e936c6927482(const float* __restrict__ in0, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ ws0, float* __restrict__ ws1, float* __restrict__ ws2, float* __restrict__ ws3, int rows, int row_numel, int splits, int chunk_len) {
   int row = ((int)blockIdx.x);
   int ro_in0 = 0;
   int ro_out0 = 0;
