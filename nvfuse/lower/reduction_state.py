@@ -117,6 +117,9 @@ class RowLowering:
         # a looped row's vector column loop (`_vector_loop`): while its body is built, the
         # vector inputs the body reads, loaded as q_<input>[lanes] before the lane loop
         self.vec_lazy: set[int] | None = None
+        # ... and the inputs that broadcast along the innermost dim, the same in every lane of
+        # a group, loaded once as q_<input>[1] before the lane loop (`_vector_loop` only)
+        self.vec_fixed: set[int] | None = None
         self.group_offsets: list[Expr] | None = None
         # a shared-memory row (sig.smem): the inputs staged as s_<input>[smem_cols]
         self.staged: tuple[int, ...] = ()
@@ -234,6 +237,9 @@ class RowLowering:
                 return Elem(f"p_{self.ir.inputs[k].name}", self.slot, node.dtype)
             if self.vec_lane is not None and k in self.vec_loaded:
                 return Elem(f"q_{self.ir.inputs[k].name}", self.vec_lane, node.dtype)
+            if self.vec_fixed is not None and k not in self.staged and self.group_invariant(k):
+                self.vec_fixed.add(k)
+                return Elem(f"q_{self.ir.inputs[k].name}", Const(0, DType.INT32), node.dtype)
             if self.vec_lane is not None and self.vec_lazy is not None \
                     and (self.vector_operand(k) or k in self.staged):
                 self.vec_lazy.add(k)
@@ -267,8 +273,12 @@ class RowLowering:
 
     def _offsets(self, col: Var, out: list[Stmt]) -> tuple[list[Expr], list[Expr]]:
         """(every operand's offset, the inner indices) at column `col` of this row."""
+        inner = self.split(col, self.inner_sizes, self.sig.inner_rank, "j", out)
+        return self._offsets_at(inner), inner
+
+    def _offsets_at(self, inner: list[Expr]) -> list[Expr]:
+        """Every operand's offset at the inner indices `inner` of this row."""
         idx, sig = self.idx, self.sig
-        inner = self.split(col, self.inner_sizes, sig.inner_rank, "j", out)
         offsets: list[Expr] = []
         inner_dims = range(sig.outer_rank, sig.outer_rank + sig.inner_rank)
         for k in range(len(self.tensors)):  # expressions: only the operands used appear
@@ -276,34 +286,52 @@ class RowLowering:
             in_row = self.offset(k, inner, inner_dims)
             offsets.append(row_offset if in_row == Const(0, idx)
                            else IndexOp("+", row_offset, in_row, idx))
-        return offsets, inner
+        return offsets
+
+    def group_invariant(self, k: int) -> bool:
+        """Whether input `k` has one value for all the lanes of a looped row's vector group:
+        it broadcasts along the innermost inner dim (a group norm's per-channel weight over a
+        channel's pixels), which a group never crosses (lanes > 1: `looped_lanes`)."""
+        inner = self.sig.inputs[k][self.sig.outer_rank:]
+        return self.sig.lanes > 1 and inner.endswith("0")
 
     def _vector_loop(self, body: Body) -> Stmt:
         """A looped row's column loop by vector groups: for col0 = threadIdx.x * lanes;
-        col0 < row_numel; col0 += blockDim.x * lanes: one vector load q_<input>[lanes] per
-        vector input (`vector_operand`) the body reads, then for pl < lanes (unrolled):
-        col = col0 + pl and the body, reading those inputs from q_<input>[pl].  lanes divides
-        row_numel (the schedule's `looped_lanes`), so a group is wholly inside the row."""
+        col0 < row_numel; col0 += blockDim.x * lanes: the inner indices of col0, one vector
+        load q_<input>[lanes] per vector input (`vector_operand`) the body reads and one scalar
+        load q_<input>[1] per input the same in every lane (`group_invariant`), then for
+        pl < lanes (unrolled): col = col0 + pl and the body, reading those inputs from
+        q_<input>[pl] / [0].  lanes divides the innermost inner size (the schedule's
+        `looped_lanes`), so a group lies in one innermost run of the row: lane pl's indices
+        are col0's with pl added to the innermost."""
         idx, lanes = self.idx, self.sig.lanes
         col0, col, pl = Var("col0", idx), Var("col", idx), Var("pl", idx)
         width = Const(lanes, idx)
-        stmts: list[Stmt] = [Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
-        offsets, inner = self._offsets(col, stmts)
-        self.vec_lane, self.vec_lazy = pl, set()
-        try:
-            stmts.extend(body(offsets, inner))
-            used = sorted(self.vec_lazy)
-        finally:
-            self.vec_lane, self.vec_lazy = None, None
         loop: list[Stmt] = []
-        at: list[Expr] | None = None
-        if used and (lanes == 1 or self.sig.inner_rank > 1):  # the offsets of column col0
-            at, _ = self._offsets(col0, loop)
+        at, first = self._offsets(col0, loop)
+        inner = [*first[:-1], IndexOp("+", first[-1], pl, idx)] if first else []
+        stmts: list[Stmt] = [Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
+        self.vec_lane, self.vec_lazy, self.vec_fixed = pl, set(), set()
+        try:
+            stmts.extend(body(self._offsets_at(inner), inner))
+            used, fixed = sorted(self.vec_lazy), sorted(self.vec_fixed)
+        finally:
+            self.vec_lane, self.vec_lazy, self.vec_fixed = None, None, None
         for k in used:
-            loop.extend(self._group_load(k, col0, at[k] if at is not None else None))
+            loop.extend(self._group_load(k, col0, at[k]))
+        loop.extend(self._fixed_loads(fixed, at))
         loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
                                 IndexOp("*", self.lane_step, width, idx), tuple(loop)))
+
+    def _fixed_loads(self, fixed: list[int], at: list[Expr]) -> list[Stmt]:
+        """q_<input>[1] = input k at its group offset `at[k]`, per `group_invariant` input."""
+        stmts: list[Stmt] = []
+        for k in fixed:
+            t = self.ir.inputs[k]
+            stmts += [Declare(f"q_{t.name}", t.dtype, lanes=1),
+                      Load(f"q_{t.name}", t.dtype, t.name, at[k], 1, False)]
+        return stmts
 
     def _group_load(self, k: int, col0: Var, at: Expr | None = None) -> list[Stmt]:
         """q_<input k>[lanes] = columns col0 .. col0 + lanes - 1 of this row: from its
@@ -446,7 +474,8 @@ class RowLowering:
         without register slots): one vector load
         q_<input>[lanes] per row-varying input `roots` need that is neither cached nor
         row-invariant (`vector_operand`), `group(col0, prologue)`'s statements (the caller's
-        register arrays), then for pl < lanes (unrolled): col = col0 + pl, slot pk =
+        register arrays), one scalar load q_<input>[1] per input the same in every lane
+        (`group_invariant`), then for pl < lanes (unrolled): col = col0 + pl, slot pk =
         g * lanes + pl, the values of `roots` and `lane(offsets, values, pl)`; then
         `group`'s statements returned after the loop (the caller's vector stores).  lanes
         divides row_numel, so a group is wholly inside the row or wholly past it."""
@@ -455,9 +484,10 @@ class RowLowering:
         col0, col, pk = Var("col0", idx), Var("col", idx), Var("pk", idx)
         width = Const(lanes, idx)
         body: list[Stmt] = []
-        # rows of several inner dims: every operand's offset at col0 (a group of lanes stays
-        # inside the innermost dim), for the group's loads and the caller's stores
-        self.group_offsets = self._offsets(col0, body)[0] if self.sig.inner_rank > 1 else None
+        # every operand's offset at col0 (a group of lanes stays inside the innermost dim):
+        # for rows of several inner dims, the group's loads and the caller's stores
+        at, first = self._offsets(col0, body)
+        self.group_offsets = at if self.sig.inner_rank > 1 else None
         loaded = set()
         for index in self._needed(roots):
             node = self.ir.nodes[index]
@@ -477,23 +507,28 @@ class RowLowering:
             stmts.append(Declare(pk.name, idx,
                                  init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)))
         stmts.append(Declare(col.name, idx, init=IndexOp("+", col0, pl, idx)))
-        offsets, _ = self._offsets(col, stmts)
+        # lane pl's indices: col0's with pl added to the innermost (no division per lane)
+        offsets = self._offsets_at([*first[:-1], IndexOp("+", first[-1], pl, idx)]
+                                   if first else [])
         self.slot = pk if self.persist else None
-        self.vec_lane, self.vec_loaded = pl, loaded
+        self.vec_lane, self.vec_loaded, self.vec_fixed = pl, loaded, set()
         try:
             values = self.column_values(roots, offsets, stmts)
             stmts.extend(lane(offsets, values, pl))
+            fixed = sorted(self.vec_fixed)
         finally:
             self.slot, self.vec_lane, self.vec_loaded = None, None, set()
+            self.vec_fixed = None
+        body.extend(self._fixed_loads(fixed, at))
         body.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         body.extend(after)
         if not self.persist:
             return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
                                     IndexOp("*", self.lane_step, width, idx), tuple(body)))
-        first = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
+        start = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
                         width, idx)
         return For(g, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (
-            Declare(col0.name, idx, init=first),
+            Declare(col0.name, idx, init=start),
             If(IndexOp("<", col0, self.numel, DType.BOOL), tuple(body))), unroll=True)
 
     def _needed(self, roots: list[int]) -> list[int]:

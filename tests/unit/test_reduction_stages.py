@@ -187,3 +187,43 @@ def test_explain_names_why_a_reduction_stays_eager() -> None:
     # so it is a fused row sum (a sibling of the softmax's, reading x once) rather than eager
     assert "0 eager" in text and "keepdim=False" not in text
     assert "aten::mul, aten::_softmax" in text
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 32, 64, 64), 4), ((1, 12, 40, 120), 3)])
+def test_vector_groups_load_per_channel_operands_once_and_split_no_index_per_lane(
+        interpret: None, shape: tuple[int, ...], groups: int) -> None:
+    """A group norm row is channels x pixels: its vector groups of pixels never cross a
+    channel, so the per-channel weight and bias are loaded once per group (before the lane
+    loop, one scalar each), and a lane's indices are the group's plus its lane (no division
+    or remainder per lane).  Results match eager through the interpreter."""
+    import nvfuse
+
+    def f(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.group_norm(x, groups, w, b)
+
+    args = (torch.randn(shape), torch.randn(shape[1]), torch.randn(shape[1]))
+    fm = nvfuse.fuse(f, args)
+    torch.testing.assert_close(fm(*args), f(*args), rtol=1e-4, atol=1e-4)
+    (kernel,) = fm.kernels
+    assert kernel.signature[1].lanes == 4  # type: ignore[union-attr]
+
+    def lane_loops(body: tuple[kir.Stmt, ...]):  # type: ignore[no-untyped-def]
+        for s in body:
+            if isinstance(s, kir.For) and s.var.name == "pl":
+                yield s
+            elif isinstance(s, (kir.If, kir.For)):
+                yield from lane_loops(s.body)
+
+    def inside(body: tuple[kir.Stmt, ...]):  # type: ignore[no-untyped-def]
+        for s in body:
+            yield s
+            if isinstance(s, (kir.If, kir.For)):
+                yield from inside(s.body)
+
+    loops = list(lane_loops(kernel.kernel_ir.body))
+    assert loops
+    for loop in loops:
+        stmts = list(inside(loop.body))
+        assert not [s for s in stmts if isinstance(s, kir.Load)]  # all loaded before the loop
+        assert "%" not in str(kir.Kernel("k", (), (), loop.body, 32, kir.Const(1, DType.INT32),
+                                         DType.INT32))
