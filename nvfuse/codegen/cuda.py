@@ -46,7 +46,8 @@ class CudaEmitter:
 
     @contextlib.contextmanager
     def block(self, opener: str) -> Iterator[None]:
-        self.line(opener + " {")
+        """`opener {` (a bare `{` for an empty opener), the body indented, `}`."""
+        self.line(f"{opener} {{" if opener else "{")
         self._depth += 1
         yield
         self._depth -= 1
@@ -68,9 +69,43 @@ class CudaEmitter:
         ] + [f"{p.dtype.c_type} {p.name}" for p in k.scalars]
         self.line(f'extern "C" __global__ void __launch_bounds__({_launch_bounds(k.block)})')
         with self.block(f"{k.name}({', '.join(params)})"):
-            self.stmts(k.body)
+            self.kernel_body(k)
         code = "\n".join(self._lines) + "\n"
         return inline_helpers(headers, code) + code
+
+    def kernel_body(self, k: kir.Kernel) -> None:
+        """The body, each `kir.MemberGroup` printed once where its first member stood (the
+        members' own statements and their comments left out)."""
+        first = {g.positions[0]: g for g in k.groups}
+        skip = {q for g in k.groups for p in g.positions for q in (p - 1, p)}
+        for n, s in enumerate(k.body):
+            if n in first:
+                self.member_group(k, first[n])
+            if n not in skip:
+                self.stmt(s)
+
+    def member_group(self, k: kir.Kernel, g: kir.MemberGroup) -> None:
+        """One code path for members running the same kernel: the block's member selects its
+        pointers and scalars, then the member kernel's body runs once under its own names."""
+        members = ", ".join(str((p - 1) // 2) for p in g.positions)
+        self.line(f"// members {members}: one code path")
+        with self.block(""):
+            for t in g.tensors:
+                self.line(f"{'' if t.is_output else 'const '}{t.dtype.c_type}*"
+                          f"{' __restrict__' if t.restrict else ''} {t.name} = nullptr;")
+            names = [t.name for t in g.tensors] + [p.name for p in g.scalars]
+            for p in g.scalars:
+                self.line(f"{p.dtype.c_type} {p.name} = 0;")
+            self.line("bool nvf_member = false;")
+            for n, (pos, args) in enumerate(zip(g.positions, g.args)):
+                owns = k.body[pos]
+                assert isinstance(owns, kir.If)
+                with self.block(f"{'else ' if n else ''}if ({self.expr(owns.cond)})"):
+                    for name, arg in zip(names, args):
+                        self.line(f"{name} = {arg};")
+                    self.line("nvf_member = true;")
+            with self.block("if (nvf_member)"):
+                self.stmts(g.body)
 
     # -- statements --------------------------------------------------------------------------
     def stmts(self, body: tuple[kir.Stmt, ...]) -> None:

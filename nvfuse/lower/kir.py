@@ -390,10 +390,28 @@ class TensorParam:
 
 
 @dataclass(frozen=True)
+class MemberGroup:
+    """Members of a horizontal kernel that run the same member kernel (nvfuse/lower/horizontal.py):
+    the emitter prints their code once.  `positions`: the index in the kernel body of each
+    member's `If(owns, renamed body)`; `tensors` / `scalars`: the member kernel's own
+    parameters plus `first_block`; `body`: the member's body under its own names, blocks
+    counted from `first_block`; `args`: per position, the kernel parameter names bound to
+    `tensors + scalars` in order.  The kernel body stays complete (the interpreter and the
+    verifier read it); this only says which of its statements are one code path."""
+
+    positions: tuple[int, ...]
+    tensors: tuple[TensorParam, ...]
+    scalars: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    args: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
 class Kernel:
     """One __global__ function.  Arguments are passed in the order tensors, then scalars (the
     launcher binds a schedule's named scalars to them by name: `bind_scalars`).
-    The launch uses `block` threads and `grid` blocks (an expression over scalar params)."""
+    The launch uses `block` threads and `grid` blocks (an expression over scalar params).
+    `groups`: a horizontal kernel's repeated members, emitted as one code path each."""
 
     name: str
     tensors: tuple[TensorParam, ...]
@@ -402,6 +420,7 @@ class Kernel:
     block: int
     grid: Expr
     index_dtype: DType
+    groups: tuple[MemberGroup, ...] = ()
 
     def __str__(self) -> str:
         return print_kernel(self)
