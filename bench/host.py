@@ -42,6 +42,7 @@ from nvfuse.runtime.packed import ArgBuffer
 EMPTY_KERNEL = 'extern "C" __global__ void nvf_empty(float* y) { y[threadIdx.x] = 1.0f; }\n'
 OPTION_SETS: tuple[tuple[str, ...], ...] = (
     (), ("--extra-device-vectorization",), ("-lineinfo",), ("-Xptxas=-O2",), ("--dopt=on",),
+    ("--Ofast-compile=mid",),
 )
 
 
@@ -191,6 +192,24 @@ def bench_kernel_sources() -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
+def _sass_loads(sources: Sequence[str], options: Sequence[str] = ()) -> int | None:
+    """Global load instructions in the SASS of `sources` compiled with nvfuse's options plus
+    `options` (None without nvdisasm)."""
+    from bench.model import sass
+
+    tool = sass.find_nvdisasm()
+    if tool is None:
+        return None
+    saved = nvrtc.COMPILE_OPTIONS
+    nvrtc.COMPILE_OPTIONS = (*saved, *options)
+    try:
+        cubins = [nvrtc.compile_to_cubin(s, config.get().arch) for s in sources]
+    finally:
+        nvrtc.COMPILE_OPTIONS = saved
+    return sum(len(sass.global_accesses(sass.disassemble(sass.whole_elf(c), tool))[0])
+               for c in cubins)
+
+
 def first_nvrtc_call_ms() -> float:
     """The first NVRTC compile of a fresh process (NVRTC's own start-up included)."""
     code = ("import time; from nvfuse.runtime import nvrtc; s = time.perf_counter(); "
@@ -240,12 +259,15 @@ def compile_times() -> dict[str, Any]:
     sample = [src for _, src in sources[:: max(1, len(sources) // 6)]]
     options["(plain NVRTC defaults)"] = round(
         statistics.median(_plain_ms(s) for s in sample), 1)
+    loads: dict[str, Any] = {}
     for opts in OPTION_SETS:
+        name = " ".join(opts) or "(nvfuse's)"
         try:
             ms = statistics.median(_median_ms(s, opts, repeats=1) for s in sample)
-            options[" ".join(opts) or "(nvfuse's)"] = round(ms, 1)
+            options[name] = round(ms, 1)
+            loads[name] = _sass_loads(sample, opts)
         except nvfuse.CompileError as e:
-            options[" ".join(opts)] = f"refused: {str(e).splitlines()[0][:80]}"
+            options[name] = f"refused: {str(e).splitlines()[0][:80]}"
     slowest_two = sorted(sources, key=lambda kv: per_kernel[kv[0]])[-2:]
     serial, parallel = parallel_plan_ms([s for _, s in slowest_two])
     return {
@@ -260,6 +282,9 @@ def compile_times() -> dict[str, Any]:
         "median_over_empty": round(median / empty, 3),
         "per_kernel_ms": per_kernel,
         "options_median_ms": options,
+        # global load instructions in the sample's SASS per option set (None: no nvdisasm):
+        # fewer than nvfuse's means loops left rolled, fewer loads in flight per thread
+        "options_sass_global_loads": loads,
         "two_kernel_plan_serial_ms": round(serial, 1),
         "two_kernel_plan_parallel_ms": round(parallel, 1),
         "slowest_of_the_two_ms": max(per_kernel[n] for n, _ in slowest_two),
@@ -304,8 +329,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"| {k} | " + (" | ".join(str(x) for x in v) if isinstance(v, list) else v)
                   + " |" for k, v in phases.items()]
         lines += [""]
-    lines += ["| NVRTC options (a sample of the kernels) | median ms |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in c["options_median_ms"].items()]
+    loads = c.get("options_sass_global_loads", {})
+    lines += ["| NVRTC options (a sample of the kernels) | median ms | global loads in the SASS |",
+              "|---|---:|---:|"]
+    lines += [f"| {k} | {v} | {loads.get(k, '')} |" for k, v in c["options_median_ms"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -59,13 +59,13 @@ def compile_report(source: str, arch: str = "sm_90") -> tuple[Resources, bytes]:
         nvrtc.compileProgram(prog, (f"--gpu-architecture={arch}", *COMPILE_OPTIONS,
                                     "--ptxas-options=-v"))
         log = str(nvrtc.getProgramLog(prog))
-        cubin = _whole_elf(bytes(nvrtc.getCUBIN(prog)))
+        cubin = whole_elf(bytes(nvrtc.getCUBIN(prog)))
     finally:
         nvrtc.destroyProgram(prog)
     return parse_ptxas_log(log), cubin
 
 
-def _whole_elf(image: bytes) -> bytes:
+def whole_elf(image: bytes) -> bytes:
     """The cubin padded to the size its ELF headers describe: CuPy's getCUBIN can drop the
     image's last byte (a NUL), which nvdisasm then rejects as an invalid ELF file."""
     if image[:4] != b"\x7fELF" or len(image) < 64:

@@ -64,8 +64,8 @@ def test_sass_of_a_vectorised_pointwise_kernel_is_128_bit(interpret: None) -> No
 
 def test_cubin_padded_to_its_elf_size(interpret: None) -> None:
     _, cubin = sass.compile_report(_pointwise_kernel().source, "sm_90")
-    assert sass._whole_elf(cubin[:-1]) == cubin[:-1] + b"\0"
-    assert sass._whole_elf(cubin) == cubin
+    assert sass.whole_elf(cubin[:-1]) == cubin[:-1] + b"\0"
+    assert sass.whole_elf(cubin) == cubin
 
 
 def test_byte_counts_of_a_row_sum(interpret: None) -> None:

@@ -341,3 +341,7 @@ def test_bench_host_measures_ratios_and_writes_markdown(interpret: None) -> None
                           "cores": 2, "options_median_ms": {"(nvfuse's)": 120.0}}}
     text = host.to_markdown(report)
     assert "CPU measurement" in text and "| eager x.add(1) | 3.0 | 1.0 |" in text
+    copy = ('extern "C" __global__ void k(const float* a, float* b) '
+            '{ b[threadIdx.x] = a[threadIdx.x] + a[threadIdx.x + 64]; }')
+    loads = host._sass_loads([copy, copy])
+    assert loads is None or loads == 4  # two loads per kernel (None: no nvdisasm here)
