@@ -163,18 +163,22 @@ def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
     if cat is not None:
         stmts, leaves = lower_pieces(ir, cat, index_vars, ops.piece_strides, idx, lane)
         inner += stmts
-    for t in tensors[n_in:]:
-        inner.append(Declare(f"r_{t.name}", t.dtype, lanes=lanes))
+    # one register per lane; one for an output broadcast along the inner dim (all lanes
+    # compute its one value of the row: lane 0's is stored)
+    out_lanes = [lanes if classes and classes[-1] == "1" else 1 for classes in sig.outputs]
+    for t, n in zip(tensors[n_in:], out_lanes):
+        inner.append(Declare(f"r_{t.name}", t.dtype, lanes=n))
 
     element = Compute(Prim.CAST, (_add(base, Compute(Prim.CAST, (lane,), idx), idx),),
                       DType.INT64)
-    before, lane_body = _lane_body(ir, lane, in_lanes, element, ops.seed, leaves, lanes > 1)
+    before, lane_body = _lane_body(ir, lane, in_lanes, out_lanes, element, ops.seed, leaves,
+                                   lanes)
     inner += before
     inner.append(For(lane, Const(0, DType.INT32), Const(lanes, DType.INT32),
                      Const(1, DType.INT32), tuple(lane_body), unroll=True))
     for k, (t, classes) in enumerate(zip(tensors[n_in:], sig.outputs)):
-        store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", lanes,
-                            vector=lanes > 1)
+        n = out_lanes[k]
+        store: Stmt = Store(t.name, t.dtype, offsets[n_in + k], f"r_{t.name}", n, vector=n > 1)
         guard = broadcast_guard(classes, index_vars, idx)
         inner.append(If(guard, (store,)) if guard is not None else store)
     return inner
@@ -185,13 +189,15 @@ def _align(dtype: DType, classes: str, lanes: int) -> int:
     return dtype.itemsize * lanes if vector else dtype.itemsize
 
 
-def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr, seed: Param,
-               leaves: dict[int, Expr], hoist: bool) -> tuple[list[Stmt], list[Stmt]]:
+def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], out_lanes: list[int],
+               element: Expr, seed: Param, leaves: dict[int, Expr], lanes: int
+               ) -> tuple[list[Stmt], list[Stmt]]:
     """One lane's computation: every node the outputs need, in order, as registers.
     `element` is the lane's linear index in the iteration space (what RAND draws for);
-    `leaves` holds the expressions of the concatenation leaves.  Returns (statements before
-    the lane loop, the loop's body): with `hoist`, the nodes that are the same in every lane
-    (`lane_invariant`) are computed once, before the loop."""
+    `leaves` holds the expressions of the concatenation leaves; `out_lanes` the registers of
+    each output (1: broadcast along the inner dim, lane 0 assigns it).  Returns (statements
+    before the lane loop, the loop's body): with `lanes` > 1, the nodes that are the same in
+    every lane (`lane_invariant`) are computed once, before the loop."""
     def leaf(index: int, out: list[Stmt]) -> Expr | None:
         node = ir.nodes[index]
         if index in leaves:
@@ -207,16 +213,20 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], element: Expr, seed
         return None
 
     needed = sorted(needed_nodes(ir.nodes, ir.outputs))
-    same = lane_invariant(ir, needed, in_lanes, leaves) if hoist else set()
+    same = lane_invariant(ir, needed, in_lanes, leaves) if lanes > 1 else set()
     before: list[Stmt] = []
     exprs = node_values(ir, [i for i in needed if i in same], {}, before, leaf)
     stmts: list[Stmt] = []
     exprs = node_values(ir, [i for i in needed if i not in same], exprs, stmts, leaf)
-    for out in ir.outputs:
+    for out, n in zip(ir.outputs, out_lanes):
         value = exprs[out.value]
         if value.dtype is not out.dtype:
             value = Compute(Prim.CAST, (value,), out.dtype)
-        stmts.append(Assign(Elem(f"r_{out.name}", lane, out.dtype), value))
+        if n > 1 or lanes == 1:
+            stmts.append(Assign(Elem(f"r_{out.name}", lane, out.dtype), value))
+        else:  # broadcast along the inner dim: lane 0's value (the element at inner index 0)
+            stmts.append(If(IndexOp("==", lane, Const(0, DType.INT32), DType.BOOL), (
+                Assign(Elem(f"r_{out.name}", Const(0, DType.INT32), out.dtype), value),)))
     return before, stmts
 
 

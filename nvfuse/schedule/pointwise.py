@@ -29,7 +29,8 @@ them, so this is exact when the output and the input have the same shape and str
 Outputs are allocated with eager's shape and layout; the dims are iterated in the memory order
 of the first full-size output (so a permuted output is written coalesced) before merging.  An
 output whose shape is smaller than the iteration space (it broadcasts) has stride 0 there and is
-stored only where those indices are 0.
+stored only where those indices are 0 -- with vector lanes, by the thread whose first lane is
+there (a row's per-row output beside its full-size ones: cross-entropy's backward).
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ def _pick_lanes(sizes: list[int], classes: list[str], strides: list[list[int]],
         return 1
     inner = sizes[-1]
     unit = [i for i, c in enumerate(classes) if c[-1] == "1"]
-    if any(c[-1] == "s" for c in classes) or any(c[-1] != "1" for c in classes[-n_outputs:]):
+    # an output broadcast along the inner dim takes one store per row (lane 0's) when a
+    # thread's lanes stay in one row (rank > 1); on a rank-1 space it is a single element
+    if any(c[-1] == "s" for c in classes) or any(
+            c[-1] != "1" and (c[-1] != "0" or len(sizes) == 1) for c in classes[-n_outputs:]):
         return 1
     widest = max(tensors[i].element_size() for i in unit)
     lanes = VECTOR_BYTES // widest
