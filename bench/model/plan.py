@@ -11,7 +11,7 @@ case through torch.compile with the nvfuse backend, forward and backward) while
 slow path does (`pipeline.output_shapes`, `pipeline.schedule`, `pipeline.build`) and returns
 meta outputs of eager's shape, so later groups see the real shapes too.  Eager ops between
 groups run on meta tensors (a case whose `plan_device` is "cpu" runs on CPU tensors instead,
-its groups returning uninitialised outputs).  Meta tensors report data pointer 0, i.e. 16-byte
+its groups returning zero-filled outputs).  Meta tensors report data pointer 0, i.e. 16-byte
 aligned, which is what torch's allocators give fresh GPU tensors.
 
 `scaled_copy` makes the same call at a smaller size with real CPU tensors (for the interpreter's
@@ -63,10 +63,12 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
               device: torch.device) -> tuple[PlannedCall | None, tuple[torch.Tensor, ...]]:
     """The executor's slow path (FusionGroup._prepare) without a launch, through the same
     pipeline functions: the stages for these tensors, and outputs of eager's dtype and shape on
-    `device` (None: nothing to launch)."""
+    `device`, zero-filled off the meta device (None: nothing to launch)."""
     launch = executor._plan_launch(group.fusion_ir, group._key, inputs, device, arch)
     outputs = tuple(torch.empty_strided(shape, strides, dtype=dtype, device=device)
                     for shape, strides, dtype in launch.outputs)
+    if device.type != "meta":  # eager ops between groups may index with them: zeros, in range
+        outputs = tuple(o.zero_() for o in outputs)
     if not launch.stages:
         return None, outputs
     ins, outs = tuple(inputs), outputs

@@ -1,4 +1,4 @@
-"""Cross-entropy without its log-probabilities: graph IR -> graph IR.
+"""Cross-entropy without [N, C] intermediates it does not need: graph IR -> graph IR.
 
 Contract: `fuse_cross_entropy(gm) -> gm` (one of `nvfuse.graph.passes.PASSES`) returns a copy in
 which every
@@ -24,6 +24,25 @@ dtype) followed by eager nll_loss's arithmetic (float32 accumulation for half in
 no counted row is 0/0 = nan).  A target outside [0, C) makes the gather raise, as eager's
 nll_loss does.  The rewrite is skipped (the ops stay as they are) where a result would not
 have eager's dtype, shape and layout, or for reduction 'none' when total_weight is read.
+
+Training keeps the forward (the backward reads the saved log-probabilities y), and in the
+backward every
+
+    g = nll_loss_backward(grad, y, target, None, mean | sum, ignore_index, total_weight)
+    _log_softmax_backward_data(g, y, 1)       (as decomposed: g - exp(y) * sum(g, 1))
+
+over a 2-D y [N, C] (C > 1) no longer writes and re-reads the [N, C] one-hot g.  g is zero but
+at (n, target_n), where eager writes c_n = -(grad / total_weight) (mean) or -grad (sum),
+rounded to y's dtype, 0 for an ignored row.  So the row sum is c_n (-0 as +0, as a sum of
+zeros and c_n gives), and in g's float dtype:
+
+    s = where(c == 0, 0, c)                                 per row
+    rest = round(0 - exp(y) * s)                            one pass over y, writes the gradient
+    at = round(c - exp(gather(y, 1, safe)) * s)             N elements
+    rest.scatter_(1, safe, at)                              the N target elements, in place
+
+the same arithmetic eager does per element (bit for bit what the unrewritten fused path gives).
+A class weight, reduction 'none' and other shapes keep the ops as they are.
 """
 
 from __future__ import annotations
@@ -114,8 +133,110 @@ def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Repla
     return {user: outputs[user.args[1]] for user in nll.users}  # type: ignore[index]
 
 
+def _widened(g: torch.fx.Node) -> torch.fx.Node:
+    """`g`'s one float widening (a half loss gradient), else `g`."""
+    if len(g.users) == 1:
+        (user,) = g.users
+        if (user.target is aten._to_copy.default and len(user.args) == 1
+                and set(user.kwargs) == {"dtype"} and user.kwargs["dtype"] in _WIDE):
+            return user
+    return g
+
+
+_WIDE = (torch.float32, torch.float64)
+_PASS_THROUGH = (aten.detach.default, aten.alias.default, aten._to_copy.default)
+
+
+def _reads(node: Any, source: torch.fx.Node) -> bool:
+    """Whether `node` is `source` through detaches and conversions only."""
+    while isinstance(node, torch.fx.Node) and node is not source \
+            and node.target in _PASS_THROUGH and node.args:
+        node = node.args[0]
+    return node is source
+
+
+def _match_backward(g: torch.fx.Node) -> tuple[Any, ...] | None:
+    """(go, logp, target, reduction, ignore, total, exp node, out node) of a rewritable
+    log_softmax backward of an nll_loss backward, else None (module docstring)."""
+    if g.op != "call_function" or g.target is not aten.nll_loss_backward.default:
+        return None
+    go, logp, target, weight, reduction, ignore, total = g.args
+    if not isinstance(logp, torch.fx.Node):
+        return None
+    lp_val = meta_val(logp)
+    if (weight is not None or reduction not in (_MEAN, _SUM) or not isinstance(ignore, int)
+            or not isinstance(lp_val, torch.Tensor) or lp_val.dim() != 2
+            or not lp_val.is_floating_point() or lp_val.shape[1] < 2):
+        return None
+    wide = _widened(g)
+    users = list(wide.users)
+    sums = [u for u in users if u.target is aten.sum.dim_IntList]
+    subs = [u for u in users if u.target is aten.sub.Tensor]
+    if len(users) != 2 or len(sums) != 1 or len(subs) != 1:
+        return None
+    (total_g,), (diff,) = sums, subs
+    dims = total_g.args[1]
+    if (total_g.args[0] is not wide or not isinstance(dims, (list, tuple))
+            or list(dims) not in ([1], [-1])
+            or total_g.args[2:] != (True,) or total_g.kwargs or len(total_g.users) != 1):
+        return None
+    if diff.args[0] is not wide or diff.kwargs:
+        return None
+    prod = diff.args[1]
+    if (not isinstance(prod, torch.fx.Node) or prod.target is not aten.mul.Tensor
+            or total_g not in prod.args or len(prod.users) != 1):
+        return None
+    expo = prod.args[1] if prod.args[0] is total_g else prod.args[0]
+    if (not isinstance(expo, torch.fx.Node) or expo.target is not aten.exp.default
+            or not _reads(expo.args[0], logp)):
+        return None
+    out = diff
+    if wide is not g:  # the half gradient: back to the log-probabilities' dtype
+        if len(diff.users) != 1:
+            return None
+        (out,) = diff.users
+        if (out.target is not aten._to_copy.default or len(out.args) != 1
+                or out.kwargs != {"dtype": lp_val.dtype}):
+            return None
+    return go, logp, target, reduction, ignore, total, expo, out
+
+
+def _rewrite_backward(graph: torch.fx.Graph, meta: FakeMeta,
+                      g: torch.fx.Node) -> Replacements | None:
+    """The log_softmax backward's output -> its rewrite (module docstring), or None."""
+    parts = _match_backward(g)
+    if parts is None:
+        return None
+    go, logp, target, reduction, ignore, total, expo, out = parts
+    dtype = meta_val(logp).dtype
+    compute = meta_val(expo).dtype
+    e = functools.partial(emit, graph, meta, out)
+
+    def cast(node: torch.fx.Node, to: torch.dtype) -> torch.fx.Node:
+        if meta_val(node).dtype == to:
+            return node
+        return e(aten._to_copy.default, (node,), {"dtype": to})
+
+    valid = e(aten.ne.Scalar, (target, ignore))
+    index = e(aten.unsqueeze.default, (e(aten.mul.Tensor, (target, valid)), 1))
+    share = e(aten.div.Tensor, (go, total)) if reduction == _MEAN else go
+    picked = cast(e(aten.where.ScalarOther, (valid, e(aten.neg.default, (share,)), 0.0)),
+                  compute)  # the gradient at the target, eager's rounding
+    # the row sum of a row that is zero but at the target: that value, -0 as +0
+    row_sum = e(aten.unsqueeze.default, (e(aten.where.ScalarSelf, (
+        e(aten.eq.Scalar, (picked, 0)), 0.0, picked)), 1))
+    rest = cast(e(aten.rsub.Scalar, (e(aten.mul.Tensor, (expo, row_sum)), 0.0)), dtype)
+    at_target = e(aten.exp.default, (cast(e(aten.gather.default, (logp, 1, index)), compute),))
+    fixed = cast(e(aten.sub.Tensor, (e(aten.unsqueeze.default, (picked, 1)),
+                                     e(aten.mul.Tensor, (at_target, row_sum)))), dtype)
+    return {out: e(aten.scatter_.src, (rest, 1, index, fixed))}
+
+
 def fuse_cross_entropy(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring.  The input is left unchanged."""
-    if not any(n.target is aten.nll_loss_forward.default for n in gm.graph.nodes):
-        return gm
-    return rewrite_nodes(gm, _rewrite)
+    targets = {n.target for n in gm.graph.nodes}
+    if aten.nll_loss_forward.default in targets:
+        gm = rewrite_nodes(gm, _rewrite)
+    if aten.nll_loss_backward.default in targets:
+        gm = rewrite_nodes(gm, _rewrite_backward)
+    return gm

@@ -181,3 +181,60 @@ def test_every_generated_kernel_compiles(arch: str) -> None:
     if not _generated:
         pytest.skip("run together with the tests above (they generate the kernels)")
     compile_all(_generated, arch, "cross_entropy")
+
+
+def _train_grad(x: torch.Tensor, t: torch.Tensor, reduction: str, grad: torch.Tensor,
+                seen: list[nvfuse.FusedModule]) -> torch.Tensor:
+    """The logits' gradient through AOTAutograd with nvfuse's compilers (the backward's
+    FusedModule appended to `seen`), every kernel recorded for NVRTC."""
+    from functorch.compile import make_boxed_func  # type: ignore[import-untyped]
+
+    from nvfuse.api import FusedModule, _fuse_graph, aot_backend
+
+    def backward(gm: torch.fx.GraphModule, example: list[torch.Tensor]) -> object:
+        fused = FusedModule(gm, list(example), trace_now=False, compile_fallback=False)
+        seen.append(fused)
+        return make_boxed_func(fused)
+
+    torch._dynamo.reset()
+    xf = x.clone().requires_grad_()
+    f = torch.compile(lambda x, t: F.cross_entropy(x, t, reduction=reduction),
+                      backend=aot_backend(_fuse_graph, backward))
+    (g,) = torch.autograd.grad(f(xf, t), [xf], grad)
+    for k in seen[-1].kernels:
+        _generated.setdefault(k.name, k.source)
+    return g
+
+
+@pytest.mark.parametrize("dtype", [f32, f16, bf16, f64], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("ignore", ["some", "all", "none"])
+def test_training_backward_writes_no_one_hot_gradient(monkeypatch: pytest.MonkeyPatch,
+                                                      dtype: torch.dtype, reduction: str,
+                                                      ignore: str) -> None:
+    """The backward of log_softmax + nll_loss: no eager [N, C] nll_loss_backward, one fused
+    pass over the log-probabilities (grad = 0 - exp(logp) * g_n) and the N target elements
+    scattered exactly; bit for bit (sign of zero included) what the fused path without the
+    rewrite gives, and eager's within tolerance."""
+    from nvfuse.graph import cross_entropy
+
+    x = _make((40, 97), dtype, f"xent backward {dtype}")
+    x[3, :5] = torch.tensor([80.0, -80.0, 0.0, -0.0, 1e-3], dtype=dtype)  # exp under/overflow
+    t = _targets(40, 97, -100, 11)
+    if ignore == "all":
+        t[:] = -100
+    elif ignore == "none":
+        t = _targets(40, 97, None, 11)
+    grad = torch.tensor(1.75, dtype=dtype)
+    seen: list[nvfuse.FusedModule] = []
+    got = _train_grad(x, t, reduction, grad, seen)
+    graph = seen[-1]._latest.gm.graph  # type: ignore[union-attr]
+    targets = {n.target for n in graph.nodes}
+    assert aten.nll_loss_backward.default not in targets and aten.scatter_.src in targets
+    monkeypatch.setattr(cross_entropy, "_rewrite_backward", lambda *args: None)
+    before = _train_grad(x, t, reduction, grad, seen)
+    assert aten.nll_loss_backward.default in {n.target for n in seen[-1]._latest.gm.graph.nodes}  # type: ignore[union-attr]
+    assert torch.equal(got, before) and torch.equal(got.signbit(), before.signbit())
+    xe = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(F.cross_entropy(xe, t, reduction=reduction), [xe], grad)
+    compare(got, want, dtype, TOL[dtype])
