@@ -21,6 +21,7 @@ Timing: min over repeats of the mean of a loop (host path), median of repeats (c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -157,15 +158,22 @@ def _phases_ms(source: str) -> tuple[float, float, float]:
     return front, ptx - front, cubin - ptx
 
 
-def _compile_ms(source: str, options: Sequence[str] = ()) -> float:
+@contextlib.contextmanager
+def _extra_options(options: Sequence[str]) -> Iterator[None]:
+    """nvfuse's NVRTC options plus `options` while the block runs."""
     saved = nvrtc.COMPILE_OPTIONS
     nvrtc.COMPILE_OPTIONS = (*saved, *options)
     try:
+        yield
+    finally:
+        nvrtc.COMPILE_OPTIONS = saved
+
+
+def _compile_ms(source: str, options: Sequence[str] = ()) -> float:
+    with _extra_options(options):
         start = time.perf_counter()
         nvrtc.compile_to_cubin(source, config.get().arch)
         return (time.perf_counter() - start) * 1e3
-    finally:
-        nvrtc.COMPILE_OPTIONS = saved
 
 
 def _median_ms(source: str, options: Sequence[str] = (), repeats: int = 3) -> float:
@@ -200,12 +208,8 @@ def _sass_loads(sources: Sequence[str], options: Sequence[str] = ()) -> int | No
     tool = sass.find_nvdisasm()
     if tool is None:
         return None
-    saved = nvrtc.COMPILE_OPTIONS
-    nvrtc.COMPILE_OPTIONS = (*saved, *options)
-    try:
+    with _extra_options(options):
         cubins = [nvrtc.compile_to_cubin(s, config.get().arch) for s in sources]
-    finally:
-        nvrtc.COMPILE_OPTIONS = saved
     return sum(len(sass.global_accesses(sass.disassemble(sass.whole_elf(c), tool))[0])
                for c in cubins)
 

@@ -90,6 +90,13 @@ def _match(nll: torch.fx.Node) -> tuple[Any, ...] | None:
     return x, target, weight, reduction, ignore
 
 
+def _cast(emit_node: Any, node: torch.fx.Node, to: torch.dtype) -> torch.fx.Node:
+    """`node` converted to `to` by `emit_node` (an `emit` bound to its graph), unless it is."""
+    if meta_val(node).dtype == to:
+        return node
+    return emit_node(aten._to_copy.default, (node,), {"dtype": to})
+
+
 def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Replacements | None:
     """nll's getitem users -> their new nodes, or None."""
     parts = _match(nll)
@@ -99,11 +106,7 @@ def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Repla
     dtype = meta_val(x).dtype
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     e = functools.partial(emit, graph, meta, nll)
-
-    def cast(node: torch.fx.Node, to: torch.dtype) -> torch.fx.Node:
-        if meta_val(node).dtype == to:
-            return node
-        return e(aten._to_copy.default, (node,), {"dtype": to})
+    cast = functools.partial(_cast, e)
 
     xf = cast(x, compute)
     m = e(aten.amax.default, (xf, [1], True))
@@ -211,11 +214,7 @@ def _rewrite_backward(graph: torch.fx.Graph, meta: FakeMeta,
     dtype = meta_val(logp).dtype
     compute = meta_val(expo).dtype
     e = functools.partial(emit, graph, meta, out)
-
-    def cast(node: torch.fx.Node, to: torch.dtype) -> torch.fx.Node:
-        if meta_val(node).dtype == to:
-            return node
-        return e(aten._to_copy.default, (node,), {"dtype": to})
+    cast = functools.partial(_cast, e)
 
     valid = e(aten.ne.Scalar, (target, ignore))
     index = e(aten.unsqueeze.default, (e(aten.mul.Tensor, (target, valid)), 1))

@@ -28,7 +28,7 @@ from typing import cast
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR, content_key, needed_nodes
-from nvfuse.fusion.prims import Prim
+from nvfuse.fusion.prims import LEAVES, REDUCTIONS, Prim
 from nvfuse.lower import kir
 from nvfuse.lower.index import broadcast_guard, offset, split_index
 from nvfuse.lower.values import node_values
@@ -152,7 +152,7 @@ def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
     # loads: a register array per input (one element when it broadcasts along the inner dim)
     in_lanes = []
     for k, (t, classes) in enumerate(zip(tensors[:n_in], sig.inputs)):
-        n = lanes if classes and classes[-1] == "1" else 1
+        n = _lanes_of(classes, lanes)
         in_lanes.append(n)
         if k not in plain:
             continue
@@ -165,7 +165,7 @@ def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
         inner += stmts
     # one register per lane; one for an output broadcast along the inner dim (all lanes
     # compute its one value of the row: lane 0's is stored)
-    out_lanes = [lanes if classes and classes[-1] == "1" else 1 for classes in sig.outputs]
+    out_lanes = [_lanes_of(classes, lanes) for classes in sig.outputs]
     for t, n in zip(tensors[n_in:], out_lanes):
         inner.append(Declare(f"r_{t.name}", t.dtype, lanes=n))
 
@@ -184,9 +184,14 @@ def _elements(ops: _Operands, base: Var, lanes: int) -> list[Stmt]:
     return inner
 
 
+def _lanes_of(classes: str, lanes: int) -> int:
+    """The elements a thread accesses per operand access: `lanes` along a unit-stride inner
+    dim, else 1 (an operand broadcast along it)."""
+    return lanes if classes and classes[-1] == "1" else 1
+
+
 def _align(dtype: DType, classes: str, lanes: int) -> int:
-    vector = lanes > 1 and bool(classes) and classes[-1] == "1"
-    return dtype.itemsize * lanes if vector else dtype.itemsize
+    return dtype.itemsize * _lanes_of(classes, lanes)
 
 
 def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], out_lanes: list[int],
@@ -230,10 +235,6 @@ def _lane_body(ir: FusionIR, lane: Var, in_lanes: list[int], out_lanes: list[int
     return before, stmts
 
 
-# prims whose value is not a function of their arguments alone
-_PLACED = frozenset({Prim.LOAD, Prim.RAND, Prim.PIECE_LOAD, Prim.IN_PIECE, Prim.ROW_NUMEL})
-
-
 def lane_invariant(ir: FusionIR, needed: list[int], in_lanes: list[int],
                    leaves: dict[int, Expr]) -> set[int]:
     """The computed nodes of `needed` (ascending) that are equal in every lane of a thread:
@@ -242,14 +243,14 @@ def lane_invariant(ir: FusionIR, needed: list[int], in_lanes: list[int],
     same: set[int] = set()
     for index in needed:
         node = ir.nodes[index]
-        if index in leaves or node.op.name.startswith("REDUCE"):
+        if index in leaves or node.op in REDUCTIONS:
             continue
         if node.op is Prim.CONST:
             same.add(index)
         elif node.op is Prim.LOAD:
             if in_lanes[int(node.attr)] == 1:  # type: ignore[arg-type]
                 same.add(index)
-        elif node.op not in _PLACED and all(a in same for a in node.args):
+        elif node.op not in LEAVES and all(a in same for a in node.args):
             same.add(index)
     return same
 

@@ -309,7 +309,7 @@ class RowLowering:
         width = Const(lanes, idx)
         loop: list[Stmt] = []
         at, first = self._offsets(col0, loop)
-        inner = [*first[:-1], IndexOp("+", first[-1], pl, idx)] if first else []
+        inner = _lane_indices(first, pl)
         stmts: list[Stmt] = [Declare(col.name, idx, init=IndexOp("+", col0, pl, idx))]
         self.vec_lane, self.vec_lazy, self.vec_fixed = pl, set(), set()
         try:
@@ -507,9 +507,7 @@ class RowLowering:
             stmts.append(Declare(pk.name, idx,
                                  init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)))
         stmts.append(Declare(col.name, idx, init=IndexOp("+", col0, pl, idx)))
-        # lane pl's indices: col0's with pl added to the innermost (no division per lane)
-        offsets = self._offsets_at([*first[:-1], IndexOp("+", first[-1], pl, idx)]
-                                   if first else [])
+        offsets = self._offsets_at(_lane_indices(first, pl))
         self.slot = pk if self.persist else None
         self.vec_lane, self.vec_loaded, self.vec_fixed = pl, loaded, set()
         try:
@@ -582,3 +580,12 @@ class RowLowering:
             out.append(Declare(f"v{index}", value.dtype, init=value))
             self.row_exprs[index] = Var(f"v{index}", value.dtype)
             done.add(index)
+
+
+def _lane_indices(first: list[Expr], lane: Var) -> list[Expr]:
+    """The inner indices of lane `lane` of a vector group whose first column has indices
+    `first`: the same, `lane` added to the innermost (a group never crosses it, so no division
+    or remainder per lane)."""
+    if not first:
+        return []
+    return [*first[:-1], IndexOp("+", first[-1], lane, lane.dtype)]

@@ -17,14 +17,13 @@ stored shifted means of a row's chunks combine directly.  Empty chunks store the
 Welford count of 0).
 A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s layout
 instead: block b owns rows (b / splits) * COLUMN_X * L + tx * L .. + L - 1, its thread rows ty
-stride over chunk
-b % splits; the ty == 0 thread of each live row stores.
+stride over chunk b % splits; the ty == 0 thread of each live row stores.
 Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits / L loads partials
 L * t .. L * t + L - 1 of row r as one vector (L = the signature's `lanes`, `stage2_lanes`;
 at most one vector: splits <= block), folds them in order, the block reduction combines them
 (BlockReduce with the reduction's own op, WelfordReduce's Chan update for M2), then the
-epilogue (`row_phase`,
-ROW_NUMEL = the original row length) and thread 0 stores the row outputs.
+epilogue (`row_phase`, ROW_NUMEL = the original row length) and thread 0 stores the row
+outputs.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from nvfuse.schedule.device import device_props
 from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import (
-    COLUMN_X, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
+    COLUMN_X, VECTOR_BYTES, ReductionLaunch, ReductionParams, ReductionSignature, block_for,
     column_block_for,
 )
 
@@ -148,7 +148,7 @@ def stage2_lanes(ir: FusionIR, splits: int) -> int:
     states, one per thread."""
     if any(p.kind is PhaseKind.WELFORD for p in parts(ir)):
         return 1
-    return max(1, min(splits, 16 // max(d.itemsize for d in workspace_dtypes(ir))))
+    return max(1, min(splits, VECTOR_BYTES // max(d.itemsize for d in workspace_dtypes(ir))))
 
 
 def choose_splits(blocks: int, row_numel: int, sms: int, threads: int = 1024) -> int:
