@@ -19,8 +19,10 @@ from collections.abc import Iterator
 
 from nvfuse.codegen import prims_c
 from nvfuse.codegen.templates import inline_helpers
+from nvfuse.dtypes import DType
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower import kir
+from nvfuse.lower.horizontal import first_block_param
 
 MEMORY_HEADER = "nvf_memory.cuh"
 REDUCE_HEADER = "nvf_reduce.cuh"
@@ -86,26 +88,51 @@ class CudaEmitter:
 
     def member_group(self, k: kir.Kernel, g: kir.MemberGroup) -> None:
         """One code path for members running the same kernel: the block's member selects its
-        pointers and scalars, then the member kernel's body runs once under its own names."""
-        members = ", ".join(str((p - 1) // 2) for p in g.positions)
+        pointers and scalars (`member_search`), then the member kernel's body runs once under
+        its own names."""
+        members = ", ".join(str(_member_index(p)) for p in g.positions)
         self.line(f"// members {members}: one code path")
         with self.block(""):
             for t in g.tensors:
                 self.line(f"{'' if t.is_output else 'const '}{t.dtype.c_type}*"
                           f"{' __restrict__' if t.restrict else ''} {t.name} = nullptr;")
-            names = [t.name for t in g.tensors] + [p.name for p in g.scalars]
             for p in g.scalars:
                 self.line(f"{p.dtype.c_type} {p.name} = 0;")
             self.line("bool nvf_member = false;")
-            for n, (pos, args) in enumerate(zip(g.positions, g.args)):
-                owns = k.body[pos]
-                assert isinstance(owns, kir.If)
-                with self.block(f"{'else ' if n else ''}if ({self.expr(owns.cond)})"):
-                    for name, arg in zip(names, args):
-                        self.line(f"{name} = {arg};")
-                    self.line("nvf_member = true;")
+            self.line("// the block's member: a binary search over the members' first blocks "
+                      "(non-decreasing),")
+            self.line("// then that member's own block range (and thread) test")
+            self.member_search(k, g, 0, len(g.positions))
             with self.block("if (nvf_member)"):
                 self.stmts(g.body)
+
+    def member_search(self, k: kir.Kernel, g: kir.MemberGroup, lo: int, hi: int) -> None:
+        """Selects among the group's members lo..hi-1 (hi > lo).  Blocks are partitioned among
+        all the kernel's members in member order, so the only member of the group that can own
+        the block is the last one whose first block is <= blockIdx.x; halving on
+        `blockIdx.x < first` finds it in ceil(log2(hi - lo)) compares.  The leaf keeps the
+        member's whole ownership condition: the block may belong to a member of another kernel
+        lying between two of this group's, or the thread lie past a narrower member's block;
+        then no member is selected, as in the kernel IR, where each member tests its own.
+        Every group size takes the search: from 2 members on it costs no more compares than
+        testing each member in turn (ceil(log2 n) + 2 against up to 2n), and one code shape
+        is one thing to test."""
+        if hi - lo == 1:
+            owns = k.body[g.positions[lo]]
+            assert isinstance(owns, kir.If)
+            names = [t.name for t in g.tensors] + [p.name for p in g.scalars]
+            with self.block(f"if ({self.expr(owns.cond)})"):
+                for name, arg in zip(names, g.args[lo]):
+                    self.line(f"{name} = {arg};")
+                self.line("nvf_member = true;")
+            return
+        mid = (lo + hi) // 2
+        first = kir.Param(first_block_param(_member_index(g.positions[mid])), DType.INT32)
+        below = kir.IndexOp("<", kir.Special("blockIdx.x", DType.INT32), first, DType.BOOL)
+        with self.block(f"if ({self.expr(below)})"):
+            self.member_search(k, g, lo, mid)
+        with self.block("else"):
+            self.member_search(k, g, mid, hi)
 
     # -- statements --------------------------------------------------------------------------
     def stmts(self, body: tuple[kir.Stmt, ...]) -> None:
@@ -219,6 +246,12 @@ class CudaEmitter:
             operand = e.args[1].dtype if e.prim is Prim.WHERE else e.args[0].dtype
             return prims_c.prim_expr(e.prim, args, operand, e.dtype)
         raise TypeError(f"emit: not a kernel IR expression: {e!r}")
+
+
+def _member_index(position: int) -> int:
+    """The member whose `If(owns, body)` stands at `position` of a horizontal kernel's body
+    (each member is a Comment and its If, nvfuse/lower/horizontal.py)."""
+    return (position - 1) // 2
 
 
 def _lanes_comment(k: kir.Kernel) -> str:

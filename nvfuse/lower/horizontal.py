@@ -24,6 +24,8 @@ Contract:
   `kir.MemberGroup`: the emitter prints that kernel's code once, with the member's pointers
   and scalars selected by block range, so compile time grows with the distinct member
   kernels, not with the members (GPT-2 small's AdamW update: 148 members of one kernel).
+- First blocks never decrease with the member index (the launcher passes the prefix sums of
+  the grids): the emitter finds a block's member in a group by binary search over them.
 """
 
 from __future__ import annotations

@@ -19,7 +19,11 @@ import pytest
 import torch
 
 import nvfuse
+from nvfuse.codegen.cuda import emit_cuda
+from nvfuse.dtypes import DType
+from nvfuse.interpret.machine import run_kernel
 from nvfuse.lower import kir
+from nvfuse.lower.horizontal import combine
 from nvfuse.runtime import executor
 
 GXX = shutil.which("g++")
@@ -53,16 +57,18 @@ def _thread_local(node: Any) -> bool:
     return True
 
 
-def _driver(k: kir.Kernel) -> str:
-    """`nvf_run(pointers, scalars, grid)`: every block and thread of `k` in turn."""
+def _driver(k: kir.Kernel, descending: bool = False) -> str:
+    """`nvf_run(pointers, scalars, grid)`: every block and thread of `k` in turn (blocks in
+    descending order if asked: then a thread writing a later block's element is not
+    overwritten by that block)."""
     args = [f"({'' if t.is_output else 'const '}{t.dtype.c_type}*)ptrs[{i}]"
             for i, t in enumerate(k.tensors)]
     args += [f"({p.dtype.c_type})scalars[{i}]" for i, p in enumerate(k.scalars)]
     return (f'extern "C" void nvf_run(void** ptrs, long long* scalars, unsigned grid) {{\n'
             f"  blockDim.x = {k.block}; gridDim.x = grid;\n"
-            f"  for (unsigned b = 0; b < grid; ++b)\n"
+            f"  for (unsigned i = 0; i < grid; ++i)\n"
             f"    for (unsigned t = 0; t < {k.block}; ++t) {{\n"
-            f"      blockIdx.x = b; threadIdx.x = t;\n"
+            f"      blockIdx.x = {'grid - 1 - i' if descending else 'i'}; threadIdx.x = t;\n"
             f"      {k.name}({', '.join(args)});\n"
             f"    }}\n}}\n")
 
@@ -76,13 +82,13 @@ class HostCuda:
         self.libs: dict[str, Any] = {}
         self.ran: list[Any] = []  # the CompiledKernels run, in order
 
-    def library(self, source: str, k: kir.Kernel) -> Any:
-        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+    def library(self, source: str, k: kir.Kernel, descending: bool = False) -> Any:
+        key = hashlib.sha256(f"{descending}{source}".encode()).hexdigest()[:16]
         if key not in self.libs:
             cpp = os.path.join(self.workdir, f"{key}.cpp")
             so = os.path.join(self.workdir, f"{key}.so")
             with open(cpp, "w") as f:
-                f.write(_PRELUDE + source + _driver(k))
+                f.write(_PRELUDE + source + _driver(k, descending))
             done = subprocess.run([GXX, "-std=c++17", "-O1", "-shared", "-fPIC",  # type: ignore[list-item]
                                    "-w", cpp, "-o", so], capture_output=True, text=True)
             assert done.returncode == 0, f"g++ refused {k.name}:\n{done.stderr[:4000]}"
@@ -168,6 +174,85 @@ def test_horizontal_members_of_one_kernel_share_one_code_path_and_match_eager(
     body = k.source[k.source.index("// members "):]
     # the member body printed once: one sqrt in its vector path, one in its tail
     assert body.count("sqrtf(") == 2, body
+
+
+def _marker(name: str, block: int) -> kir.Kernel:
+    """A thread-local member kernel whose every output element says who wrote it: thread t of
+    block b, g = b * block + t < n, stores
+        out0[g] = (((in0[0] * 64 + tag) * 8 + gridDim.x) * 128 + t) * 512 + g,
+    so a block that took another member's pointers, scalars, first block or grid writes other
+    values (or nothing, its g negative), and a thread past a narrower member's block writes the
+    element of the block after it, with its own t."""
+    i32, b8 = DType.INT32, DType.BOOL
+
+    def op(o: str, a: kir.Expr, b: kir.Expr | int) -> kir.Expr:
+        return kir.IndexOp(o, a, kir.Const(b, i32) if isinstance(b, int) else b, i32)
+
+    n, tag, g = kir.Param("n", i32), kir.Param("tag", i32), kir.Var("g", i32)
+    tid = kir.Special("threadIdx.x", i32)
+    who = op("+", op("*", op("+", op("*", op("+", op("*", op("+", op(
+        "*", kir.Elem("a", kir.Const(0, i32), i32), 64), tag), 8),
+        kir.Special("gridDim.x", i32)), 128), tid), 512), g)
+    body = (
+        kir.Declare("g", i32, init=op("+", op("*", kir.Special("blockIdx.x", i32), block), tid)),
+        kir.If(kir.IndexOp("&&", kir.IndexOp("<=", kir.Const(0, i32), g, b8),
+                           kir.IndexOp("<", g, n, b8), b8), (
+            kir.Declare("a", i32, lanes=1),
+            kir.Load("a", i32, "in0", kir.Const(0, i32), 1, False),
+            kir.Declare("r", i32, lanes=1),
+            kir.Assign(kir.Elem("r", kir.Const(0, i32), i32), who),
+            kir.Store("out0", i32, g, "r", 1, False))))
+    tensors = (kir.TensorParam("in0", i32, False, 4), kir.TensorParam("out0", i32, True, 4))
+    return kir.Kernel(name, tensors, (n, tag), body, block, op("/", op("+", n, block - 1), block),
+                      i32)
+
+
+def _marked(a: int, tag: int, grid: int, block: int, n: int) -> torch.Tensor:
+    g = torch.arange(n, dtype=torch.int32)
+    return (((a * 64 + tag) * 8 + grid) * 128 + g % block) * 512 + g
+
+
+@pytest.mark.parametrize("count", range(1, 21))
+def test_member_group_search_selects_every_blocks_member(count: int) -> None:
+    """`count` members of kernel `a` (128 threads) with members of another kernel `b` and of a
+    narrower kernel `c` (64 threads, so its blocks test threadIdx.x too) before, between and
+    after them, grids of 0 to 7 blocks: the emitted CUDA (the groups' binary searches over
+    first blocks), run on the host block by block, writes what the interpreter (every member
+    its own body) writes and what each member should, element for element."""
+    a, b, c = _marker("a", 128), _marker("b", 128), _marker("c", 64)
+    members = [b]
+    for i in range(count):
+        members.append(a)
+        members += [b] * (i % 2 == 0) + [c] * (i % 3 == 1)
+    members.append(c)
+    k = combine(f"search_{count}", members)
+    assert sorted(len(gr.positions) for gr in k.groups if members[(gr.positions[0] - 1) // 2]
+                  is a) == ([count] if count > 1 else [])
+    sizes = [0 if i % 7 == 3 else 1 + i * 53 % 400 if m.block == 64 else 1 + i * 97 % 500
+             for i, m in enumerate(members)]
+    grids = [-(-s // m.block) for s, m in zip(sizes, members)]
+    firsts = [sum(grids[:i]) for i in range(len(members))]
+    values: dict[str, int] = {}
+    for i, (s, first) in enumerate(zip(sizes, firsts)):
+        values.update({f"h{i}_n": s, f"h{i}_tag": i + 1, f"h{i}_first_block": first})
+    (scalars,) = kir.bind_scalars([k], values)
+    ins = [torch.tensor([i % 7 + 1], dtype=torch.int32) for i in range(len(members))]
+
+    def outputs() -> list[torch.Tensor]:
+        return [torch.full((s,), -1, dtype=torch.int32) for s in sizes]
+
+    host, interpreted = outputs(), outputs()
+    with tempfile.TemporaryDirectory() as d:
+        lib = HostCuda(d).library(emit_cuda(k), k, descending=True)
+        tensors = [t for pair in zip(ins, host) for t in pair]
+        ptrs = (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+        vals = (ctypes.c_longlong * len(scalars))(*scalars)
+        lib.nvf_run(ptrs, vals, ctypes.c_uint(sum(grids)))
+    run_kernel(k, [t for pair in zip(ins, interpreted) for t in pair], scalars, sum(grids))
+    for i, m in enumerate(members):
+        want = _marked(i % 7 + 1, i + 1, grids[i], m.block, sizes[i])
+        assert torch.equal(interpreted[i], want), f"interpreter, member {i} ({m.name})"
+        assert torch.equal(host[i], want), f"emitted CUDA, member {i} ({m.name}): {host[i]}"
 
 
 _UNARY = {

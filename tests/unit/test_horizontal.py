@@ -4,7 +4,9 @@ interpreter against eager."""
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 import warnings
 
 import pytest
@@ -14,6 +16,7 @@ from torch import fx
 
 import nvfuse
 from nvfuse import config, pipeline
+from nvfuse.codegen.cuda import emit_cuda
 from nvfuse.dtypes import DType
 from nvfuse.fusion.horizontal import bundle_groups
 from nvfuse.lower import kir
@@ -221,6 +224,51 @@ def test_combine_refuses_a_narrow_member_that_synchronises() -> None:
     assert [p.name for p in k.scalars] == ["h0_s0", "h0_first_block", "h1_s0", "h1_first_block"]
     assert [t.name for t in k.tensors] == ["h0_in0", "h0_out0", "h1_in0", "h1_out0"]
     assert all(p.dtype is DType.INT32 for p in k.scalars)
+
+
+def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor,
+          v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    m = m * 0.9 + g * 0.1
+    v = v * 0.999 + g * g * 0.001
+    return p - 0.01 * m / (v.sqrt() + 1e-8), m, v
+
+
+_SEARCH = re.compile(r"( *)if \(\(\(\(int\)blockIdx\.x\) < h(\d+)_first_block\)\) \{$")
+_OWNS = re.compile(r"( *)if \(\(\(h(\d+)_first_block <= \(\(int\)blockIdx\.x\)\) && ")
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 8, 148])
+def test_member_group_finds_a_blocks_member_by_binary_search(interpret: None,
+                                                              count: int) -> None:
+    """`count` members of one pointwise kernel (148: GPT-2 small's AdamW step) with a member of
+    another kernel between two of them: the group's emitted code compares blockIdx.x with
+    ceil(log2 count) first blocks on its way to any member's own test (each if/else level of
+    the search one compare), prints each member's test once, in member order, and compiles
+    with NVRTC."""
+    xs = [torch.randn(1000) for _ in range(4)]
+    fm = nvfuse.fuse(_adam, xs)
+    fm(*xs)
+    (member,) = [k.kernel_ir for k in fm.kernels]
+    other = _kernel("other", member.block, 1)
+    members = [member] * (count // 2) + [other] + [member] * (count - count // 2)
+    k = combine("h", members)
+    (group,) = k.groups
+    assert len(group.positions) == count
+    source = emit_cuda(k)
+    lines = source[source.index("// members 0, "):source.index("if (nvf_member)")].splitlines()
+    searches = [m for m in map(_SEARCH.match, lines) if m]
+    root = len(searches[0].group(1))
+    depth = {int(m.group(2)): (len(m.group(1)) - root) // 2
+             for m in map(_OWNS.match, lines) if m}
+    assert list(depth) == [i for i, m in enumerate(members) if m is member]
+    assert len(searches) == count - 1
+    assert max(depth.values()) == math.ceil(math.log2(count))
+    assert min(depth.values()) == math.floor(math.log2(count))
+    assert "else if" not in source  # no chain left
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (CuPy) is not installed")
+    from nvfuse.runtime.nvrtc import compile_to_cubin
+
+    assert compile_to_cubin(source, "sm_90", f"search_{count}.cu")[:4] == b"\x7fELF"
 
 
 def _graph_with_groups(order: list[tuple[str, list[str]]]) -> tuple[fx.GraphModule, list[str]]:
