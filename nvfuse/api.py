@@ -20,6 +20,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from nvfuse import config, pipeline
 from nvfuse.errors import NvfuseError
+from nvfuse.frontend.cross_entropy import training_cross_entropy
 from nvfuse.frontend.functional import Unfunctionalizable
 from nvfuse.frontend.fx import raises_eagerly
 from nvfuse.frontend.protocol import Untraceable, frontend_for
@@ -371,11 +372,16 @@ def aot_backend(fw_compiler: Callable[..., Any], bw_compiler: Callable[..., Any]
     for AOTAutograd's wrapper to copy eagerly, so the kernel computing a value writes it in
     place (nvfuse/fusion/inplace.py).  A training graph returns them as before: there torch
     would keep buffer writes too (batch norm's running statistics), through views that keep
-    the update out of the statistics' kernel."""
+    the update out of the statistics' kernel.
+
+    A training cross-entropy becomes nvfuse's own ops first (nvfuse/frontend/cross_entropy.py),
+    so autograd saves row statistics instead of the log-probabilities."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
     def backend(gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any) -> Any:
+        if not config.get().disable:
+            gm = training_cross_entropy(gm)
         return aot_autograd(fw_compiler=fw_compiler, bw_compiler=bw_compiler,
                             partition_fn=min_cut_rematerialization_partition,
                             keep_inference_input_mutations=_needs_no_grad(gm),

@@ -25,8 +25,20 @@ no counted row is 0/0 = nan).  A target outside [0, C) makes the gather raise, a
 nll_loss does.  The rewrite is skipped (the ops stay as they are) where a result would not
 have eager's dtype, shape and layout, or for reduction 'none' when total_weight is read.
 
-Training keeps the forward (the backward reads the saved log-probabilities y), and in the
-backward every
+In training, torch.compile's graphs call nvfuse's own ops instead of the pair where the
+logits are large (nvfuse/frontend/cross_entropy.py, nvfuse/graph/cross_entropy_ops.py), and
+this pass rewrites them:
+
+    nvfuse::cross_entropy(x, target, ignore_index, reduction) -> (loss, total, m, ls)
+        m and ls as above (saved for the backward), the loss and total weight from them
+    nvfuse::cross_entropy_backward(grad, x, target, total, m, ls, ignore_index, reduction)
+        the backward below, with y = round((x - m) - ls) recomputed from x, and its N target
+        elements gathered from x
+
+so the forward reads x once and writes 2N statistics, and the backward reads x once and writes
+the gradient: bit for bit the gradient of the path that saves y.  Where training keeps the
+pair (small logits, other front ends), the forward stays (the backward reads the saved
+log-probabilities y), and in the backward every
 
     g = nll_loss_backward(grad, y, target, None, mean | sum, ignore_index, total_weight)
     _log_softmax_backward_data(g, y, 1)       (as decomposed: g - exp(y) * sum(g, 1))
@@ -49,7 +61,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.fx
@@ -90,11 +102,88 @@ def _match(nll: torch.fx.Node) -> tuple[Any, ...] | None:
     return x, target, weight, reduction, ignore
 
 
-def _cast(emit_node: Any, node: torch.fx.Node, to: torch.dtype) -> torch.fx.Node:
-    """`node` converted to `to` by `emit_node` (an `emit` bound to its graph), unless it is."""
-    if meta_val(node).dtype == to:
-        return node
-    return emit_node(aten._to_copy.default, (node,), {"dtype": to})
+class GraphOps:
+    """Formula builder that adds nodes to a graph (before `before`), for the graph passes."""
+
+    def __init__(self, graph: torch.fx.Graph, meta: FakeMeta, before: torch.fx.Node) -> None:
+        self.emit = functools.partial(emit, graph, meta, before)
+
+    def __call__(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+                 ) -> Any:
+        return self.emit(target, args, kwargs)
+
+    def dtype(self, value: Any) -> torch.dtype:
+        return meta_val(value).dtype  # type: ignore[no-any-return]
+
+    def cast(self, value: Any, to: torch.dtype) -> Any:
+        """`value` converted to `to`, unless it is."""
+        if self.dtype(value) == to:
+            return value
+        return self(aten._to_copy.default, (value,), {"dtype": to})
+
+
+class EagerOps(GraphOps):
+    """The same builder calling the ops on tensors (a decomposition traced by make_fx)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+                 ) -> Any:
+        return target(*args, **(kwargs or {}))
+
+    def dtype(self, value: Any) -> torch.dtype:
+        return value.dtype  # type: ignore[no-any-return]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Where log_softmax and nll_loss compute for logits of `dtype`."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def row_statistics(e: GraphOps, x: Any) -> tuple[Any, Any]:
+    """(m, ls) of 2-D logits x: m = amax(x, 1), ls = log(sum(exp(x - m), 1)), both [N, 1] in
+    the compute dtype; log_softmax(x) = round((x - m) - ls)."""
+    xf = e.cast(x, compute_dtype(e.dtype(x)))
+    m = e(aten.amax.default, (xf, [1], True))
+    ls = e(aten.log.default, (e(aten.sum.dim_IntList, (
+        e(aten.exp.default, (e(aten.sub.Tensor, (xf, m)),)), [1], True)),))
+    return m, ls
+
+
+def log_probs_at(e: GraphOps, x: Any, m: Any, ls: Any, index: Any) -> Any:
+    """log_softmax(x) at column `index` [N, 1] of each row, in the compute dtype, from the
+    row statistics: eager's formula and rounding to x's dtype."""
+    dtype = e.dtype(x)
+    compute = compute_dtype(dtype)
+    x_t = e.cast(e(aten.gather.default, (x, 1, index)), compute)
+    return e.cast(e.cast(e(aten.sub.Tensor, (e(aten.sub.Tensor, (x_t, m)), ls)), dtype), compute)
+
+
+def nll_loss(e: GraphOps, x: Any, target: Any, weight: Any, reduction: int, ignore: int,
+             m: Any, ls: Any) -> dict[int, Any]:
+    """nll_loss_forward(log_softmax(x, 1), ...)'s results by output index (0: the loss, 1:
+    total_weight, not for reduction none), from the row statistics (module docstring)."""
+    dtype = e.dtype(x)
+    compute = compute_dtype(dtype)
+    valid = e(aten.ne.Scalar, (target, ignore))
+    safe = e(aten.mul.Tensor, (target, valid))
+    picked = e(aten.squeeze.dim, (
+        log_probs_at(e, x, m, ls, e(aten.unsqueeze.default, (safe, 1))), 1))
+    if weight is None:
+        w = e.cast(valid, compute)
+    else:
+        w_t = e.cast(e(aten.gather.default, (weight, 0, safe)), compute)
+        w = e(aten.where.ScalarOther, (valid, w_t, 0.0))
+    loss = e(aten.where.ScalarOther, (valid, e(aten.neg.default, (
+        e(aten.mul.Tensor, (picked, w)),)), 0.0))
+    if reduction == _NONE:
+        return {0: e.cast(loss, dtype)}
+    total = e(aten.sum.default, (w,))
+    output = e(aten.sum.default, (loss,))
+    if reduction == _MEAN:
+        output = e(aten.div.Tensor, (output, total))
+    return {0: e.cast(output, dtype), 1: e.cast(total, dtype)}
 
 
 def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Replacements | None:
@@ -103,36 +192,9 @@ def _rewrite(graph: torch.fx.Graph, meta: FakeMeta, nll: torch.fx.Node) -> Repla
     if parts is None:
         return None
     x, target, weight, reduction, ignore = parts
-    dtype = meta_val(x).dtype
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    e = functools.partial(emit, graph, meta, nll)
-    cast = functools.partial(_cast, e)
-
-    xf = cast(x, compute)
-    m = e(aten.amax.default, (xf, [1], True))
-    ls = e(aten.log.default, (e(aten.sum.dim_IntList, (
-        e(aten.exp.default, (e(aten.sub.Tensor, (xf, m)),)), [1], True)),))
-    valid = e(aten.ne.Scalar, (target, ignore))
-    safe = e(aten.mul.Tensor, (target, valid))
-    x_t = e(aten.gather.default, (x, 1, e(aten.unsqueeze.default, (safe, 1))))
-    picked = e(aten.sub.Tensor, (e(aten.sub.Tensor, (cast(x_t, compute), m)), ls))
-    picked = cast(cast(picked, dtype), compute)  # log_softmax's result is in x's dtype
-    picked = e(aten.squeeze.dim, (picked, 1))
-    if weight is None:
-        w = cast(valid, compute)
-    else:
-        w_t = cast(e(aten.gather.default, (weight, 0, safe)), compute)
-        w = e(aten.where.ScalarOther, (valid, w_t, 0.0))
-    loss = e(aten.where.ScalarOther, (valid, e(aten.neg.default, (
-        e(aten.mul.Tensor, (picked, w)),)), 0.0))
-    if reduction == _NONE:
-        outputs = {0: cast(loss, dtype)}
-    else:
-        total = e(aten.sum.default, (w,))
-        output = e(aten.sum.default, (loss,))
-        if reduction == _MEAN:
-            output = e(aten.div.Tensor, (output, total))
-        outputs = {0: cast(output, dtype), 1: cast(total, dtype)}
+    e = GraphOps(graph, meta, nll)
+    m, ls = row_statistics(e, x)
+    outputs = nll_loss(e, x, target, weight, reduction, ignore, m, ls)
     return {user: outputs[user.args[1]] for user in nll.users}  # type: ignore[index]
 
 
@@ -211,31 +273,97 @@ def _rewrite_backward(graph: torch.fx.Graph, meta: FakeMeta,
     if parts is None:
         return None
     go, logp, target, reduction, ignore, total, expo, out = parts
-    dtype = meta_val(logp).dtype
-    compute = meta_val(expo).dtype
-    e = functools.partial(emit, graph, meta, out)
-    cast = functools.partial(_cast, e)
+    e = GraphOps(graph, meta, out)
+    at_target = functools.partial(_gathered, e, logp)
+    return {out: log_softmax_nll_grad(e, go, target, reduction, ignore, total, expo, at_target,
+                                      meta_val(logp).dtype)}
 
+
+def _gathered(e: GraphOps, logp: Any, index: Any) -> Any:
+    return e.cast(e(aten.gather.default, (logp, 1, index)), compute_dtype(e.dtype(logp)))
+
+
+def log_softmax_nll_grad(e: GraphOps, go: Any, target: Any, reduction: int, ignore: int,
+                         total: Any, expo: Any, at_target: Any, dtype: torch.dtype) -> Any:
+    """The logits' gradient of nll_loss(log_softmax(x)) (module docstring): `expo` is
+    exp(log-probabilities) [N, C] in the compute dtype, `at_target(index)` the log-probabilities
+    at the [N, 1] columns `index` in the compute dtype, `dtype` the logits' dtype."""
+    compute = e.dtype(expo)
     valid = e(aten.ne.Scalar, (target, ignore))
     index = e(aten.unsqueeze.default, (e(aten.mul.Tensor, (target, valid)), 1))
     share = e(aten.div.Tensor, (go, total)) if reduction == _MEAN else go
-    picked = cast(e(aten.where.ScalarOther, (valid, e(aten.neg.default, (share,)), 0.0)),
-                  compute)  # the gradient at the target, eager's rounding
+    picked = e.cast(e(aten.where.ScalarOther, (valid, e(aten.neg.default, (share,)), 0.0)),
+                    compute)  # the gradient at the target, eager's rounding
     # the row sum of a row that is zero but at the target: that value, -0 as +0
     row_sum = e(aten.unsqueeze.default, (e(aten.where.ScalarSelf, (
         e(aten.eq.Scalar, (picked, 0)), 0.0, picked)), 1))
-    rest = cast(e(aten.rsub.Scalar, (e(aten.mul.Tensor, (expo, row_sum)), 0.0)), dtype)
-    at_target = e(aten.exp.default, (cast(e(aten.gather.default, (logp, 1, index)), compute),))
-    fixed = cast(e(aten.sub.Tensor, (e(aten.unsqueeze.default, (picked, 1)),
-                                     e(aten.mul.Tensor, (at_target, row_sum)))), dtype)
-    return {out: e(aten.scatter_.src, (rest, 1, index, fixed))}
+    rest = e.cast(e(aten.rsub.Scalar, (e(aten.mul.Tensor, (expo, row_sum)), 0.0)), dtype)
+    exp_at = e(aten.exp.default, (at_target(index),))
+    fixed = e.cast(e(aten.sub.Tensor, (e(aten.unsqueeze.default, (picked, 1)),
+                                       e(aten.mul.Tensor, (exp_at, row_sum)))), dtype)
+    return e(aten.scatter_.src, (rest, 1, index, fixed))
+
+
+def _op_name(node: torch.fx.Node) -> str | None:
+    return getattr(node.target, "_name", None) if node.op == "call_function" else None
+
+
+def _training_logits(x: Any) -> bool:
+    value = meta_val(x)
+    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.is_floating_point()
+
+
+def _reduced(reduction: Any) -> TypeGuard[int]:
+    return reduction in (_MEAN, _SUM)
+
+
+def _rewrite_op(graph: torch.fx.Graph, meta: FakeMeta, op: torch.fx.Node) -> Replacements | None:
+    """nvfuse::cross_entropy's getitem users -> their new nodes: the row statistics and the
+    loss from them (nvfuse/graph/cross_entropy_ops.py)."""
+    if _op_name(op) != FORWARD_OP or any(u.target is not operator.getitem for u in op.users):
+        return None
+    x, target, ignore, reduction = op.args
+    if not _training_logits(x) or not _reduced(reduction) or not isinstance(ignore, int):
+        return None
+    e = GraphOps(graph, meta, op)
+    m, ls = row_statistics(e, x)
+    outputs = {**nll_loss(e, x, target, None, reduction, ignore, m, ls), 2: m, 3: ls}
+    return {user: outputs[user.args[1]] for user in op.users}  # type: ignore[index]
+
+
+def _rewrite_op_backward(graph: torch.fx.Graph, meta: FakeMeta,
+                         op: torch.fx.Node) -> Replacements | None:
+    """nvfuse::cross_entropy_backward -> one pass over x writing the gradient, log_softmax(x)
+    recomputed from the row statistics, and the N target elements scattered."""
+    if _op_name(op) != BACKWARD_OP:
+        return None
+    go, x, target, total, m, ls, ignore, reduction = op.args
+    if not _training_logits(x) or not _reduced(reduction) or not isinstance(ignore, int):
+        return None
+    e = GraphOps(graph, meta, op)
+    dtype = e.dtype(x)
+    compute = compute_dtype(dtype)
+    logp = e.cast(e.cast(e(aten.sub.Tensor, (e(aten.sub.Tensor, (
+        e.cast(x, compute), m)), ls)), dtype), compute)
+    expo = e(aten.exp.default, (logp,))
+    at_target = functools.partial(log_probs_at, e, x, m, ls)
+    return {op: log_softmax_nll_grad(e, go, target, reduction, ignore, total, expo, at_target,
+                                     dtype)}
+
+
+FORWARD_OP, BACKWARD_OP = "nvfuse::cross_entropy", "nvfuse::cross_entropy_backward"
 
 
 def fuse_cross_entropy(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """See the module docstring.  The input is left unchanged."""
     targets = {n.target for n in gm.graph.nodes}
+    names = {_op_name(n) for n in gm.graph.nodes}
     if aten.nll_loss_forward.default in targets:
         gm = rewrite_nodes(gm, _rewrite)
     if aten.nll_loss_backward.default in targets:
         gm = rewrite_nodes(gm, _rewrite_backward)
+    if FORWARD_OP in names:
+        gm = rewrite_nodes(gm, _rewrite_op)
+    if BACKWARD_OP in names:
+        gm = rewrite_nodes(gm, _rewrite_op_backward)
     return gm
