@@ -39,7 +39,10 @@ def log_softmax_from(x: Tensor, m: Tensor, ls: Tensor) -> Tensor:
     return ((x.to(m.dtype) - m) - ls).to(x.dtype)
 
 
-@torch.library.custom_op(FORWARD_OP, mutates_args=())
+# Explicit schemas: no inference from annotations, whatever the torch version.
+@torch.library.custom_op(FORWARD_OP, mutates_args=(), schema=(
+    "(Tensor x, Tensor target, int ignore_index, int reduction) -> (Tensor, Tensor, Tensor, "
+    "Tensor)"))
 def cross_entropy(x: Tensor, target: Tensor, ignore_index: int, reduction: int
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     loss, total = aten.nll_loss_forward(aten._log_softmax(x, 1, False), target, None,
@@ -55,7 +58,9 @@ def _(x: Tensor, target: Tensor, ignore_index: int, reduction: int
     return x.new_empty(()), x.new_empty(()), stat, torch.empty_like(stat)
 
 
-@torch.library.custom_op(BACKWARD_OP, mutates_args=())
+@torch.library.custom_op(BACKWARD_OP, mutates_args=(), schema=(
+    "(Tensor grad, Tensor x, Tensor target, Tensor total, Tensor m, Tensor ls, "
+    "int ignore_index, int reduction) -> Tensor"))
 def cross_entropy_backward(grad: Tensor, x: Tensor, target: Tensor, total: Tensor, m: Tensor,
                            ls: Tensor, ignore_index: int, reduction: int) -> Tensor:
     y = log_softmax_from(x, m, ls)
