@@ -8,6 +8,10 @@ would launch (bench/model/plan.py: meta tensors, nothing runs), and each kernel 
   moved_bytes      DRAM bytes by the traffic model below, from the interpreter's counts on a
                    scaled copy of the call (bench/model/traffic.py), scaled to the full size;
   requested_bytes  the 32-byte sectors the kernel's warps ask L1/L2 for, same scaling;
+  sector_ratio     requested_bytes / the bytes of the fewest sectors that hold each warp
+                   access's distinct elements (traffic.py `needed`);
+  narrow_share     the share of the bytes accessed (per warp access, its distinct bytes) by
+                   accesses narrower than 128 bits;
   load_bits / store_bits  widths of the global loads / stores in the sm_90 SASS (nvdisasm);
   regs, spills, smem      ptxas -v (spills: spill store + load bytes; smem: static bytes plus
                           the launch's dynamic shared memory);
@@ -23,9 +27,13 @@ accessed, summed over accesses):
 i.e. an element accessed again by the same block hits L1 only while the block's data fits
 there, one accessed by several blocks hits L2 only for tensors small enough to stay resident
 (a norm's weight); every other re-read (a looped row's second pass) goes to DRAM again.
-Sectors requested beyond the elements' bytes (a warp's scattered or strided access: each
-instruction touches more 32-byte sectors than it uses) are L1/L2 traffic, not DRAM traffic:
-they enter the prediction as `coalesce_eff` (bench/model/occupancy.py) and are flagged.
+Sectors requested beyond the fewest that hold each warp access's distinct elements (a warp's
+scattered, strided or misaligned access: each instruction touches more 32-byte sectors than
+its bytes need; a warp-uniform 2-byte load needs and touches one) are L1/L2 traffic, not DRAM
+traffic: they enter the prediction as `coalesce_eff` (bench/model/occupancy.py) and are
+flagged.  Access widths are weighed the same way (bench/model/traffic.py): per warp-level
+access, the distinct bytes its active lanes touch, so a warp-uniform scalar counts once per
+warp, not once per thread.
 A static model: it says where bytes and instructions are wasted; GPU timings (python -m bench)
 say what they cost.
 """
@@ -89,7 +97,8 @@ def nbytes_reachable(t: torch.Tensor) -> int:
 
 
 def moved_bytes(traffic: Traffic, grid: int) -> tuple[float, float, float]:
-    """(moved, requested, element) bytes by the traffic model (module docstring)."""
+    """(moved, requested, element) bytes by the traffic model (module docstring); the
+    sector ratio's denominator is `sum(traffic.needed.values())`."""
     footprint = sum(traffic.per_block.values()) / max(grid, 1)
     moved = requested = elements = 0.0
     for name, unique in traffic.unique.items():
@@ -105,10 +114,14 @@ def moved_bytes(traffic: Traffic, grid: int) -> tuple[float, float, float]:
 
 
 def _scaled(call: PlannedCall) -> ScaledCall | None:
-    for budget in BUDGETS:
-        copy = scaled_copy(call, budget, ARCH)
-        if copy is not None:
-            return copy
+    """The smallest scaled copy with the full call's kernels: fewer outer elements first; only
+    where no budget gives one, fewer kept elements at the full call's split count (a split
+    column reduction, bench/model/plan.py)."""
+    for pinned in (False, True):
+        for budget in BUDGETS:
+            copy = scaled_copy(call, budget, ARCH, pinned)
+            if copy is not None:
+                return copy
     return None
 
 
@@ -124,6 +137,7 @@ def _full_traffic(stage_index: int, call: PlannedCall, copy: ScaledCall) -> Traf
             full.unique[name] = t.unique[name] * copy.unique[k]
             full.requested[name] = t.requested[name] * copy.requested[k]
             full.elements[name] = t.elements[name] * copy.requested[k]
+            full.needed[name] = t.needed[name] * copy.requested[k]
             full.per_block[name] = t.per_block[name] * copy.requested[k]
     total_req = sum(t.requested.values()) or 1.0
     scale = sum(full.requested.values()) / total_req
@@ -146,7 +160,7 @@ def flags(row: dict[str, Any]) -> list[str]:
     if row["narrow_share"] is not None and row["narrow_share"] > NARROW_SHARE:
         out.append(f"{row['narrow_share']:.0%} of bytes in <128-bit accesses")
     if row["sector_ratio"] is not None and row["sector_ratio"] > MOVED_SLACK:
-        out.append(f"sectors {row['sector_ratio']:.2f}x the bytes used")
+        out.append(f"sectors {row['sector_ratio']:.2f}x the fewest needed")
     if row["spills"]:
         out.append("spills")
     if row["occupancy"] < TARGET_OCCUPANCY:
@@ -168,12 +182,13 @@ def _compiled(kernel: Any, disasm: Disasm,
 
 def _measures(block: int, grid: int, smem: int, res: sass.Resources, loads: Any, stores: Any,
               min_b: float, moved: float | None, requested: float | None,
-              elements: float | None, widths: dict[int, float]) -> dict[str, Any]:
-    """A row's resources, bytes, occupancy and prediction (the report's columns)."""
+              needed: float | None, widths: dict[int, float]) -> dict[str, Any]:
+    """A row's resources, bytes, occupancy and prediction (the report's columns; `needed`:
+    the sector ratio's denominator, module docstring)."""
     blocks, occupancy = occ.occupancy(block, res.regs, smem)
     predicted = narrow = sectors = None
-    if moved is not None and requested and elements is not None:
-        sectors = requested / max(elements, 1.0)
+    if moved is not None and requested and needed is not None:
+        sectors = requested / max(needed, 1.0)
         predicted = occ.predicted_fraction(min_b, moved, widths, occupancy, grid, blocks,
                                            res.spills, sectors)
         narrow = sum(b for w, b in widths.items() if w < 128) / (sum(widths.values()) or 1.0)
@@ -196,25 +211,29 @@ def model_stage(case: Case, call: PlannedCall, index: int, stage: Stage,
     used = tensors_accessed(kir)
     min_b = sum(nbytes_reachable(t) for p, t in zip(kir.tensors, call.tensors)
                 if p.name in used)
-    moved = requested = elements = None
+    moved = requested = needed = None
     widths: dict[int, float] = {}
     note = "no scaled copy with the same kernel: moved bytes unknown"
     if copy is not None:
         traffic = _full_traffic(index, call, copy)
-        moved, requested, elements = moved_bytes(traffic, stage.grid)
+        moved, requested, _ = moved_bytes(traffic, stage.grid)
+        needed = sum(traffic.needed.values())
         widths = traffic.width_bytes
         rows = call.stages[index].grid / max(copy.call.stages[index].grid, 1)
         note = (f"interpreter on a scaled copy ({copy.call.stages[index].grid} of "
                 f"{stage.grid} blocks, x{rows:.3g})")
+        if copy.pinned:
+            note += ("; fewer kept elements (the innermost included) at the full size's "
+                     f"split count {call.splits}")
     res, loads, stores = _compiled(kernel, disasm, compiled)
     # ptxas reports the static shared memory; a dynamic array's size is the launch's
     smem = res.smem + dynamic_shared_bytes(kir, call.scalars[index])
     row = {"case": case.name, "kernel": kernel.name, "stage": index + 1,
            **_measures(kir.block, stage.grid, smem, res, loads, stores, min_b, moved,
-                       requested, elements, widths),
+                       requested, needed, widths),
            "moved_method": note,
            # what a shared launch's row is recomputed from (dropped before the report)
-           "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}
+           "_raw": {"widths": widths, "needed": needed, "kernel": kernel}}
     return row
 
 
@@ -230,7 +249,7 @@ def shared_launch_row(members: list[dict[str, Any]], disasm: Disasm,
     for m in members:
         for w, b in m["_raw"]["widths"].items():
             widths[w] = widths.get(w, 0.0) + b
-    elements = sum(m["_raw"]["elements"] for m in members) if known else None
+    needed = sum(m["_raw"]["needed"] for m in members) if known else None
     kinds = sorted({m["kernel"] for m in members})
     return {**members[0], "kernel": kernel.name,
             **_measures(kernel.kernel_ir.block, sum(m["grid"] for m in members),
@@ -238,10 +257,10 @@ def shared_launch_row(members: list[dict[str, Any]], disasm: Disasm,
                         sum(m["min_bytes"] for m in members),
                         sum(m["moved_bytes"] for m in members) if known else None,
                         sum(m["requested_bytes"] for m in members) if known else None,
-                        elements, widths),
+                        needed, widths),
             "moved_method": (f"one horizontal launch of {len(members)} members "
                              f"({', '.join(kinds)}); bytes summed over the members'"),
-            "_raw": {"widths": widths, "elements": elements, "kernel": kernel}}
+            "_raw": {"widths": widths, "needed": needed, "kernel": kernel}}
 
 
 def _shared_launches(calls: list[PlannedCall], rows: list[list[dict[str, Any]]],
@@ -307,7 +326,9 @@ def meta(disasm: Disasm) -> dict[str, Any]:
                                "wave_eff x spill_eff x coalesce_eff "
                                "(bench/model/occupancy.py)"),
         "coalesce_eff": f"min(1, {occ.L2_HEADROOM} / sector_ratio), sector_ratio = requested "
-                        "sector bytes / accessed element bytes",
+                        "sector bytes / bytes of the fewest sectors that hold each warp-level "
+                        "access's distinct elements (a warp-uniform or one-lane access needs "
+                        "one)",
         "width_eff": {str(k): v for k, v in occ.WIDTH_EFF.items()},
         "occupancy_eff": "min(1, 0.25 + 1.5 x occupancy)",
         "wave_eff": "w = grid / (132 x blocks per SM); w <= 1: min(grid, 132) / 132; "
@@ -317,13 +338,18 @@ def meta(disasm: Disasm) -> dict[str, Any]:
                         f"{L1_REUSE_BYTES} B) + (per_block - unique if the tensor's footprint "
                         f"> {L2_RESIDENT_BYTES} B); counted by the interpreter on a scaled "
                         "copy of the call (fewer rows / outer elements, the same kernel "
-                        "signature) and scaled per tensor (bench/model/__init__.py)"),
+                        "signature; where the reduced dims cannot shrink without another "
+                        "signature, e.g. a split column reduction: fewer kept elements, the "
+                        "innermost included, at the full size's split count) and scaled per "
+                        "tensor (bench/model/__init__.py)"),
         "targets": {"moved_over_min": MOVED_SLACK, "access_bits": 128,
                     "narrow_share_flagged_over": NARROW_SHARE,
                     "sector_ratio": MOVED_SLACK, "spills": 0, "occupancy": TARGET_OCCUPANCY,
                     "bandwidth_targets_from_bytes": LATENCY_BOUND_BYTES},
-        "narrow_share": "share of the kernel's bytes moved by accesses narrower than 128 bits "
-                        "(the kernel IR's widths, weighted by the interpreter's counts)",
+        "narrow_share": "share of the kernel's accessed bytes in accesses narrower than 128 "
+                        "bits (the kernel IR's widths; each warp-level access weighted by the "
+                        "distinct bytes its active lanes touch, so a warp-uniform load counts "
+                        "its element once per warp)",
     }
 
 

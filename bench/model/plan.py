@@ -17,7 +17,16 @@ aligned, which is what torch's allocators give fresh GPU tensors.
 `scaled_copy` makes the same call at a smaller size with real CPU tensors (for the interpreter's
 byte counts, bench/model/traffic.py): kept (outer) dims of the iteration space shrink, the
 reduced dims and the innermost dim keep their sizes, and the copy is only used when every stage's
-signature equals the full-size one (so it is the same kernel).
+signature equals the full-size one (so it is the same kernel).  Where that fails because the
+reduced dims cannot shrink without another signature -- a split column reduction (`[16384,
+8192].sum(0)`): a shorter reduced extent or fewer column blocks give another split count, hence
+another chunk length and kernel-1 block -- the `pinned` copy shrinks the kept dims only, the
+innermost one included (in multiples of KEPT_INNER_STEP elements, so column blocks stay whole
+and vector widths stay), and plans it at the full call's split count (nvfuse's `choose_splits`
+answers it while the copy is planned; S is a kernel argument, not part of the signature).
+Each block of that copy then does exactly a full-size block's work (the same chunk of the same
+reduced extent over the same kept elements), only fewer blocks run, and the workspaces (kept
+elements x S) shrink with the kept elements.
 """
 
 from __future__ import annotations
@@ -37,7 +46,11 @@ from nvfuse import pipeline
 from nvfuse.runtime import executor, kernels
 from nvfuse.runtime.executor import FusionGroup
 from nvfuse.runtime.horizontal import HorizontalGroup
-from nvfuse.schedule import pointwise, reduction
+from nvfuse.schedule import names, pointwise, reduction, split
+
+# A pinned copy's innermost kept dim shrinks in multiples of this: COLUMN_X threads x the most
+# lanes a column block has (nvfuse/schedule/reduction.py), so every column block stays whole.
+KEPT_INNER_STEP = reduction.COLUMN_X * reduction.COLUMN_MAX_LANES
 
 
 @dataclass
@@ -57,6 +70,7 @@ class PlannedCall:
     tensors: list[torch.Tensor]
     scalars: tuple[tuple[int, ...], ...]  # per stage, its kernel's (a seed is 0)
     bundle: int | None = None  # the horizontal bundle whose call made it (None: alone)
+    splits: int = 1  # a split reduction's chunks per row (schedule/split.py S); 1: not split
 
 
 def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
@@ -79,7 +93,8 @@ def plan_call(group: FusionGroup, inputs: Sequence[torch.Tensor], arch: str,
               for sig, params, grid in launch.stages]
     work = [torch.empty(n, dtype=d.torch, device=device) for d, n in launch.workspaces]
     scalars, _ = executor.bind_launch([s.kernel.kernel_ir for s in stages], launch.scalars)
-    call = PlannedCall(group, ins, stages, [*ins, *outs, *work], scalars)
+    call = PlannedCall(group, ins, stages, [*ins, *outs, *work], scalars,
+                       splits=launch.scalars.get(names.SPLITS, 1))
     return call, outputs
 
 
@@ -171,11 +186,12 @@ class ScaledCall:
     """A scaled copy of a call and, per kernel tensor, the factors that turn the copy's byte
     counts into the full size's: `requested[k]` for accesses (every access is per element of
     the iteration space it runs over), `unique[k]` for distinct bytes (the tensor's own size
-    ratio)."""
+    ratio); `pinned`: the kept dims shrank at the full call's split count (module docstring)."""
 
     call: PlannedCall
     requested: list[float]
     unique: list[float]
+    pinned: bool = False
 
 
 def _reach(t: torch.Tensor) -> int:
@@ -197,9 +213,11 @@ def _spans(call: PlannedCall, t: torch.Tensor, rank: int) -> list[bool] | None:
     return [False] * pad + [n != 1 and st != 0 for n, st in zip(t.shape, t.stride())]
 
 
-def _shrink(space: list[int], keep: set[int], reduced: set[int], budget: int) -> list[int]:
+def _shrink(space: list[int], keep: set[int], reduced: set[int], budget: int,
+            step: int = 128) -> list[int]:
     """Smaller sizes for `space`: kept outer dims first (outermost first), then reduced ones,
-    never those in `keep`, none below 2."""
+    never those in `keep`, none below 2; an innermost dim that shrinks keeps a multiple of
+    `step` elements (at least `step`)."""
     new = list(space)
     numel = math.prod(space)
     for d in [d for d in range(len(space)) if d not in reduced] + sorted(reduced):
@@ -209,21 +227,38 @@ def _shrink(space: list[int], keep: set[int], reduced: set[int], budget: int) ->
             continue
         rest = numel // space[d]
         new[d] = max(2, min(space[d], budget // max(rest, 1)))
-        if d == len(space) - 1:  # a rank-1 pointwise space: keep its alignment
-            new[d] = min(space[d], max(128, new[d] // 128 * 128))
+        if d == len(space) - 1:  # an innermost dim: keep its alignment and vector widths
+            new[d] = min(space[d], max(step, new[d] // step * step))
         numel = rest * new[d]
     return new
 
 
-def scaled_copy(call: PlannedCall, budget: int, arch: str) -> ScaledCall | None:
+@contextlib.contextmanager
+def _splits_pinned(splits: int) -> Iterator[None]:
+    """nvfuse's split heuristic (schedule/split.py `choose_splits`) answers `splits` (1: the
+    one-kernel schedule) while a pinned copy is planned."""
+    original = split.choose_splits
+    split.choose_splits = lambda *args, **kwargs: splits  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        split.choose_splits = original  # type: ignore[assignment]
+
+
+def scaled_copy(call: PlannedCall, budget: int, arch: str,
+                pinned: bool = False) -> ScaledCall | None:
     """The same call with the iteration space shrunk to about `budget` elements, as CPU
     tensors, with its scale factors; None when nothing can shrink or the copy's kernels differ
-    (another signature: another bucket, split or schedule)."""
+    (another signature: another bucket, split or schedule).  `pinned`: only the kept dims
+    shrink, the innermost one included, at the full call's split count (module docstring)."""
     space, keep = _space(call)
     ir = call.group.fusion_ir
     reduced = (set(reduced_positions(ir.reduce_axes, len(space))) if ir.reduce_ndim
                else set())
-    new = _shrink(space, keep, reduced, budget)
+    if pinned:
+        new = _shrink(space, reduced, reduced, budget, KEPT_INNER_STEP)
+    else:
+        new = _shrink(space, keep, reduced, budget)
     if math.prod(new) > budget:
         return None
     gen = torch.Generator().manual_seed(0)
@@ -235,7 +270,8 @@ def scaled_copy(call: PlannedCall, budget: int, arch: str) -> ScaledCall | None:
                  for i, n in enumerate(t.shape)]
         scaled.append(_scaled_tensor(t, shape, gen))
     try:
-        copy, _ = plan_call(call.group, scaled, arch, torch.device("cpu"))
+        with _splits_pinned(call.splits) if pinned else contextlib.nullcontext():
+            copy, _ = plan_call(call.group, scaled, arch, torch.device("cpu"))
     except (RuntimeError, ValueError):
         return None
     if copy is None or [s.kernel.signature for s in copy.stages] != [
@@ -251,4 +287,4 @@ def scaled_copy(call: PlannedCall, budget: int, arch: str) -> ScaledCall | None:
                                 if d not in reduced and not spans[d])
         requested.append(ratio * per_row)
         unique.append(ratio)
-    return ScaledCall(copy, requested, unique)
+    return ScaledCall(copy, requested, unique, pinned)

@@ -32,8 +32,10 @@ def render(results: dict[str, Any]) -> str:
         f"spill_eff {meta['spill_eff']}; coalesce_eff = {meta['coalesce_eff']}.",
         f"- moved bytes: {meta['moved_bytes']}.",
         "- flags: moved > 1.05x min; over 5% of the bytes in accesses narrower than 128 bits "
-        "(the SASS columns list every global access width); sectors requested > 1.05x the "
-        "bytes used; spills; occupancy < 50%. A kernel moving under 1 MiB is flagged "
+        "(each warp-level access weighs the distinct bytes its active lanes touch: a "
+        "warp-uniform load counts its element once per warp; the SASS columns list every "
+        "global access width); sectors requested > 1.05x the fewest that hold each warp "
+        "access's bytes; spills; occupancy < 50%. A kernel moving under 1 MiB is flagged "
         "latency-bound instead (its time is a launch's, whatever its widths). A horizontal "
         "bundle's members that share a launch are one row (the shared kernel's SASS; bytes "
         "and grid summed).",

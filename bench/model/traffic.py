@@ -3,18 +3,28 @@
 Input: a kernel IR `Kernel`, CPU tensors, scalars and grid (a scaled copy of the real call,
 bench/model/plan.py).  Output: `Traffic`, per tensor parameter:
   requested  bytes of the 32-byte sectors each warp-level access touches, summed over accesses
-             (what the SM asks of L1/L2: a coalesced access costs its bytes, a scattered or
-             warp-uniform one its sectors);
+             (what the SM asks of L1/L2: a coalesced access costs its bytes, a scattered,
+             warp-uniform or single-lane one its sectors);
   elements   bytes of the elements each warp-level access asks for (an element several threads
              of a warp read counts once), summed over accesses;
+  needed     bytes of the fewest whole sectors that could hold each warp-level access's
+             elements (32 x ceil(its element bytes / 32)), summed over accesses: `requested`
+             over `needed` is what scattered, strided or misaligned accesses waste, while a
+             warp-uniform or single-lane access (one sector for a 2-byte value) wastes nothing
+             a better layout could save;
   unique     distinct bytes the whole kernel touches (its footprint);
   per_block  distinct bytes each block touches, summed over blocks;
-and `width_bytes`: bytes moved by each access width in bits (the IR's width: lanes x itemsize
-for a vector access, itemsize for a scalar one).
+and `width_bytes`: per access width in bits (the IR's width: lanes x itemsize for a vector
+access, itemsize for a scalar one), the bytes of the distinct elements each warp-level access
+touches (its active lanes', an element several of them read counting once), summed over
+accesses.  So a warp-uniform load (a row's target, a 0-dim scalar: one broadcast request per
+warp) weighs its element size once per warp, while a coalesced access, whose lanes touch
+distinct elements, weighs its lanes x threads x itemsize.
 
 How: the interpreter's Load and Store rules are wrapped while the kernel runs; each access's
 element offsets are evaluated for the active threads (the rule's own mask) and kept, then
-de-duplicated once at the end.
+de-duplicated once at the end.  A warp is 32 consecutive threads of a block (blocks are whole
+warps).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from nvfuse.interpret import memory, state
 from nvfuse.lower.kir import Kernel, Load, Store
 
 SECTOR = 32
+WARP = 32
 
 
 def distinct(a: np.ndarray) -> np.ndarray:
@@ -48,6 +59,7 @@ def distinct(a: np.ndarray) -> np.ndarray:
 class Traffic:
     requested: dict[str, float] = field(default_factory=dict)
     elements: dict[str, float] = field(default_factory=dict)
+    needed: dict[str, float] = field(default_factory=dict)
     unique: dict[str, float] = field(default_factory=dict)
     per_block: dict[str, float] = field(default_factory=dict)
     width_bytes: dict[int, float] = field(default_factory=dict)
@@ -58,6 +70,7 @@ class _Recorder:
     block: int
     sectors: dict[str, int] = field(default_factory=dict)
     elements: dict[str, int] = field(default_factory=dict)
+    needed: dict[str, int] = field(default_factory=dict)  # sectors
     keys: dict[str, list[np.ndarray]] = field(default_factory=dict)  # block * span + element
     width_bytes: dict[int, float] = field(default_factory=dict)
 
@@ -73,15 +86,19 @@ class _Recorder:
         if threads.size == 0:
             return
         elems = index[:, threads]  # (lanes, active threads)
-        width = (s.lanes if s.vector else 1) * itemsize * 8
-        self.width_bytes[width] = self.width_bytes.get(width, 0) + elems.size * itemsize
-        warps = np.broadcast_to(threads // 32, elems.shape)
+        warps = np.broadcast_to(threads // WARP, elems.shape).astype(np.int64)
         sector = (buf.pointer + elems.astype(np.int64) * itemsize) // SECTOR
-        pairs = distinct(warps.astype(np.int64) * (1 << 40) + sector)
+        pairs = distinct(warps * (1 << 40) + sector)
         self.sectors[s.tensor] = self.sectors.get(s.tensor, 0) + pairs.size
-        # a warp asks once for an element several of its threads read (a uniform load)
-        per_warp = distinct(warps.astype(np.int64) * (1 << 40) + elems).size
-        self.elements[s.tensor] = self.elements.get(s.tensor, 0) + per_warp
+        # a warp asks once for an element several of its active lanes read (a uniform load):
+        # per warp, the distinct elements this access touches (sorted by warp)
+        touched = distinct(warps * (1 << 40) + elems)
+        self.elements[s.tensor] = self.elements.get(s.tensor, 0) + touched.size
+        width = (s.lanes if s.vector else 1) * itemsize * 8
+        self.width_bytes[width] = self.width_bytes.get(width, 0) + touched.size * itemsize
+        per_warp = np.diff(np.flatnonzero(np.diff(touched >> 40, prepend=-1, append=-1)))
+        fewest = int((-(-(per_warp * itemsize) // SECTOR)).sum())
+        self.needed[s.tensor] = self.needed.get(s.tensor, 0) + fewest
         span = max(buf.memory.shape[0], 1)
         blocks = np.broadcast_to(threads // self.block, elems.shape)
         key = distinct(blocks.astype(np.int64) * span + elems)
@@ -97,6 +114,7 @@ class _Recorder:
             pairs = distinct(np.concatenate(keys))
             out.requested[p.name] = float(self.sectors[p.name] * SECTOR)
             out.elements[p.name] = float(self.elements[p.name] * p.dtype.itemsize)
+            out.needed[p.name] = float(self.needed[p.name] * SECTOR)
             out.per_block[p.name] = float(pairs.size * p.dtype.itemsize)
             out.unique[p.name] = float(distinct(pairs % span).size * p.dtype.itemsize)
         return out

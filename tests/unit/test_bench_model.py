@@ -209,3 +209,53 @@ def test_horizontal_members_share_one_row() -> None:
     assert row["kernel"].startswith("horizontal")
     assert row["min_bytes"] == 3 * 2 * 4 * (1 << 12)
     assert row["grid"] == sum(c.stages[0].grid for c in calls)
+
+
+def test_warp_uniform_loads_weigh_once_per_warp(interpret: None) -> None:
+    """A 0-dim scalar and a per-row value (every lane of a warp reads one address: a broadcast)
+    weigh their element size once per warp in the width shares and need the one sector they
+    touch; the coalesced 128-bit loads and stores weigh every byte, as before."""
+    x, r, s = torch.randn(64, 256), torch.randn(64, 1), torch.tensor(2.0)
+    fm = nvfuse.fuse(lambda a, b, c: a * b + c, (x, r, s))
+    call, (out,) = plan_call(fm.fusion_groups[0], (x, r, s), "sm_90", torch.device("cpu"))
+    assert call is not None
+    (stage,) = call.stages
+    kir = stage.kernel.kernel_ir
+    t = count_traffic(kir, call.tensors, call.scalars[0], stage.grid)
+    x_name, r_name, s_name, out_name = (p.name for p in kir.tensors)
+    warps = stage.grid * kir.block // 32  # each thread: one vector of x, one of out
+    assert stage.grid * kir.block * 4 == x.numel()  # (4 floats per thread)
+    assert t.width_bytes == {128: x.nbytes + out.nbytes, 32: warps * (4 + 4)}
+    assert t.elements[r_name] == t.elements[s_name] == warps * 4
+    assert t.needed[r_name] == t.requested[r_name] == warps * 32  # one sector, nothing wasted
+    assert t.needed == t.requested
+    assert t.needed[x_name] == t.elements[x_name] == x.nbytes
+
+
+def test_split_column_reduction_is_counted() -> None:
+    """A column sum split in two kernels: shrinking the reduced dim changes the split count
+    (and the kernel-1 block), so the copy shrinks the kept innermost dim at the full size's
+    split count instead; every tensor scales by the kept ratio and the moved bytes are the
+    minimum."""
+    from bench.cases import Case
+    from bench.model import Disasm, model_stage
+
+    def inputs(size: str, device: str) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(2048, 4096, device=device),)
+
+    case = Case("sum-first-test", "reduction", torch.float32, lambda t: t.sum(0), inputs)
+    (call,) = plan_case(case)
+    assert [s.kernel.name.split("_")[1] for s in call.stages] == ["split1", "split2"]
+    assert call.splits == 16
+    assert scaled_copy(call, 1 << 19, "sm_90") is None  # no split at 128 reduced rows
+    assert scaled_copy(call, 1 << 21, "sm_90") is None  # 16 chunks of 32: another block
+    copy = scaled_copy(call, 1 << 19, "sm_90", pinned=True)
+    assert copy is not None and copy.pinned and copy.call.splits == 16
+    assert [tuple(t.shape) for t in copy.call.tensors] == [(2048, 256), (256,), (256 * 16,)]
+    assert all(s.kernel is f.kernel for s, f in zip(copy.call.stages, call.stages))
+    assert copy.requested == copy.unique == [16.0, 16.0, 16.0]
+    for index, stage in enumerate(call.stages):
+        row = model_stage(case, call, index, stage, copy, Disasm(None), {})
+        assert row["moved_bytes"] is not None
+        assert row["min_bytes"] <= row["moved_bytes"] <= 1.05 * row["min_bytes"]
+        assert "split count 16" in row["moved_method"]
