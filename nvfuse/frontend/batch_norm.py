@@ -1,4 +1,4 @@
-"""Decompositions of training-mode batch norm and of group norm into single-output reductions
+"""Decompositions of training-mode batch norm (forward and backward) and of group norm into single-output reductions
 and elementwise ops the op table lowers: aten op -> Python function of tensors returning eager's
 tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
 
@@ -22,6 +22,16 @@ tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
   decomposed here (returns NotImplemented: the op runs as it is).
 - `cudnn_batch_norm` / `miopen_batch_norm` (what `aten.batch_norm` becomes on a CUDA or ROCm
   device in training mode): the same decomposition (cuDNN's extra output: an empty reserve).
+- native_batch_norm_backward(g, x, weight, running_mean, running_var, save_mean, save_invstd,
+  train=True, eps, output_mask) (and cudnn_/miopen_batch_norm_backward, x first, all three
+  gradients) -> (grad_input, grad_weight, grad_bias), eager's formulas in the compute dtype,
+  per channel over every other dim (M elements each), from the saved mean and inverse std:
+      sum_g = sum(g),  dot = sum(g * (x - mean))
+      grad_input = (g - sum_g / M - (x - mean) * (dot * invstd * invstd / M)) * invstd
+                   [* weight], rounded to x's dtype
+      grad_weight = dot * invstd,  grad_bias = sum_g    (the weight's dtype, x's without one)
+  One reduction kernel (both sums, then grad_input per element), as the forward; eval mode
+  (train=False) keeps the op.
 - native_group_norm(x, weight, bias, N, C, HxW, group, eps) -> (y, mean, rstd): x viewed as
   [N, group, C / group, HxW] (a view), statistics over the trailing two dims -- a row
   reduction -- with weight and bias viewed as [1, group, C / group, 1]; mean and rstd [N, group]
@@ -119,6 +129,54 @@ def cudnn_batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any,
     return (*out, x.new_empty((0,), dtype=torch.uint8))
 
 
+def _backward(g: torch.Tensor, x: torch.Tensor, weight: Any, mean: torch.Tensor,
+              invstd: torch.Tensor, output_mask: list[bool]) -> tuple[Any, ...]:
+    """(grad_input, grad_weight, grad_bias) of training batch norm (module docstring)."""
+    channels = x.shape[1]
+    dims = [d for d in range(x.dim()) if d != 1]
+    per_channel = [1, channels] + [1] * (x.dim() - 2)
+    compute = _compute(x)
+    gf = g.to(compute)
+    xmu = x.to(compute) - mean.to(compute).view(per_channel)
+    inv = invstd.to(compute).view(per_channel)
+    sum_g = aten.sum.dim_IntList(gf, dims, True)
+    dot = aten.sum.dim_IntList(gf * xmu, dims, True)
+    grad_input = grad_weight = grad_bias = None
+    if output_mask[0]:
+        count = x.numel() // max(channels, 1)
+        proj = xmu * (dot * inv * inv / count)
+        grad_input = (gf - sum_g / count - proj) * inv
+        if weight is not None:
+            grad_input = grad_input * weight.to(compute).view(per_channel)
+        grad_input = grad_input.to(x.dtype)
+    param = weight.dtype if weight is not None else x.dtype
+    if output_mask[1]:
+        grad_weight = (dot * inv).to(param).view(channels)
+    if output_mask[2]:
+        grad_bias = sum_g.to(param).view(channels)
+    return grad_input, grad_weight, grad_bias
+
+
+def native_batch_norm_backward(g: torch.Tensor, x: torch.Tensor, weight: Any,
+                               running_mean: Any, running_var: Any, save_mean: Any,
+                               save_invstd: Any, train: bool, eps: float,
+                               output_mask: list[bool]) -> Any:
+    """See the module docstring."""
+    if not train or x.dim() < 2 or save_mean is None or save_invstd is None:
+        return NotImplemented
+    return _backward(g, x, weight, save_mean, save_invstd, output_mask)
+
+
+def cudnn_batch_norm_backward(x: torch.Tensor, g: torch.Tensor, weight: Any,
+                              running_mean: Any, running_var: Any, save_mean: Any,
+                              save_var: Any, eps: float, *reserve: Any) -> Any:
+    """`cudnn_batch_norm_backward` / `miopen_batch_norm_backward` (x first; the saved "var" is
+    the inverse std, as cudnn_batch_norm saves it): all three gradients."""
+    if x.dim() < 2 or save_mean is None or save_var is None:
+        return NotImplemented
+    return _backward(g, x, weight, save_mean, save_var, [True, True, True])
+
+
 def native_group_norm(x: torch.Tensor, weight: Any, bias: Any, n: int, channels: int,
                       hxw: int, group: int, eps: float
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,6 +208,9 @@ def batch_norm_decompositions() -> dict[Any, Callable[..., Any]]:
     # the device-specific paths of aten.batch_norm (cuDNN on CUDA, MIOpen on ROCm)
     table[aten.cudnn_batch_norm.default] = cudnn_batch_norm
     table[aten.miopen_batch_norm.default] = native_batch_norm
+    table[aten.native_batch_norm_backward.default] = native_batch_norm_backward
+    table[aten.cudnn_batch_norm_backward.default] = cudnn_batch_norm_backward
+    table[aten.miopen_batch_norm_backward.default] = cudnn_batch_norm_backward
     functional = getattr(aten, "_native_batch_norm_legit_functional", None)
     if functional is not None:
         table[functional.default] = native_batch_norm_functional
