@@ -401,6 +401,11 @@ CASES: list[Case] = [
     # aot_eager alike), so a meta plan would have no backward.
     Case("cross-entropy-fwd-bwd-v50k-bf16", "training", BF16, cross_entropy, _ce_train_inputs,
          train=True, plan_device="cpu"),
+    # resnet's training batch norm, forward and backward (the running stats updated too).
+    Case("batch-norm-fwd-bwd-nchw-fp32", "training", F32, batch_norm_train,
+         _train_inputs([(4, 8, 3, 3), (8,), (8,), (8,), (8,)],
+                       [(32, 256, 56, 56), (256,), (256,), (256,), (256,)], F32, grad=(0, 1, 2)),
+         train=True),
     # The optimizer step of a training step: 148 tensors, 124M values, updated in place.
     Case("adamw-gpt2-small-fp32", "optimizer", F32, adamw_step, _adamw_inputs,
          min_bytes=_adamw_bytes, mutates=True),
