@@ -118,20 +118,24 @@ template <typename T>
 NVF_HD T nvf_maximum(T a, T b) { return a > b ? a : b; }
 template <> NVF_HD bool nvf_maximum<bool>(bool a, bool b) { return a || b; }
 template <> NVF_HD float nvf_maximum<float>(float a, float b) {
-  return (a != a) ? a : ((b != b) ? b : fmaxf(a, b));
+  const float m = fmaxf(a, b);  // every operand evaluated, then selects: no branches
+  return (a != a) ? a : ((b != b) ? b : m);
 }
 template <> NVF_HD double nvf_maximum<double>(double a, double b) {
-  return (a != a) ? a : ((b != b) ? b : fmax(a, b));
+  const double m = fmax(a, b);
+  return (a != a) ? a : ((b != b) ? b : m);
 }
 
 template <typename T>
 NVF_HD T nvf_minimum(T a, T b) { return a < b ? a : b; }
 template <> NVF_HD bool nvf_minimum<bool>(bool a, bool b) { return a && b; }
 template <> NVF_HD float nvf_minimum<float>(float a, float b) {
-  return (a != a) ? a : ((b != b) ? b : fminf(a, b));
+  const float m = fminf(a, b);  // every operand evaluated, then selects: no branches
+  return (a != a) ? a : ((b != b) ? b : m);
 }
 template <> NVF_HD double nvf_minimum<double>(double a, double b) {
-  return (a != a) ? a : ((b != b) ? b : fmin(a, b));
+  const double m = fmin(a, b);
+  return (a != a) ? a : ((b != b) ? b : m);
 }
 
 // -- division family -----------------------------------------------------------------------

@@ -386,8 +386,12 @@ class RowLowering:
 
     def _persistent_loop(self, body: Body) -> Stmt:
         """for k < persist (unrolled): col = threadIdx.x + k * blockDim.x; if col < row_numel:
-        the body, its cached loads reading register slot k."""
-        idx = self.idx
+        the body, its cached loads reading register slot k.  With lanes L > 1 the guard is
+        per vector group (L divides row_numel, so a group is wholly inside the row or wholly
+        past it): for g < persist / L: col0 = (threadIdx.x + g * blockDim.x) * L; if col0 <
+        row_numel: for pl < L: pk = g * L + pl, col = col0 + pl, the body -- the same slots
+        in the same order, one compare per group instead of one per column."""
+        idx, lanes = self.idx, self.sig.lanes
         k, col = Var("pk", idx), Var("col", idx)
         stmts: list[Stmt] = []
         offsets, inner = self._offsets(col, stmts)
@@ -396,9 +400,20 @@ class RowLowering:
             stmts.extend(body(offsets, inner))
         finally:
             self.slot = None
-        return For(k, Const(0, idx), Const(self.persist, idx), Const(1, idx), (
-            Declare(col.name, idx, init=self._slot_column(k)),
-            If(IndexOp("<", col, self.numel, DType.BOOL), tuple(stmts))), unroll=True)
+        if lanes == 1:
+            return For(k, Const(0, idx), Const(self.persist, idx), Const(1, idx), (
+                Declare(col.name, idx, init=self._slot_column(k)),
+                If(IndexOp("<", col, self.numel, DType.BOOL), tuple(stmts))), unroll=True)
+        g, pl, col0 = Var("pg", idx), Var("pl", idx), Var("col0", idx)
+        width = Const(lanes, idx)
+        lane_loop = For(pl, Const(0, idx), width, Const(1, idx), (
+            Declare(k.name, idx, init=IndexOp("+", IndexOp("*", g, width, idx), pl, idx)),
+            Declare(col.name, idx, init=IndexOp("+", col0, pl, idx)), *stmts), unroll=True)
+        start = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
+                        width, idx)
+        return For(g, Const(0, idx), Const(self.persist // lanes, idx), Const(1, idx), (
+            Declare(col0.name, idx, init=start),
+            If(IndexOp("<", col0, self.numel, DType.BOOL), (lane_loop,))), unroll=True)
 
     def _slot_column(self, slot: Expr) -> Expr:
         """The column register slot `slot` of this thread holds (the module docstring)."""

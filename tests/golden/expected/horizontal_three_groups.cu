@@ -107,10 +107,15 @@ nvfuse_red_ca0a7c5bdbd6(const float* __restrict__ in0, float* __restrict__ out0,
   __shared__ float red_f32[4];
   float acc1 = 0.0f;
   #pragma unroll
-  for (int pk = 0; pk < 4; pk += 1) {
-    int col = (((((int)threadIdx.x) + ((pk / 4) * ((int)blockDim.x))) * 4) + (pk % 4));
-    if ((col < row_numel)) {
-      acc1 = ((acc1) + (p_in0[pk]));
+  for (int pg = 0; pg < 1; pg += 1) {
+    int col0 = ((((int)threadIdx.x) + (pg * ((int)blockDim.x))) * 4);
+    if ((col0 < row_numel)) {
+      #pragma unroll
+      for (int pl = 0; pl < 4; pl += 1) {
+        int pk = ((pg * 4) + pl);
+        int col = (col0 + pl);
+        acc1 = ((acc1) + (p_in0[pk]));
+      }
     }
   }
   float v1;
@@ -231,10 +236,15 @@ horizontal_3_6bb3084f3680(const float* __restrict__ h0_in0, float* __restrict__ 
     __shared__ float h2_red_f32[4];
     float h2_acc1 = 0.0f;
     #pragma unroll
-    for (int h2_pk = 0; h2_pk < 4; h2_pk += 1) {
-      int h2_col = (((((int)threadIdx.x) + ((h2_pk / 4) * 128)) * 4) + (h2_pk % 4));
-      if ((h2_col < h2_row_numel)) {
-        h2_acc1 = ((h2_acc1) + (h2_p_in0[h2_pk]));
+    for (int h2_pg = 0; h2_pg < 1; h2_pg += 1) {
+      int h2_col0 = ((((int)threadIdx.x) + (h2_pg * 128)) * 4);
+      if ((h2_col0 < h2_row_numel)) {
+        #pragma unroll
+        for (int h2_pl = 0; h2_pl < 4; h2_pl += 1) {
+          int h2_pk = ((h2_pg * 4) + h2_pl);
+          int h2_col = (h2_col0 + h2_pl);
+          h2_acc1 = ((h2_acc1) + (h2_p_in0[h2_pk]));
+        }
       }
     }
     float h2_v1;
