@@ -1,6 +1,7 @@
-"""Decompositions of training-mode batch norm (forward and backward) and of group norm into single-output reductions
-and elementwise ops the op table lowers: aten op -> Python function of tensors returning eager's
-tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its table).
+"""Decompositions of training-mode batch norm (forward and backward) and of group norm into
+single-output reductions and elementwise ops the op table lowers: aten op -> Python function of
+tensors returning eager's tuple, traced by make_fx (nvfuse/frontend/norms.py adds them to its
+table).
 
 - native_batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum, eps)
   -> (y, save_mean, save_invstd).  Statistics per channel (dim 1) over every other dim, kept as

@@ -562,8 +562,9 @@ def _sum_order_matters(t: torch.Tensor) -> bool:
 
 
 def _cpu_gelu_of_inf(t: torch.Tensor) -> bool:
-    """gelu (erf form) of +inf in float32 / bfloat16: NaN from the CPU's vectorised kernel,
-    inf on CUDA (and from the CPU's scalar path, and in float64 / float16)."""
+    """gelu (erf form) of +inf in float32 / bfloat16: NaN from the CPU's vectorised kernel
+    on AVX-512 machines (inf with AVX2), inf on CUDA (and from the CPU's scalar path, and in
+    float64 / float16)."""
     return t.dtype in (torch.float32, torch.bfloat16) and bool((t == math.inf).any())
 
 
