@@ -7,7 +7,8 @@ backward left; every generated kernel compiled by NVRTC."""
 
 from __future__ import annotations
 
-import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,9 @@ import nvfuse
 from nvfuse.frontend.batch_norm import cudnn_batch_norm_backward
 from nvfuse.runtime import executor
 from nvrtc_batch import compile_all
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from model_checks import check_training_step
 
 aten = torch.ops.aten
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
@@ -121,16 +125,9 @@ def test_training_step_has_no_eager_batch_norm_backward() -> None:
     # backward runs eagerly
     assert "batch_norm" not in backward and backward.count("  group ") == 1
     assert backward.count("  eager ") == 1 and "eager aten::convolution_backward" in backward
-    reference = copy.deepcopy(model)
     torch._dynamo.reset()
-    compiled = torch.compile(model, backend="nvfuse")
-    loss = compiled(x).square().mean()
-    loss.backward()
-    expected = reference(x).square().mean()
-    expected.backward()
-    torch.testing.assert_close(loss, expected)
-    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+    check_training_step(model, (x,), lambda m, inputs: m(*inputs).square().mean(),
+                        rtol=1e-5, grad_rtol=1e-4, grad_atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])

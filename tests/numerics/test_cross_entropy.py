@@ -42,6 +42,18 @@ def _targets(n: int, classes: int, ignore: int | None, seed: int) -> torch.Tenso
     return t
 
 
+def special_logits(dtype: torch.dtype, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """[6, 17] logits and targets: an inf logit at row 0's target, a -inf in row 1, a NaN
+    row 2, a row 4 of large equal values."""
+    x = _make((6, 17), dtype, label)
+    t = torch.tensor([3, 4, 0, 16, 9, 1])
+    x[0, 3] = float("inf")
+    x[1, 7] = float("-inf")
+    x[2, :] = float("nan")
+    x[4, :] = 1e4 if dtype is f32 else 3e4
+    return x, t
+
+
 def _run(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...], dtype: torch.dtype
          ) -> nvfuse.FusedModule:
     return check_fused(fn, inputs, dtype, TOL[dtype], generated=_generated)
@@ -95,12 +107,7 @@ def test_mean_over_no_counted_row_is_nan() -> None:
 @pytest.mark.parametrize("dtype", [f32, bf16], ids=str)
 def test_special_logits(dtype: torch.dtype) -> None:
     """An inf logit at the target and elsewhere, a NaN row, a row of large equal values."""
-    x = _make((6, 17), dtype, "special")
-    t = torch.tensor([3, 4, 0, 16, 9, 1])
-    x[0, 3] = float("inf")
-    x[1, 7] = float("-inf")
-    x[2, :] = float("nan")
-    x[4, :] = 1e4 if dtype is f32 else 3e4
+    x, t = special_logits(dtype, "special")
     for reduction in REDUCTIONS:
         fm = _run(lambda x, t, r=reduction: F.cross_entropy(x, t, reduction=r), (x, t), dtype)
         assert _rewritten(fm)

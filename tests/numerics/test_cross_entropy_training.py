@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cases import compare
-from test_cross_entropy import TOL, _targets
+from test_cross_entropy import TOL, _targets, special_logits
 from test_reductions import _make
 
 import nvfuse
@@ -119,12 +119,7 @@ def test_training_saves_statistics_not_log_probabilities(
 @pytest.mark.parametrize("dtype", [f32, bf16], ids=str)
 def test_special_logits(dtype: torch.dtype) -> None:
     """An inf logit at the target and elsewhere, a NaN row, a row of large equal values."""
-    x = _make((6, 17), dtype, "special train")
-    t = torch.tensor([3, 4, 0, 16, 9, 1])
-    x[0, 3] = float("inf")
-    x[1, 7] = float("-inf")
-    x[2, :] = float("nan")
-    x[4, :] = 1e4 if dtype is f32 else 3e4
+    x, t = special_logits(dtype, "special train")
     for rows in (slice(None), [1, 3, 4, 5]):  # with the NaN and inf rows, and without
         xs, ts = x[rows].contiguous(), t[rows].contiguous()
         step = _Step(lambda x, t: F.cross_entropy(x, t), xs, ts, torch.tensor(1.0, dtype=dtype))
