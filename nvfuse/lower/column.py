@@ -77,15 +77,19 @@ P = Prim
 class ColumnLowering(RowLowering):
     """`RowLowering` with the column schedule's thread layout (see the module docstring)."""
 
-    def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int) -> None:
+    def __init__(self, ir: FusionIR, sig: ReductionSignature, block: int,
+                 across: int = COLUMN_X) -> None:
         super().__init__(ir, sig)
         lanes = sig.lanes
-        if block % COLUMN_X or block > 1024:
-            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X}")
+        if block % COLUMN_X or block > 1024 or block % across:
+            raise ValueError(f"column schedule: block {block} is not a multiple of {COLUMN_X} "
+                             f"and of {across} threads across")
         idx = self.idx
         self.block = block
         self.vec = lanes
-        self.across = COLUMN_X  # threads across the block's COLUMN_X * lanes kept elements
+        # threads across the block's across * lanes kept elements: COLUMN_X, or fewer for a
+        # split's kernel 2 (nvfuse/lower/split_columns.py: more thread rows along the splits)
+        self.across = across
         self.thread_rows = block // self.across
         self.tx, self.ty = Var("tx", idx), Var("ty", idx)
         self.pl = Var("pl", idx)  # the lane loop variable (lanes > 1)
@@ -117,7 +121,7 @@ class ColumnLowering(RowLowering):
         tid, x = Special("threadIdx.x", idx), Const(self.across, idx)
         out.append(Declare("tx", idx, init=IndexOp("%", tid, x, idx)))
         out.append(Declare("ty", idx, init=IndexOp("/", tid, x, idx)))
-        first = IndexOp("*", group, Const(COLUMN_X * self.vec, idx), idx)
+        first = IndexOp("*", group, Const(self.across * self.vec, idx), idx)
         mine: Expr = self.tx if self.vec == 1 else IndexOp("*", self.tx, Const(self.vec, idx),
                                                             idx)
         out.append(Declare("row", idx, init=IndexOp("+", first, mine, idx)))
@@ -363,7 +367,7 @@ class ColumnLowering(RowLowering):
         return IndexOp("&&", first, self.live, DType.BOOL)
 
     def grid(self) -> Expr:
-        idx, width = self.idx, COLUMN_X * self.vec
+        idx, width = self.idx, self.across * self.vec
         return IndexOp("/", IndexOp("+", self.rows, Const(width - 1, idx), idx), Const(width, idx),
                        idx)
 

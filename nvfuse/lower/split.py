@@ -2,9 +2,12 @@
 kernels (nvfuse/schedule/split.py says when and why a reduction splits).
 
 Both kernels take the same arguments: the row lowering's tensors (inputs, then outputs), then
-one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements,
-partial `row * splits + chunk`); the row lowering's scalars, then `splits` and `chunk_len` (the
-launch binds each kernel's by name, nvfuse/schedule/names.py).
+one workspace per partial (`workspace_dtypes`, `ws0`, `ws1`, ...: rows * splits elements); the
+row lowering's scalars, then `splits` and `chunk_len` (the launch binds each kernel's by name,
+nvfuse/schedule/names.py).  A row signature lays the workspaces out [rows, splits] (partial
+`row * splits + chunk`: a row's partials contiguous, for kernel 2's block per row), a column
+signature [splits, rows] (partial `chunk * rows + row`: the kept elements contiguous, for
+kernel 1's and kernel 2's threads across them).
 Kernel 1 reads only the inputs and writes the workspaces and the full outputs that depend on no
 reduction (`prologue_outputs`, stored by its first loop: a GELU backward's gradient beside its
 bias gradient); kernel 2 reads the workspaces and writes the other outputs.
@@ -17,16 +20,22 @@ stored shifted means of a row's chunks combine directly.  Empty chunks store the
 Welford count of 0).
 A column signature (kept dims innermost) lowers kernel 1 with `ColumnLowering`'s layout
 instead: block b owns rows (b / splits) * COLUMN_X * L + tx * L .. + L - 1, its thread rows ty
-stride over chunk b % splits; the ty == 0 thread of each live row stores.
-Kernel 2 (stage 2, the same for both layouts): block r, thread t < splits / L loads partials
+stride over chunk b % splits; the ty == 0 thread of each live row stores its L partials of
+each workspace at chunk * rows + row as 16-byte vectors (fewer lanes where L is smaller), so
+a warp stores 32 * L consecutive partials.
+Kernel 2 (stage 2) of a row signature: block r, thread t < splits / L loads partials
 L * t .. L * t + L - 1 of row r as one vector (L = the signature's `lanes`, `stage2_lanes`;
 at most one vector: splits <= block), folds them in order, the block reduction combines them
 (BlockReduce with the reduction's own op, WelfordReduce's Chan update for M2), then the
 epilogue (`row_phase`, ROW_NUMEL = the original row length) and thread 0 stores the row
-outputs.
+outputs.  Kernel 2 of a column signature is nvfuse/lower/split_columns.py: threads across the
+kept elements, reading each partial row as vectors, with the same combine order (for the
+split counts `choose_splits` gives: powers of two up to MAX_SPLITS).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
@@ -41,35 +50,63 @@ from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction import REDUCE_OPS, lower_plains, store_output
 from nvfuse.lower.reduction_state import RowLowering
+from nvfuse.lower.split_columns import combine_columns
 from nvfuse.lower.welford import lower_m2
 from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
-from nvfuse.schedule.split import SplitSignature, parts, workspace_dtypes
+from nvfuse.schedule.reduction import COLUMN_X, VECTOR_BYTES
+from nvfuse.schedule.split import SplitSignature, parts, stage2_columns, workspace_dtypes
 
 
 def lower_split(ir: FusionIR, sig: SplitSignature) -> kir.Kernel:
     """Kernel `sig.stage` of the split form of `ir` (module docstring)."""
     base = sig.base
-    # kernel 1 reads the rows with the base kind's layout; kernel 2 reads one partial per
-    # split, a short row whatever the base kind
-    column = sig.stage == 1 and base.kind is ScheduleKind.COLUMN
-    lo = ColumnLowering(ir, base, sig.block) if column else RowLowering(ir, base)
+    # both kernels of a column signature lay their threads across the kept elements (kernel
+    # 2 with `stage2_columns`' lanes and threads across); a row signature's kernel 2 reads one
+    # partial per split, a short row
+    column = base.kind is ScheduleKind.COLUMN
+    across = COLUMN_X
+    if column and sig.stage == 2:
+        lanes, across = stage2_columns(ir, base)
+        base = dataclasses.replace(base, lanes=lanes)
+    lo = ColumnLowering(ir, base, sig.block, across) if column else RowLowering(ir, base)
     idx = lo.idx
     dtypes = workspace_dtypes(ir)
     spaces = [f"ws{k}" for k in range(len(dtypes))]
-    lo.tensors = lo.tensors + tuple(kir.TensorParam(n, d, True, d.itemsize * sig.lanes)
+    lo.tensors = lo.tensors + tuple(kir.TensorParam(n, d, True, d.itemsize * _ws_lanes(sig, lo, d))
                                     for n, d in zip(spaces, dtypes))
     width = sig.base.outer_rank + sig.base.inner_rank
     lo.strides.extend([Const(0, idx)] * width for _ in spaces)  # addressed by `part` only
     if isinstance(lo, ColumnLowering):
-        lo.unit.extend(False for _ in spaces)  # one scalar partial per lane (`_stage1`)
+        lo.unit.extend(False for _ in spaces)  # not an operand of the column loops
     splits, chunk_len = Param(names.SPLITS, idx), Param(names.CHUNK_LEN, idx)
     lo.scalars.extend([splits, chunk_len])
-    body = _stage1(lo, sig, spaces, splits, chunk_len) if sig.stage == 1 else \
-        _stage2(lo, sig, spaces, splits)
-    grid = IndexOp("*", lo.grid(), splits, idx) if sig.stage == 1 else lo.rows
+    if sig.stage == 1:
+        body = _stage1(lo, sig, spaces, splits, chunk_len)
+    elif isinstance(lo, ColumnLowering):
+        body = []
+        lo.declare_row(Special("blockIdx.x", idx), body)
+        outer = _rows_and_offsets(lo, Var("row", idx), body)
+        body += combine_columns(lo, sig, spaces, splits, outer)
+    else:
+        body = _stage2_rows(lo, sig, spaces, splits)
+    grid = IndexOp("*", lo.grid(), splits, idx) if sig.stage == 1 else lo.grid()
     return kir.Kernel(content_name(f"nvfuse_split{sig.stage}", ir, sig), lo.tensors,
                       tuple(lo.scalars), tuple(body), sig.block, grid, idx)
+
+
+def _ws_lanes(sig: SplitSignature, lo: RowLowering, dtype: DType) -> int:
+    """The widest access to a workspace of `dtype` (its alignment, in elements): a column
+    kernel's vector of kept elements (`_vector_width`), a row kernel 2's vector of partials."""
+    if isinstance(lo, ColumnLowering):
+        return _vector_width(lo.vec, dtype)
+    return sig.lanes
+
+
+def _vector_width(lanes: int, dtype: DType) -> int:
+    """Elements of `dtype` per access when storing `lanes` consecutive ones: one 16-byte
+    vector at most."""
+    return max(1, min(lanes, VECTOR_BYTES // dtype.itemsize))
 
 
 def _rows_and_offsets(lo: RowLowering, row: Expr, body: list[Stmt]) -> list[Expr]:
@@ -88,22 +125,17 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
     chunk = Var("chunk", idx)
     body.append(Declare(chunk.name, idx, init=IndexOp("%", block, splits, idx)))
     group = IndexOp("/", block, splits, idx)
-    vec = lo.vec if isinstance(lo, ColumnLowering) else 1
     if isinstance(lo, ColumnLowering):  # COLUMN_X rows per block, thread rows along the chunk
         lo.declare_row(group, body)
         lane: Expr = lo.ty
     else:
         body.append(Declare("row", idx, init=group))
         lane = Special("threadIdx.x", idx)
-    part = Var("part", idx)  # this row's partial: row * splits + chunk (lane pl's row)
-    row: Expr = Var("row", idx)
-    if vec > 1:
-        assert isinstance(lo, ColumnLowering)
-        row = IndexOp("+", row, lo.pl, idx)
-    part_decl = Declare(part.name, idx, init=IndexOp(
-        "+", IndexOp("*", row, splits, idx), chunk, idx))
-    if vec == 1:
-        body.append(part_decl)
+    row, part = Var("row", idx), Var("part", idx)
+    # this thread's (first) partial: [rows, splits] for a row, [splits, rows] for columns
+    body.append(Declare(part.name, idx, init=IndexOp(
+        "+", IndexOp("*", chunk, lo.rows, idx), row, idx) if isinstance(lo, ColumnLowering)
+        else IndexOp("+", IndexOp("*", row, splits, idx), chunk, idx)))
     body.append(Declare("col_begin", idx, init=IndexOp("*", chunk, chunk_len, idx)))
     end = IndexOp("+", Var("col_begin", idx), chunk_len, idx)
     body.append(Declare("col_end", idx, init=Compute(
@@ -133,13 +165,34 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
         early = []  # stored by the first part's loop (`splittable`: it is a plain one)
         body.extend(stmts)
         results.extend(values[q.node] for q in run)
-    stores: list[Stmt] = [] if vec == 1 else [part_decl]
+    stores: list[Stmt] = []
     for name, value in zip(spaces, results):
-        stores.extend(_put(name, value, part))
-    if isinstance(lo, ColumnLowering):
-        stores = lo.lanes_loop(stores)  # the partials of a row lie `splits` apart: scalars
+        if isinstance(lo, ColumnLowering):
+            stores.extend(_put_lanes(lo, name, value, part))
+        else:
+            stores.extend(_put(name, value, part))
     body.append(If(lo.first_thread(), tuple(stores)))
     return body
+
+
+def _put_lanes(lo: ColumnLowering, tensor: str, value: Expr, at: Expr) -> list[Stmt]:
+    """Store a column thread's `lo.vec` partials (`value`, lane `pl`'s) at at .. at + vec - 1:
+    one vector of `_vector_width` lanes per access (the thread's kept elements are
+    consecutive in the [splits, rows] layout, and rows is a multiple of vec)."""
+    if lo.vec == 1:
+        return _put(tensor, value, at)
+    idx, dtype = lo.idx, value.dtype
+    width = _vector_width(lo.vec, dtype)
+    out: list[Stmt] = []
+    for first in range(0, lo.vec, width):
+        reg = f"r_{tensor}" if width == lo.vec else f"r_{tensor}_{first // width}"
+        lane = IndexOp("-", lo.pl, Const(first, idx), idx) if first else lo.pl
+        out += [Declare(reg, dtype, lanes=width),
+                For(lo.pl, Const(first, idx), Const(first + width, idx), Const(1, idx),
+                    (Assign(Elem(reg, lane, dtype), value),), unroll=True),
+                Store(tensor, dtype, IndexOp("+", at, Const(first, idx), idx) if first else at,
+                      reg, width, vector=width > 1)]
+    return out
 
 
 def _put(tensor: str, value: Expr, at: Expr) -> list[Stmt]:
@@ -149,7 +202,7 @@ def _put(tensor: str, value: Expr, at: Expr) -> list[Stmt]:
             Store(tensor, value.dtype, at, reg, 1, vector=False)]
 
 
-def _stage2(lo: RowLowering, sig: SplitSignature, spaces: list[str],
+def _stage2_rows(lo: RowLowering, sig: SplitSignature, spaces: list[str],
             splits: Param) -> list[Stmt]:
     idx, ir = lo.idx, lo.ir
     body: list[Stmt] = []

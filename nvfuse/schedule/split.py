@@ -9,7 +9,7 @@ runs two kernels (nvfuse/lower/split.py):
 1. grid rows * S: block b reduces chunk b % S of row b / S (with the group's prologue) and
    thread 0 stores the chunk's partial state into float32 / float64 / int64 workspaces of
    rows * S elements (the reduction's own accumulator dtype; a Welford M2 stores three:
-   shifted mean, m2, count);
+   shifted mean, m2, count), laid out [rows, S]: partial row * S + chunk;
 2. grid rows: block r combines the S partials of row r (Chan's update for Welford), runs the
    epilogue on the row values and stores the outputs.
 
@@ -22,11 +22,17 @@ Welford reductions whose operands do not depend on another reduction; argmax / a
 and random numbers keep the one-kernel schedule.
 
 The column schedule (kept dims innermost: `[1M, 8].sum(0)`) splits the same way: kernel 1's
-block b covers COLUMN_X kept elements (b / S) and chunk b % S of the reduced extent, with the
-column lowering's thread layout; kernel 2 is the same row combine.  Its "rows" in the
-heuristic are its blocks (ceil(rows / COLUMN_X)) and its row length the reduced extent times
-COLUMN_X (the elements one block reads per reduced index), so the thresholds mean the same
-bytes per block; kernel 1's block is the `column_block_for` bucket of chunk_len.
+block b covers COLUMN_X * L kept elements (b / S) and chunk b % S of the reduced extent, with
+the column lowering's thread layout; its "rows" in the heuristic are its blocks (ceil(rows /
+COLUMN_X / L)) and its row length the reduced extent times COLUMN_X * L (the elements one block
+reads per reduced index), so the thresholds mean the same bytes per block; kernel 1's block is
+the `column_block_for` bucket of chunk_len.  Its workspaces are laid out [S, rows] instead --
+partial chunk * rows + row, the kept elements contiguous -- so a warp's stores of its 32 * L
+consecutive kept elements are consecutive (16-byte vectors where L allows), and kernel 2 is a
+column kernel too: a thread combines `stage2_columns` consecutive kept elements, reading one
+vector of each partial row, the block's thread rows sharing the splits
+(nvfuse/lower/split_columns.py), in the same order as the row layout's block combine, so
+either layout gives the same bits.
 
 Heuristics (numbers, and why):
 - split when the one-kernel grid has fewer blocks than the device has SMs and row_numel >=
@@ -37,9 +43,10 @@ Heuristics (numbers, and why):
   count 1024): about two 1024-thread blocks' worth per SM, every block at least MIN_CHUNK =
   4096 elements (four per thread of a 1024-thread block), and at most MAX_SPLITS =
   STAGE2_BLOCK = 256 partials per row so that kernel 2's threads hold at most one partial
-  each.
+  each (S is always a power of two: the column kernel 2's combine order relies on it).
 S and chunk_len are kernel arguments and only kernel 1's block (the `block_for` bucket of
-chunk_len) is in the signature, so a new size recompiles only across a block bucket.
+chunk_len) and kernel 2's fold width (`stage2_lanes`) are in the signature, so a new size
+recompiles only across a block bucket or at a split count below one vector of partials.
 Tests monkeypatch SPLIT_MIN_NUMEL and MIN_CHUNK so that interpreter-sized tensors split.
 """
 
@@ -67,6 +74,8 @@ MIN_CHUNK = 4096
 WAVES = 2
 STAGE2_BLOCK = 256
 MAX_SPLITS = STAGE2_BLOCK
+LINE_BYTES = 128  # a column kernel 2's threads across read one cache line of a partial row
+WELFORD_COLUMNS = 2  # kept elements per thread of a column kernel 2 with a Welford part
 PARTIAL_DTYPES = (DType.FLOAT32, DType.FLOAT64, DType.INT64)
 
 
@@ -80,7 +89,8 @@ class SplitSignature:
     base: ReductionSignature
     stage: int
     block: int
-    # kernel 2: partials a thread loads as one vector (`stage2_lanes`); kernel 1: 1
+    # kernel 2: the consecutive partials a thread folds in order before the tree combine
+    # (`stage2_lanes`; the row layout loads them as one vector); kernel 1: 1
     lanes: int = 1
 
     @property
@@ -142,13 +152,31 @@ def splittable(ir: FusionIR) -> bool:
 
 
 def stage2_lanes(ir: FusionIR, splits: int) -> int:
-    """How many of a row's partials one kernel-2 thread loads as one vector: a row's `splits`
+    """How many of a row's consecutive partials one kernel-2 thread folds in order before the
+    block combine: as many as one vector holds in the row layout, where a row's `splits`
     partials are contiguous from row * splits (splits a power of two), so up to 16 bytes of the
     widest partial and at most `splits`; 1 when a Welford part combines (mean, M2, count)
-    states, one per thread."""
+    states, one per thread.  The column layout folds the same groups (the same bits), one
+    vector load of kept elements per partial."""
     if any(p.kind is PhaseKind.WELFORD for p in parts(ir)):
         return 1
     return max(1, min(splits, VECTOR_BYTES // max(d.itemsize for d in workspace_dtypes(ir))))
+
+
+def stage2_columns(ir: FusionIR, base: ReductionSignature) -> tuple[int, int]:
+    """(V, A) of a column split's kernel 2: a thread combines V consecutive kept elements (the
+    column schedule's lanes, at most one 16-byte vector of the widest partial: one load per
+    partial row; at most WELFORD_COLUMNS with a Welford part, whose three state components
+    per kept element held a float32 var's kernel 2 at 4 to ptxas' 64 registers, with spills);
+    A threads across cover a 128-byte line of each partial row (at most COLUMN_X), so a
+    block's STAGE2_BLOCK / A thread rows (8 to 32) share the splits and the grid has
+    ceil(rows / (A * V)) blocks: 128 for layer norm's 4096 kept elements, where 32 threads
+    across would give 32 (on 132 SMs)."""
+    widest = max(d.itemsize for d in workspace_dtypes(ir))
+    lanes = max(1, min(base.lanes, VECTOR_BYTES // widest))
+    if any(p.kind is PhaseKind.WELFORD for p in parts(ir)):
+        lanes = min(lanes, WELFORD_COLUMNS)
+    return lanes, max(1, min(COLUMN_X, LINE_BYTES // (lanes * widest)))
 
 
 def choose_splits(blocks: int, row_numel: int, sms: int, threads: int = 1024) -> int:
@@ -181,6 +209,11 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
                            device_props(sig.arch).sm_count, sig.block if column else 1024)
     if splits < 2:
         return None
+    if column and (splits & (splits - 1) or splits > MAX_SPLITS):
+        # the column kernel 2 visits the partials in an order that needs this
+        # (nvfuse/lower/split_columns.py)
+        raise ValueError(f"split column reduction: {splits} splits; a power of two up to "
+                         f"{MAX_SPLITS} is required")
     chunk = -(-launch.row_numel // splits)
     block1 = column_block_for(chunk) if column else block_for(chunk)
     if launch.row_numel + block1 + chunk > (1 << 31) - 1:
@@ -193,9 +226,12 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     stage1 = SplitSignature(base, 1, block1)
     stage2 = SplitSignature(base, 2, STAGE2_BLOCK, stage2_lanes(ir, splits))
     n = launch.rows * splits
+    # kernel 2: a block per row, or A threads across V kept elements each (`stage2_columns`)
+    lanes2, across2 = stage2_columns(ir, base) if column else (1, 1)
+    grid2 = -(-launch.rows // (across2 * lanes2)) if column else launch.rows
     return SplitLaunch(
         ((stage1, ReductionParams(block1, base.index), launch.grid * splits),
-         (stage2, ReductionParams(STAGE2_BLOCK, base.index), launch.rows)),
+         (stage2, ReductionParams(STAGE2_BLOCK, base.index), grid2)),
         {k: v for k, v in launch.scalars.items() if k != names.SMEM_COLS}
         | {names.SPLITS: splits, names.CHUNK_LEN: chunk},
         tuple((d, n) for d in workspace_dtypes(ir)), splits)

@@ -110,6 +110,11 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
                                          _r(16, 512))),
     # split reduction (one long row at the default threshold): partials, then combine
     "split_var_mean_all": (lambda x: torch.var_mean(x), lambda: (_r(1 << 16),)),
+    # split column reduction (64 kept elements, one column block: 32 splits): a gradient and
+    # its bias gradient, partials stored [splits, kept], combined by threads across the kept
+    "split_column_bias_grad_bf16": (
+        lambda dy, x: (lambda g: (g, g.sum(0)))(dy * torch.sigmoid(x)),
+        lambda: (_r(2048, 64, dtype=torch.bfloat16), _r(2048, 64, dtype=torch.bfloat16))),
 }
 
 
