@@ -90,10 +90,16 @@ def _match(node: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node, int, int]
     xv, tv = x.meta.get("example_value"), target.meta.get("example_value")
     if (not isinstance(xv, torch.Tensor) or not isinstance(tv, torch.Tensor)
             or xv.dim() != 2 or not xv.is_floating_point() or not xv.requires_grad
-            or not xv.is_contiguous() or xv.shape[1] < 2
+            or not xv.is_contiguous() or _one_class(xv)
             or tv.dim() != 1 or tv.dtype != torch.int64 or _small(xv)):
         return None
     return x, target, ignore, _REDUCTIONS[reduction]
+
+
+def _one_class(x: torch.Tensor) -> bool:
+    """Whether x has one class (a symbolic class count counts as more, unguarded)."""
+    classes = x.shape[1]
+    return isinstance(classes, int) and classes < 2
 
 
 def _small(x: torch.Tensor) -> bool:
