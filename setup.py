@@ -16,7 +16,8 @@ setup(
         "cupy-cuda13x",
         "nvidia-cuda-nvrtc",
     ],
-    extras_require={"test": ["pytest>=8", "ruff", "transformers", "nvidia-cuda-nvdisasm"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist", "ruff", "transformers",
+                             "nvidia-cuda-nvdisasm"]},
     entry_points={
         "torch_dynamo_backends": ["nvfuse = nvfuse.frontend.dynamo:nvfuse_backend"],
     },
