@@ -102,8 +102,27 @@ def _match(nll: torch.fx.Node) -> tuple[Any, ...] | None:
     return x, target, weight, reduction, ignore
 
 
-class GraphOps:
-    """Formula builder that adds nodes to a graph (before `before`), for the graph passes."""
+class Ops:
+    """A formula builder: `e(target, args, kwargs)` applies an aten op, `e.dtype(v)` is a
+    value's dtype.  The formulas below are written once over it, for the graph passes
+    (`GraphOps`) and for the ops' eager implementation (`EagerOps`)."""
+
+    def __call__(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+                 ) -> Any:
+        raise NotImplementedError
+
+    def dtype(self, value: Any) -> torch.dtype:
+        raise NotImplementedError
+
+    def cast(self, value: Any, to: torch.dtype) -> Any:
+        """`value` converted to `to`, unless it is."""
+        if self.dtype(value) == to:
+            return value
+        return self(aten._to_copy.default, (value,), {"dtype": to})
+
+
+class GraphOps(Ops):
+    """Adds annotated nodes to a graph, before `before`."""
 
     def __init__(self, graph: torch.fx.Graph, meta: FakeMeta, before: torch.fx.Node) -> None:
         self.emit = functools.partial(emit, graph, meta, before)
@@ -115,18 +134,9 @@ class GraphOps:
     def dtype(self, value: Any) -> torch.dtype:
         return meta_val(value).dtype  # type: ignore[no-any-return]
 
-    def cast(self, value: Any, to: torch.dtype) -> Any:
-        """`value` converted to `to`, unless it is."""
-        if self.dtype(value) == to:
-            return value
-        return self(aten._to_copy.default, (value,), {"dtype": to})
 
-
-class EagerOps(GraphOps):
-    """The same builder calling the ops on tensors (a decomposition traced by make_fx)."""
-
-    def __init__(self) -> None:
-        pass
+class EagerOps(Ops):
+    """Calls the ops on tensors."""
 
     def __call__(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
                  ) -> Any:
@@ -141,7 +151,7 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def row_statistics(e: GraphOps, x: Any) -> tuple[Any, Any]:
+def row_statistics(e: Ops, x: Any) -> tuple[Any, Any]:
     """(m, ls) of 2-D logits x: m = amax(x, 1), ls = log(sum(exp(x - m), 1)), both [N, 1] in
     the compute dtype; log_softmax(x) = round((x - m) - ls)."""
     xf = e.cast(x, compute_dtype(e.dtype(x)))
@@ -151,16 +161,21 @@ def row_statistics(e: GraphOps, x: Any) -> tuple[Any, Any]:
     return m, ls
 
 
-def log_probs_at(e: GraphOps, x: Any, m: Any, ls: Any, index: Any) -> Any:
+def log_probs(e: Ops, x: Any, m: Any, ls: Any) -> Any:
+    """log_softmax(x) from the row statistics: eager's formula round((x - m) - ls), in x's
+    dtype."""
+    xf = e.cast(x, compute_dtype(e.dtype(x)))
+    return e.cast(e(aten.sub.Tensor, (e(aten.sub.Tensor, (xf, m)), ls)), e.dtype(x))
+
+
+def log_probs_at(e: Ops, x: Any, m: Any, ls: Any, index: Any) -> Any:
     """log_softmax(x) at column `index` [N, 1] of each row, in the compute dtype, from the
-    row statistics: eager's formula and rounding to x's dtype."""
-    dtype = e.dtype(x)
-    compute = compute_dtype(dtype)
-    x_t = e.cast(e(aten.gather.default, (x, 1, index)), compute)
-    return e.cast(e.cast(e(aten.sub.Tensor, (e(aten.sub.Tensor, (x_t, m)), ls)), dtype), compute)
+    row statistics."""
+    at = log_probs(e, e(aten.gather.default, (x, 1, index)), m, ls)
+    return e.cast(at, compute_dtype(e.dtype(x)))
 
 
-def nll_loss(e: GraphOps, x: Any, target: Any, weight: Any, reduction: int, ignore: int,
+def nll_loss(e: Ops, x: Any, target: Any, weight: Any, reduction: int, ignore: int,
              m: Any, ls: Any) -> dict[int, Any]:
     """nll_loss_forward(log_softmax(x, 1), ...)'s results by output index (0: the loss, 1:
     total_weight, not for reduction none), from the row statistics (module docstring)."""
@@ -279,11 +294,11 @@ def _rewrite_backward(graph: torch.fx.Graph, meta: FakeMeta,
                                       meta_val(logp).dtype)}
 
 
-def _gathered(e: GraphOps, logp: Any, index: Any) -> Any:
+def _gathered(e: Ops, logp: Any, index: Any) -> Any:
     return e.cast(e(aten.gather.default, (logp, 1, index)), compute_dtype(e.dtype(logp)))
 
 
-def log_softmax_nll_grad(e: GraphOps, go: Any, target: Any, reduction: int, ignore: int,
+def log_softmax_nll_grad(e: Ops, go: Any, target: Any, reduction: int, ignore: int,
                          total: Any, expo: Any, at_target: Any, dtype: torch.dtype) -> Any:
     """The logits' gradient of nll_loss(log_softmax(x)) (module docstring): `expo` is
     exp(log-probabilities) [N, C] in the compute dtype, `at_target(index)` the log-probabilities
@@ -342,10 +357,7 @@ def _rewrite_op_backward(graph: torch.fx.Graph, meta: FakeMeta,
         return None
     e = GraphOps(graph, meta, op)
     dtype = e.dtype(x)
-    compute = compute_dtype(dtype)
-    logp = e.cast(e.cast(e(aten.sub.Tensor, (e(aten.sub.Tensor, (
-        e.cast(x, compute), m)), ls)), dtype), compute)
-    expo = e(aten.exp.default, (logp,))
+    expo = e(aten.exp.default, (e.cast(log_probs(e, x, m, ls), compute_dtype(dtype)),))
     at_target = functools.partial(log_probs_at, e, x, m, ls)
     return {op: log_softmax_nll_grad(e, go, target, reduction, ignore, total, expo, at_target,
                                      dtype)}

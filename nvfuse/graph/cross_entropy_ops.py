@@ -28,15 +28,10 @@ from typing import Any
 import torch
 
 from nvfuse.graph.cross_entropy import (BACKWARD_OP, FORWARD_OP, EagerOps, compute_dtype,
-                                        row_statistics)
+                                        log_probs, row_statistics)
 
 aten = torch.ops.aten
 Tensor = torch.Tensor
-
-
-def log_softmax_from(x: Tensor, m: Tensor, ls: Tensor) -> Tensor:
-    """log_softmax(x, 1) from its row statistics: round((x - m) - ls) to x's dtype."""
-    return ((x.to(m.dtype) - m) - ls).to(x.dtype)
 
 
 # Explicit schemas: no inference from annotations, whatever the torch version.
@@ -63,7 +58,7 @@ def _(x: Tensor, target: Tensor, ignore_index: int, reduction: int
     "int ignore_index, int reduction) -> Tensor"))
 def cross_entropy_backward(grad: Tensor, x: Tensor, target: Tensor, total: Tensor, m: Tensor,
                            ls: Tensor, ignore_index: int, reduction: int) -> Tensor:
-    y = log_softmax_from(x, m, ls)
+    y = log_probs(EagerOps(), x, m, ls)
     g = aten.nll_loss_backward(grad, y, target, None, reduction, ignore_index, total)
     return aten._log_softmax_backward_data(g, y, 1, x.dtype)
 

@@ -203,7 +203,7 @@ def _put(tensor: str, value: Expr, at: Expr) -> list[Stmt]:
 
 
 def _stage2_rows(lo: RowLowering, sig: SplitSignature, spaces: list[str],
-            splits: Param) -> list[Stmt]:
+                 splits: Param) -> list[Stmt]:
     idx, ir = lo.idx, lo.ir
     body: list[Stmt] = []
     row = Var("row", idx)
