@@ -7,7 +7,8 @@ NVRTC) and the widths of its global loads and stores (the SASS, disassembled by 
 $CUDA_HOME/bin, /usr/local/cuda*/bin, then the `nvidia-cuda-nvdisasm` wheel's
 site-packages/nvidia/*/bin); `global_widths(sass)` reads the LDG/STG (and generic LD/ST)
 instructions: `LDG.E.128` is 128 bits, `LDG.E.64` 64, `LDG.E` 32, `.U16`/`.S16` 16,
-`.U8`/`.S8` 8.
+`.U8`/`.S8` 8.  A generic access through a 32-bit address (`[R2.U32+UR4]`: the shared window,
+a cluster kernel's distributed-shared-memory read, `ld.shared::cluster`) is not global.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def disassemble(cubin: bytes, nvdisasm: str) -> str:
 _INSN = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)")
 _SIZE = {"128": 128, "64": 64, "U16": 16, "S16": 16, "U8": 8, "S8": 8}
 _LOADS, _STORES = {"LDG", "LD"}, {"STG", "ST"}
+_SHARED_WINDOW = re.compile(r"\[[^\]]*\.U32")  # a 32-bit address: shared / distributed shared
 
 
 def global_accesses(sass: str) -> tuple[list[int], list[int]]:
@@ -116,7 +118,7 @@ def global_accesses(sass: str) -> tuple[list[int], list[int]]:
     stores: list[int] = []
     for line in sass.splitlines():
         m = _INSN.match(line)
-        if m is None or m.group(1) not in _LOADS | _STORES:
+        if m is None or m.group(1) not in _LOADS | _STORES or _SHARED_WINDOW.search(line):
             continue
         mods = m.group(2).split(".")[1:]
         bits = next((_SIZE[x] for x in mods if x in _SIZE), 32)

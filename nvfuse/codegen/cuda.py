@@ -6,8 +6,9 @@ codegen_templates/ are inlined at the top, so the unit compiles with NVRTC alone
 paths, no CUDA toolkit headers).  Output is deterministic: same kernel IR, same text.
 
 Helpers are pulled in by tag: every kernel may draw on `prims_c.HEADERS` and nvf_memory.cuh, a
-kernel that contains a reduction statement also on nvf_reduce.cuh, one that draws random
-numbers on nvf_random.cuh (`headers_for`); of those files only the sections the kernel's code
+kernel that contains a reduction statement also on nvf_reduce.cuh, a cluster kernel
+(`Kernel.cluster` > 1: `__cluster_dims__`) on nvf_cluster.cuh, one that draws random numbers
+on nvf_random.cuh (`headers_for`); of those files only the sections the kernel's code
 uses are inlined (`templates.inline_helpers`), which keeps NVRTC's parse short.
 """
 
@@ -27,6 +28,7 @@ from nvfuse.lower.horizontal import first_block_param
 MEMORY_HEADER = "nvf_memory.cuh"
 REDUCE_HEADER = "nvf_reduce.cuh"
 RANDOM_HEADER = "nvf_random.cuh"
+CLUSTER_HEADER = "nvf_cluster.cuh"
 
 _REDUCE_OP_C = {
     kir.ReduceOp.SUM: "nvf_op_sum", kir.ReduceOp.PROD: "nvf_op_prod",
@@ -41,6 +43,7 @@ class CudaEmitter:
         self._lines: list[str] = []
         self._depth = 0
         self._dynamic: list[str] = []  # byte sizes of the dynamic shared arrays so far
+        self._cluster = 1  # the kernel's blocks per cluster
 
     # -- text plumbing -----------------------------------------------------------------------
     def line(self, text: str = "") -> None:
@@ -60,7 +63,11 @@ class CudaEmitter:
         headers = headers_for(k)
         self._lines = [""]
         self._dynamic = []
-        if any(isinstance(s, (kir.BlockReduce, kir.ArgReduce)) for s in _walk(k.body)):
+        self._cluster = k.cluster
+        if k.cluster > 1:
+            self.line(f"// kernel IR: launch block={k.block}, a cluster of {k.cluster} blocks "
+                      "per row")
+        elif any(isinstance(s, (kir.BlockReduce, kir.ArgReduce)) for s in _walk(k.body)):
             self.line(f"// kernel IR: launch block={k.block}, one block per row")
         else:
             self.line(f"// kernel IR: launch block={k.block}, one thread per "
@@ -69,7 +76,9 @@ class CudaEmitter:
             f"{'' if t.is_output else 'const '}{t.dtype.c_type}*"
             f"{' __restrict__' if t.restrict else ''} {t.name}" for t in k.tensors
         ] + [f"{p.dtype.c_type} {p.name}" for p in k.scalars]
-        self.line(f'extern "C" __global__ void __launch_bounds__({_launch_bounds(k.block)})')
+        cluster = f"__cluster_dims__({k.cluster}, 1, 1) " if k.cluster > 1 else ""
+        self.line(f'extern "C" __global__ void {cluster}'
+                  f'__launch_bounds__({_launch_bounds(k.block)})')
         with self.block(f"{k.name}({', '.join(params)})"):
             self.kernel_body(k)
         code = "\n".join(self._lines) + "\n"
@@ -177,6 +186,8 @@ class CudaEmitter:
             self.line(f"__shared__ {s.dtype.c_type} {s.name}[{s.size}];")
         elif isinstance(s, kir.Sync):
             self.line("__syncthreads();")
+        elif isinstance(s, kir.ClusterSync):
+            self.line("nvf_cluster_sync_relaxed();")
         else:
             self.reduction(s)
 
@@ -220,6 +231,15 @@ class CudaEmitter:
                 args += [str(s.scratch), str(s.index_scratch)]
             is_max = "true" if s.op is kir.ReduceOp.MAX else "false"
             self.line(f"{fn}<{is_max}, {s.value.dtype.c_type}>({', '.join(args)});")
+        elif isinstance(s, kir.ClusterReduce):
+            t = s.dsts[0].dtype.c_type
+            srcs = [self.expr(e) for e in s.srcs]
+            if s.op is None:
+                args = ", ".join([*(d.name for d in s.dsts), *srcs, s.slot])
+                self.line(f"nvf_cluster_welford<{self._cluster}, {t}>({args});")
+            else:
+                self.line(f"{s.dsts[0].name} = nvf_cluster_allreduce<{self._cluster}, "
+                          f"{_REDUCE_OP_C[s.op]}, {t}>({srcs[0]}, {s.slot});")
         else:
             raise TypeError(f"emit: not a kernel IR statement: {s!r}")
 
@@ -270,6 +290,8 @@ def headers_for(k: kir.Kernel) -> tuple[str, ...]:
             raise ValueError(f"emit: kernel {k.name} reduces across threads but its block "
                              f"{k.block} is not a multiple of 32 in [32, 1024]")
         headers += (REDUCE_HEADER,)
+    if k.cluster > 1:
+        headers += (CLUSTER_HEADER,)
     if _uses_random(k):
         headers += (RANDOM_HEADER,)
     return headers

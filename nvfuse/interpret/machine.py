@@ -23,8 +23,8 @@ stores to input tensors, dtype mismatches and reads of undeclared names raise In
 so do divergent barriers and reductions and shared-memory races.
 
 Layout.  state.py holds the machine and the dispatch tables (`register_stmt` /
-`register_expr`, re-exported here); rules.py, memory.py, shared.py and reduce.py hold the
-rules and are imported here so that every rule is registered before a kernel runs.
+`register_expr`, re-exported here); rules.py, memory.py, shared.py, reduce.py and cluster.py
+hold the rules and are imported here so that every rule is registered before a kernel runs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 from nvfuse.dtypes import DType, from_torch
 
 # Imported for their rule registrations.
-from nvfuse.interpret import memory, reduce, rules, shared  # noqa: F401
+from nvfuse.interpret import cluster, memory, reduce, rules, shared  # noqa: F401
 from nvfuse.interpret.fusion_eval import literal
 from nvfuse.interpret.state import (
     Buffer,

@@ -67,7 +67,7 @@ def identity(op: ReduceOp, dtype: DType) -> np.ndarray:
     return literal(identity_value(op, dtype), dtype)
 
 
-def _scalar_combine(op: ReduceOp, dtype: DType) -> Combine:
+def scalar_combine(op: ReduceOp, dtype: DType) -> Combine:
     prim = combine_prim(op)
     return lambda lo, hi: (apply_prim(prim, [lo[0], hi[0]], dtype, dtype),)
 
@@ -155,7 +155,7 @@ def _reduce(m: Machine, scope: ReduceScope, exprs: tuple[Expr, ...], dtype: DTyp
 @register_stmt(WarpReduce)
 def _warp_reduce(m: Machine, s: WarpReduce) -> None:
     dtype = s.dst.dtype
-    (value,) = _reduce(m, ReduceScope.WARP, (s.src,), dtype, _scalar_combine(s.op, dtype),
+    (value,) = _reduce(m, ReduceScope.WARP, (s.src,), dtype, scalar_combine(s.op, dtype),
                        (identity(s.op, dtype),), None, f"warp {s.op.value} reduction")
     assign_var(m, s.dst, value, dtype)
 
@@ -163,7 +163,7 @@ def _warp_reduce(m: Machine, s: WarpReduce) -> None:
 @register_stmt(BlockReduce)
 def _block_reduce(m: Machine, s: BlockReduce) -> None:
     dtype = s.dst.dtype
-    (value,) = _reduce(m, ReduceScope.BLOCK, (s.src,), dtype, _scalar_combine(s.op, dtype),
+    (value,) = _reduce(m, ReduceScope.BLOCK, (s.src,), dtype, scalar_combine(s.op, dtype),
                        (identity(s.op, dtype),), s.scratch, f"block {s.op.value} reduction")
     assign_var(m, s.dst, value, dtype)
 

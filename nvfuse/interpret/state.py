@@ -82,6 +82,7 @@ class Machine:
     mask: np.ndarray | None = None  # None: every thread active
     shared: dict[str, SharedArray] = field(default_factory=dict)
     specials: dict[tuple[str, DType], Value] = field(default_factory=dict)
+    cluster_slots: set[str] = field(default_factory=set)  # the ClusterReduce slots used so far
 
     def where(self, thread: int) -> str:
         block = self.kernel.block

@@ -19,7 +19,8 @@ Contract:
   that no member runs with threads it would not have had (a worse schedule).
 - Block indices fit in int32 (CUDA's grid limit), and so does every block offset.
 - Members keep their shared memory side by side (not overlapped), so their sum must fit.  A
-  member with dynamic shared memory (`kir.Shared.count`) is refused (ValueError).
+  member with dynamic shared memory (`kir.Shared.count`) or clusters (`Kernel.cluster`) is
+  refused (ValueError).
 - Members that run the same member kernel (an optimizer's update over many parameters) form a
   `kir.MemberGroup`: the emitter prints that kernel's code once, with the member's pointers
   and scalars selected by block range, so compile time grows with the distinct member
@@ -105,6 +106,9 @@ def combine(name: str, members: Sequence[kir.Kernel]) -> kir.Kernel:
         if kir.dynamic_shared(m):
             raise ValueError(f"horizontal kernel {name}: member {m.name} uses dynamic shared "
                              "memory, sized per launch; it launches alone")
+        if m.cluster > 1:
+            raise ValueError(f"horizontal kernel {name}: member {m.name} runs in clusters of "
+                             f"{m.cluster} blocks; it launches alone")
         if m.block != block and not _thread_local(m):
             raise ValueError(f"horizontal kernel {name}: member {m.name} synchronises its "
                              f"block of {m.block} threads; the launch block is {block}")

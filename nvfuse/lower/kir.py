@@ -368,9 +368,49 @@ class ArgReduce:
             raise ValueError(f"{what}: a block reduction needs two scratch arrays, a warp one none")
 
 
+@dataclass(frozen=True)
+class ClusterReduce:
+    """Combine one value per block over the blocks of the calling thread's thread-block
+    cluster (`Kernel.cluster` blocks, sm_90): every thread of the cluster gets the combine, in
+    rank order, of thread 0's `srcs` of each block -- a value the block already agrees on (a
+    BlockReduce's or block WelfordReduce's result).  `op` SUM / PROD / MAX / MIN combines one
+    value (`dsts` and `srcs` of length 1); `op` None combines Welford states (mean, m2, n),
+    Chan's update as WelfordReduce.  Thread 0 writes its `srcs` into `slot` (a `Shared` array
+    of len(srcs) elements of the value dtype, used by this statement only: no other block's
+    read of it is ever overtaken by a later write), then a cluster barrier, then every thread
+    reads every block's slot through distributed shared memory and folds them from rank 0 up,
+    so every block of the cluster holds the same bits.  Reached by every thread of the cluster
+    or none; a block must not exit while another may still read its slot (`ClusterSync` ends
+    a kernel that uses one)."""
+
+    dsts: tuple[Var, ...]
+    srcs: tuple[Expr, ...]
+    op: ReduceOp | None
+    slot: str
+
+    def __post_init__(self) -> None:
+        what = f"cluster {self.op.value if self.op else 'welford'} into {self.dsts[0].name}"
+        count = 1 if self.op is not None else 3
+        if len(self.dsts) != count or len(self.srcs) != count:
+            raise ValueError(f"{what}: needs {count} destination(s) and source(s)")
+        dtype = self.dsts[0].dtype
+        if self.op is None and not dtype.is_float:
+            raise ValueError(f"{what}: Welford states are float32 or float64, got {dtype}")
+        _check_reduce_dtypes(what, dtype, *self.dsts, *self.srcs)
+
+
+@dataclass(frozen=True)
+class ClusterSync:
+    """A barrier over every thread of the cluster, relaxed (`barrier.cluster` arrive.relaxed +
+    wait): every thread of the cluster has arrived, and no memory access is ordered by it (not
+    even the block's own shared memory).  What ends a kernel whose blocks read each other's
+    shared memory: no block exits while another may still read it.  Reached by every thread
+    of the cluster or none."""
+
+
 Stmt = (Declare | Assign | Load | Store | If | For | Comment | Shared | Sync | WarpReduce
-        | BlockReduce | WelfordReduce | ArgReduce)
-REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce, ArgReduce)
+        | BlockReduce | WelfordReduce | ArgReduce | ClusterReduce | ClusterSync)
+REDUCTIONS = (WarpReduce, BlockReduce, WelfordReduce, ArgReduce, ClusterReduce)
 
 # -- the kernel ----------------------------------------------------------------------------
 
@@ -411,7 +451,9 @@ class Kernel:
     """One __global__ function.  Arguments are passed in the order tensors, then scalars (the
     launcher binds a schedule's named scalars to them by name: `bind_scalars`).
     The launch uses `block` threads and `grid` blocks (an expression over scalar params).
-    `groups`: a horizontal kernel's repeated members, emitted as one code path each."""
+    `groups`: a horizontal kernel's repeated members, emitted as one code path each.
+    `cluster` > 1: consecutive blocks form thread-block clusters of that many (the grid is a
+    multiple of it; block b has cluster rank b % cluster), for `ClusterReduce`."""
 
     name: str
     tensors: tuple[TensorParam, ...]
@@ -421,6 +463,7 @@ class Kernel:
     grid: Expr
     index_dtype: DType
     groups: tuple[MemberGroup, ...] = ()
+    cluster: int = 1  # blocks per thread-block cluster (> 1: `__cluster_dims__`, sm_90)
 
     def __str__(self) -> str:
         return print_kernel(self)
@@ -509,7 +552,8 @@ def print_kernel(k: Kernel) -> str:
         f"{'' if t.restrict else ' aliased'}" for t in k.tensors
     ] + [f"{p.name}: {p.dtype}" for p in k.scalars]
     lines = [f"kernel {k.name}({', '.join(params)})",
-             f"  launch block={k.block} grid={print_expr(k.grid)} index={k.index_dtype}"]
+             f"  launch block={k.block} grid={print_expr(k.grid)} index={k.index_dtype}"
+             + (f" cluster={k.cluster}" if k.cluster > 1 else "")]
     _print_body(k.body, 1, lines)
     return "\n".join(lines)
 
@@ -566,4 +610,11 @@ def _print_sync_or_reduce(s: Stmt) -> str:
                    else "")
         return (f"({s.value.name}, {s.index.name}) = {s.scope.value}_arg{s.op.value}("
                 f"{print_expr(s.src_value)}, {print_expr(s.src_index)}){scratch}")
+    if isinstance(s, ClusterReduce):
+        dsts = ", ".join(d.name for d in s.dsts)
+        srcs = ", ".join(print_expr(e) for e in s.srcs)
+        return (f"({dsts}) = cluster_{s.op.value if s.op else 'welford'}({srcs}) "
+                f"slot ${s.slot}")
+    if isinstance(s, ClusterSync):
+        return "cluster_sync"
     raise TypeError(f"not a kernel IR statement: {s!r}")

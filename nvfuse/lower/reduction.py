@@ -3,7 +3,8 @@
 Row schedule (kind ROW): one block per row (row = blockIdx.x, grid = rows); the column
 schedule (kind COLUMN) overrides the thread layout hooks of `RowLowering`
 (nvfuse/lower/reduction_state.py) in nvfuse/lower/column.py, and warp rows (kind WARP_ROW:
-one warp per short row, 4 rows per block) in nvfuse/lower/warp.py.
+one warp per short row, 4 rows per block) in nvfuse/lower/warp.py, and cluster rows (a staged
+row split over the blocks of a thread-block cluster) in nvfuse/lower/cluster.py.
 The row index is split into the merged outer dims, the column index into the merged inner
 dims, and each operand's offset is formed from its strides (`nvfuse.schedule.reduction`).
 Inputs that do not vary along the row (a scalar, a (rows, 1) mask) are loaded once per row up
@@ -60,6 +61,7 @@ from nvfuse.lower.kir import (
     Var,
 )
 from nvfuse.lower.argreduce import lower_arg
+from nvfuse.lower.cluster import ClusterLowering
 from nvfuse.lower.column import ColumnLowering
 from nvfuse.lower.online_softmax import lower_online
 from nvfuse.lower.pointwise import content_name
@@ -168,10 +170,11 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
             stores.extend(store_output(o, values[o.value], offsets[k],
                                        lo.guard(k, outer, outer_dims)))
         body.append(If(lo.first_thread(), tuple(stores)))
+    lo.finish(body)
     if ir.random:
         lo.scalars.append(lo.seed)  # a fresh value every launch, drawn from torch's generator
     return kir.Kernel(kernel_name(ir, sig), lo.tensors, tuple(lo.scalars), tuple(body), block,
-                      lo.grid(), idx)
+                      lo.grid(), idx, cluster=sig.cluster)
 
 
 def lower_plains(lo: RowLowering, indices: Sequence[int],
@@ -271,6 +274,8 @@ def _lowering(ir: FusionIR, sig: ReductionSignature, block: int) -> RowLowering:
         return ColumnLowering(ir, sig, block)
     if sig.kind is ScheduleKind.WARP_ROW:
         return WarpLowering(ir, sig, block)
+    if sig.cluster > 1:
+        return ClusterLowering(ir, sig)
     return RowLowering(ir, sig)
 
 

@@ -23,7 +23,9 @@ default column loop by vector groups (`_vector_loop`): col0 = (threadIdx.x + k *
 Shared-memory rows (sig.smem): `stage_shared` copies the staged inputs' first smem_cols columns
 into s_<input>[smem_cols] (dynamic shared memory) with the same thread-to-column mapping, so
 every later default column loop reads them back (`_group_load`) from the columns its own
-thread wrote: no barrier; columns past smem_cols come from global memory.
+thread wrote: no barrier; columns past smem_cols come from global memory.  The hooks
+`group_start`, `stop`, `smem_index`, `all_staged` and `finish` let a cluster row
+(nvfuse/lower/cluster.py) give each block of a cluster its own chunk of the row.
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ class RowLowering:
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
+        # where a looped row's default column loops (by vector groups) stop, and whether every
+        # column they visit is staged (a cluster row's block: nvfuse/lower/cluster.py)
+        self.stop: Expr = self.numel
+        self.all_staged = False
 
     # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
     def row_index(self, out: list[Stmt]) -> Expr:
@@ -178,6 +184,18 @@ class RowLowering:
 
     def grid(self) -> Expr:
         return self.rows
+
+    def group_start(self, width: Expr) -> Expr:
+        """The first column of this thread's first vector group of `width` columns in a
+        looped row's default column loops (they stride lane_step * width up to `stop`)."""
+        return IndexOp("*", self.lane, width, self.idx)
+
+    def smem_index(self, col: Expr) -> Expr:
+        """Where column `col` of the row sits in the staged shared arrays."""
+        return col
+
+    def finish(self, body: list[Stmt]) -> None:
+        """Statements the kernel ends with (none here)."""
 
     # -- index math ----------------------------------------------------------------------------
     def split(self, linear: Expr, sizes: list[Param], rank: int, prefix: str,
@@ -321,7 +339,7 @@ class RowLowering:
             loop.extend(self._group_load(k, col0, at[k]))
         loop.extend(self._fixed_loads(fixed, at))
         loop.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
-        return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+        return self.guarded(For(col0, self.group_start(width), self.stop,
                                 IndexOp("*", self.lane_step, width, idx), tuple(loop)))
 
     def _fixed_loads(self, fixed: list[int], at: list[Expr]) -> list[Stmt]:
@@ -346,10 +364,13 @@ class RowLowering:
         load = Load(q, t.dtype, t.name, at, lanes, lanes > 1 and self.vector_operand(k))
         if k not in self.staged:
             return [Declare(q, t.dtype, lanes=lanes), load]
+        local = self.smem_index(col0)
         copy = tuple(Assign(Elem(q, Const(lane, DType.INT32), t.dtype),
                             SharedElem(f"s_{t.name}",
-                                       IndexOp("+", col0, Const(lane, idx), idx), t.dtype))
+                                       IndexOp("+", local, Const(lane, idx), idx), t.dtype))
                      for lane in range(lanes))
+        if self.all_staged:
+            return [Declare(q, t.dtype, lanes=lanes), *copy]
         return [Declare(q, t.dtype, lanes=lanes),
                 If(IndexOp("<", col0, self.smem_cols, DType.BOOL), copy),
                 If(IndexOp("<=", self.smem_cols, col0, DType.BOOL), (load,))]
@@ -377,11 +398,13 @@ class RowLowering:
                              at[k] if at is not None
                              else IndexOp("+", Var(f"ro_{t.name}", idx), col0, idx), lanes,
                              lanes > 1 and self.vector_operand(k)))
+            local = self.smem_index(col0)
             copy.extend(Assign(SharedElem(f"s_{t.name}",
-                                          IndexOp("+", col0, Const(lane, idx), idx), t.dtype),
+                                          IndexOp("+", local, Const(lane, idx), idx), t.dtype),
                                Elem(q, Const(lane, DType.INT32), t.dtype))
                         for lane in range(lanes))
-        out.append(self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.smem_cols,
+        stop = self.stop if self.all_staged else self.smem_cols
+        out.append(self.guarded(For(col0, self.group_start(width), stop,
                                     IndexOp("*", self.lane_step, width, idx), tuple(copy))))
 
     def _persistent_loop(self, body: Body) -> Stmt:
@@ -536,7 +559,7 @@ class RowLowering:
         body.append(For(pl, Const(0, idx), width, Const(1, idx), tuple(stmts), unroll=True))
         body.extend(after)
         if not self.persist:
-            return self.guarded(For(col0, IndexOp("*", self.lane, width, idx), self.numel,
+            return self.guarded(For(col0, self.group_start(width), self.stop,
                                     IndexOp("*", self.lane_step, width, idx), tuple(body)))
         start = IndexOp("*", IndexOp("+", self.lane, IndexOp("*", g, self.lane_step, idx), idx),
                         width, idx)

@@ -137,6 +137,16 @@ class _Verifier:
         elif isinstance(s, kir.ArgReduce):
             for e in (s.src_value, s.src_index, s.value, s.index):
                 self.expr(e, scope)
+        elif isinstance(s, kir.ClusterReduce):
+            if self.k.cluster < 2:
+                raise self.fail(f"cluster reduction into {s.dsts[0].name} in a kernel "
+                                "without clusters")
+            self.array_use(s.slot, s.dsts[0].dtype, scope, len(s.srcs))
+            for e in (*s.srcs, *s.dsts):
+                self.expr(e, scope)
+        elif isinstance(s, kir.ClusterSync):
+            if self.k.cluster < 2:
+                raise self.fail("cluster barrier in a kernel without clusters")
         elif not isinstance(s, (kir.Comment, kir.Sync)):
             raise self.fail(f"unknown statement {s!r}")
 

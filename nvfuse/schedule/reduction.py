@@ -58,7 +58,9 @@ SMEM_ROW_BYTES; with lanes > 1 only the unit-stride inputs, with lanes 1 any str
 norm's channels x pixels, batch norm's batch x pixels) into dynamic shared memory, with the
 same column mapping as every later column loop, so each thread reads back only what it wrote
 (no barrier); the phases read those columns from shared memory and the rest, if any, from
-global memory.
+global memory.  On sm_90 a row whose staged columns overflow one block's cap runs on a
+thread-block cluster instead (`cluster_for`, sig.cluster): each of its blocks stages a
+contiguous chunk of the row, so the row is read once.
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -296,6 +298,39 @@ def smem_cols(row_numel: int, itemsizes: Sequence[int], arch: str = "sm_90") -> 
     return row_numel if row_numel <= fit else fit // SMEM_COLS_STEP * SMEM_COLS_STEP
 
 
+# Cluster rows (sig.cluster = C > 1; nvfuse/lower/cluster.py): a staged row too long for one
+# block's shared memory is split over a thread-block cluster of C blocks (sm_90 and later; C
+# one of CLUSTER_SIZES, the portable sizes), block rank r taking the contiguous columns
+# [r * smem_cols, (r + 1) * smem_cols) of the row and staging all of them: the row is read from
+# global memory once, where one block re-reads the columns past its smem_cols.  Each reduction
+# combines the blocks' results through distributed shared memory (kir.ClusterReduce); the
+# grid is rows * C.  smem_cols, the chunk, is a multiple of SMEM_COLS_STEP, so a vector group
+# never straddles two blocks.  Not for (value, index) reductions, which have no cluster
+# combine: they keep the one-block row.
+CLUSTER_SIZES = (2, 4, 8)
+CLUSTER_MIN_ARCH = 90
+
+
+def cluster_for(ir: FusionIR, row_numel: int, itemsizes: Sequence[int],
+                arch: str) -> tuple[int, int]:
+    """(C, smem_cols) of the cluster row for staged inputs of these sizes, or (1, 0) when one
+    block holds the row, the arch has no clusters, the row needs more than the largest
+    cluster, or the fusion has an arg reduction."""
+    digits = "".join(ch for ch in arch.removeprefix("sm_") if ch.isdigit())
+    if not itemsizes or not digits or int(digits) < CLUSTER_MIN_ARCH or any(
+            n.op in ARG_REDUCTIONS for n in ir.nodes):
+        return 1, 0
+    fit = max(smem_row_bytes(arch), 0) // sum(itemsizes) // SMEM_COLS_STEP * SMEM_COLS_STEP
+    if row_numel <= fit or fit == 0:
+        return 1, 0
+    for size in CLUSTER_SIZES:
+        chunk = -(-row_numel // size)
+        chunk = -(-chunk // SMEM_COLS_STEP) * SMEM_COLS_STEP
+        if chunk <= fit:
+            return size, chunk
+    return 1, 0
+
+
 # Warp rows (kind WARP_ROW, nvfuse/lower/warp.py): a row schedule whose rows have at most
 # WARP_ROW_MAX elements (two per lane) would leave most of a 128-thread block idle, so a block
 # of WARP_BLOCK threads takes WARP_ROWS consecutive rows, one warp each, and combines with
@@ -332,13 +367,15 @@ class ReductionSignature:
                               # COLUMN: kept elements per thread (`column_lanes`)
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
     smem: bool = False        # a looped row staged in shared memory (`staged_inputs`)
+    cluster: int = 1          # blocks per row: a cluster row (`cluster_for`) when > 1
 
     def __repr__(self) -> str:
         # Kernel names hash this text (lower/pointwise.py content_name): it spells the kind as
-        # a name of its own and smem only when set, so names, goldens and disk-cache entries
-        # stay stable.
+        # a name of its own, smem and cluster only when set, so names, goldens and disk-cache
+        # entries stay stable.
+        hidden = {"smem": not self.smem, "cluster": self.cluster == 1}
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                          if f.repr and (f.name != "smem" or self.smem))
+                          if f.repr and not hidden.get(f.name, False))
         return f"{_SPELLING[self.kind]}({shown})"
 
 
@@ -492,7 +529,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     rows, row_numel = lay.rows, lay.row_numel
     column, warp = kind is ScheduleKind.COLUMN, kind is ScheduleKind.WARP_ROW
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
-    persist, lanes = 0, 1
+    persist, lanes, cluster = 0, 1, 1
     staged: tuple[int, ...] = ()
     if column:
         lanes = column_lanes(ir, lay)
@@ -509,8 +546,12 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
         else:
             lanes = looped_lanes(len(inputs), inner_sizes, inner, outer, lay.views)
             staged = staged_inputs(ir, cached, inner, lanes) if row_numel > 0 else ()
-            cols = smem_cols(row_numel, [ir.inputs[k].dtype.itemsize for k in staged], arch)
+            sizes = [ir.inputs[k].dtype.itemsize for k in staged]
+            cols = smem_cols(row_numel, sizes, arch)
             staged = staged if cols > 0 else ()
+            if staged and cols < row_numel:
+                cluster, chunk = cluster_for(ir, row_numel, sizes, arch)
+                cols = chunk if cluster > 1 else cols
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X * lanes) <= INT32_LIMIT
@@ -519,7 +560,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     n_in = len(inputs)
     signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                                    tuple(classes[n_in:]), block, index, arch, persist, lanes,
-                                   kind, bool(staged))
+                                   kind, bool(staged), cluster)
     scalars = {names.ROWS: rows, names.ROW_NUMEL: row_numel}
     if staged:
         scalars[names.SMEM_COLS] = cols
@@ -530,6 +571,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     for t, o, i, c in zip(operands, outer, inner, classes):
         scalars |= names.general_strides(t, c[:rank], o, "o")
         scalars |= names.general_strides(t, c[rank:], i, "i")
-    grid = -(-rows // (COLUMN_X * lanes)) if column else -(-rows // WARP_ROWS) if warp else rows
+    grid = (-(-rows // (COLUMN_X * lanes)) if column else -(-rows // WARP_ROWS) if warp
+            else rows * cluster)
     return ReductionLaunch(signature, ReductionParams(block, index, persist), rows, row_numel,
                            scalars, grid=grid)

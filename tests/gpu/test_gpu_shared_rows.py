@@ -2,7 +2,9 @@
 tests/numerics/test_shared_rows.py on the device at full sizes, outputs poisoned, against eager
 CUDA: rows that fit the staging cap whole (a 50K-wide bf16 vocabulary, 40K fp32: over 48 KiB,
 so the launch raises the kernel's dynamic shared memory limit) and rows that overflow it (128K
-columns), every float dtype, two staged inputs side by side, and NaN / inf rows."""
+columns: on sm_90 a thread-block cluster of 2-8 blocks shares the row, each staging its chunk,
+the reductions combined through distributed shared memory), every float dtype, two staged
+inputs side by side, and NaN / inf rows (the special values in any block of a cluster)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_poisoned")]
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 
 
-def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:
+def _check(fn: object, inputs: tuple[torch.Tensor, ...],
+           dtype: torch.dtype) -> nvfuse.FusedModule:
     fm = nvfuse.fuse(fn, inputs)
     actual, expected = fm(*inputs), fn(*inputs)  # type: ignore[operator]
     if not isinstance(expected, tuple):
@@ -32,6 +35,7 @@ def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> 
         compare(a, e, dtype)
     assert nvfuse.stats()["fallbacks"] == 0
     assert kir.dynamic_shared(fm.kernels[0].kernel_ir)
+    return fm
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
@@ -75,3 +79,20 @@ def test_norms_of_several_dims_on_device(norm: str) -> None:
     else:
         rm, rv = _make((256,), f32, "rm").cuda(), _make((256,), f32, "rv", near_one=True).cuda()
         _check(S._batch_norm, (x, w, b, rm, rv), f32)
+
+
+@pytest.mark.parametrize(("op", "dtype", "cluster"), [
+    ("softmax", f32, 4), ("softmax", bf16, 2), ("log_softmax", bf16, 2),
+    ("layer_norm", f32, 4), ("rms_norm", f64, 8)])
+def test_cluster_rows_on_device(op: str, dtype: torch.dtype, cluster: int) -> None:
+    """128K-wide rows on sm_90: the cluster schedule itself (the launch with
+    __cluster_dims__, the cluster barriers, distributed shared memory), at the cluster size
+    the schedule picks, with a NaN and an inf in different blocks of one row."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    inputs = T._inputs(op, 131_072, dtype, rows=264)
+    x = inputs[0].clone()
+    x[1, 5], x[1, 131_071] = float("nan"), float("inf")
+    x[2, 70_000] = float("-inf")
+    fm = _check(T.OPS[op][0], (x.cuda(), *(t.cuda() for t in inputs[1:])), dtype)
+    assert fm.kernels[0].kernel_ir.cluster == cluster

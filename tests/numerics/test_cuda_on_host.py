@@ -44,7 +44,7 @@ static nvf_host_dim3 threadIdx, blockIdx, blockDim, gridDim;
 """
 
 _BLOCK_WIDE = (kir.Sync, kir.Shared, kir.BlockReduce, kir.WarpReduce, kir.WelfordReduce,
-               kir.ArgReduce)
+               kir.ArgReduce, kir.ClusterReduce, kir.ClusterSync)
 
 
 def _thread_local(node: Any) -> bool:

@@ -3,7 +3,8 @@ more than once stages its first smem_cols columns in dynamic shared memory, end 
 the interpreter (strict, outputs poisoned, the shared-memory race check on) against eager.  At
 interpreter sizes the persistent buckets are switched off and the staging cap
 (SMEM_ROW_BYTES) lowered, so rows both fit whole and overflow it (the columns past smem_cols
-re-read from global memory); one case per op runs at a real width.  Covered: the choice (rows
+re-read from global memory; clusters off, which tests/numerics/test_cluster_rows.py covers);
+one case per op runs at a real width.  Covered: the choice (rows
 read once are not staged), every float dtype, vector and scalar lanes, two staged inputs side
 by side, NaN / inf rows, global bytes read (the traffic counter of bench --model), the
 launch's dynamic shared memory, NVRTC for sm_80 / sm_90, ptxas -v (no spills), and the
@@ -42,10 +43,12 @@ def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def staged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every row schedule loops, and at most CAP bytes of a row are staged."""
+    """Every row schedule loops, at most CAP bytes of a row are staged, and a row that
+    overflows them stays in one block (no clusters: tests/numerics/test_cluster_rows.py)."""
     monkeypatch.setattr(reduction, "persistent_for",
                         lambda n, *_: (reduction.block_for(n), 0))
     monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", CAP)
+    monkeypatch.setattr(reduction, "CLUSTER_SIZES", ())
 
 
 def _check(fn: object, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype,
