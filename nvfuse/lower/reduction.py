@@ -26,10 +26,13 @@ With sig.persist > 0 (rows that fit a persistent bucket, nvfuse.schedule.reducti
 the reductions read are loaded once into registers up front and every phase reads those
 (`RowLowering.load_persistent`); otherwise every phase re-reads the row from global memory
 (L2 serves re-reads of rows that fit), except that a looped softmax's max and sum of exp
-share one online pass (nvfuse/lower/online_softmax.py).  With sig.lanes > 1 the persistent
-load, the epilogue's unit-stride loads and stores and, for a looped row, every column loop
-access `lanes` columns per vector (`RowLowering.vector_operand`).  Block reductions of one
-dtype share one shared scratch array (the helper leaves it reusable).
+share one online pass (nvfuse/lower/online_softmax.py) -- unless the whole row is staged in
+shared memory (sig.whole_row), where the max and the sum are two plain passes over the staged
+copy: the online update's rescale costs a second exp and a select per element.  With
+sig.lanes > 1 the persistent load, the epilogue's unit-stride loads and stores and, for a
+looped row, every column loop access `lanes` columns per vector
+(`RowLowering.vector_operand`).  Block reductions of one dtype share one shared scratch array
+(the helper leaves it reusable).
 Kernel arguments: the input then output pointers; then rows, row_numel, the outer sizes without
 the outermost, the inner sizes without the outermost, and the "s" strides operand by operand
 (outer dims, then inner dims) -- the order `plan_launch` produces.
@@ -109,7 +112,10 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
                 if o.shape.is_row or j in row_like]
     declared: set[DType] = set()
     done: set[int] = set()
-    online = not lo.persist and sig.kind is not ScheduleKind.COLUMN  # a looped row
+    # a looped row read from global memory: softmax's max and sum of exp share one online pass;
+    # a staged row re-reads shared memory instead, and two plain passes cost about a third of
+    # the online update's instructions (bench --model)
+    online = not lo.persist and not sig.whole_row and sig.kind is not ScheduleKind.COLUMN
     phases = reduction_phases(ir, online)
     early: list[tuple[int, Output]] = []
     if isinstance(lo, ColumnLowering) and phases and phases[0].kind is PhaseKind.PLAIN:

@@ -130,15 +130,16 @@ class RowLowering:
             unit = [[1 if c == "1" else 0 for c in classes[sig.outer_rank:]]
                     for classes in sig.inputs]
             self.staged = staged_inputs(ir, cached_inputs(ir, sig.inputs, sig.outer_rank),
-                                        unit, sig.lanes)
+                                        unit, sig.lanes, sig.whole_row)
             self.scalars.append(self.smem_cols)
         # where the column loops stop (None: row_numel); a split reduction's chunk end
         # (nvfuse/lower/split.py)
         self.col_end: Expr | None = None
         # where a looped row's default column loops (by vector groups) stop, and whether every
-        # column they visit is staged (a cluster row's block: nvfuse/lower/cluster.py)
+        # column they visit is staged (sig.whole_row: smem_cols is row_numel, or a cluster
+        # row's block holds its chunk, nvfuse/lower/cluster.py): no global-memory fallback
         self.stop: Expr = self.numel
-        self.all_staged = False
+        self.all_staged = sig.whole_row
 
     # -- schedule hooks (the row schedule; see nvfuse/lower/column.py for the column one) -------
     def row_index(self, out: list[Stmt]) -> Expr:

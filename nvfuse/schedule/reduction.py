@@ -60,7 +60,10 @@ same column mapping as every later column loop, so each thread reads back only w
 (no barrier); the phases read those columns from shared memory and the rest, if any, from
 global memory.  On sm_90 a row whose staged columns overflow one block's cap runs on a
 thread-block cluster instead (`cluster_for`, sig.cluster): each of its blocks stages a
-contiguous chunk of the row, so the row is read once.
+contiguous chunk of the row, so the row is read once.  sig.whole_row: every column is staged
+(by the block or the cluster); a softmax's max and sum of exp then take two passes over
+shared memory instead of the online pass, so a row read once by the online pass (a
+cross-entropy's log-sum-exp) is staged too, where it is staged whole.
 
 Runtime checks (ValueError, which the executor turns into an eager fallback): every reduction's
 operand must span S along the reduced dims (otherwise the kernel would combine broadcast
@@ -79,7 +82,7 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import (
     FusionIR, OutputShape, needed_nodes, reduced_positions,
 )
-from nvfuse.fusion.phases import reduction_phases
+from nvfuse.fusion.phases import PhaseKind, reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
 from nvfuse.schedule.device import DEFAULTS, device_props
 from nvfuse.schedule import names
@@ -280,12 +283,16 @@ def smem_row_bytes(arch: str) -> int:
 
 
 def staged_inputs(ir: FusionIR, cached: Sequence[int], inner: Sequence[Sequence[int]],
-                  lanes: int) -> tuple[int, ...]:
+                  lanes: int, whole: bool = True) -> tuple[int, ...]:
     """The inputs a looped row stages in shared memory: the cached inputs (with unit stride
     along the innermost inner dim where `lanes` > 1: a group of lanes is then one
     contiguous access), when the row is read more than once (a full output's pass after the
-    reductions, or several reduction phases); else none."""
-    again = any(not o.shape.is_row for o in ir.outputs) or len(reduction_phases(ir)) > 1
+    reductions, several reduction phases, or -- where the `whole` row is staged -- a
+    softmax's max and sum of exp, which a wholly staged row computes in two plain passes:
+    nvfuse/lower/reduction.py); else none."""
+    phases = reduction_phases(ir)
+    again = (any(not o.shape.is_row for o in ir.outputs) or len(phases) > 1
+             or (whole and any(p.kind is PhaseKind.ONLINE for p in phases)))
     return tuple(k for k in cached if lanes == 1 or (inner[k] and inner[k][-1] == 1)) \
         if again else ()
 
@@ -368,12 +375,14 @@ class ReductionSignature:
     kind: ScheduleKind = field(default=ScheduleKind.ROW, repr=False)
     smem: bool = False        # a looped row staged in shared memory (`staged_inputs`)
     cluster: int = 1          # blocks per row: a cluster row (`cluster_for`) when > 1
+    whole_row: bool = False   # a staged row staged whole (by its block or its cluster)
 
     def __repr__(self) -> str:
         # Kernel names hash this text (lower/pointwise.py content_name): it spells the kind as
         # a name of its own, smem and cluster only when set, so names, goldens and disk-cache
         # entries stay stable.
-        hidden = {"smem": not self.smem, "cluster": self.cluster == 1}
+        hidden = {"smem": not self.smem, "cluster": self.cluster == 1,
+                  "whole_row": not self.whole_row}
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
                           if f.repr and not hidden.get(f.name, False))
         return f"{_SPELLING[self.kind]}({shown})"
@@ -529,7 +538,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     rows, row_numel = lay.rows, lay.row_numel
     column, warp = kind is ScheduleKind.COLUMN, kind is ScheduleKind.WARP_ROW
     classes = [classify(o) + classify(i) for o, i in zip(outer, inner)]
-    persist, lanes, cluster = 0, 1, 1
+    persist, lanes, cluster, whole = 0, 1, 1, False
     staged: tuple[int, ...] = ()
     if column:
         lanes = column_lanes(ir, lay)
@@ -552,6 +561,9 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
             if staged and cols < row_numel:
                 cluster, chunk = cluster_for(ir, row_numel, sizes, arch)
                 cols = chunk if cluster > 1 else cols
+            whole = bool(staged) and (cluster > 1 or cols >= row_numel)
+            if staged and not whole and not staged_inputs(ir, cached, inner, lanes, False):
+                staged = ()  # read twice only as two passes over a wholly staged row
     max_offset = max((sum((n - 1) * abs(s) for n, s in zip(outer_sizes + inner_sizes, o + i))
                       for o, i in zip(outer, inner)), default=0)
     fits32 = (max(max_offset, rows + COLUMN_X * lanes) <= INT32_LIMIT
@@ -560,7 +572,7 @@ def plan_launch(ir: FusionIR, inputs: Sequence[torch.Tensor], lay: RowLayout, ar
     n_in = len(inputs)
     signature = ReductionSignature(len(outer_sizes), len(inner_sizes), tuple(classes[:n_in]),
                                    tuple(classes[n_in:]), block, index, arch, persist, lanes,
-                                   kind, bool(staged), cluster)
+                                   kind, bool(staged), cluster, whole)
     scalars = {names.ROWS: rows, names.ROW_NUMEL: row_numel}
     if staged:
         scalars[names.SMEM_COLS] = cols

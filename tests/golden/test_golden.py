@@ -77,7 +77,12 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple]]] = {
     "nan_to_num_rsqrt": (lambda x: torch.nan_to_num(torch.rsqrt(x)), lambda: (_r(64),)),
     # row reductions
     "row_sum": (lambda x: x.sum(-1), lambda: (_r(64, 32),)),
-    "softmax_online_long": (lambda x: torch.softmax(x, -1), lambda: (_r(2, 40000),)),
+    # a looped row staged whole in shared memory (two passes: max, then sum of exp); one too
+    # long for a cluster of 8 (staged in part, the max and sum in one online pass); one split
+    # over a cluster of 4 blocks (sm_90)
+    "softmax_staged_long": (lambda x: torch.softmax(x, -1), lambda: (_r(2, 40000),)),
+    "softmax_online_huge": (lambda x: torch.softmax(x, -1), lambda: (_r(1, 480_000),)),
+    "softmax_cluster_w128k": (lambda x: torch.softmax(x, -1), lambda: (_r(1, 131_072),)),
     "softmax_scale_mask_f16": (lambda x, s, m: torch.softmax(x * s + m, -1),
                                lambda: (_r(4, 8, 32, dtype=torch.float16),
                                         _r(dtype=torch.float16), _r(8, 32, dtype=torch.float16))),

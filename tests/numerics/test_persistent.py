@@ -22,6 +22,7 @@ from test_reductions import _make, _run
 from nvrtc_batch import compile_all
 from nvfuse.runtime import executor
 from nvfuse.runtime.nvrtc import compile_to_ptx
+from nvfuse.schedule import reduction
 from nvfuse.schedule.device import DeviceProps, device_props
 from nvfuse.schedule.reduction import PERSIST_BUCKETS, PERSIST_WORDS, persistent_for
 
@@ -107,14 +108,23 @@ def test_nan_and_inf_rows(interpret: None, op: str, width: int) -> None:
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("dtype", [f32, f16], ids=str)
-def test_online_softmax_50000_wide(interpret: None, op: str, dtype: torch.dtype) -> None:
-    """Rows far past the persistent buckets: one online (max, sum of exp) pass, then normalize."""
+def test_softmax_50000_wide(interpret: None, monkeypatch: pytest.MonkeyPatch, op: str,
+                            dtype: torch.dtype) -> None:
+    """Rows far past the persistent buckets, staged in shared memory (test_shared_rows.py).
+    Whole (the real cap): one copy loop reads x, then the max, the sum of exp and normalize
+    read shared memory.  In part (a 64 KiB cap, no clusters): one online (max, sum of exp)
+    pass, then normalize, each reading global memory past the staged columns."""
     x = _make((2, 50_000), dtype, f"{op}50k") * 4
-    x[1, 123] = 60.0  # a late, dominant maximum: the running sum is rescaled
+    x[1, 123] = 60.0  # a late, dominant maximum: the online pass rescales its running sum
     fm = _run(OPS[op][0], (x,), dtype)
-    # staged in shared memory (test_shared_rows.py): one copy loop, and the online and
-    # normalize passes each read global memory only past the staged columns
-    assert fm.kernels[0].signature[1].smem
+    assert fm.kernels[0].signature[1].whole_row
+    assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 1
+    _generated.update((k.name, k.source) for k in fm.kernels)
+    monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", 64 * 1024)
+    monkeypatch.setattr(reduction, "CLUSTER_SIZES", ())
+    fm = _run(OPS[op][0], (x,), dtype)
+    sig = fm.kernels[0].signature[1]
+    assert sig.smem and not sig.whole_row
     assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 3
     _generated.update((k.name, k.source) for k in fm.kernels)
 
@@ -170,14 +180,14 @@ def test_vector_lanes(interpret: None, op: str, dtype: torch.dtype, width: int, 
 
 def test_softmax_kernel_loads_each_element_once(interpret: None) -> None:
     """The persistent softmax's kernel IR has one Load of x, in the load loop; the max, the
-    sum of exp and the normalize loops read registers.  Looped: three (the copy into shared
-    memory, and past the staged columns the online max and sum of exp, then normalize)."""
+    sum of exp and the normalize loops read registers.  Looped and staged whole: one (the
+    copy into shared memory)."""
     fm = _run(OPS["softmax"][0], _inputs("softmax", 1000, f32), f32)
     (kernel,) = fm.kernels
     assert kernel.signature[1].persist == 8
     assert _loads(kernel.kernel_ir.body, "in0") == 1
     fm = _run(OPS["softmax"][0], _inputs("softmax", 40000, f32), f32)
-    assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 3
+    assert _loads(fm.kernels[0].kernel_ir.body, "in0") == 1
 
 
 def _vector_accesses(stmts: tuple, kind: str) -> dict[str, int]:

@@ -156,6 +156,41 @@ def test_global_reads(interpret: None, staged: None, width: int, reads: float) -
     assert dict(zip((p.name for p in k.scalars), call.scalars[0]))[names.SMEM_COLS] == cols
 
 
+def _online(k: kir.Kernel) -> bool:
+    """Whether the kernel runs the online softmax update (its running max registers)."""
+    def walk(body: tuple[kir.Stmt, ...]) -> bool:
+        return any((isinstance(s, kir.Declare) and s.name.startswith("omn"))
+                   or walk(getattr(s, "body", ())) for s in body)
+    return walk(k.body)
+
+
+@pytest.mark.parametrize(("width", "whole"), [(400, True), (2048, False)])
+def test_softmax_passes(interpret: None, staged: None, width: int, whole: bool) -> None:
+    """A row staged whole takes softmax's max and sum of exp in two plain passes over shared
+    memory (the online update's rescale costs a second exp and a select per element); a row
+    staged in part keeps the online pass, which reads the overflow once less."""
+    x = _make((4, width), f32, "passes")
+    fm = _check(lambda t: torch.softmax(t, -1), (x,), f32, True)
+    assert fm.kernels[0].signature[1].whole_row is whole
+    assert _online(fm.kernels[0].kernel_ir) is not whole
+
+
+@pytest.mark.parametrize(("width", "staged_row"), [(400, True), (2048, False)])
+def test_rows_read_once_online_are_staged_whole(interpret: None, staged: None, width: int,
+                                                staged_row: bool) -> None:
+    """A softmax's statistics alone (a cross-entropy's row kernel) read the row once in the
+    online pass: staged only where the row fits whole, for the two cheaper passes; in part,
+    staging would add traffic for nothing."""
+    x = _make((4, width), f32, "lse")
+
+    def stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = t.amax(-1, keepdim=True)
+        return m, torch.exp(t - m).sum(-1, keepdim=True).log()
+
+    fm = _check(stats, (x,), f32, staged_row)
+    assert _online(fm.kernels[0].kernel_ir) is not staged_row
+
+
 def test_smem_cols_at_real_sizes() -> None:
     """The cap: a whole 50K-wide bf16 row fits; a 128K one stages a multiple of 16 columns."""
     assert reduction.smem_cols(50_304, [2]) == 50_304

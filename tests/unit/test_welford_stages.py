@@ -82,9 +82,8 @@ def test_layer_norm_kernel_reads_the_row_once_or_twice(width: int) -> None:
     """Persistent (300 wide): one load loop into registers, then the pivot (column 0 only),
     the two-pass statistics (count, mean + sum, m2: nvfuse/lower/welford.py) and normalize +
     store read the registers; looped (40000 wide, past the last
-    persistent bucket, staged in shared memory): the copy loop into shared memory, then the
-    pivot, Welford + sum and normalize + store each read global memory (the latter two only
-    past the staged columns)."""
+    persistent bucket, staged whole in shared memory): the copy loop and the pivot read
+    global memory, Welford + sum and normalize + store read shared memory only."""
     x, w, b = torch.randn(4, width), torch.randn(width), torch.randn(width)
     gm, names = partition(trace_to_aten(lambda x, w, b: F.layer_norm(x, (width,), w, b),
                                         (x, w, b)))
@@ -103,6 +102,6 @@ def test_layer_norm_kernel_reads_the_row_once_or_twice(width: int) -> None:
     assert pivot.start == kir.Const(0, pivot.start.dtype)
     # x: the load loop and the pivot (persistent), or every loop (staged)
     assert [_loads_of((s,), "in0") for s in loops] == ([1, 1, 0, 0, 0, 0] if persistent
-                                                         else [1, 1, 1, 1])
+                                                         else [1, 1, 0, 0])
     assert sum(isinstance(s, kir.WelfordReduce) for s in kernel.body) == 1
     assert sum(isinstance(s, kir.BlockReduce) for s in kernel.body) == 1
