@@ -70,7 +70,7 @@ from nvfuse.lower.online_softmax import lower_online
 from nvfuse.lower.pointwise import content_name
 from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.lower.warp import WarpLowering
-from nvfuse.lower.welford import lower_m2
+from nvfuse.lower.welford import lower_m2, row_two_pass
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.reduction import ReductionSignature
 
@@ -127,7 +127,8 @@ def lower_reduction(ir: FusionIR, sig: ReductionSignature, block: int) -> kir.Ke
         # block-wide combines share one scratch per dtype (the arg pair and the M2 bring
         # their own; an M2's sums use it)
         scratch = phase.kind in (PhaseKind.ONLINE, PhaseKind.PLAIN) or (
-            phase.kind is PhaseKind.WELFORD and bool(phase.partners))
+            phase.kind is PhaseKind.WELFORD and (bool(phase.partners) or row_two_pass(
+                lo, ir.nodes[phase.node].dtype)))
         for dtype in dict.fromkeys(ir.nodes[p.node].dtype for p in run):
             if scratch and dtype not in declared:
                 lo.declare_scratch(dtype, block, body)

@@ -157,7 +157,7 @@ def _stage1(lo: RowLowering, sig: SplitSignature, spaces: list[str], splits: Par
                 declared.add(dtype)
         if welford:
             dtype = ir.nodes[p.node].dtype
-            body.extend(lower_m2(lo, p.node, sig.block, p.partners))
+            body.extend(lower_m2(lo, p.node, sig.block, p.partners, state=True))
             results.extend(lo.state(f"w{w}_row{p.node}", dtype) for w in ("mean", "m2", "n"))
             results.extend(lo.row_exprs[s] for s in p.partners)
             continue

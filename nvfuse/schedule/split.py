@@ -218,11 +218,12 @@ def plan_split(ir: FusionIR, launch: ReductionLaunch) -> SplitLaunch | None:
     block1 = column_block_for(chunk) if column else block_for(chunk)
     if launch.row_numel + block1 + chunk > (1 << 31) - 1:
         sig = dataclasses.replace(sig, index=DType.INT64)  # col_begin + chunk_len fits
-    # row chunks loop over global memory: no register-resident row, no vector width (both
-    # depend on the row length, which would make a new size recompile for nothing); a column's
+    # row chunks loop over global memory: no register-resident or staged row, no vector width
+    # (they depend on the row length, which would make a new size recompile for nothing); a column's
     # lanes depend on the kept extent and alignment only, and stay
     lanes = sig.lanes if column else 1
-    base = dataclasses.replace(sig, block=block1, persist=0, lanes=lanes, smem=False)
+    base = dataclasses.replace(sig, block=block1, persist=0, lanes=lanes, smem=False,
+                               cluster=1, whole_row=False)
     stage1 = SplitSignature(base, 1, block1)
     stage2 = SplitSignature(base, 2, STAGE2_BLOCK, stage2_lanes(ir, splits))
     n = launch.rows * splits

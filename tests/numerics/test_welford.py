@@ -91,6 +91,35 @@ def test_large_mean_does_not_cancel(interpret: None) -> None:
     assert ((actual - exact).abs() / exact).max().item() < 1e-5
 
 
+@pytest.mark.parametrize(("width", "schedule"), [
+    (4096, "persistent"), (40_000, "staged"), (131_072, "cluster"), (40_000, "looped")])
+@pytest.mark.parametrize("std", [1.0, 1e-2])
+def test_large_mean_every_row_schedule(interpret: None, monkeypatch: pytest.MonkeyPatch,
+                                       width: int, schedule: str, std: float) -> None:
+    """Mean 1e4, std down to 1e-2 (ten float32 ulps): the row's two passes over registers
+    (persistent), shared memory (staged whole, or over a cluster) and the one-pass Welford of
+    a row read from global memory (no staging) all keep the variance to float32's precision
+    of the data, and layer norm as close as eager's float32."""
+    from nvfuse.schedule import reduction
+
+    if schedule == "looped":
+        monkeypatch.setattr(reduction, "SMEM_ROW_BYTES", 0)
+    g = torch.Generator().manual_seed(width)
+    x = (torch.randn(2, width, generator=g, dtype=f64) * std + 1e4).to(f32)
+    fm = nvfuse.fuse(lambda t: (t.var(-1), F.layer_norm(t, (width,))), (x,))
+    var, ln = fm(x)
+    sig = fm.kernels[0].signature[1]
+    assert (sig.persist > 0, sig.smem, sig.cluster > 1) == {
+        "persistent": (True, False, False), "staged": (False, True, False),
+        "cluster": (False, True, True), "looped": (False, False, False)}[schedule]
+    exact = x.double().var(-1)
+    assert ((var.double() - exact).abs() / exact).max().item() < 1e-5
+    # layer norm centers on eager's mean, sum / n: no worse than eager's own float32
+    ref = F.layer_norm(x.double(), (width,))
+    eager = (F.layer_norm(x, (width,)).double() - ref).abs().max().item()
+    assert (ln.double() - ref).abs().max().item() <= max(eager, 1e-3)
+
+
 @pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")
 def test_degenerate_rows_match_eager(interpret: None) -> None:
     """n <= correction divides by zero as eager does (nan for one element, inf above)."""
