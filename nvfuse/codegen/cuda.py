@@ -235,8 +235,8 @@ class CudaEmitter:
             t = s.dsts[0].dtype.c_type
             srcs = [self.expr(e) for e in s.srcs]
             if s.op is None:
-                args = ", ".join([*(d.name for d in s.dsts), *srcs, s.slot])
-                self.line(f"nvf_cluster_welford<{self._cluster}, {t}>({args});")
+                joined = ", ".join([*(d.name for d in s.dsts), *srcs, s.slot])
+                self.line(f"nvf_cluster_welford<{self._cluster}, {t}>({joined});")
             else:
                 self.line(f"{s.dsts[0].name} = nvf_cluster_allreduce<{self._cluster}, "
                           f"{_REDUCE_OP_C[s.op]}, {t}>({srcs[0]}, {s.slot});")

@@ -58,7 +58,8 @@ def _cluster_reduce(m: Machine, s: ClusterReduce) -> None:
         acc = combine(acc, tuple(v[:, rank] for v in firsts))
     barrier(m, blocks)
     for var, value in zip(s.dsts, acc):
-        per_thread = np.repeat(np.asarray(value, dtype=dtype.np_storage), size * block)
+        per_thread: np.ndarray = np.repeat(np.asarray(value, dtype=dtype.np_storage),
+                                           size * block)
         assign_var(m, var, per_thread, dtype)
 
 

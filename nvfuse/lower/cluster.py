@@ -54,7 +54,8 @@ class ClusterLowering(RowLowering):
         idx = self.idx
         self.size = Const(sig.cluster, idx)
         self.rank, self.base = Var("crank", idx), Var("cbase", idx)
-        self.stop = Var("cstop", idx)
+        self.end = Var("cstop", idx)
+        self.stop = self.end
         self.all_staged = True
         self._slots = 0
 
@@ -65,7 +66,7 @@ class ClusterLowering(RowLowering):
             Declare("row", idx, init=IndexOp("/", block, self.size, idx)),
             Declare(self.rank.name, idx, init=IndexOp("%", block, self.size, idx)),
             Declare(self.base.name, idx, init=IndexOp("*", self.rank, self.smem_cols, idx)),
-            Declare(self.stop.name, idx, init=Compute(Prim.MINIMUM, (
+            Declare(self.end.name, idx, init=Compute(Prim.MINIMUM, (
                 IndexOp("+", self.base, self.smem_cols, idx), self.numel), idx)),
         ]
         return Var("row", idx)
