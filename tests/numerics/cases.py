@@ -129,6 +129,21 @@ def check_fused(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...],
 
 
 # -- input makers -------------------------------------------------------------------------------
+def special_rows(x: torch.Tensor) -> torch.Tensor:
+    """A copy of the [rows >= 6, width] float `x` with the rows every row schedule is checked
+    on: row 0 all -inf, row 1 one +inf (a third of the way), row 2 a NaN in its last column,
+    row 3 +inf first and -inf last, row 4 as it was, row 5 its first half -inf (threads,
+    lanes or blocks holding only -inf)."""
+    inf, width = float("inf"), x.shape[-1]
+    x = x.clone()
+    x[0] = -inf
+    x[1, width // 3] = inf
+    x[2, width - 1] = float("nan")
+    x[3, 0], x[3, width - 1] = inf, -inf
+    x[5, :width // 2] = -inf
+    return x
+
+
 def float_specials(dtype: torch.dtype) -> list[float]:
     tiny = torch.finfo(dtype).smallest_normal / 4  # a denormal of the dtype
     return [NAN, INF, -INF, 0.0, -0.0, tiny, -tiny]

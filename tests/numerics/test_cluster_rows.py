@@ -20,6 +20,7 @@ import pytest
 import torch
 from test_looped_rows import _inputs
 from test_persistent import OPS, _ptxas_report
+from cases import special_rows
 from test_reductions import _make, _run
 
 import nvfuse
@@ -35,7 +36,7 @@ from nvfuse.runtime import executor
 from nvfuse.schedule import names, reduction
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-INF, NAN = float("inf"), float("nan")
+NAN = float("nan")
 CAP = 2048  # staging bytes per block at interpreter sizes: 512 fp32 columns
 
 _generated: dict[str, str] = {}  # kernel name -> source
@@ -83,12 +84,7 @@ def test_nan_and_inf_rows(interpret: None, small_cap: None, op: str, width: int)
     first block and -inf in the last, row 4 finite, row 5 its first half -inf (blocks holding
     only -inf), row 6 one NaN in the first block."""
     inputs = _inputs(op, width, f32, rows=7)
-    x = inputs[0].clone()
-    x[0] = -INF
-    x[1, width // 3] = INF
-    x[2, width - 1] = NAN
-    x[3, 0], x[3, width - 1] = INF, -INF
-    x[5, :width // 2] = -INF
+    x = special_rows(inputs[0])
     x[6, 1] = NAN
     _check(OPS[op][0], (x, *inputs[1:]), f32, 2 if width == 600 else 8)
 

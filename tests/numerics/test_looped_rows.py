@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_persistent import OPS, _loads, _ptxas_report, _vector_accesses
+from cases import special_rows
 from test_reductions import _make, _run
 
 from nvrtc_batch import compile_all
@@ -23,7 +24,6 @@ from nvfuse.runtime import executor
 from nvfuse.schedule import reduction
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-INF, NAN = float("inf"), float("nan")
 
 _generated: dict[str, str] = {}  # kernel name -> source
 
@@ -104,12 +104,7 @@ def test_nan_and_inf_rows(interpret: None, looped: None, op: str) -> None:
     row 5 its first half -inf (threads holding only -inf)."""
     width = 1200
     inputs = _inputs(op, width, f32, rows=6)
-    x = inputs[0].clone()
-    x[0] = -INF
-    x[1, width // 3] = INF
-    x[2, width - 1] = NAN
-    x[3, 0], x[3, width - 1] = INF, -INF
-    x[5, :width // 2] = -INF
+    x = special_rows(inputs[0])
     _check(op, (x, *inputs[1:]), f32, 4)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import special_rows
 from test_reductions import _make, _run
 
 from nvrtc_batch import compile_all
@@ -28,7 +29,6 @@ from nvfuse.schedule.reduction import PERSIST_BUCKETS, PERSIST_WORDS, persistent
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 FLOATS = (f32, f16, bf16, f64)
-INF, NAN = float("inf"), float("nan")
 
 _generated: dict[str, str] = {}  # kernel name -> source
 
@@ -96,12 +96,7 @@ def test_nan_and_inf_rows(interpret: None, op: str, width: int) -> None:
     """Row 0 all -inf, row 1 one +inf, row 2 one NaN, row 3 +inf and -inf, row 4 finite,
     row 5 its first half -inf (threads holding only -inf)."""
     inputs = _inputs(op, width, f32, rows=6)
-    x = inputs[0].clone()
-    x[0] = -INF
-    x[1, width // 3] = INF
-    x[2, width - 1] = NAN
-    x[3, 0], x[3, width - 1] = INF, -INF
-    x[5, :width // 2] = -INF
+    x = special_rows(inputs[0])
     fm = _run(OPS[op][0], (x, *inputs[1:]), f32)
     _generated.update((k.name, k.source) for k in fm.kernels)
 

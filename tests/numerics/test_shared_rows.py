@@ -19,6 +19,7 @@ import pytest
 import torch
 from test_looped_rows import ROW_OPS, _inputs
 from test_persistent import OPS, _ptxas_report, _vector_accesses
+from cases import special_rows
 from test_reductions import _make, _run
 
 import nvfuse
@@ -30,7 +31,6 @@ from nvfuse.runtime import executor
 from nvfuse.schedule import names, reduction
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-INF, NAN = float("inf"), float("nan")
 CAP = 2048  # staging bytes per block at interpreter sizes
 
 _generated: dict[str, str] = {}  # kernel name -> source
@@ -129,12 +129,7 @@ def test_nan_and_inf_rows(interpret: None, staged: None, op: str, width: int) ->
     """Row 0 all -inf, row 1 one +inf, row 2 one NaN (in the overflow part of a long row),
     row 3 +inf and -inf, row 4 finite, row 5 its first half -inf."""
     inputs = _inputs(op, width, f32, rows=6)
-    x = inputs[0].clone()
-    x[0] = -INF
-    x[1, width // 3] = INF
-    x[2, width - 1] = NAN
-    x[3, 0], x[3, width - 1] = INF, -INF
-    x[5, :width // 2] = -INF
+    x = special_rows(inputs[0])
     _check(OPS[op][0], (x, *inputs[1:]), f32, True)
 
 

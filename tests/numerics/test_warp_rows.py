@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import special_rows
 from test_reductions import _make, _run, _tol
 
 from nvrtc_batch import compile_all
@@ -24,7 +25,6 @@ from nvfuse.schedule.reduction import (
 from nvfuse.schedule.kind import ScheduleKind
 
 f16, bf16, f32, f64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-INF, NAN = float("inf"), float("nan")
 
 _generated: dict[str, str] = {}  # kernel name -> source
 
@@ -110,12 +110,7 @@ def test_warp_rows_dtypes(interpret: None, op: str, dtype: torch.dtype, width: i
 def test_nan_and_inf_rows(interpret: None, op: str, width: int) -> None:
     """Row 0 all -inf, row 1 one +inf, row 2 one NaN, row 3 +inf and -inf, row 4 finite,
     row 5 its first half -inf (lanes holding only -inf), rows 6-8 finite (a partial block)."""
-    x = _x(op, 9, width, f32)
-    x[0] = -INF
-    x[1, width // 3] = INF
-    x[2, width - 1] = NAN
-    x[3, 0], x[3, width - 1] = INF, -INF
-    x[5, :width // 2] = -INF
+    x = special_rows(_x(op, 9, width, f32))
     fm = _run(OPS[op], (x,), f32, _tolerance(op, f32, width))
     _check(fm, 9)
 
