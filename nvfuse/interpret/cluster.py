@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nvfuse.interpret.reduce import State, scalar_combine, welford_combine
+from nvfuse.interpret.reduce import State, scalar_combine, sources, welford_combine
 from nvfuse.interpret.shared import barrier, check_quiet
-from nvfuse.interpret.state import Machine, assign_var, evaluate_expr, register_stmt, uniform_groups
+from nvfuse.interpret.state import Machine, assign_var, register_stmt, uniform_groups
 from nvfuse.lower.kir import ClusterReduce, ClusterSync
 
 
@@ -49,9 +49,7 @@ def _cluster_reduce(m: Machine, s: ClusterReduce) -> None:
     m.cluster_slots.add(s.slot)
     size, block = m.kernel.cluster, m.kernel.block
     # thread 0 of each block writes the slot: its sources are the block's
-    firsts: State = tuple(
-        np.broadcast_to(np.asarray(evaluate_expr(m, e), dtype=dtype.np_storage),
-                        (m.threads,)).reshape(-1, size, block)[:, :, 0] for e in s.srcs)
+    firsts: State = tuple(v.reshape(-1, size, block)[:, :, 0] for v in sources(m, s.srcs, dtype))
     combine = welford_combine if s.op is None else scalar_combine(s.op, dtype)
     acc: State = tuple(v[:, 0] for v in firsts)
     for rank in range(1, size):

@@ -119,7 +119,8 @@ def _block_allreduce(m: Machine, values: State, combine: Combine, ident: State) 
                  for r in result)
 
 
-def _sources(m: Machine, exprs: tuple[Expr, ...], dtype: DType) -> State:
+def sources(m: Machine, exprs: tuple[Expr, ...], dtype: DType) -> State:
+    """Each of `exprs` as a (threads,) array of `dtype`'s storage type."""
     return tuple(np.broadcast_to(np.asarray(evaluate_expr(m, e), dtype=dtype.np_storage),
                                  (m.threads,)) for e in exprs)
 
@@ -137,9 +138,9 @@ def _reduce(m: Machine, scope: ReduceScope, exprs: tuple[Expr, ...], dtype: DTyp
     _check_block(m, what)
     if scope is ReduceScope.WARP:
         uniform_groups(m, WARP, "warp", what)
-        return _warp_allreduce(m, _sources(m, exprs, dtype), combine)
+        return _warp_allreduce(m, sources(m, exprs, dtype), combine)
     blocks = uniform_groups(m, m.kernel.block, "block", what)
-    values = _sources(m, exprs, dtype)  # before the helper writes its scratch, as on the device
+    values = sources(m, exprs, dtype)  # before the helper writes its scratch, as on the device
     assert scratch is not None  # the kir node guarantees it
     arr = check_quiet(m, scratch, blocks)
     need = len(exprs) * (m.kernel.block // WARP)
@@ -202,7 +203,7 @@ def _arg_reduce(m: Machine, s: ArgReduce) -> None:
     _check_block(m, what)
     dtype, i64 = s.value.dtype, DType.INT64
     combine = arg_combine(s.op is ReduceOp.MAX)
-    values = _sources(m, (s.src_value,), dtype) + _sources(m, (s.src_index,), i64)
+    values = sources(m, (s.src_value,), dtype) + sources(m, (s.src_index,), i64)
     if s.scope is ReduceScope.WARP:
         uniform_groups(m, WARP, "warp", what)
         result = _warp_allreduce(m, values, combine)

@@ -24,7 +24,6 @@ from nvfuse.dtypes import DType
 from nvfuse.fusion.ir import FusionIR
 from nvfuse.fusion.prims import Prim
 from nvfuse.lower.kir import (
-    BlockReduce,
     ClusterReduce,
     ClusterSync,
     Compute,
@@ -33,14 +32,12 @@ from nvfuse.lower.kir import (
     Expr,
     IndexOp,
     ReduceOp,
-    ReduceScope,
     Shared,
     Special,
     Stmt,
     Var,
-    WelfordReduce,
 )
-from nvfuse.lower.reduction_state import SCRATCH, RowLowering
+from nvfuse.lower.reduction_state import RowLowering
 from nvfuse.schedule.reduction import ReductionSignature
 
 
@@ -54,8 +51,7 @@ class ClusterLowering(RowLowering):
         idx = self.idx
         self.size = Const(sig.cluster, idx)
         self.rank, self.base = Var("crank", idx), Var("cbase", idx)
-        self.end = Var("cstop", idx)
-        self.stop = self.end
+        self.stop = Var("cstop", idx)
         self.all_staged = True
         self._slots = 0
 
@@ -66,7 +62,7 @@ class ClusterLowering(RowLowering):
             Declare("row", idx, init=IndexOp("/", block, self.size, idx)),
             Declare(self.rank.name, idx, init=IndexOp("%", block, self.size, idx)),
             Declare(self.base.name, idx, init=IndexOp("*", self.rank, self.smem_cols, idx)),
-            Declare(self.end.name, idx, init=Compute(Prim.MINIMUM, (
+            Declare("cstop", idx, init=Compute(Prim.MINIMUM, (
                 IndexOp("+", self.base, self.smem_cols, idx), self.numel), idx)),
         ]
         return Var("row", idx)
@@ -85,24 +81,22 @@ class ClusterLowering(RowLowering):
         return name
 
     def allreduce(self, dst: Var, src: Expr, op: ReduceOp, dtype: DType) -> list[Stmt]:
+        """The block's allreduce into dst_blk, then the cluster's."""
         part = Var(f"{dst.name}_blk", dtype)
-        out: list[Stmt] = [Declare(part.name, dtype), BlockReduce(part, src, op, SCRATCH[dtype])]
+        out: list[Stmt] = [Declare(part.name, dtype), *super().allreduce(part, src, op, dtype)]
         slot = self._slot(dtype, 1, out)
         out.append(ClusterReduce((dst,), (part,), op, slot))
         return out
 
     def welford_allreduce(self, results: list[Var], states: list[Var], tag: str,
                           block: int) -> tuple[list[Stmt], list[Stmt]]:
+        """The block's Welford allreduce into <result>_blk, then the cluster's."""
         dtype = states[0].dtype
-        scratch = f"wel_{dtype.c_type}{tag}"
         parts = [Var(f"{r.name}_blk", dtype) for r in results]
-        setup: list[Stmt] = [Shared(scratch, dtype, 3 * max(1, block // 32))]
+        setup, combine = super().welford_allreduce(parts, states, tag, block)
         setup += [Declare(p.name, dtype) for p in parts]
         slot = self._slot(dtype, 3, setup)
-        combine: list[Stmt] = [
-            WelfordReduce(parts[0], parts[1], parts[2], states[0], states[1], states[2],
-                          ReduceScope.BLOCK, scratch),
-            ClusterReduce(tuple(results), tuple(parts), None, slot)]
+        combine.append(ClusterReduce(tuple(results), tuple(parts), None, slot))
         return setup, combine
 
     def first_thread(self) -> Expr:

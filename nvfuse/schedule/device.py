@@ -42,6 +42,13 @@ DEFAULTS = {
 }
 
 
+def arch_number(arch: str) -> int:
+    """The compute capability of `arch` as a number: 90 for sm_90 or sm_90a, 0 for a name
+    without one."""
+    digits = "".join(ch for ch in arch.split("_", 1)[-1] if ch.isdigit())
+    return int(digits) if digits else 0
+
+
 @functools.cache
 def device_props(arch: str) -> DeviceProps:
     """The properties of the device `arch` targets (see the module docstring)."""

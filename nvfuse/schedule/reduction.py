@@ -84,7 +84,7 @@ from nvfuse.fusion.ir import (
 )
 from nvfuse.fusion.phases import PhaseKind, reduction_phases
 from nvfuse.fusion.prims import ARG_REDUCTIONS, REDUCTIONS, Prim
-from nvfuse.schedule.device import DEFAULTS, device_props
+from nvfuse.schedule.device import DEFAULTS, arch_number, device_props
 from nvfuse.schedule import names
 from nvfuse.schedule.kind import ScheduleKind
 from nvfuse.schedule.pointwise import (
@@ -301,8 +301,12 @@ def smem_cols(row_numel: int, itemsizes: Sequence[int], arch: str = "sm_90") -> 
     """The columns staged in shared memory (see above) for staged inputs of these sizes."""
     if not itemsizes:
         return 0
-    fit = max(smem_row_bytes(arch), 0) // sum(itemsizes)
-    return row_numel if row_numel <= fit else fit // SMEM_COLS_STEP * SMEM_COLS_STEP
+    return row_numel if row_numel <= _fit(itemsizes, arch, 1) else _fit(itemsizes, arch)
+
+
+def _fit(itemsizes: Sequence[int], arch: str, step: int = SMEM_COLS_STEP) -> int:
+    """The most columns of inputs of these sizes one block stages, a multiple of `step`."""
+    return max(smem_row_bytes(arch), 0) // sum(itemsizes) // step * step
 
 
 # Cluster rows (sig.cluster = C > 1; nvfuse/lower/cluster.py): a staged row too long for one
@@ -323,11 +327,10 @@ def cluster_for(ir: FusionIR, row_numel: int, itemsizes: Sequence[int],
     """(C, smem_cols) of the cluster row for staged inputs of these sizes, or (1, 0) when one
     block holds the row, the arch has no clusters, the row needs more than the largest
     cluster, or the fusion has an arg reduction."""
-    digits = "".join(ch for ch in arch.removeprefix("sm_") if ch.isdigit())
-    if not itemsizes or not digits or int(digits) < CLUSTER_MIN_ARCH or any(
+    if not itemsizes or arch_number(arch) < CLUSTER_MIN_ARCH or any(
             n.op in ARG_REDUCTIONS for n in ir.nodes):
         return 1, 0
-    fit = max(smem_row_bytes(arch), 0) // sum(itemsizes) // SMEM_COLS_STEP * SMEM_COLS_STEP
+    fit = _fit(itemsizes, arch)
     if row_numel <= fit or fit == 0:
         return 1, 0
     for size in CLUSTER_SIZES:

@@ -46,6 +46,7 @@ def compile_all(sources: dict[str, str], arch: str, label: str) -> None:
 
 
 def _has_clusters(arch: str) -> bool:
+    from nvfuse.schedule.device import arch_number
     from nvfuse.schedule.reduction import CLUSTER_MIN_ARCH
 
-    return int("".join(ch for ch in arch if ch.isdigit())) >= CLUSTER_MIN_ARCH
+    return arch_number(arch) >= CLUSTER_MIN_ARCH
