@@ -117,8 +117,7 @@ NVF_HD nvf_welford<T> nvf_welford_combine(nvf_welford<T> a, nvf_welford<T> b) {
   return r;
 }
 
-struct nvf_op_welford {
-  template <typename T> static NVF_HD T combine(T a, T b) { return nvf_welford_combine(a, b); }
+struct nvf_op_welford {  // the empty state, for lanes past the block's warps
   template <typename T> static NVF_HD T identity() {
     T r;
     r.mean = 0;
@@ -172,9 +171,19 @@ __device__ __forceinline__ T nvf_block_allreduce(T v, T* scratch) {
   return partial;
 }
 
+// The order of nvf_warp_allreduce, with the pair's operands chosen before the one combine: a
+// Welford combine (a division and a dozen operations) is not commutative in rounding, so the
+// compiler cannot merge the two combines of the generic form, and emitted both per step.
 template <typename T>
 __device__ __forceinline__ nvf_welford<T> nvf_warp_allreduce_welford(nvf_welford<T> v) {
-  return nvf_warp_allreduce<nvf_op_welford, nvf_welford<T> >(v);
+  const unsigned lane = threadIdx.x & 31u;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const nvf_welford<T> other = nvf_shfl_xor(v, offset);
+    const bool upper = (lane & offset) != 0u;
+    v = nvf_welford_combine<T>(upper ? other : v, upper ? v : other);
+  }
+  return v;
 }
 
 // Structure of arrays in a plain T scratch, so the kernel declares it like any other.
