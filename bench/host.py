@@ -14,8 +14,11 @@ slower machine where the absolute numbers do not:
     the arch given): `median_over_empty`.  Also the phases of those compiles (front end alone
     with --fdevice-syntax-only, then + NVVM to PTX for compute_XY, then + ptxas to the cubin),
     the first NVRTC call of a fresh process, a plan's kernels compiled one after another
-    against all at once on worker threads, and the NVRTC options that might cost time for no
-    gain.
+    against all at once on worker threads, the NVRTC options that might cost time for no
+    gain, the median again at NVRTC's lowest optimisation (`floor_over_empty`: what no option
+    goes under), and NVRTC's own time trace of the empty and the median kernel (the fixed
+    cost every compile pays: front end with NVRTC's builtin header, NVVM's module linker,
+    ptxas's PTX parsing).
 Timing: min over repeats of the mean of a loop (host path), median of repeats (compiles).
 """
 
@@ -43,7 +46,19 @@ from nvfuse.runtime.packed import ArgBuffer
 EMPTY_KERNEL = 'extern "C" __global__ void nvf_empty(float* y) { y[threadIdx.x] = 1.0f; }\n'
 OPTION_SETS: tuple[tuple[str, ...], ...] = (
     (), ("--extra-device-vectorization",), ("-lineinfo",), ("-Xptxas=-O2",), ("--dopt=on",),
-    ("--Ofast-compile=mid",),
+    ("--Ofast-compile=mid",), ("--Ofast-compile=max",),
+)
+# NVRTC's fastest compile of the bench kernels that still yields a cubin (the fastest of the
+# --Ofast-compile levels measured on NVRTC 13.5: "max" runs slower than "mid"): the floor no
+# choice of options goes under.  Not used by nvfuse: it leaves loops rolled (fewer loads in
+# flight, see options_sass_global_loads)
+FLOOR_OPTIONS = ("--Ofast-compile=mid",)
+# the spans of NVRTC's own time trace (--fdevice-time-trace) that split a compile's fixed cost
+TRACE_SPANS = (
+    ("front end", "CUDA C++ Front-End"), ("of which header files", "Processing Header File"),
+    ("NVVM", "LibNVVM"), ("of which module linker", "NVVM Module Linker"),
+    ("of which optimizer", "NVVM Optimizer"), ("ptxas", "Total PTXAS Time"),
+    ("of which PTX parsing", "PTX parsing and setup time"),
 )
 
 
@@ -156,6 +171,31 @@ def _phases_ms(source: str) -> tuple[float, float, float]:
         runs["cubin"].append(_plain_ms(source, opts, arch))
     front, ptx, cubin = (statistics.median(runs[k]) for k in ("front", "ptx", "cubin"))
     return front, ptx - front, cubin - ptx
+
+
+def _trace_ms(source: str) -> dict[str, float] | None:
+    """NVRTC's own time trace of one compile of `source` with nvfuse's options, as the
+    `TRACE_SPANS` in milliseconds (None where this NVRTC has no --fdevice-time-trace)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = os.path.join(tmp, "trace")
+        try:
+            _plain_ms(source, (*nvrtc.COMPILE_OPTIONS, *nvrtc.speed_options(),
+                               f"--fdevice-time-trace={stem}"))
+        except Exception:
+            return None
+        paths = [os.path.join(tmp, f) for f in os.listdir(tmp)]
+        if not paths:
+            return None
+        with open(paths[0]) as f:
+            events = json.load(f)
+    events = events.get("traceEvents", []) if isinstance(events, dict) else events
+    spans: dict[str, float] = {}
+    for label, name in TRACE_SPANS:
+        us = sum(e.get("dur", 0) for e in events if e.get("ph") == "X" and e.get("name") == name)
+        spans[label] = round(us / 1e3, 1)
+    return spans
 
 
 @contextlib.contextmanager
@@ -272,6 +312,12 @@ def compile_times() -> dict[str, Any]:
             loads[name] = _sass_loads(sample, opts)
         except nvfuse.CompileError as e:
             options[name] = f"refused: {str(e).splitlines()[0][:80]}"
+    try:
+        floor = statistics.median(_median_ms(src, FLOOR_OPTIONS, repeats=1) for _, src in sources)
+    except nvfuse.CompileError:  # an NVRTC without --Ofast-compile
+        floor = None
+    median_source = dict(sources)[median_name]
+    traces = {"empty kernel": _trace_ms(EMPTY_KERNEL), median_name: _trace_ms(median_source)}
     slowest_two = sorted(sources, key=lambda kv: per_kernel[kv[0]])[-2:]
     serial, parallel = parallel_plan_ms([s for _, s in slowest_two])
     return {
@@ -285,6 +331,12 @@ def compile_times() -> dict[str, Any]:
         "median_kernel_ms": round(median, 1),
         "median_over_empty": round(median / empty, 3),
         "per_kernel_ms": per_kernel,
+        # the same median with NVRTC's optimisation turned down (FLOOR_OPTIONS), over the same
+        # empty-kernel reference: what no choice of options can go under
+        "floor_options": " ".join(FLOOR_OPTIONS),
+        "floor_median_ms": None if floor is None else round(floor, 1),
+        "floor_over_empty": None if floor is None else round(floor / empty, 3),
+        "nvrtc_time_trace_ms": traces,
         "options_median_ms": options,
         # global load instructions in the sample's SASS per option set (None: no nvdisasm):
         # fewer than nvfuse's means loops left rolled, fewer loads in flight per thread
@@ -322,6 +374,8 @@ def to_markdown(report: dict[str, Any]) -> str:
               f"{c.get('empty_kernel_nvfuse_options_ms', '')} |",
               f"| median bench kernel ({c['bench_kernels']}) | {c['median_kernel_ms']} "
               f"({c['median_over_empty']}x empty) |",
+              f"| median bench kernel, NVRTC's floor ({c.get('floor_options', '')}) | "
+              f"{c.get('floor_median_ms')} ({c.get('floor_over_empty')}x empty) |",
               f"| two-kernel plan, serial | {c['two_kernel_plan_serial_ms']} |",
               f"| two-kernel plan, parallel ({c['cores']} cores) | "
               f"{c['two_kernel_plan_parallel_ms']} (slowest alone {c['slowest_of_the_two_ms']}) |",
@@ -332,6 +386,14 @@ def to_markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {k} | " + (" | ".join(str(x) for x in v) if isinstance(v, list) else v)
                   + " |" for k, v in phases.items()]
+        lines += [""]
+    traces = {k: v for k, v in c.get("nvrtc_time_trace_ms", {}).items() if v}
+    if traces:
+        labels = [label for label, _ in TRACE_SPANS]
+        lines += ["| NVRTC's time trace, ms | " + " | ".join(labels) + " |",
+                  "|---|" + "---:|" * len(labels)]
+        lines += [f"| {k} | " + " | ".join(str(v.get(x, "")) for x in labels) + " |"
+                  for k, v in traces.items()]
         lines += [""]
     loads = c.get("options_sass_global_loads", {})
     lines += ["| NVRTC options (a sample of the kernels) | median ms | global loads in the SASS |",

@@ -106,3 +106,28 @@ def test_bench_host_splits_a_compile_into_its_phases() -> None:
     text = host.to_markdown(report)
     assert "| empty kernel, plain NVRTC defaults | 20.0 |" in text
     assert "| empty kernel | 11.0 | 2.0 | 5.0 |" in text
+
+
+def test_bench_host_reads_nvrtcs_time_trace() -> None:
+    from bench import host
+
+    spans = host._trace_ms(host.EMPTY_KERNEL)
+    if spans is None:
+        pytest.skip("this NVRTC has no --fdevice-time-trace")
+    assert [label for label, _ in host.TRACE_SPANS] == list(spans)
+    assert spans["front end"] > 0 and spans["NVVM"] > 0 and spans["ptxas"] > 0
+    # a part never exceeds the whole it belongs to
+    assert spans["of which header files"] <= spans["front end"]
+    assert spans["of which module linker"] + spans["of which optimizer"] <= spans["NVVM"]
+    assert spans["of which PTX parsing"] <= spans["ptxas"]
+    report = {"meta": {"date": "2026-01-01"}, "host": [], "tracing_ms": 1.0,
+              "compile": {"first_nvrtc_call_ms": 1.0, "empty_kernel_ms": 20.0,
+                          "bench_kernels": 2, "median_kernel_ms": 40.0, "median_over_empty": 2.0,
+                          "floor_options": "--Ofast-compile=mid", "floor_median_ms": 30.0,
+                          "floor_over_empty": 1.5, "nvrtc_time_trace_ms": {"empty kernel": spans},
+                          "two_kernel_plan_serial_ms": 1.0, "two_kernel_plan_parallel_ms": 1.0,
+                          "slowest_of_the_two_ms": 1.0, "cores": 2, "options_median_ms": {}}}
+    text = host.to_markdown(report)
+    floor = "| median bench kernel, NVRTC's floor (--Ofast-compile=mid) | 30.0 (1.5x empty) |"
+    assert floor in text
+    assert f"| empty kernel | {spans['front end']} |" in text
