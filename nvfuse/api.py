@@ -191,7 +191,11 @@ class FusedModule:
         through AOTAutograd (the torch.compile path): forward and backward both fused, on the
         frontend's `autograd_target` (a TorchScript function's converted aten graph, which
         shares the script's parameters and buffers, so gradients and running statistics land on
-        the user's).  So does any call of a callable make_fx cannot trace (`Plan.compiled`)."""
+        the user's).  So does any call of a callable make_fx cannot trace (`Plan.compiled`).
+        A frame Dynamo cannot compile (its fake tensors refuse an op eager runs, e.g. an empty
+        matmul of mixed dtypes) runs eagerly, frame by frame as Dynamo's own fallback does, so
+        nothing runs twice; eager's own error where eager raises too.  Strict mode
+        (NVFUSE_STRICT=1) raises Dynamo's error instead."""
         if self._autograd is None:
             target = self._frontend.autograd_target()
             if target is None:
@@ -199,7 +203,10 @@ class FusedModule:
                           "needed (use torch.compile(model, backend='nvfuse') to train fused)")
                 return self._original(*inputs)
             self._autograd = torch.compile(target, backend=nvfuse_backend)
-        return self._autograd(*inputs)
+        if config.get().strict:
+            return self._autograd(*inputs)
+        with torch._dynamo.config.patch(suppress_errors=True):
+            return self._autograd(*inputs)
 
     # -- plans -------------------------------------------------------------------------------
     def _check_arity(self, inputs: Sequence[Any], what: str = "") -> None:

@@ -378,3 +378,33 @@ def test_a_graph_aot_autograd_refuses_runs_eagerly(monkeypatch: pytest.MonkeyPat
         out = fm(a)
     assert out.shape == fn(a).shape == (1, 1, 0)
     assert any("AOTAutograd cannot trace" in str(w.message) for w in caught)
+
+
+def test_a_frame_dynamo_cannot_trace_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_fx refuses a matmul of bool and int64, so the call goes through torch.compile,
+    whose fake tensors refuse it too; eager multiplies the empty operands.  The frame runs
+    eagerly (eager's result), and where eager itself raises the caller gets eager's error;
+    NVFUSE_STRICT=1 raises Dynamo's error instead.  (Fuzzer seed 17607.)"""
+    from nvfuse import config
+
+    monkeypatch.setenv("NVFUSE_INTERPRET", "1")
+    monkeypatch.delenv("NVFUSE_STRICT", raising=False)
+    config.reload()
+
+    def fn(a: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, a.sum([0, 1, 2], keepdim=True))
+
+    empty = torch.zeros(0, 1, 1, dtype=torch.bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # make_fx's refusal is announced
+        torch._dynamo.reset()
+        got = nvfuse.fuse(fn, (empty.clone(),))(empty)
+        torch.testing.assert_close(got, fn(empty))
+        _check_against_eager(fn, torch.ones(2, 3, 3, dtype=torch.bool))  # eager's own error
+        monkeypatch.setenv("NVFUSE_STRICT", "1")
+        config.reload()
+        torch._dynamo.reset()
+        with pytest.raises(RuntimeError):  # Dynamo's TorchRuntimeError
+            nvfuse.fuse(fn, (empty.clone(),))(empty)
+    monkeypatch.delenv("NVFUSE_STRICT")
+    config.reload()
