@@ -96,24 +96,18 @@ def _rows(b: Builder) -> frozenset[int]:
                                reduce_ndim=b.reduce_ndim, reduce_dims=b.reduce_dims))
 
 
-def _elementwise(target: Any) -> bool:
-    """Whether the op's result is the broadcast of its operands (torch's pointwise tag, and
-    `copy(self, src)`: src broadcast to self's shape, untagged)."""
-    return target is torch.ops.aten.copy.default or \
-        torch.Tag.pointwise in getattr(target, "tags", ())
-
-
 # Reductions whose result has their operand's shape (not the reduced one): by definition, not
 # by a size that happens to be 1 (a plan may be reused for other sizes).
 _SHAPE_PRESERVING = frozenset(
     getattr(getattr(torch.ops.aten, name), overload)
     for name, overload in (("_softmax", "default"), ("_log_softmax", "default"),
-                           ("softmax", "int"), ("log_softmax", "int"))
+                           ("softmax", "int"), ("log_softmax", "int"), ("layer_norm", "default"))
     if hasattr(getattr(torch.ops.aten, name), overload))
 
 
 def _keeps_shape(node: fx.Node) -> bool:
-    """Whether `node` is a reduction whose result has its operand's shape (a softmax)."""
+    """Whether `node` is a reduction whose result has its operand's shape (a softmax, a layer
+    norm)."""
     return node.target in _SHAPE_PRESERVING
 
 
@@ -136,6 +130,7 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
         elif node.op == "call_function":
             meta = meta_tensor(node)
             is_cat = concat.is_concat(node.target)
+            reduce_calls = b.reduce_calls
             try:
                 if is_cat:
                     out = dtypes.from_torch(meta.dtype)
@@ -148,13 +143,14 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
-            if b.reduce_ndim and result.index in _rows(b) and not _elementwise(node.target) \
-                    and not _keeps_shape(node):
-                # a row value has the reduced shape of what it reduces; an elementwise op's
-                # result is the broadcast of its operands (row values and literals), so a
-                # shape-only constant among them (`zeros_like(x) + x.sum(0)`) keeps its shape,
-                # and so does an op whose result has its operand's shape (a softmax of a row
-                # value broadcast to the full shape by `copy`)
+            reduces = b.reduce_calls > reduce_calls and not is_cat
+            if reduces and result.index in _rows(b) and not _keeps_shape(node):
+                # a reduction's result has the reduced shape of what it reduces.  Any other
+                # op's result is the broadcast of its operands -- elementwise ops, casts, fills,
+                # copies -- even where every operand is a row value or a literal in the IR, so
+                # a shape-only constant among them keeps its shape (`zeros_like(x) + x.sum(0)`,
+                # `isnan(int_x)` folded to False, a `fill_` of x), and so does a reduction whose
+                # result has its operand's shape (a softmax or layer norm of such a value)
                 direct, through = frozenset(), direct | through
             if is_cat:  # its shape is the concatenation's, not its pieces' broadcast
                 direct = frozenset()

@@ -66,6 +66,7 @@ class Builder:
         self.reduce_ndim = 0  # set by the first reduction; every later one must agree
         self.concats: list[Concat] = []  # one per cat / stack / pad (nvfuse.fusion.concat)
         self.reduce_dims: tuple[int, ...] | None = None  # non-trailing reduced dims
+        self.reduce_calls = 0  # `reduce` calls so far (CSE hits included): which ops reduce
 
     # -- leaves ------------------------------------------------------------------------------
     def add_node(self, node: Node) -> int:
@@ -109,6 +110,7 @@ class Builder:
         argmin's, int64 indices.  Raises Unsupported when the group already reduces other
         dims."""
         self._reduces(dims)
+        self.reduce_calls += 1
         dtype = DType.INT64 if op in ARG_REDUCTIONS else v.dtype
         index = self.add_node(Node(op, (v.index,), dtype))
         return Val(index, dtype, dtype)

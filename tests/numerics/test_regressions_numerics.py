@@ -218,6 +218,7 @@ SHAPE_CONSTANT_PROGRAMS: dict[str, Program] = {
     "smaller_constant": (lambda x: torch.zeros_like(x[0]) + x.sum(0), ((2, 7),)),
     "column_schedule": (lambda x: torch.zeros_like(x) + x.sum(0), ((600, 7),)),
     "split_schedule": (lambda x: torch.zeros_like(x) + x.sum(-1, keepdim=True), ((2, 70000),)),
+    "cast_of_a_sum": (lambda x: (torch.zeros_like(x) + x.sum(0)).to(torch.float64), ((2, 7),)),
 }
 
 
@@ -225,6 +226,29 @@ SHAPE_CONSTANT_PROGRAMS: dict[str, Program] = {
 def test_shape_only_constant_in_a_reduction_group(name: str) -> None:
     fn, shapes = SHAPE_CONSTANT_PROGRAMS[name]
     _check(fn, *(_rand(*s, seed=i) for i, s in enumerate(shapes)))
+
+
+# Ops whose every operand is a row value or a literal in the IR (a constant folded from the
+# input's dtype or a fill) still broadcast to their operands' full shape; only a reduction
+# takes the reduced one (fuzzer seeds 40494, 40727).
+FOLDED_OPERAND_PROGRAMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], torch.dtype]] = {
+    "isnan_int_against_its_amin": (lambda x: ((torch.isnan(x).amin([0, 1]) <= torch.isnan(x))
+                                              * 3).bool(), torch.int32),
+    "isnan_int_ge_its_amin": (lambda x: torch.ge(torch.isnan(x), torch.isnan(x).amin(
+        1, keepdim=True)).int(), torch.int32),
+    "layer_norm_of_a_fill": (lambda x: torch.layer_norm(x.clone().fill_(1.5), (5,)),
+                             torch.float16),
+    "layer_norm_of_a_full_like": (lambda x: torch.layer_norm(torch.full_like(x, 1.5), (2, 5)),
+                                  torch.float16),
+    "softmax_of_a_fill": (lambda x: torch.softmax(x.clone().fill_(2.0), -1)
+                          + x.amax(-1, keepdim=True), torch.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOLDED_OPERAND_PROGRAMS))
+def test_op_of_folded_operands_keeps_the_broadcast_shape(name: str) -> None:
+    fn, dtype = FOLDED_OPERAND_PROGRAMS[name]
+    _check(fn, _rand(3, 2, 5, dtype=dtype))
 
 
 # -- 12. constant reductions, empty rows, row-invariant outputs of empty rows ----------------
