@@ -43,9 +43,11 @@ values: the CPU's residue against CUDA's exact 0), gelu's tanh form where 1 + ta
 few ulps, prod of f16 / bf16 rows (the CPU multiplies in the half dtype and overflows, the
 device in float32), and at
 extreme values: fmod / remainder whose quotient overflows (the CPU's vectorised fmod gives NaN),
-layer_norm of values whose squares overflow (the CPU's moments give NaN), float32 / half
-var / std near the float32 range (the CPU accumulates in float64), float32 prod where the order
-of the partial products decides an overflow (see `_allowed`).
+layer_norm of values whose squares overflow (the CPU's moments give NaN), float16 / bfloat16
+layer_norm of rows of equal values (the CPU's half kernel leaves a residue that 1 / sqrt(eps)
+magnifies), in-place ops whose operand reads other elements of what they write (undefined),
+float32 / half var / std near the float32 range (the CPU accumulates in float64), float32 prod
+where the order of the partial products decides an overflow (see `_allowed`).
 
 Result kinds: "fused" (every fusion group ran as a kernel, no compute op left eager),
 "partial" (some group fell back or some compute op runs eagerly), "fallback" (no kernel ran:
@@ -425,6 +427,8 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # C++ UB: `_to` casts by CUDA's rule, type_as would cast by the CPU's
     if ("fmod" in expr or "remainder" in expr) and _fmod_quotient_overflows(tensors):
         return False  # the CPU's vectorised fmod gives NaN, CUDA's fmod the exact remainder
+    if "layer_norm" in expr and _half_flat_rows(expr, tensors[0]):
+        return False  # the CPU's half kernel leaves a residue that 1 / sqrt(eps) magnifies
     if "layer_norm" in expr and _squares_overflow(tensors[0]):
         return False  # CPU's row moments overflow to NaN; CUDA's depend on the kernel path
     if ("var" in expr or "std" in expr) and _float_variance_overflows(tensors[0]):
@@ -533,6 +537,50 @@ def _fmod_quotient_overflows(tensors: list[torch.Tensor]) -> bool:
     defined = a.isfinite() & b.isfinite() & (b != 0)
     common = torch.empty(0, dtype=torch.result_type(tensors[0], tensors[1]))
     return bool((((a / b).abs() > torch.finfo(_opmath(common)).max) & defined).any())
+
+
+def _half_flat_rows(expr: str, t: torch.Tensor) -> bool:
+    """A float16 / bfloat16 layer_norm with a row of equal values (a one-element row included):
+    the variance is 0, so the output is (x - mean) / sqrt(eps); the CPU's half kernel leaves a
+    rounding residue in x - mean (outputs of +-5 from a row [-428032.]), CUDA's Welford gives
+    the exact mean (0)."""
+    if t.dtype not in (torch.float16, torch.bfloat16) or t.numel() == 0:
+        return False
+    found = re.search(r"layer_norm\(\{0\}, \(([\d, ]*)\)\)", expr)
+    if found is None:
+        return False
+    row = math.prod(int(n) for n in found.group(1).replace(" ", "").split(",") if n)
+    rows = t.double().reshape(-1, max(row, 1))
+    return bool((rows.amax(1) == rows.amin(1)).any())
+
+
+def _addresses(t: torch.Tensor) -> torch.Tensor:
+    """The storage element offset of every element of `t`, in its order."""
+    off = torch.tensor(t.storage_offset(), dtype=torch.int64)
+    for size, stride in zip(t.shape, t.stride()):
+        off = off.unsqueeze(-1) + torch.arange(size, dtype=torch.int64) * stride
+    return off.reshape(-1)
+
+
+def _reads_other_written(stmt: Stmt, pool: list[_Value]) -> bool:
+    """An in-place statement on a tensor `dest` reading `src` (broadcast to dest's shape) where
+    an element of src is another element of dest (`v.add_(v[..., ::2])`): eager's CPU loop
+    reads a value it has already written, CUDA's threads race; torch leaves the result
+    undefined.  Judged on the pool's tensors before the statement runs."""
+    if stmt.kind != "inplace" or stmt.expr.startswith("{0}.clone()") or len(stmt.args) < 2:
+        return False
+    dest, src = pool[stmt.args[0]].tensor, pool[stmt.args[1]].tensor
+    if src.untyped_storage().data_ptr() != dest.untyped_storage().data_ptr():
+        return False
+    if src.dtype != dest.dtype:
+        return True  # a reinterpreting alias: elements do not line up
+    try:
+        read = _addresses(src.expand(dest.shape))
+    except RuntimeError:
+        return True
+    written = _addresses(dest)
+    elsewhere = torch.isin(read, written) & (read != written)
+    return bool(elsewhere.any())
 
 
 def _squares_overflow(t: torch.Tensor) -> bool:
@@ -676,6 +724,8 @@ def generate(seed: int, avoid: frozenset[str] = AVOID_ALL) -> Program:
         stmt = _random_stmt(rng, pool)
         if stmt is None:
             continue
+        if _reads_other_written(stmt, pool):
+            continue  # the order of the writes decides what is read: undefined (a race on CUDA)
         # an in-place statement is judged on the values it read (it has written them by now)
         before = [pool[a].tensor.clone() for a in stmt.args] if stmt.kind == "inplace" else None
         result = _try(stmt, pool)
