@@ -42,7 +42,8 @@ values whose result is subnormal (the CPU flushes it), var / std of an expanded 
 values: the CPU's residue against CUDA's exact 0), gelu's tanh form where 1 + tanh cancels to a
 few ulps, prod of f16 / bf16 rows (the CPU multiplies in the half dtype and overflows, the
 device in float32), and at
-extreme values: fmod / remainder whose quotient overflows (the CPU's vectorised fmod gives NaN),
+extreme values: fmod / remainder whose quotient overflows (the CPU's vectorised fmod gives NaN)
+or lies within ulps of an integer (CUDA's x / 0.1 is x * 10: an ulp decides ~0 or ~b),
 layer_norm of values whose squares overflow (the CPU's moments give NaN), float16 / bfloat16
 layer_norm of rows of equal values (the CPU's half kernel leaves a residue that 1 / sqrt(eps)
 magnifies), in-place ops whose operand reads other elements of what they write (undefined),
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import inspect
 import math
 import os
@@ -232,7 +234,9 @@ class Program:
         for k, s in enumerate(self.stmts):
             i = len(self.inputs) + k
             expr = s.expr.format(*(self.name(a) for a in s.args))
-            if nudge and s.kind not in ("view", "expand", "inplace"):
+            if nudge and "gelu" in s.expr:  # x * (1 + erf) / (1 + tanh): off by ulps of x
+                expr = f"_nudge({expr}, {self.name(s.args[0])})"
+            elif nudge and s.kind not in ("view", "expand", "inplace"):
                 expr = f"_nudge({expr})"
             lines.append(f"    {self.name(i)} = {expr}")
         lines.append(f"    return ({''.join(self.name(o) + ', ' for o in self.outputs)})")
@@ -261,12 +265,26 @@ def cuda_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out.to(dtype)
 
 
-def _nudge(x: Any) -> Any:
-    """`x` moved by up to 4 ulps of its dtype, at random (floating tensors only)."""
+def _nudge(x: Any, operand: Any = None) -> Any:
+    """`x` moved by up to 4 ulps of its dtype, at random (floating tensors only); by 4 ulps of
+    `operand` where that is larger (gelu: x * (1 + erf(x / sqrt 2)) cancels for x below -2, so
+    its result is only as exact as ulps of x -- CPU and CUDA erf differ there, and a later
+    fmod or division magnifies it).  A float16 / bfloat16 zero moves by 4 ulps of the tensor's
+    mean magnitude: eager rounds a composite op's intermediates to the half dtype (logsumexp's
+    log(sum) + max can cancel to exactly 0 where float32 intermediates leave -0.001), so a
+    half zero is only as exact as its operands."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0:
         return x
     eps = torch.finfo(x.dtype).eps * 4
-    return (x + x * ((torch.rand(x.shape, dtype=torch.float64) * 2 - 1) * eps)).to(x.dtype)
+    step = (torch.rand(x.shape, dtype=torch.float64) * 2 - 1) * eps
+    scale = x.double()
+    if isinstance(operand, torch.Tensor) and operand.shape == x.shape:
+        wider = operand.double().abs() > scale.abs()
+        scale = torch.where(wider & operand.isfinite(), operand.double(), scale)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        finite = scale[scale.isfinite() & (scale != 0)].abs()
+        scale = torch.where(scale == 0, float(finite.mean()) if finite.numel() else 1.0, scale)
+    return (x + scale * step).to(x.dtype)
 
 
 def compile_fn(source: str, reference: bool) -> Callable[..., Any]:
@@ -427,6 +445,9 @@ def _allowed(expr: str, args: list[_Value], result: torch.Tensor, kind: str,
         return False  # C++ UB: `_to` casts by CUDA's rule, type_as would cast by the CPU's
     if ("fmod" in expr or "remainder" in expr) and _fmod_quotient_overflows(tensors):
         return False  # the CPU's vectorised fmod gives NaN, CUDA's fmod the exact remainder
+    if ("fmod" in expr or "remainder" in expr or "rounding_mode=" in expr) and \
+            ".abs() + 1" not in expr and _fmod_quotient_near_integer(tensors):
+        return False  # an ulp of a computed operand decides between ~0 and ~b (or q and q-1)
     if "layer_norm" in expr and _half_flat_rows(expr, tensors[0]):
         return False  # the CPU's half kernel leaves a residue that 1 / sqrt(eps) magnifies
     if "layer_norm" in expr and _squares_overflow(tensors[0]):
@@ -539,6 +560,23 @@ def _fmod_quotient_overflows(tensors: list[torch.Tensor]) -> bool:
     return bool((((a / b).abs() > torch.finfo(_opmath(common)).max) & defined).any())
 
 
+def _fmod_quotient_near_integer(tensors: list[torch.Tensor]) -> bool:
+    """fmod / remainder / rounded division of floats whose quotient a / b is within a few ulps
+    of an integer: the remainder is ~0 or ~b (the rounded quotient q or q - 1) as the
+    operands' last bits fall, and eager on the CPU and on the device compute those bits
+    differently (CUDA's x / 0.1 is x * 10, the CPU's a division).  An exact multiple counts
+    too: it is one ulp away from the other answer."""
+    if len(tensors) < 2 or not (tensors[0].is_floating_point() or
+                                tensors[1].is_floating_point()):
+        return False
+    a, b = tensors[0].double(), tensors[1].double()
+    defined = a.isfinite() & b.isfinite() & (b != 0)
+    q = torch.where(defined, a / b, 0.5)
+    eps = torch.finfo(torch.result_type(tensors[0], tensors[1])).eps
+    near = (q - q.round()).abs() <= 16 * eps * q.abs().clamp(min=1)
+    return bool((near & defined & (a != 0)).any())
+
+
 def _half_flat_rows(expr: str, t: torch.Tensor) -> bool:
     """A float16 / bfloat16 layer_norm with a row of equal values (a one-element row included):
     the variance is 0, so the output is (x - mean) / sqrt(eps); the CPU's half kernel leaves a
@@ -638,10 +676,13 @@ def _addcmul_product_overflows(tensors: list[torch.Tensor]) -> bool:
     """addcmul(a, t1, t2, value) whose t1 * t2 leaves the opmath range somewhere: CUDA's
     `pointwise_op_impl` (and nvfuse) multiply t1 * t2 first and overflow there, the CPU
     multiplies value * t1 first and may stay finite (value 0.5, t2 = -1e38)."""
-    if len(tensors) < 3 or not all(t.is_floating_point() for t in tensors[1:3]):
+    if len(tensors) < 3:
         return False
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors[:3]))
+    if not dtype.is_floating_point:
+        return False  # an integer t1 or t2 is read in the float dtype the three promote to
     p = tensors[1].double() * tensors[2].double()
-    common = torch.empty(0, dtype=torch.result_type(tensors[1], tensors[2]))
+    common = torch.empty(0, dtype=dtype)
     return bool(((p.abs() > torch.finfo(_opmath(common)).max) & p.isfinite()).any())
 
 
