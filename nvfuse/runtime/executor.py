@@ -281,20 +281,27 @@ class _Ready:
     # nothing but fresh outputs and the stages (no in-place output, placed input, left-out
     # operand, workspace, seed or copy back): `run` takes its shortest path
     plain: bool = field(init=False)
+    # per output: (an empty tensor of its dtype on the device, shape, strides); the shortest
+    # path allocates with `template.new_empty_strided`, which parses no dtype or device (a
+    # template that is not a plain tensor -- made under a tensor subclass's mode -- leaves
+    # the call off the shortest path)
+    fresh: tuple[tuple[torch.Tensor, Any, Any], ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", tuple(zip(self.stages, self.scalars)))
+        object.__setattr__(self, "fresh", tuple(
+            (torch.empty(0, dtype=dtype, device=self.device), shape, strides)
+            for shape, strides, dtype in self.outputs))
         object.__setattr__(self, "plain", bool(
             self.stages and all(j is None for j in self.into) and not self.place
             and self.operands is None and not self.workspaces and not self.random
-            and not self.copies))
+            and not self.copies and all(type(t) is torch.Tensor for t, _, _ in self.fresh)))
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Allocate the outputs and run the stages; the caller counts the launches."""
         if self.plain and not POISON_OUTPUTS:
-            device = self.device
-            outputs = [torch.empty_strided(shape, strides, dtype=dtype, device=device)
-                       for shape, strides, dtype in self.outputs]
+            outputs = [template.new_empty_strided(shape, strides)
+                       for template, shape, strides in self.fresh]
             tensors = [*inputs, *outputs]
             for stage, args in self.calls:
                 stage.launch(tensors, args)
