@@ -45,7 +45,9 @@ class Plan:
     breaks leave such code to Python and fuse the graphs between them.  `eager`: the callable
     runs as it is, always (it raises eager's own error on these inputs, or it does what a
     traced graph cannot reproduce).  `mutates_inputs`: the graph writes into an input, which is
-    exact only while no two inputs share memory."""
+    exact only while no two inputs share memory.  `offsets`: the graph holds an `as_strided`,
+    whose storage offset is absolute (a view of a written input rebuilt after the write takes
+    the example's offset), so the plan holds for the inputs' storage offsets it was traced at."""
 
     def __init__(self, gm: fx.GraphModule | None, groups: list[FusionGroup],
                  grad_params: bool = False, sized: bool = False, compiled: bool = False,
@@ -59,6 +61,8 @@ class Plan:
         self.mutates_inputs = gm is not None and (
             _writes_placeholder(gm) or any(g.writes for g in groups))
         self.replayable = gm is not None and not self.mutates_inputs and replayable(gm)
+        self.offsets = gm is not None and any(
+            node.target is torch.ops.aten.as_strided.default for node in gm.graph.nodes)
 
 
 class _ReplayEntry:
@@ -92,6 +96,7 @@ class FusedModule:
         self._compile_fallback = compile_fallback
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._sized: set[tuple[Any, ...]] = set()  # keys whose plans also need the sizes
+        self._offset: set[tuple[Any, ...]] = set()  # keys whose plans need storage offsets
         self._latest: Plan | None = None
         self.kernels: list[CompiledKernel] = []
         self._autograd: Callable[..., Any] | None = None
@@ -222,20 +227,33 @@ class FusedModule:
 
     def _plan_for(self, inputs: Sequence[Any]) -> Plan:
         generic = self._key(inputs)
-        key = (*generic, _sizes(inputs)) if generic in self._sized else generic
+        key = self._specialized(generic, inputs)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._make_plan(inputs)
             device = _cuda_device(inputs)
             if device is not None and not config.get().interpret:
                 prefetch_groups(plan.groups, device)
-            if plan.sized and self._frontend.size_generic and key is generic:
+            if plan.sized and self._frontend.size_generic:
                 # a size-generic TorchScript key, but the plan moved views using these sizes
                 self._sized.add(generic)
-                key = (*generic, _sizes(inputs))
+            if plan.offsets:
+                self._offset.add(generic)
+            key = self._specialized(generic, inputs)
             self._plans[key] = plan
         self._latest = plan
         return plan
+
+    def _specialized(self, generic: tuple[Any, ...], inputs: Sequence[Any]) -> tuple[Any, ...]:
+        """The plan key: `generic` plus the sizes or storage offsets where a plan made for it
+        depends on them (`Plan.sized`, `Plan.offsets`)."""
+        key = generic
+        if generic in self._sized:
+            key = (*key, _sizes(inputs))
+        if generic in self._offset:
+            key = (*key, ("offsets", *(t.storage_offset() if isinstance(t, torch.Tensor) else None
+                                       for t in pytree.tree_leaves(list(inputs)))))
+        return key
 
     def _untraceable(self, inputs: Sequence[Any], error: Exception) -> Plan:
         """The plan for a callable make_fx refused.  Where the program itself raises on these

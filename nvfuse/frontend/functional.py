@@ -114,6 +114,7 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
                        for a in flat]
             out = fn(*pytree.tree_unflatten(wrapped, spec))
         mutated: dict[StorageWeakRef, torch.Tensor] = {}
+        written: dict[StorageWeakRef, FunctionalTensor] = {}  # the input's functional twin
         storages: dict[StorageWeakRef, int] = {}
         for original, f in zip(flat, wrapped):
             if not isinstance(f, FunctionalTensor):
@@ -124,6 +125,7 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
             storages[_storage(original)] = storages.get(_storage(original), 0) + 1
             if torch._functionalize_has_data_mutation(f.elem):  # type: ignore[attr-defined]
                 mutated[_storage(f)] = original
+                written[_storage(f)] = f
         if any(storages[_storage(original)] > 1 for original in mutated.values()):
             raise Unfunctionalizable("the program writes into an input that shares memory "
                                      "with another input")
@@ -137,11 +139,19 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
             base = mutated.get(_storage(o))
             if base is None:
                 return _unwrap(o)
-            # eager returns (a view of) the input it wrote: rebuild that view after the write
-            if (o.shape, o.stride(), o.storage_offset()) == (
-                    base.shape, base.stride(), base.storage_offset()):
+            # eager returns (a view of) the input it wrote: rebuild that view after the write.
+            # Storage offsets count from functionalization's own storage, not the input's: the
+            # view's is taken relative to the input's twin, both as synced (a 0-dim twin
+            # written with a dtype cast keeps offset 1 while its synced views start at 0)
+            inner, twin = _unwrap(o), _unwrap(written[_storage(o)])
+            if _storage(inner) != _storage(twin):
+                raise Unfunctionalizable("an output is a view of a written input that "
+                                         "functionalization does not place in it")
+            offset = base.storage_offset() + inner.storage_offset() - twin.storage_offset()
+            if (o.shape, o.stride(), offset) == (base.shape, base.stride(),
+                                                 base.storage_offset()):
                 return base
-            return base.as_strided(o.shape, o.stride(), o.storage_offset())
+            return base.as_strided(o.shape, o.stride(), offset)
 
         return pytree.tree_map(result, out)
 

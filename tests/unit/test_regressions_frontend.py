@@ -4,6 +4,7 @@ Every case is compared with eager on random inputs, mutated inputs included."""
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Callable
@@ -408,3 +409,56 @@ def test_a_frame_dynamo_cannot_trace_runs_eagerly(monkeypatch: pytest.MonkeyPatc
             nvfuse.fuse(fn, (empty.clone(),))(empty)
     monkeypatch.delenv("NVFUSE_STRICT")
     config.reload()
+
+
+# -- a returned view of a written input, at the input's own storage offset ----------------------
+def _at_offset(shape: tuple[int, ...], dtype: torch.dtype, offset: int, seed: int = 0,
+               transposed: bool = False) -> torch.Tensor:
+    """Random values in a fresh storage, `offset` elements in (transposed: column-major)."""
+    n = math.prod(shape)
+    g = torch.Generator().manual_seed(seed)
+    storage = torch.randn(n + offset + 2, generator=g, dtype=torch.float64).to(dtype)
+    strides = (1, shape[0]) if transposed else torch.empty(shape).stride()
+    out = torch.empty(0, dtype=dtype)
+    out.set_(storage.untyped_storage(), offset, shape, strides)
+    return out
+
+
+RETURNED_VIEWS: dict[str, Callable[[torch.Tensor, torch.Tensor], Any]] = {
+    "itself": lambda x, y: x.add_(y),
+    "unsqueezed": lambda x, y: x.sub_(y, alpha=2).unsqueeze(0),
+    "sliced": lambda x, y: x.mul_(y)[..., 1:],
+    "row_written": lambda x, y: (x[0].add_(1), x * 2),
+    "two_views": lambda x, y: (x.add_(y)[..., :1], x.unsqueeze(-1)),
+}
+
+
+@pytest.mark.parametrize(("name", "shape"), [
+    (name, shape) for name in sorted(RETURNED_VIEWS) for shape in [(), (5,), (3, 4)]
+    if shape or name in ("itself", "unsqueezed")])  # the others index a dim
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.float16, torch.float32)],
+                         ids=["f32", "f16_written_with_f32"])
+def test_a_returned_view_of_a_written_input_is_at_its_offset(
+        interpret: None, name: str, shape: tuple[int, ...],
+        dtypes: tuple[torch.dtype, torch.dtype]) -> None:
+    # functionalization counts offsets from its own storage (a 0-dim input written with a
+    # cast came back at offset 0); and the view's offset is absolute, so a plan traced at one
+    # offset must not serve another (fuzzer seed 557518)
+    fn = RETURNED_VIEWS[name]
+    dtype, other = dtypes
+    y = _at_offset(shape, other, 0, seed=1)
+    layouts = [(0, False), (1, False), (3, False)] + ([(2, True)] if len(shape) == 2 else [])
+    fm = nvfuse.fuse(fn, (_at_offset(shape, dtype, 0), y))
+    for offset, transposed in layouts:
+        x, ref_x = (_at_offset(shape, dtype, offset, transposed=transposed) for _ in range(2))
+        got, expected = fm(x, y), fn(ref_x, y)
+        got = got if isinstance(got, tuple) else (got,)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        assert torch.equal(x, ref_x)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b)
+            assert a.stride() == b.stride()
+            aliases = b.untyped_storage().data_ptr() == ref_x.untyped_storage().data_ptr()
+            assert (a.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()) == aliases
+            if aliases:
+                assert a.storage_offset() == b.storage_offset(), (offset, transposed)
