@@ -113,8 +113,8 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
             wrapped = [FunctionalTensor.to_functional(a) if isinstance(a, torch.Tensor) else a
                        for a in flat]
             out = fn(*pytree.tree_unflatten(wrapped, spec))
-        mutated: dict[StorageWeakRef, torch.Tensor] = {}
-        written: dict[StorageWeakRef, FunctionalTensor] = {}  # the input's functional twin
+        # per written storage: the input and its functional twin
+        mutated: dict[StorageWeakRef, tuple[torch.Tensor, FunctionalTensor]] = {}
         storages: dict[StorageWeakRef, int] = {}
         for original, f in zip(flat, wrapped):
             if not isinstance(f, FunctionalTensor):
@@ -124,9 +124,8 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise Unfunctionalizable("the program changes an input's sizes or strides")
             storages[_storage(original)] = storages.get(_storage(original), 0) + 1
             if torch._functionalize_has_data_mutation(f.elem):  # type: ignore[attr-defined]
-                mutated[_storage(f)] = original
-                written[_storage(f)] = f
-        if any(storages[_storage(original)] > 1 for original in mutated.values()):
+                mutated[_storage(f)] = original, f
+        if any(storages[_storage(original)] > 1 for original, _ in mutated.values()):
             raise Unfunctionalizable("the program writes into an input that shares memory "
                                      "with another input")
         for original, f in zip(flat, wrapped):
@@ -136,14 +135,14 @@ def functionalize(fn: Callable[..., Any]) -> Callable[..., Any]:
         def result(o: Any) -> Any:
             if not isinstance(o, FunctionalTensor):
                 return o
-            base = mutated.get(_storage(o))
-            if base is None:
+            if _storage(o) not in mutated:
                 return _unwrap(o)
+            base, written = mutated[_storage(o)]
             # eager returns (a view of) the input it wrote: rebuild that view after the write.
             # Storage offsets count from functionalization's own storage, not the input's: the
             # view's is taken relative to the input's twin, both as synced (a 0-dim twin
             # written with a dtype cast keeps offset 1 while its synced views start at 0)
-            inner, twin = _unwrap(o), _unwrap(written[_storage(o)])
+            inner, twin = _unwrap(o), _unwrap(written)
             if _storage(inner) != _storage(twin):
                 raise Unfunctionalizable("an output is a view of a written input that "
                                          "functionalization does not place in it")

@@ -143,7 +143,7 @@ def build_fusion(name: str, gm: fx.GraphModule) -> FusionIR:
             env[node] = replace(result, zero_dim=meta.dim() == 0, ndim=meta.dim())
             direct = frozenset().union(*(deps[a] for a in node.all_input_nodes))
             through = frozenset().union(*(reduced[a] for a in node.all_input_nodes))
-            reduces = b.reduce_calls > reduce_calls and not is_cat
+            reduces = b.reduce_calls > reduce_calls
             if reduces and result.index in _rows(b) and not _keeps_shape(node):
                 # a reduction's result has the reduced shape of what it reduces.  Any other
                 # op's result is the broadcast of its operands -- elementwise ops, casts, fills,

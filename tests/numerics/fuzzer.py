@@ -549,17 +549,29 @@ def _undefined_int_cast(t: torch.Tensor, dtype: torch.dtype) -> bool:
     return bool((~w.isfinite() | (w >= 2.0 ** (bits - 1)) | (w < -(2.0 ** (bits - 1)))).any())
 
 
+def _float_quotient(tensors: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype] | None:
+    """a / b in float64 for a float fmod / remainder / division, where it matters (finite
+    operands, b != 0, a != 0: a zero's remainder is exact), and the dtype the two promote to;
+    None for integer operands."""
+    if len(tensors) < 2 or not (tensors[0].is_floating_point() or
+                                tensors[1].is_floating_point()):
+        return None
+    a, b = tensors[0].double(), tensors[1].double()
+    defined = a.isfinite() & b.isfinite() & (b != 0)
+    return torch.where(defined, a / b, 0.5), defined & (a != 0), torch.result_type(*tensors[:2])
+
+
 def _fmod_quotient_overflows(tensors: list[torch.Tensor]) -> bool:
     """fmod / remainder whose quotient |a / b| exceeds the opmath range: the CPU's vectorised
     fmod forms that quotient and gives NaN (a scalar or CUDA fmod gives the exact remainder,
     e.g. fmod(1e38, 0.25) = 0 in float32, fmod(1.64, 1e-40) = 7.4e-41)."""
-    if len(tensors) < 2 or not (tensors[0].is_floating_point() or
-                                tensors[1].is_floating_point()):
+    quotient = _float_quotient(tensors)
+    if quotient is None:
         return False
-    a, b = tensors[0].double(), tensors[1].double()
-    defined = a.isfinite() & b.isfinite() & (b != 0)
-    common = torch.empty(0, dtype=torch.result_type(tensors[0], tensors[1]))
-    return bool((((a / b).abs() > torch.finfo(_opmath(common)).max) & defined).any())
+    q, defined, dtype = quotient
+    limit = torch.finfo(_opmath(torch.empty(0, dtype=dtype))).max
+    return bool(((q.abs() > limit) & defined).any())
 
 
 def _fmod_quotient_near_integer(tensors: list[torch.Tensor]) -> bool:
@@ -568,15 +580,12 @@ def _fmod_quotient_near_integer(tensors: list[torch.Tensor]) -> bool:
     operands' last bits fall, and eager on the CPU and on the device compute those bits
     differently (CUDA's x / 0.1 is x * 10, the CPU's a division).  An exact multiple counts
     too: it is one ulp away from the other answer."""
-    if len(tensors) < 2 or not (tensors[0].is_floating_point() or
-                                tensors[1].is_floating_point()):
+    quotient = _float_quotient(tensors)
+    if quotient is None:
         return False
-    a, b = tensors[0].double(), tensors[1].double()
-    defined = a.isfinite() & b.isfinite() & (b != 0)
-    q = torch.where(defined, a / b, 0.5)
-    eps = torch.finfo(torch.result_type(tensors[0], tensors[1])).eps
-    near = (q - q.round()).abs() <= 16 * eps * q.abs().clamp(min=1)
-    return bool((near & defined & (a != 0)).any())
+    q, defined, dtype = quotient
+    near = (q - q.round()).abs() <= 16 * torch.finfo(dtype).eps * q.abs().clamp(min=1)
+    return bool((near & defined).any())
 
 
 def _half_at_row_mean(expr: str, t: torch.Tensor) -> bool:
@@ -596,10 +605,8 @@ def _half_at_row_mean(expr: str, t: torch.Tensor) -> bool:
 
 def _addresses(t: torch.Tensor) -> torch.Tensor:
     """The storage element offset of every element of `t`, in its order."""
-    off = torch.tensor(t.storage_offset(), dtype=torch.int64)
-    for size, stride in zip(t.shape, t.stride()):
-        off = off.unsqueeze(-1) + torch.arange(size, dtype=torch.int64) * stride
-    return off.reshape(-1)
+    numel = t.untyped_storage().nbytes() // t.element_size()
+    return torch.arange(numel).as_strided(t.shape, t.stride(), t.storage_offset()).reshape(-1)
 
 
 def _reads_other_written(stmt: Stmt, pool: list[_Value]) -> bool:
